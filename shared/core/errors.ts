@@ -1,0 +1,127 @@
+/**
+ * Every error fanout raises on purpose is a {@link FanoutError} with a stable `code`, so callers
+ * (the CLI's exit codes, the coordinator's retry decision, later the api handler's HTTP status)
+ * branch on the code and never on message text.
+ */
+
+/** Context carried by an error: the ids and offsets a person needs to find the failing piece. */
+export type ErrorContext = Record<string, string | number | boolean | undefined>;
+
+/** The base of every deliberate fanout error. */
+export class FanoutError extends Error {
+  /** Stable, machine-readable error code, e.g. `BAD_RECORD`. */
+  readonly code: string;
+  /** Ids and offsets that locate the failure (job id, chunk index, key, byte offset). */
+  readonly context: ErrorContext;
+
+  constructor(
+    code: string,
+    message: string,
+    options: { cause?: unknown; context?: ErrorContext } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.context = options.context ?? {};
+  }
+}
+
+/** Bad input from a user: flags, params, a request. Never retried; a 4xx / exit code 2. */
+export class ValidationError extends FanoutError {
+  constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super('VALIDATION', message, options);
+  }
+}
+
+/** An object, job or function that does not exist. */
+export class NotFoundError extends FanoutError {
+  constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super('NOT_FOUND', message, options);
+  }
+}
+
+/** A conditional write (If-None-Match / If-Match) lost: someone else wrote first. */
+export class PreconditionFailedError extends FanoutError {
+  constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super('PRECONDITION_FAILED', message, options);
+  }
+}
+
+/**
+ * A pinned input object changed (overwritten or deleted) after the coordinator planned the job.
+ * Deterministic: retrying cannot help, and mixing versions would produce a wrong result.
+ */
+export class DatasetChangedError extends FanoutError {
+  constructor(key: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super(
+      'DATASET_CHANGED',
+      `input object ${key} changed while the job ran (its ETag / VersionId no longer matches the one pinned at planning); rerun the job on the new data`,
+      { ...options, context: { key, ...options.context } },
+    );
+  }
+}
+
+/** A record that does not parse under the job's format, with `onBadRecord: 'fail'`. */
+export class BadRecordError extends FanoutError {
+  constructor(
+    message: string,
+    options: { cause?: unknown; context?: ErrorContext & { offset: number; snippet: string } },
+  ) {
+    super('BAD_RECORD', message, options);
+  }
+}
+
+/** A function invocation ended in a function error (the handler threw, or timed out). */
+export class FunctionError extends FanoutError {
+  /** Lambda's `errorType`, e.g. `BadRecordError` or `Sandbox.Timedout`. */
+  readonly errorType: string;
+  constructor(
+    functionName: string,
+    errorType: string,
+    errorMessage: string,
+    options: { cause?: unknown; context?: ErrorContext } = {},
+  ) {
+    super('FUNCTION_ERROR', `${functionName} failed: ${errorType}: ${errorMessage}`, {
+      ...options,
+      context: { functionName, errorType, ...options.context },
+    });
+    this.errorType = errorType;
+  }
+}
+
+/** The function's concurrency limit is reached (Lambda's 429 TooManyRequestsException). */
+export class ThrottledError extends FanoutError {
+  /** Seconds Lambda asks the caller to wait, when it says. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(functionName: string, retryAfterSeconds?: number, options: { cause?: unknown } = {}) {
+    super('THROTTLED', `${functionName} is at its concurrency limit (TooManyRequestsException)`, {
+      ...options,
+      context: { functionName, retryAfterSeconds },
+    });
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** A job that ended FAILED; `context.jobId` names it. */
+export class JobFailedError extends FanoutError {
+  constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super('JOB_FAILED', message, options);
+  }
+}
+
+/** Serialisable form of an error, as stored in status.json and chunk outcomes. */
+export interface ErrorInfo {
+  code: string;
+  name: string;
+  message: string;
+  context?: ErrorContext;
+}
+
+/** Turns anything thrown into an {@link ErrorInfo}; unknown errors get code `INTERNAL`. */
+export function toErrorInfo(error: unknown): ErrorInfo {
+  if (error instanceof FanoutError) {
+    return { code: error.code, name: error.name, message: error.message, context: error.context };
+  }
+  if (error instanceof Error) return { code: 'INTERNAL', name: error.name, message: error.message };
+  return { code: 'INTERNAL', name: 'Error', message: String(error) };
+}

@@ -1,0 +1,84 @@
+/**
+ * The I/O the core needs, as small interfaces (ports). Adapters in shared/adapters implement them
+ * over the AWS SDK; the core and its tests never see an SDK type.
+ */
+
+/** One S3 object as seen at a moment: its identity pins the exact bytes a job reads. */
+export interface ObjectInfo {
+  bucket: string;
+  key: string;
+  /** Size in bytes. */
+  size: number;
+  /** The ETag, quoted as S3 returns it (e.g. `"9b2cf535f27731c974343645a3985328"`). */
+  etag: string;
+  /** The version id when the bucket is versioned; absent on unversioned buckets and locally. */
+  versionId?: string;
+}
+
+/** Options for a single-request write. */
+export interface PutOptions {
+  contentType?: string;
+  /** `'*'`: write only if no object exists at the key (S3 conditional write). */
+  ifNoneMatch?: '*';
+  /** Write only if the current object's ETag equals this one (compare-and-swap). */
+  ifMatch?: string;
+}
+
+/** Options for a streamed write of unknown length. */
+export interface UploadOptions {
+  contentType?: string;
+  /** Called with the bytes sent so far (for progress bars). */
+  onProgress?: (bytesSent: number) => void;
+}
+
+/** The object store (S3). Errors: NotFoundError, PreconditionFailedError, DatasetChangedError. */
+export interface ObjectStore {
+  /** HEAD one object. Throws NotFoundError when it does not exist. */
+  head(bucket: string, key: string): Promise<ObjectInfo>;
+  /** Every object under `prefix`, in key order, across all list pages. */
+  list(bucket: string, prefix: string): Promise<ObjectInfo[]>;
+  /**
+   * The bytes `[start, end)` of a pinned object, as a stream. The read is conditional on the
+   * pinned ETag (If-Match) and VersionId: if the object changed or vanished it throws
+   * DatasetChangedError naming the key. `end` is clamped to the object's size.
+   */
+  readRange(object: ObjectInfo, start: number, end: number): AsyncIterable<Uint8Array>;
+  /** The whole object. Throws NotFoundError. */
+  getBytes(bucket: string, key: string): Promise<{ body: Uint8Array; etag: string }>;
+  /** One-request write. Throws PreconditionFailedError when a condition in `options` fails. */
+  put(
+    bucket: string,
+    key: string,
+    body: string | Uint8Array,
+    options?: PutOptions,
+  ): Promise<{ etag: string }>;
+  /** Streamed write (multipart when large); memory stays bounded whatever the length. */
+  upload(
+    bucket: string,
+    key: string,
+    body: AsyncIterable<Uint8Array>,
+    options?: UploadOptions,
+  ): Promise<{ etag: string; size: number }>;
+}
+
+/** Invokes a Lambda function (or the local runtime's stand-in for one). */
+export interface Invoker {
+  /**
+   * Synchronous invocation (RequestResponse). Resolves with the function's JSON result.
+   * Throws FunctionError when the function threw or timed out, ThrottledError on 429.
+   */
+  invoke<T = unknown>(functionName: string, payload: unknown): Promise<T>;
+  /** Asynchronous invocation (Event): resolves once the invocation is queued. */
+  invokeEvent(functionName: string, payload: unknown): Promise<void>;
+}
+
+/** A monotonic clock in milliseconds and a wall clock, injectable for tests. */
+export interface Clock {
+  now(): number;
+  iso(): string;
+}
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  iso: () => new Date().toISOString(),
+};
