@@ -1,0 +1,182 @@
+/**
+ * The `fanout` command. Exit codes: 0 the job succeeded, 1 the job failed (reason on stderr),
+ * 2 usage error (unknown job, missing input, bad flag — the valid choices are listed).
+ */
+import { parseArgs } from 'node:util';
+import { FanoutError, ValidationError } from '#core/errors.ts';
+import type { BadRecordPolicy } from '#core/job.ts';
+import { jobs } from '#jobs/index.ts';
+import { startRuntime } from '#local/runtime.ts';
+import { parseJsonObject, parsePositiveInt, parseSize } from './args.ts';
+import { type RunOptions, runJob } from './run.ts';
+
+const RUN_HELP = `Usage: fanout run <job> <input> [options]
+
+Runs a job on the embedded local runtime (a local S3 server and a local Lambda server on
+127.0.0.1, no AWS account needed) and prints its result.
+
+Arguments:
+  <job>      one of: ${[...jobs.keys()].sort().join(', ')}
+  <input>    a local file, a local directory (all files, sorted by name), or
+             s3://bucket/key or s3://bucket/prefix/ on the local S3 server
+
+Options:
+  --chunk-size SIZE    bytes per chunk, e.g. 8MiB (default: about 4 chunks per unit of
+                       concurrency, 1 MiB..256 MiB; inputs up to 1 MiB are split on records)
+  --chunks N           split the input into N chunks instead (not with --chunk-size)
+  --concurrency N      chunks in flight (default: ${'16'} for inputs up to 1 MiB, one per core above)
+  --params JSON        job parameters, e.g. '{"year":2020}'
+  --on-bad-record P    fail (default: the chunk fails at the first malformed record) or skip
+                       (malformed records are counted and the first 10 kept in the outcome)
+  --output FILE        write the result to FILE (map-only jobs: JSONL; reduce jobs: JSON)
+                       instead of stdout
+  --json               end stdout with one JSON line: {"jobId","status","chunks","records",
+                       "bytes","durationMs","output"}
+  --dir DIR            keep the local S3 data in DIR (default: a temporary directory)
+  -h, --help           show this help
+
+Exit codes: 0 succeeded, 1 the job failed, 2 usage error.
+`;
+
+const MAIN_HELP = `Usage: fanout <command> [options]
+
+Commands:
+  run <job> <input>   run a job on the embedded local runtime and print its result
+  jobs                list the jobs fanout can run
+  help [command]      show help
+
+Run 'fanout run --help' for the options of run.
+`;
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await runCommand(rest);
+      case 'jobs':
+        for (const job of [...jobs.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+          const kind = job.reduce ? 'reduce' : 'map-only';
+          process.stdout.write(
+            `${job.name.padEnd(12)} ${job.format.padEnd(6)} ${kind.padEnd(8)} ${job.description ?? ''}\n`,
+          );
+        }
+        return 0;
+      case undefined:
+      case 'help':
+      case '-h':
+      case '--help':
+        process.stdout.write(rest[0] === 'run' ? RUN_HELP : MAIN_HELP);
+        return 0;
+      default:
+        throw new ValidationError(
+          `unknown command ${JSON.stringify(command)}; expected one of: run, jobs, help`,
+        );
+    }
+  } catch (error) {
+    return reportError(error);
+  }
+}
+
+function reportError(error: unknown): number {
+  if (error instanceof ValidationError || isParseArgsError(error)) {
+    process.stderr.write(`fanout: ${(error as Error).message}\n`);
+    return 2;
+  }
+  if (error instanceof FanoutError) {
+    process.stderr.write(`fanout: ${error.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`fanout: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);
+  return 1;
+}
+
+function isParseArgsError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
+}
+
+async function runCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      'chunk-size': { type: 'string' },
+      chunks: { type: 'string' },
+      concurrency: { type: 'string' },
+      params: { type: 'string' },
+      'on-bad-record': { type: 'string' },
+      output: { type: 'string' },
+      json: { type: 'boolean' },
+      dir: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(RUN_HELP);
+    return 0;
+  }
+  const [job, input, ...extra] = positionals;
+  if (job === undefined || input === undefined || extra.length > 0) {
+    throw new ValidationError(
+      `expected exactly <job> and <input>, got ${positionals.length} argument(s); see 'fanout run --help'`,
+    );
+  }
+  if (values['chunk-size'] !== undefined && values.chunks !== undefined) {
+    throw new ValidationError('give --chunk-size or --chunks, not both');
+  }
+  const policy = values['on-bad-record'];
+  if (policy !== undefined && policy !== 'fail' && policy !== 'skip') {
+    throw new ValidationError(
+      `--on-bad-record must be fail or skip; got ${JSON.stringify(policy)}`,
+    );
+  }
+  const options: RunOptions = {
+    job,
+    input,
+    ...(values.params !== undefined && { params: parseJsonObject('--params', values.params) }),
+    ...(values['chunk-size'] !== undefined && {
+      chunkSize: parseSize('--chunk-size', values['chunk-size']),
+    }),
+    ...(values.chunks !== undefined && { chunks: parsePositiveInt('--chunks', values.chunks) }),
+    ...(values.concurrency !== undefined && {
+      concurrency: parsePositiveInt('--concurrency', values.concurrency),
+    }),
+    ...(policy !== undefined && { onBadRecord: policy as BadRecordPolicy }),
+    ...(values.output !== undefined && { output: values.output }),
+  };
+  // Usage errors in the job name or params surface before the runtime starts.
+  if (!jobs.has(job)) {
+    throw new ValidationError(
+      `unknown job ${JSON.stringify(job)}; expected one of: ${[...jobs.keys()].sort().join(', ')}`,
+    );
+  }
+  const runtime = await startRuntime(values.dir === undefined ? {} : { dir: values.dir });
+  try {
+    const result = await runJob(runtime, options);
+    if (result.resultText !== undefined) {
+      process.stdout.write(
+        result.resultText.endsWith('\n') ? result.resultText : `${result.resultText}\n`,
+      );
+    }
+    if (values.json) {
+      const { status } = result;
+      process.stdout.write(
+        `${JSON.stringify({
+          jobId: result.jobId,
+          status: status.status,
+          chunks: status.chunks.total,
+          records: status.records,
+          bytes: status.bytes,
+          durationMs: result.durationMs,
+          output: result.output,
+        })}\n`,
+      );
+    }
+    return 0;
+  } finally {
+    await runtime.close();
+  }
+}

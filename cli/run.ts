@@ -1,0 +1,190 @@
+/**
+ * `fanout run`: upload local input to the embedded runtime's S3, submit the job, follow it with
+ * a progress bar, and deliver the result. Split from the argument parsing so `npm start`, the
+ * benchmarks and the tests run jobs through exactly this path.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join, relative } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { resolveInput } from '#core/coordinator.ts';
+import { JobFailedError, ValidationError } from '#core/errors.ts';
+import type { BadRecordPolicy } from '#core/job.ts';
+import { findJob, parseParams } from '#core/job.ts';
+import { formatS3Uri, newJobId, parseS3Uri } from '#core/keys.ts';
+import type { JobStatus } from '#core/model.ts';
+import { SMALL_INPUT_BYTES } from '#core/plan.ts';
+import { systemClock } from '#core/ports.ts';
+import { readStatus, TERMINAL_STATES } from '#core/status.ts';
+import { submitJob } from '#core/submit.ts';
+import { jobs } from '#jobs/index.ts';
+import { LOCAL_DEFAULTS, type LocalRuntime } from '#local/runtime.ts';
+import { formatBytes } from './args.ts';
+import { createProgress } from './progress.ts';
+
+/** What to run. */
+export interface RunOptions {
+  job: string;
+  /** A local file, a local directory, or an s3:// URI on the local S3 server. */
+  input: string;
+  params?: Record<string, unknown>;
+  chunkSize?: number;
+  chunks?: number;
+  /** Chunks in flight. Default: the runtime's worker sandboxes for small inputs, else cores. */
+  concurrency?: number;
+  onBadRecord?: BadRecordPolicy;
+  /** Write the result here instead of returning it. */
+  output?: string;
+  /** Status polling interval. @default 50 */
+  pollMs?: number;
+  /** Progress bars and notes. @default process.stderr */
+  stderr?: NodeJS.WriteStream;
+}
+
+/** How a run ended. */
+export interface RunResult {
+  jobId: string;
+  status: JobStatus;
+  /** Job time: from submission to the final status (the job's own clock). */
+  durationMs: number;
+  /** Where the result was written, when `output` was given. */
+  output: string | null;
+  /** The result's text, when `output` was not given. */
+  resultText?: string;
+}
+
+/** Runs a job on a started runtime. Throws ValidationError (usage) or JobFailedError. */
+export async function runJob(runtime: LocalRuntime, options: RunOptions): Promise<RunResult> {
+  const stderr = options.stderr ?? process.stderr;
+  // Everything a user can get wrong is checked before any byte is uploaded.
+  const job = findJob(jobs, options.job);
+  parseParams(job, options.params);
+
+  const inputUri = await stageInput(runtime, options.input, stderr);
+  const objects = await resolveInput(inputUri, runtime.store);
+  const totalBytes = objects.reduce((sum, o) => sum + o.size, 0);
+  const small = totalBytes <= SMALL_INPUT_BYTES && options.chunkSize === undefined;
+  const concurrency =
+    options.concurrency ??
+    (small ? LOCAL_DEFAULTS.workerSandboxes : LOCAL_DEFAULTS.byteRangeConcurrency);
+
+  const request = await submitJob(
+    {
+      job: job.name,
+      input: inputUri,
+      params: options.params ?? {},
+      concurrency,
+      ...(options.chunkSize !== undefined && { chunkSize: options.chunkSize }),
+      ...(options.chunks !== undefined && { chunks: options.chunks }),
+      ...(options.onBadRecord !== undefined && { onBadRecord: options.onBadRecord }),
+    },
+    {
+      store: runtime.store,
+      invoker: runtime.invoker,
+      jobs,
+      clock: systemClock,
+      bucket: runtime.bucket,
+      coordinatorFunction: runtime.functions.coordinator,
+    },
+  );
+
+  const status = await follow(runtime, request.jobId, options.pollMs ?? 50, stderr, job.name);
+  const durationMs =
+    status.finishedAt === undefined
+      ? 0
+      : Date.parse(status.finishedAt) - Date.parse(status.createdAt);
+  if (status.status !== 'SUCCEEDED' || status.result === undefined) {
+    const reason = status.error?.message ?? `job ended ${status.status}`;
+    throw new JobFailedError(`job ${request.jobId} (${job.name}) ${status.status}: ${reason}`, {
+      context: { jobId: request.jobId },
+    });
+  }
+  const result = await runtime.store.head(runtime.bucket, status.result.key);
+  const body = runtime.store.readRange(result, 0, result.size);
+  if (options.output !== undefined) {
+    await pipeline(Readable.from(body), createWriteStream(options.output));
+    return { jobId: request.jobId, status, durationMs, output: options.output };
+  }
+  const pieces: Uint8Array[] = [];
+  for await (const piece of body) pieces.push(piece);
+  const resultText = Buffer.concat(pieces).toString('utf8');
+  return { jobId: request.jobId, status, durationMs, output: null, resultText };
+}
+
+/** Uploads a local file or directory to datasets/ and returns its S3 URI; passes s3:// through. */
+async function stageInput(
+  runtime: LocalRuntime,
+  input: string,
+  stderr: NodeJS.WriteStream,
+): Promise<string> {
+  if (input.startsWith('s3://')) {
+    if (parseS3Uri(input) === undefined) {
+      throw new ValidationError(
+        `input ${JSON.stringify(input)} is not a valid S3 URI; expected s3://bucket/key or s3://bucket/prefix/`,
+      );
+    }
+    return input;
+  }
+  const info = await stat(input).catch(() => undefined);
+  if (info === undefined) {
+    throw new ValidationError(
+      `input ${JSON.stringify(input)} does not exist; expected a local file, a local directory, or s3://bucket/key`,
+    );
+  }
+  const files = info.isDirectory() ? await listFiles(input) : [input];
+  if (files.length === 0) {
+    throw new ValidationError(`input directory ${JSON.stringify(input)} holds no files`);
+  }
+  // A fresh prefix per run: a persistent --dir never mixes this run's files with older ones.
+  const prefix = `datasets/${newJobId()}/`;
+  const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const progress = createProgress('upload', stderr);
+  let sent = 0;
+  for (const [i, file] of files.entries()) {
+    const key = info.isDirectory()
+      ? `${prefix}${relative(input, file)}`
+      : `${prefix}${basename(file)}`;
+    const before = sent;
+    await runtime.store.upload(runtime.bucket, key, createReadStream(file), {
+      onProgress: (bytes) => progress.update(before + bytes, total, formatBytes(before + bytes)),
+    });
+    sent = before + (sizes[i] ?? 0);
+  }
+  if (total > SMALL_INPUT_BYTES) progress.done(`${files.length} file(s), ${formatBytes(total)}`);
+  const key = info.isDirectory() ? prefix : `${prefix}${basename(input)}`;
+  return formatS3Uri(runtime.bucket, key);
+}
+
+/** Every file under a directory, sorted by relative path (the dataset's record order). */
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name))
+    .sort((a, b) => (relative(dir, a) < relative(dir, b) ? -1 : 1));
+}
+
+/** Polls status.json until the job ends, drawing chunks done / total. */
+async function follow(
+  runtime: LocalRuntime,
+  jobId: string,
+  pollMs: number,
+  stderr: NodeJS.WriteStream,
+  label: string,
+): Promise<JobStatus> {
+  const progress = createProgress(label, stderr);
+  for (;;) {
+    const status = await readStatus(runtime.store, runtime.bucket, jobId);
+    const { total, succeeded } = status.chunks;
+    progress.update(succeeded, total, `${succeeded}/${total} chunks`);
+    if (TERMINAL_STATES.has(status.status)) {
+      progress.done(
+        `${status.status.toLowerCase()}: ${status.chunks.succeeded}/${status.chunks.total} chunks, ${status.records} records, ${formatBytes(status.bytes)}`,
+      );
+      return status;
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Configuration of the Lambda handlers, read from the environment once at cold start. The same
+ * variables are set by CDK on AWS and by the local runtime, so the handlers cannot tell which
+ * one they run on. A missing or malformed variable fails naming it.
+ */
+import { createLambdaClient } from '#adapters/lambda-clients.ts';
+import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
+import { createS3Client } from '#adapters/s3-clients.ts';
+import { S3ObjectStore } from '#adapters/s3-store.ts';
+import { ValidationError } from '#core/errors.ts';
+
+/** Environment variables the handlers read. */
+export const ENV = {
+  /** The bucket that holds jobs/ (and, by default, datasets/). */
+  bucket: 'FANOUT_BUCKET',
+  workerFunction: 'FANOUT_WORKER_FUNCTION',
+  reducerFunction: 'FANOUT_REDUCER_FUNCTION',
+  coordinatorFunction: 'FANOUT_COORDINATOR_FUNCTION',
+  /** Standard AWS SDK variables; set only when talking to the local runtime. */
+  s3Endpoint: 'AWS_ENDPOINT_URL_S3',
+  lambdaEndpoint: 'AWS_ENDPOINT_URL_LAMBDA',
+} as const;
+
+type Env = Record<string, string | undefined>;
+
+/** A required variable; throws naming it when absent or empty. */
+export function requireEnv(env: Env, name: string): string {
+  const value = env[name];
+  if (value === undefined || value.trim() === '') {
+    throw new ValidationError(`environment variable ${name} is not set; the function needs it`);
+  }
+  return value;
+}
+
+/** An optional endpoint variable; throws naming it when it is not an http(s) URL. */
+export function optionalUrl(env: Env, name: string): string | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  if (!/^https?:\/\/[^\s]+$/.test(value)) {
+    throw new ValidationError(
+      `environment variable ${name} must be an http(s) URL; got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+/** The object store every handler uses. */
+export function storeFromEnv(env: Env = process.env) {
+  const endpoint = optionalUrl(env, ENV.s3Endpoint);
+  return new S3ObjectStore(createS3Client(endpoint === undefined ? {} : { endpoint }));
+}
+
+/** The invoker the coordinator (and submitters) use. */
+export function invokerFromEnv(env: Env = process.env) {
+  const endpoint = optionalUrl(env, ENV.lambdaEndpoint);
+  return new LambdaInvoker(createLambdaClient(endpoint === undefined ? {} : { endpoint }));
+}

@@ -1,0 +1,34 @@
+/**
+ * zod schemas of the events the functions receive. A malformed event fails fast with zod's
+ * message instead of half-running a chunk.
+ */
+import { z } from 'zod';
+import { JOB_ID } from '#core/keys.ts';
+import type { ChunkTask } from '#core/model.ts';
+
+/** `{ jobId }`: the coordinator's and the reducer's event. */
+export const jobEventSchema = z.object({ jobId: z.string().regex(JOB_ID) });
+
+const nonNegative = z.number().int().nonnegative();
+
+/** The worker's event. */
+export const chunkTaskSchema: z.ZodType<ChunkTask> = z.object({
+  jobId: z.string().regex(JOB_ID),
+  job: z.string(),
+  params: z.unknown(),
+  format: z.enum(['jsonl', 'csv', 'lines']),
+  onBadRecord: z.enum(['fail', 'skip']),
+  bucket: z.string().min(3),
+  index: nonNegative,
+  object: z.object({
+    bucket: z.string().min(3),
+    key: z.string().min(1),
+    size: nonNegative,
+    etag: z.string().min(1),
+    versionId: z.string().optional(),
+  }),
+  start: nonNegative,
+  end: nonNegative,
+  gzip: z.boolean(),
+  header: z.array(z.string()).optional(),
+});

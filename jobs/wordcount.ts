@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import { defineJob } from '#core/job.ts';
+import { OrderedEntries, table } from '#core/ordered.ts';
+
+type Acc = Record<string, number>;
+
+const SEPARATORS = /[^\p{L}\p{N}]+/u;
+
+/**
+ * Counts words: each line is lowercased and split on anything that is not a letter or a digit.
+ * The result lists words by count (descending), ties by word (ascending); `top` keeps the first N.
+ */
+export const wordcount = defineJob({
+  name: 'wordcount',
+  description: 'count words (lowercased, split on non-letters/digits), most frequent first',
+  format: 'lines',
+  params: z.object({ top: z.number().int().positive().optional() }).strict(),
+  map(line: string) {
+    const words = line.toLowerCase().split(SEPARATORS);
+    return words.some((w) => w !== '') ? words : undefined;
+  },
+  reduce: {
+    init: (): Acc => table(),
+    add(acc: Acc, words: string[]): Acc {
+      for (const word of words) if (word !== '') acc[word] = (acc[word] ?? 0) + 1;
+      return acc;
+    },
+    merge(a: Acc, b: Acc): Acc {
+      const out = table<number>();
+      for (const side of [a, b]) {
+        for (const [word, n] of Object.entries(side)) out[word] = (out[word] ?? 0) + n;
+      }
+      return out;
+    },
+    finish: (acc: Acc, params) => ranked(acc, params.top),
+  },
+});
+
+/** Orders counts most frequent first, ties alphabetically (by code point, stable everywhere). */
+function ranked(acc: Acc, top: number | undefined): OrderedEntries<number> {
+  const entries = Object.entries(acc).sort(([wa, a], [wb, b]) =>
+    b !== a ? b - a : wa < wb ? -1 : wa > wb ? 1 : 0,
+  );
+  return new OrderedEntries(top === undefined ? entries : entries.slice(0, top));
+}

@@ -1,0 +1,150 @@
+/**
+ * The embedded local runtime: a real S3 API server and a Lambda Invoke API server on 127.0.0.1,
+ * running the same bundles CDK deploys, wired with the same environment variables as on AWS.
+ * `fanout run`, `npm start` and the tests start one in-process.
+ */
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { createLambdaClient } from '#adapters/lambda-clients.ts';
+import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
+import { createS3Client } from '#adapters/s3-clients.ts';
+import { S3ObjectStore } from '#adapters/s3-store.ts';
+import type { Invoker, ObjectStore } from '#core/ports.ts';
+import { bundleFunctions } from './bundle.ts';
+import { type LocalLambdaServer, startLambdaServer } from './lambda/server.ts';
+import { type LocalS3Server, startS3Server } from './s3/server.ts';
+
+const root = resolve(import.meta.dirname, '..');
+
+// The local runtime runs on Node 20, where the AWS SDK warns that its 2027 releases need Node 22
+// on every client it creates; the deployed functions run on nodejs24.x. Say it once, in the docs.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+/** The functions fanout deploys, by entry point. */
+export const FUNCTION_ENTRIES = {
+  coordinator: resolve(root, 'functions/coordinator/index.ts'),
+  worker: resolve(root, 'functions/worker/index.ts'),
+  reducer: resolve(root, 'functions/reducer/index.ts'),
+} as const;
+
+/**
+ * Local defaults, measured on a 2-core machine (docs/LOCAL.md):
+ * - worker sandboxes: 16, so a small input's one-record tasks (the lesson's seven 1-second
+ *   records) all run at once, as on Lambda, while byte-range jobs dispatch one chunk per core;
+ * - timeouts as Lambda's usual settings for these roles.
+ */
+export const LOCAL_DEFAULTS = {
+  bucket: 'fanout-local',
+  workerSandboxes: 16,
+  coordinatorSandboxes: 4,
+  reducerSandboxes: 4,
+  workerTimeoutSeconds: 300,
+  coordinatorTimeoutSeconds: 900,
+  reducerTimeoutSeconds: 300,
+  /** Chunks in flight for inputs split into byte ranges: one per core (CPU-bound work). */
+  byteRangeConcurrency: availableParallelism(),
+} as const;
+
+/** Options of {@link startRuntime}. */
+export interface RuntimeOptions {
+  /** Data directory of the S3 server; a temporary one (removed on close) when absent. */
+  dir?: string;
+  /** @default LOCAL_DEFAULTS.workerSandboxes */
+  workerSandboxes?: number;
+  /** @default LOCAL_DEFAULTS.workerTimeoutSeconds */
+  workerTimeoutSeconds?: number;
+  /** @default LOCAL_DEFAULTS.coordinatorTimeoutSeconds */
+  coordinatorTimeoutSeconds?: number;
+  /** Fixed ports (0: any free port). */
+  s3Port?: number;
+  lambdaPort?: number;
+}
+
+/** A running local runtime. */
+export interface LocalRuntime {
+  bucket: string;
+  s3: LocalS3Server;
+  lambda: LocalLambdaServer;
+  /** The runtime's S3, through the same adapter the handlers use. */
+  store: ObjectStore;
+  /** The runtime's Lambda endpoint, through the same adapter the coordinator uses. */
+  invoker: Invoker;
+  functions: { coordinator: string; worker: string; reducer: string };
+  close(): Promise<void>;
+}
+
+/** Starts S3, bundles the functions (cached) and starts the Lambda server. */
+export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalRuntime> {
+  const bucket = LOCAL_DEFAULTS.bucket;
+  const [s3, bundles] = await Promise.all([
+    startS3Server({
+      ...(options.dir !== undefined && { dir: options.dir }),
+      ...(options.s3Port !== undefined && { port: options.s3Port }),
+      buckets: [bucket],
+    }),
+    bundleFunctions(FUNCTION_ENTRIES),
+  ]);
+  const names = {
+    coordinator: 'fanout-coordinator',
+    worker: 'fanout-worker',
+    reducer: 'fanout-reducer',
+  };
+  const lambdaPort = options.lambdaPort ?? 0;
+  let lambda: LocalLambdaServer;
+  try {
+    // The Lambda endpoint must be known before the functions' env is; a fixed port or a first
+    // start that learns the port and passes it through a late-bound env both work, so the
+    // server takes the env after it has bound.
+    lambda = await startLambdaServer({ port: lambdaPort, functions: [] });
+    const env = {
+      FANOUT_BUCKET: bucket,
+      FANOUT_WORKER_FUNCTION: names.worker,
+      FANOUT_REDUCER_FUNCTION: names.reducer,
+      FANOUT_COORDINATOR_FUNCTION: names.coordinator,
+      AWS_ENDPOINT_URL_S3: s3.endpoint,
+      AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+    lambda.register({
+      name: names.coordinator,
+      bundle: bundles.coordinator!,
+      env,
+      timeoutSeconds: options.coordinatorTimeoutSeconds ?? LOCAL_DEFAULTS.coordinatorTimeoutSeconds,
+      concurrency: LOCAL_DEFAULTS.coordinatorSandboxes,
+    });
+    lambda.register({
+      name: names.worker,
+      bundle: bundles.worker!,
+      env,
+      timeoutSeconds: options.workerTimeoutSeconds ?? LOCAL_DEFAULTS.workerTimeoutSeconds,
+      concurrency: options.workerSandboxes ?? LOCAL_DEFAULTS.workerSandboxes,
+    });
+    lambda.register({
+      name: names.reducer,
+      bundle: bundles.reducer!,
+      env,
+      timeoutSeconds: LOCAL_DEFAULTS.reducerTimeoutSeconds,
+      concurrency: LOCAL_DEFAULTS.reducerSandboxes,
+    });
+  } catch (error) {
+    await s3.close();
+    throw error;
+  }
+  const store = new S3ObjectStore(createS3Client({ endpoint: s3.endpoint }));
+  const invoker = new LambdaInvoker(createLambdaClient({ endpoint: lambda.endpoint }));
+  return {
+    bucket,
+    s3,
+    lambda,
+    store,
+    invoker,
+    functions: names,
+    async close() {
+      await lambda.close();
+      await s3.close();
+    },
+  };
+}

@@ -1,0 +1,58 @@
+// The part of s3rver 3.7.1 (a Koa app, untyped) the local S3 server uses.
+declare module 's3rver' {
+  import type { Server } from 'node:http';
+
+  interface KoaContext {
+    method: string;
+    path: string;
+    query: Record<string, string | undefined>;
+    querystring: string;
+    headers: Record<string, string | string[] | undefined>;
+    req: NodeJS.ReadableStream & { headers: Record<string, string | string[] | undefined> };
+    res: import('node:http').ServerResponse;
+    status: number;
+    body: unknown;
+    type: string;
+    set(name: string, value: string): void;
+    store: S3rverStore;
+  }
+
+  interface S3rverStore {
+    getMetadata(bucket: string, key: string): Promise<Record<string, string>>;
+    listObjects(
+      bucket: string,
+      options: { prefix?: string; delimiter?: string; maxKeys?: number; startAfter?: string },
+    ): Promise<{
+      objects: {
+        key: string;
+        size: number;
+        lastModifiedDate: Date;
+        metadata: Record<string, string>;
+      }[];
+      commonPrefixes: string[];
+      isTruncated: boolean;
+    }>;
+    getBucket(bucket: string): Promise<unknown>;
+  }
+
+  type Middleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void> | void;
+
+  class S3rver {
+    constructor(options: {
+      address?: string;
+      port?: number;
+      silent?: boolean;
+      directory?: string;
+      configureBuckets?: { name: string }[];
+      vhostBuckets?: boolean;
+      allowMismatchedSignatures?: boolean;
+    });
+    middleware: Middleware[];
+    store: S3rverStore;
+    httpServer?: Server;
+    run(): Promise<{ address: string; port: number }>;
+    close(): Promise<void>;
+    on(event: 'error', listener: (error: Error) => void): this;
+  }
+  export default S3rver;
+}

@@ -1,0 +1,226 @@
+/**
+ * The local S3 API server: s3rver 3.7.1 (a real S3 API over a data directory) behind a thin
+ * compatibility layer for what fanout relies on and s3rver lacks:
+ *
+ * - If-Match on GET/HEAD answers 412 when the ETag differs (s3rver ignores it: a changed
+ *   dataset would be read silently);
+ * - If-None-Match: * and If-Match on PUT / CompleteMultipartUpload (conditional writes: job.json
+ *   is create-only, status.json is compare-and-swap);
+ * - per-key reader/writer locks, because s3rver writes objects in place (a GET racing a PUT
+ *   could see half an object);
+ * - ListObjectsV2 continuation tokens (s3rver encrypts them with DES, which OpenSSL 3 refuses:
+ *   every truncated listing was a 500);
+ * - aws-chunked request bodies (SigV4 streaming and default trailing checksums), which s3rver
+ *   stores with their chunk framing.
+ *
+ * It binds 127.0.0.1 only.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import S3rver from 's3rver';
+import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
+import { KeyLocks } from './locks.ts';
+
+/** Options of {@link startS3Server}. */
+export interface S3ServerOptions {
+  /** Data directory; a temporary one, removed on close, when absent. Data here survives restarts. */
+  dir?: string;
+  /** @default 0 (any free port) */
+  port?: number;
+  /** Buckets to create when missing. */
+  buckets?: string[];
+  /** Fault injection: return 'slowdown' to answer a request with 503 SlowDown. */
+  faults?: (request: { method: string; bucket: string; key: string }) => 'slowdown' | undefined;
+}
+
+/** A running local S3 server. */
+export interface LocalS3Server {
+  /** `http://127.0.0.1:PORT` */
+  endpoint: string;
+  port: number;
+  dir: string;
+  close(): Promise<void>;
+}
+
+type Ctx = Parameters<S3rver['middleware'][number]>[0];
+
+const xmlEscape = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function sendError(ctx: Ctx, status: number, code: string, message: string, extra = '') {
+  ctx.status = status;
+  ctx.type = 'application/xml';
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message>${extra}<RequestId>local</RequestId></Error>`;
+}
+
+function parsePath(path: string): { bucket: string; key: string } {
+  const [, bucket = '', ...rest] = path.split('/');
+  return { bucket: decodeURIComponent(bucket), key: rest.map(decodeURIComponent).join('/') };
+}
+
+const header = (ctx: Ctx, name: string) => {
+  const value = ctx.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+};
+
+/** Our continuation tokens: the last key of the page, base64url. Opaque to clients, as on S3. */
+const encodeToken = (key: string) => Buffer.from(key, 'utf8').toString('base64url');
+const decodeToken = (token: string) => Buffer.from(token, 'base64url').toString('utf8');
+
+async function listObjectsV2(ctx: Ctx, bucket: string) {
+  if ((await ctx.store.getBucket(bucket)) === null) {
+    return sendError(ctx, 404, 'NoSuchBucket', 'The specified bucket does not exist');
+  }
+  const q = ctx.query;
+  const maxKeys = Math.min(1000, Math.max(0, Number(q['max-keys'] ?? 1000) || 0));
+  const token = q['continuation-token'];
+  const startAfter = token ? decodeToken(token) : q['start-after'];
+  const result =
+    maxKeys === 0
+      ? { objects: [], commonPrefixes: [], isTruncated: false }
+      : await ctx.store.listObjects(bucket, {
+          ...(q.prefix && { prefix: q.prefix }),
+          ...(q.delimiter && { delimiter: q.delimiter }),
+          maxKeys,
+          ...(startAfter && { startAfter }),
+        });
+  const last = result.objects.at(-1)?.key;
+  const contents = result.objects
+    .map(
+      (o) =>
+        `<Contents><Key>${xmlEscape(o.key)}</Key><LastModified>${o.lastModifiedDate.toISOString()}</LastModified><ETag>${xmlEscape(o.metadata.etag ?? '')}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+    )
+    .join('');
+  const prefixes = result.commonPrefixes
+    .map((p) => `<CommonPrefixes><Prefix>${xmlEscape(p)}</Prefix></CommonPrefixes>`)
+    .join('');
+  ctx.status = 200;
+  ctx.type = 'application/xml';
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${xmlEscape(bucket)}</Name><Prefix>${xmlEscape(q.prefix ?? '')}</Prefix>${token ? `<ContinuationToken>${xmlEscape(token)}</ContinuationToken>` : ''}${!token && q['start-after'] ? `<StartAfter>${xmlEscape(q['start-after'])}</StartAfter>` : ''}<KeyCount>${result.objects.length}</KeyCount><MaxKeys>${maxKeys}</MaxKeys>${q.delimiter ? `<Delimiter>${xmlEscape(q.delimiter)}</Delimiter>` : ''}<IsTruncated>${result.isTruncated}</IsTruncated>${result.isTruncated && last ? `<NextContinuationToken>${encodeToken(last)}</NextContinuationToken>` : ''}${contents}${prefixes}</ListBucketResult>`;
+}
+
+async function currentEtag(ctx: Ctx, bucket: string, key: string): Promise<string | undefined> {
+  try {
+    return (await ctx.store.getMetadata(bucket, key)).etag;
+  } catch {
+    return undefined;
+  }
+}
+
+function compatLayer(locks: KeyLocks, faults: S3ServerOptions['faults']) {
+  return async (ctx: Ctx, next: () => Promise<void>) => {
+    const { bucket, key } = parsePath(ctx.path);
+    if (faults?.({ method: ctx.method, bucket, key }) === 'slowdown') {
+      return sendError(ctx, 503, 'SlowDown', 'Please reduce your request rate.');
+    }
+    if (key === '') {
+      if (ctx.method === 'GET' && ctx.query['list-type'] === '2' && bucket !== '') {
+        return listObjectsV2(ctx, bucket);
+      }
+      return next();
+    }
+    if (isAwsChunked(ctx.headers)) {
+      const decoded = createAwsChunkedDecoder();
+      const length = header(ctx, 'x-amz-decoded-content-length');
+      const headers = ctx.req.headers;
+      delete headers['content-encoding'];
+      delete headers['x-amz-trailer'];
+      headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      if (length !== undefined) headers['content-length'] = length;
+      ctx.req.pipe(decoded);
+      Object.assign(decoded, { headers });
+      ctx.req = decoded as unknown as Ctx['req'];
+    }
+    const isPart = ctx.query.partNumber !== undefined;
+    const isWrite =
+      !isPart &&
+      (ctx.method === 'PUT' ||
+        ctx.method === 'DELETE' ||
+        (ctx.method === 'POST' && ctx.query.uploadId !== undefined));
+    const isRead = ctx.method === 'GET' || ctx.method === 'HEAD';
+    if (!isWrite && !isRead) return next();
+
+    const release = await locks.acquire(`${bucket}/${key}`, isWrite);
+    ctx.res.once('close', release);
+    try {
+      const ifMatch = header(ctx, 'if-match');
+      const ifNoneMatch = isWrite ? header(ctx, 'if-none-match') : undefined;
+      if (ifMatch !== undefined || ifNoneMatch !== undefined) {
+        const etag = await currentEtag(ctx, bucket, key);
+        if (
+          isRead &&
+          ifMatch !== undefined &&
+          etag !== undefined &&
+          ifMatch !== '*' &&
+          ifMatch !== etag
+        ) {
+          return sendError(
+            ctx,
+            412,
+            'PreconditionFailed',
+            'At least one of the pre-conditions you specified did not hold',
+            '<Condition>If-Match</Condition>',
+          );
+        }
+        if (isWrite && ifNoneMatch === '*' && etag !== undefined) {
+          return sendError(
+            ctx,
+            412,
+            'PreconditionFailed',
+            'At least one of the pre-conditions you specified did not hold',
+            '<Condition>If-None-Match</Condition>',
+          );
+        }
+        if (
+          isWrite &&
+          ifMatch !== undefined &&
+          (etag === undefined || (ifMatch !== '*' && ifMatch !== etag))
+        ) {
+          return etag === undefined
+            ? sendError(ctx, 404, 'NoSuchKey', 'The specified key does not exist.')
+            : sendError(
+                ctx,
+                412,
+                'PreconditionFailed',
+                'At least one of the pre-conditions you specified did not hold',
+                '<Condition>If-Match</Condition>',
+              );
+        }
+      }
+      await next();
+    } catch (error) {
+      release();
+      throw error;
+    }
+  };
+}
+
+/** Starts the local S3 server on 127.0.0.1. */
+export async function startS3Server(options: S3ServerOptions = {}): Promise<LocalS3Server> {
+  const owned = options.dir === undefined;
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'fanout-s3-')));
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: options.port ?? 0,
+    silent: true,
+    directory: dir,
+    vhostBuckets: false,
+    configureBuckets: (options.buckets ?? []).map((name) => ({ name })),
+  });
+  // Koa composes its middleware list per request, so a layer put first sees every request.
+  server.middleware.unshift(
+    compatLayer(new KeyLocks(), options.faults) as S3rver['middleware'][number],
+  );
+  server.on('error', () => undefined); // per-request errors are answered; don't crash the host
+  const { port } = await server.run();
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    dir,
+    async close() {
+      server.httpServer?.closeAllConnections();
+      await server.close();
+      if (owned) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

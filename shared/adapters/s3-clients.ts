@@ -1,0 +1,44 @@
+/**
+ * S3 client construction. Against AWS the SDK's defaults apply. Against the local S3 server
+ * (an endpoint is given): path-style addressing (no bucket DNS on 127.0.0.1), dummy credentials
+ * unless the environment has some, and checksums only when an API requires them — the local
+ * server stores bodies framed with the SDK's default streaming checksums incorrectly.
+ */
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+
+/** Options of {@link createS3Client}. */
+export interface S3ClientOptions {
+  /** An S3 endpoint such as the local server's `http://127.0.0.1:4569`; AWS when absent. */
+  endpoint?: string;
+  /** @default 'us-east-1' locally, else the SDK's region resolution */
+  region?: string;
+  /** Sockets per host: workers stream while outcomes and parts upload. @default 64 */
+  maxSockets?: number;
+}
+
+/** Creates an S3 client with keep-alive sockets, configured for AWS or the local server. */
+export function createS3Client(options: S3ClientOptions = {}): S3Client {
+  const maxSockets = options.maxSockets ?? 64;
+  const requestHandler = new NodeHttpHandler({
+    httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+    httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+  });
+  if (options.endpoint === undefined) {
+    return new S3Client({ requestHandler, ...(options.region && { region: options.region }) });
+  }
+  const hasCredentials = process.env.AWS_ACCESS_KEY_ID !== undefined;
+  return new S3Client({
+    requestHandler,
+    endpoint: options.endpoint,
+    region: options.region ?? 'us-east-1',
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    ...(!hasCredentials && {
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    }),
+  });
+}

@@ -1,0 +1,130 @@
+/**
+ * The job model: what a user writes. A job maps every record of a dataset to an output (or drops
+ * it) and, optionally, folds the outputs into one value with an associative reduce.
+ */
+import type { z } from 'zod';
+import { ValidationError } from './errors.ts';
+import type { RecordFormat } from './records.ts';
+
+/**
+ * A reduce: `add` folds one map output into an accumulator; `merge` combines two accumulators
+ * built from adjacent chunks. `merge` must be associative with `init()` as its identity, so the
+ * reducer may merge parts in any grouping (a tree for large fan-in) and get the same answer.
+ * Accumulators travel as JSON between workers and the reducer, so they must survive
+ * `JSON.parse(JSON.stringify(acc))` unchanged (plain objects, arrays, strings, finite numbers).
+ */
+export interface Reducer<Out, Acc, Result = Acc, Params = unknown> {
+  /** A fresh, empty accumulator: the identity of `merge`. */
+  init(): Acc;
+  /** Folds one map output in. May mutate and return `acc` (it is never shared). */
+  add(acc: Acc, out: Out): Acc;
+  /** Combines the accumulators of two adjacent chunk sequences (`a` before `b`). */
+  merge(a: Acc, b: Acc): Acc;
+  /** Turns the final accumulator into the job's result. Default: the accumulator itself. */
+  finish?(acc: Acc, params: Params): Result;
+}
+
+/** What happens to a record that does not parse: fail the chunk, or skip and count it. */
+export type BadRecordPolicy = 'fail' | 'skip';
+
+/** A job definition, as passed to {@link defineJob}. */
+export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown> {
+  /** The name users pass to `fanout run <job>`: lowercase letters, digits and dashes. */
+  name: string;
+  /** One line for `fanout run --help`. */
+  description?: string;
+  /** How records are decoded: `jsonl` objects, `csv` rows keyed by header, or `lines` strings. */
+  format: RecordFormat;
+  /** Validates the job's parameters before any chunk runs; defaults are applied here. */
+  params: z.ZodType<Params>;
+  /** Maps one record to an output; `undefined` drops the record. May be async. */
+  map(record: Rec, params: Params): Out | undefined | Promise<Out | undefined>;
+  /** Optional reduce; without it the job is map-only and its result is JSONL in input order. */
+  reduce?: Reducer<Out, Acc, Result, Params>;
+}
+
+/** A job with its types erased, as the registry and the handlers hold it. */
+// biome-ignore lint/suspicious/noExplicitAny: the registry holds jobs of every type
+export type AnyJob = JobDefinition<any, any, any, any, any>;
+
+const JOB_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+/**
+ * Declares a job. Returns the definition unchanged (typed), after checking its shape, so a
+ * mistake in a job module fails when the module loads rather than in the middle of a run.
+ *
+ * @example
+ * ```ts
+ * import { z } from 'zod';
+ * import { defineJob } from '#core/job.ts';
+ *
+ * export const lengths = defineJob({
+ *   name: 'lengths',
+ *   format: 'lines',
+ *   params: z.object({}).strict(),
+ *   map: (line: string) => line.length,
+ *   reduce: {
+ *     init: () => 0,
+ *     add: (sum: number, n: number) => sum + n,
+ *     merge: (a: number, b: number) => a + b,
+ *   },
+ * });
+ * ```
+ */
+export function defineJob<Params, Rec, Out, Acc = unknown, Result = Acc>(
+  definition: JobDefinition<Params, Rec, Out, Acc, Result>,
+): JobDefinition<Params, Rec, Out, Acc, Result> {
+  if (!JOB_NAME.test(definition.name)) {
+    throw new TypeError(
+      `job name ${JSON.stringify(definition.name)} is invalid; expected lowercase letters, digits and dashes, starting with a letter`,
+    );
+  }
+  if (!['jsonl', 'csv', 'lines'].includes(definition.format)) {
+    throw new TypeError(
+      `job ${definition.name}: format ${JSON.stringify(definition.format)} is invalid; expected jsonl, csv or lines`,
+    );
+  }
+  return definition;
+}
+
+/**
+ * Validates raw parameters against the job's schema, applying its defaults.
+ * Throws ValidationError with zod's message when they do not fit.
+ */
+export function parseParams<P>(job: JobDefinition<P, unknown, unknown>, raw: unknown): P {
+  const result = job.params.safeParse(raw ?? {});
+  if (!result.success) {
+    const detail = result.error.issues
+      .map(
+        (issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(params)'}: ${issue.message}`,
+      )
+      .join('; ');
+    throw new ValidationError(`invalid params for job ${job.name}: ${detail}`, {
+      cause: result.error,
+      context: { job: job.name },
+    });
+  }
+  return result.data;
+}
+
+/** Looks a job up by name; the error lists the valid names. */
+export function findJob(registry: ReadonlyMap<string, AnyJob>, name: string): AnyJob {
+  const job = registry.get(name);
+  if (job === undefined) {
+    throw new ValidationError(
+      `unknown job ${JSON.stringify(name)}; expected one of: ${[...registry.keys()].sort().join(', ')}`,
+      { context: { job: name } },
+    );
+  }
+  return job;
+}
+
+/** Builds the registry from job definitions, refusing duplicate names. */
+export function createRegistry(jobs: readonly AnyJob[]): ReadonlyMap<string, AnyJob> {
+  const registry = new Map<string, AnyJob>();
+  for (const job of jobs) {
+    if (registry.has(job.name)) throw new TypeError(`job ${job.name} is registered twice`);
+    registry.set(job.name, job);
+  }
+  return registry;
+}

@@ -1,0 +1,161 @@
+/**
+ * Line ownership (ARCHITECTURE.md): a chunk `[start, end)` owns every line whose first byte lies
+ * in `[start, end)`. A line starts at offset 0 or right after a `\n`. The scanner reads from
+ * `start - 1` to learn whether `start` begins a line, and reads past `end` — in growing ranges,
+ * with no cap — until its last owned line ends. Together the chunks of an object yield each of
+ * its lines exactly once.
+ */
+
+/** Reads the bytes `[start, end)` of one object, in pieces of any size. */
+export type ReadRange = (start: number, end: number) => AsyncIterable<Uint8Array>;
+
+/** A chunk's byte range within an object of `size` bytes. */
+export interface OwnedRange {
+  start: number;
+  end: number;
+  size: number;
+}
+
+const NL = 10;
+const CR = 13;
+const INITIAL_READ_AHEAD = 64 * 1024;
+const MAX_READ_AHEAD = 8 * 1024 * 1024;
+
+const stripCr = (line: Uint8Array) => (line[line.length - 1] === CR ? line.subarray(0, -1) : line);
+
+const isThenable = (value: unknown): value is PromiseLike<void> =>
+  value !== undefined && typeof (value as { then?: unknown }).then === 'function';
+
+/**
+ * Calls `onLine` for every line the chunk owns, in order, with the line's bytes (no `\n`, no
+ * trailing `\r`) and its start offset. The bytes may be a view into a read buffer: they are valid
+ * only during the call, so copy them to keep them. Async callbacks are awaited; sync ones cost no
+ * await.
+ *
+ * @example
+ * ```ts
+ * const lines: string[] = [];
+ * await scanOwnedLines(
+ *   (start, end) => store.readRange(object, start, end),
+ *   { start: 1024, end: 2048, size: object.size },
+ *   (line) => { lines.push(new TextDecoder().decode(line)); },
+ * );
+ * ```
+ */
+export async function scanOwnedLines(
+  read: ReadRange,
+  range: OwnedRange,
+  onLine: (line: Uint8Array, offset: number) => void | Promise<void>,
+  options: { readAhead?: number } = {},
+): Promise<{ bytesRead: number }> {
+  const { start, end, size } = range;
+  let bytesRead = 0;
+  if (start >= end || start >= size) return { bytesRead };
+  const limit = Math.min(end, size);
+
+  // State of the scan: `lineStart` is the offset where the current (unfinished) line began, or
+  // -1 while we are still skipping the tail of a line owned by the previous chunk.
+  let lineStart = start === 0 ? 0 : -1;
+  // Bytes of the current line from earlier pieces, kept as a list so a very long line is copied
+  // once when it ends rather than once per piece.
+  let carry: Uint8Array[] = [];
+  let done = false;
+
+  // Returns a promise only when a callback is async, so the sync path has no await per line.
+  const feed = async (piece: Uint8Array, pieceOffset: number): Promise<void> => {
+    let from = 0;
+    if (lineStart < 0) {
+      const nl = piece.indexOf(NL);
+      if (nl < 0) return;
+      const next = pieceOffset + nl + 1;
+      if (next >= limit) {
+        done = true; // no line starts in [start, end)
+        return;
+      }
+      lineStart = next;
+      from = nl + 1;
+    }
+    for (;;) {
+      const nl = piece.indexOf(NL, from);
+      if (nl < 0) {
+        if (from < piece.length) {
+          carry.push(piece.slice(from));
+        }
+        return;
+      }
+      let line = piece.subarray(from, nl);
+      if (carry.length > 0) {
+        line = concat([...carry, line]);
+        carry = [];
+      }
+      const result = onLine(stripCr(line), lineStart);
+      if (isThenable(result)) await result;
+      const next = pieceOffset + nl + 1;
+      if (next >= limit) {
+        done = true; // the next line starts at or past `end`: not ours
+        return;
+      }
+      lineStart = next;
+      from = nl + 1;
+    }
+  };
+
+  const consume = async (from: number, to: number): Promise<boolean> => {
+    let at = from;
+    for await (const piece of read(from, to)) {
+      bytesRead += piece.length;
+      const pending = feed(piece, at);
+      await pending;
+      at += piece.length;
+      if (done) return true;
+    }
+    return at < to; // the object ended before `to`
+  };
+
+  // The byte before `start` tells whether `start` begins a line: read from start - 1.
+  let eof = await consume(start === 0 ? 0 : start - 1, limit);
+  let at = limit;
+  let readAhead = options.readAhead ?? INITIAL_READ_AHEAD;
+  while (!done && !eof && at < size && lineStart >= 0) {
+    const to = Math.min(size, at + readAhead);
+    eof = await consume(at, to);
+    at = to;
+    readAhead = Math.min(readAhead * 2, MAX_READ_AHEAD);
+  }
+  // The object ended inside our last line (no final newline): it is still a line.
+  if (!done && lineStart >= 0 && lineStart < limit && carry.length > 0) {
+    const result = onLine(stripCr(concat(carry)), lineStart);
+    carry = [];
+    if (isThenable(result)) await result;
+  }
+  return { bytesRead };
+}
+
+function concat(pieces: Uint8Array[]): Uint8Array {
+  if (pieces.length === 1) return pieces[0] as Uint8Array;
+  let length = 0;
+  for (const p of pieces) length += p.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * Every line of a whole object, by the same rules as {@link scanOwnedLines}: the reference the
+ * property tests compare chunked reads against, and what small-input planning uses.
+ */
+export function splitLines(bytes: Uint8Array): { line: Uint8Array; offset: number }[] {
+  const out: { line: Uint8Array; offset: number }[] = [];
+  let from = 0;
+  while (from < bytes.length) {
+    let nl = bytes.indexOf(NL, from);
+    if (nl < 0) nl = bytes.length;
+    out.push({ line: stripCr(bytes.subarray(from, nl)), offset: from });
+    from = nl + 1;
+  }
+  return out;
+}

@@ -1,0 +1,141 @@
+/**
+ * Record codecs: how one line becomes one record, per format. Lines arrive as bytes from the
+ * line scanner; decoding happens one line at a time, so a worker never holds more than a line.
+ */
+import { FanoutError } from './errors.ts';
+import { splitLines } from './lines.ts';
+
+/** The record formats: JSON Lines, CSV with a header line, or plain lines of text. */
+export type RecordFormat = 'jsonl' | 'csv' | 'lines';
+
+/** Every format, for validation messages. */
+export const RECORD_FORMATS: readonly RecordFormat[] = ['jsonl', 'csv', 'lines'];
+
+/** A line that does not parse as a record of its format (or that a job's map rejected). */
+export class RecordSyntaxError extends FanoutError {
+  constructor(message: string) {
+    super('RECORD_SYNTAX', message);
+  }
+}
+
+/** Returned by a decoder for a line that is not a record (a blank line in jsonl or csv). */
+export const SKIP: unique symbol = Symbol('fanout.skip');
+
+const decoder = new TextDecoder('utf-8', { fatal: false });
+
+/** True when the line has only spaces, tabs or carriage returns (or nothing). */
+function isBlank(line: Uint8Array): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const b = line[i];
+    if (b !== 32 && b !== 9 && b !== 13) return false;
+  }
+  return true;
+}
+
+/**
+ * Parses one CSV line (RFC 4180 quoting: `"a, b"`, `"say ""hi"""`). Quoted fields cannot span
+ * lines, because line ownership splits the input on newlines.
+ */
+export function parseCsvLine(line: string): string[] {
+  const fields: string[] = [];
+  let i = 0;
+  for (;;) {
+    if (line.charCodeAt(i) === 34 /* " */) {
+      let value = '';
+      let at = i + 1;
+      for (;;) {
+        const quote = line.indexOf('"', at);
+        if (quote < 0) throw new RecordSyntaxError('unterminated quoted CSV field');
+        value += line.slice(at, quote);
+        if (line.charCodeAt(quote + 1) === 34) {
+          value += '"';
+          at = quote + 2;
+          continue;
+        }
+        i = quote + 1;
+        break;
+      }
+      fields.push(value);
+      if (i === line.length) return fields;
+      if (line.charCodeAt(i) !== 44 /* , */) {
+        throw new RecordSyntaxError(
+          `unexpected character after a closing quote at column ${i + 1}`,
+        );
+      }
+      i += 1;
+    } else {
+      const comma = line.indexOf(',', i);
+      if (comma < 0) {
+        fields.push(line.slice(i));
+        return fields;
+      }
+      fields.push(line.slice(i, comma));
+      i = comma + 1;
+    }
+  }
+}
+
+/** Parses a CSV header line into column names. */
+export function csvHeader(firstLine: Uint8Array): string[] {
+  const text = decoder.decode(firstLine).replace(/^\uFEFF/, '');
+  return parseCsvLine(text.endsWith('\r') ? text.slice(0, -1) : text);
+}
+
+/**
+ * A decoder for one format: bytes of a line in, a record (or {@link SKIP}) out. Throws
+ * RecordSyntaxError for a line that does not parse.
+ *
+ * - `jsonl`: `JSON.parse` of the line; blank lines are skipped.
+ * - `csv`: an object keyed by `header`; blank lines are skipped; the column count must match.
+ * - `lines`: the line as a string; every line is a record, empty ones included.
+ */
+export function createRecordDecoder(
+  format: RecordFormat,
+  header?: readonly string[],
+): (line: Uint8Array) => unknown {
+  switch (format) {
+    case 'jsonl':
+      return (line) => {
+        if (isBlank(line)) return SKIP;
+        try {
+          return JSON.parse(decoder.decode(line));
+        } catch (error) {
+          throw new RecordSyntaxError(`invalid JSON (${(error as Error).message})`);
+        }
+      };
+    case 'csv': {
+      if (header === undefined) throw new TypeError('a csv decoder needs the header line');
+      const columns = [...header];
+      return (line) => {
+        if (isBlank(line)) return SKIP;
+        const fields = parseCsvLine(decoder.decode(line));
+        if (fields.length !== columns.length) {
+          throw new RecordSyntaxError(
+            `expected ${columns.length} CSV fields (${columns.join(',')}), found ${fields.length}`,
+          );
+        }
+        const record: Record<string, string> = {};
+        for (let c = 0; c < columns.length; c++) record[columns[c] as string] = fields[c] as string;
+        return record;
+      };
+    }
+    case 'lines':
+      return (line) => decoder.decode(line);
+    default:
+      throw new TypeError(`unknown record format ${JSON.stringify(format)}`);
+  }
+}
+
+/**
+ * Byte offsets where the records of a whole object begin, for planning small inputs on record
+ * boundaries. CSV skips its header (the object's first line) and blank lines; jsonl skips blank
+ * lines; lines keeps every line.
+ */
+export function recordStarts(bytes: Uint8Array, format: RecordFormat): number[] {
+  const starts: number[] = [];
+  for (const { line, offset } of splitLines(bytes)) {
+    if (format === 'lines') starts.push(offset);
+    else if (!(format === 'csv' && offset === 0) && !isBlank(line)) starts.push(offset);
+  }
+  return starts;
+}

@@ -1,0 +1,91 @@
+/**
+ * Submitting a job: validate everything that can be validated up front, write job.json and a
+ * QUEUED status.json (both create-only), and start the coordinator asynchronously. Used by the
+ * CLI now and by the HTTP API's POST /jobs.
+ */
+import { ValidationError } from './errors.ts';
+import type { AnyJob, BadRecordPolicy } from './job.ts';
+import { findJob, parseParams } from './job.ts';
+import { jobKeys, newJobId, parseS3Uri } from './keys.ts';
+import type { JobRequest, JobStatus } from './model.ts';
+import type { Clock, Invoker, ObjectStore } from './ports.ts';
+import { writeJson } from './status.ts';
+
+/** What a caller asks for. */
+export interface SubmitRequest {
+  job: string;
+  input: string;
+  params?: unknown;
+  chunkSize?: number;
+  chunks?: number;
+  concurrency: number;
+  onBadRecord?: BadRecordPolicy;
+}
+
+/** What {@link submitJob} needs. */
+export interface SubmitDeps {
+  store: ObjectStore;
+  invoker: Invoker;
+  jobs: ReadonlyMap<string, AnyJob>;
+  clock: Clock;
+  bucket: string;
+  coordinatorFunction: string;
+}
+
+const positiveInt = (name: string, value: number | undefined) => {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) {
+    throw new ValidationError(`${name} must be a positive integer; got ${JSON.stringify(value)}`);
+  }
+};
+
+/** Validates, records and starts a job. Nothing is written when validation fails. */
+export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promise<JobRequest> {
+  const job = findJob(deps.jobs, request.job);
+  parseParams(job, request.params);
+  if (parseS3Uri(request.input) === undefined) {
+    throw new ValidationError(
+      `input ${JSON.stringify(request.input)} is not an S3 URI; expected s3://bucket/key or s3://bucket/prefix/`,
+    );
+  }
+  positiveInt('chunkSize', request.chunkSize);
+  positiveInt('chunks', request.chunks);
+  positiveInt('concurrency', request.concurrency);
+  if (request.chunkSize !== undefined && request.chunks !== undefined) {
+    throw new ValidationError('give chunkSize or chunks, not both');
+  }
+  const onBadRecord = request.onBadRecord ?? 'fail';
+  if (onBadRecord !== 'fail' && onBadRecord !== 'skip') {
+    throw new ValidationError(
+      `onBadRecord must be "fail" or "skip"; got ${JSON.stringify(onBadRecord)}`,
+    );
+  }
+
+  const jobId = newJobId();
+  const createdAt = deps.clock.iso();
+  const stored: JobRequest = {
+    jobId,
+    job: job.name,
+    input: request.input,
+    params: request.params ?? {},
+    ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
+    ...(request.chunks !== undefined && { chunks: request.chunks }),
+    concurrency: request.concurrency,
+    onBadRecord,
+    createdAt,
+  };
+  const status: JobStatus = {
+    jobId,
+    job: job.name,
+    status: 'QUEUED',
+    input: request.input,
+    createdAt,
+    chunks: { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 },
+    records: 0,
+    bytes: 0,
+  };
+  const keys = jobKeys(jobId);
+  await writeJson(deps.store, deps.bucket, keys.job, stored, { ifNoneMatch: '*' });
+  await writeJson(deps.store, deps.bucket, keys.status, status, { ifNoneMatch: '*' });
+  await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
+  return stored;
+}

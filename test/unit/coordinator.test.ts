@@ -1,0 +1,146 @@
+/**
+ * The coordinator → worker → reducer flow of the pure core, in-process: an in-memory store and
+ * an invoker that calls the core functions directly.
+ */
+
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { coordinateJob } from '#core/coordinator.ts';
+import { createRegistry, defineJob } from '#core/job.ts';
+import { jobKeys } from '#core/keys.ts';
+import type { ChunkTask, Manifest } from '#core/model.ts';
+import { systemClock } from '#core/ports.ts';
+import { reduceJob } from '#core/reducer.ts';
+import { submitJob } from '#core/submit.ts';
+import { runChunk } from '#core/worker.ts';
+import { jobs as builtIns } from '#jobs/index.ts';
+import { DirectInvoker } from '../fixtures/direct-invoker.ts';
+import { MemoryStore } from '../fixtures/memory-store.ts';
+
+const BUCKET = 'fanout-test';
+
+const csvTotal = defineJob({
+  name: 'csv-total',
+  format: 'csv',
+  params: z.object({}).strict(),
+  map: (row: Record<string, string>) => Number(row.amount),
+  reduce: {
+    init: () => 0,
+    add: (a: number, n: number) => a + n,
+    merge: (a: number, b: number) => a + b,
+  },
+});
+const jobs = createRegistry([...builtIns.values(), csvTotal]);
+
+function harness() {
+  const store = new MemoryStore();
+  const deps = { store, jobs, clock: systemClock, bucket: BUCKET };
+  const invoker: DirectInvoker = new DirectInvoker({
+    worker: (task: ChunkTask) => runChunk(task, { ...deps, gunzip: (x) => x }),
+    reducer: ({ jobId }: { jobId: string }) => reduceJob(jobId, deps),
+    coordinator: ({ jobId }: { jobId: string }) =>
+      coordinateJob(jobId, {
+        ...deps,
+        invoker,
+        workerFunction: 'worker',
+        reducerFunction: 'reducer',
+        statusIntervalMs: 0,
+        sleep: async () => undefined,
+      }),
+  });
+  const submit = async (request: Parameters<typeof submitJob>[0]) => {
+    const job = await submitJob(request, {
+      ...deps,
+      invoker,
+      coordinatorFunction: 'coordinator',
+    });
+    await Promise.all(invoker.background);
+    const status = JSON.parse(store.text(BUCKET, jobKeys(job.jobId).status));
+    return { job, status };
+  };
+  return { store, invoker, submit };
+}
+
+describe('coordinateJob', () => {
+  it('runs a CSV job with the header handed to every chunk', async () => {
+    const { store, submit } = harness();
+    const rows = Array.from({ length: 50 }, (_, i) => `${i},"item, ${i}",${i * 2}`);
+    await store.put(BUCKET, 'datasets/t.csv', `id,name,amount\r\n${rows.join('\r\n')}\r\n`);
+    const { job, status } = await submit({
+      job: 'csv-total',
+      input: `s3://${BUCKET}/datasets/t.csv`,
+      concurrency: 4,
+      chunkSize: 97,
+    });
+    expect(status.status).toBe('SUCCEEDED');
+    expect(store.text(BUCKET, `jobs/${job.jobId}/result.json`)).toBe(String((2 * (49 * 50)) / 2));
+    const manifest: Manifest = JSON.parse(store.text(BUCKET, jobKeys(job.jobId).manifest));
+    expect(manifest.objects[0]?.header).toEqual(['id', 'name', 'amount']);
+    expect(manifest.chunks.length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('splits a small input one record per chunk, at most `concurrency` chunks', async () => {
+    const { store, invoker, submit } = harness();
+    const lines = Array.from({ length: 10 }, (_, i) =>
+      JSON.stringify({ name: `s${i}`, field: 'f', born: 1900 + i, nobel: false }),
+    );
+    await store.put(BUCKET, 'datasets/s.jsonl', `${lines.join('\n')}\n`);
+    const { status } = await submit({
+      job: 'scientists',
+      input: `s3://${BUCKET}/datasets/s.jsonl`,
+      concurrency: 4,
+    });
+    expect(status).toMatchObject({
+      status: 'SUCCEEDED',
+      chunks: { total: 4, succeeded: 4 },
+      records: 10,
+    });
+    const workerCalls = invoker.calls
+      .filter((c) => c.functionName === 'worker')
+      .map((c) => (c.payload as ChunkTask).index);
+    expect(workerCalls).toHaveLength(4);
+  });
+
+  it('fails the job, writes no result, when a chunk fails deterministically', async () => {
+    const { store, submit } = harness();
+    await store.put(
+      BUCKET,
+      'datasets/bad.jsonl',
+      '{"name":"a","field":"f","born":1,"nobel":false}\n{oops\n',
+    );
+    const { job, status } = await submit({
+      job: 'by-field',
+      input: `s3://${BUCKET}/datasets/bad.jsonl`,
+      concurrency: 2,
+    });
+    expect(status.status).toBe('FAILED');
+    expect(status.error.message).toMatch(
+      /chunk 1 .* failed after 1 attempt\(s\).*malformed record at byte 48/,
+    );
+    expect(store.objects.has(`${BUCKET}/jobs/${job.jobId}/result.json`)).toBe(false);
+  });
+
+  it('fails with a clear error when the input does not exist', async () => {
+    const { submit } = harness();
+    const { status } = await submit({
+      job: 'by-field',
+      input: `s3://${BUCKET}/datasets/none/`,
+      concurrency: 2,
+    });
+    expect(status).toMatchObject({ status: 'FAILED', error: { code: 'NOT_FOUND' } });
+  });
+
+  it('validates a submission before writing anything', async () => {
+    const { store, submit } = harness();
+    for (const bad of [
+      { job: 'nope', input: `s3://${BUCKET}/k`, concurrency: 1 },
+      { job: 'by-field', input: 'file.jsonl', concurrency: 1 },
+      { job: 'by-field', input: `s3://${BUCKET}/k`, concurrency: 0 },
+      { job: 'by-field', input: `s3://${BUCKET}/k`, concurrency: 1, chunks: 2, chunkSize: 10 },
+      { job: 'by-field', input: `s3://${BUCKET}/k`, concurrency: 1, params: { year: 'x' } },
+    ]) {
+      await expect(submit(bad)).rejects.toMatchObject({ code: 'VALIDATION' });
+    }
+    expect(store.objects.size).toBe(0);
+  });
+});

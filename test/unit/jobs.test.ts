@@ -1,0 +1,169 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseParams } from '#core/job.ts';
+import { type OrderedEntries, stringifyResult } from '#core/ordered.ts';
+import { byField } from '#jobs/by-field.ts';
+import { jobs } from '#jobs/index.ts';
+import { scientists } from '#jobs/scientists.ts';
+import { wordcount } from '#jobs/wordcount.ts';
+
+const LESSON = [
+  { name: 'Ada Lovelace', field: 'math', born: 1815, nobel: false },
+  { name: 'Emmy Noether', field: 'math', born: 1882, nobel: false },
+  { name: 'Marie Curie', field: 'physics', born: 1867, nobel: true },
+  { name: 'Tu Youyou', field: 'chemistry', born: 1930, nobel: true },
+  { name: 'Ada Yonath', field: 'chemistry', born: 1939, nobel: true },
+  { name: 'Vera Rubin', field: 'astronomy', born: 1928, nobel: false },
+  { name: 'Sally Ride', field: 'physics', born: 1951, nobel: false },
+];
+
+/** Accumulators cross Lambda payloads and S3 as JSON: the property tests do too. */
+const viaJson = <T>(value: T): T => JSON.parse(JSON.stringify(value));
+
+describe('registry', () => {
+  it('holds the built-in jobs by name', () => {
+    expect([...jobs.keys()].sort()).toEqual(['by-field', 'scientists', 'wordcount']);
+  });
+});
+
+describe('scientists', () => {
+  it('maps the lesson to names and ages in input order', () => {
+    const params = parseParams(scientists, {});
+    expect(LESSON.map((s) => scientists.map(s, params))).toEqual([
+      { name: 'Ada Lovelace', age: 202 },
+      { name: 'Emmy Noether', age: 135 },
+      { name: 'Marie Curie', age: 150 },
+      { name: 'Tu Youyou', age: 87 },
+      { name: 'Ada Yonath', age: 78 },
+      { name: 'Vera Rubin', age: 89 },
+      { name: 'Sally Ride', age: 66 },
+    ]);
+  });
+
+  it('rejects params of the wrong type with the field named', () => {
+    expect(() => parseParams(scientists, { sleepMs: 'slow' })).toThrow(/sleepMs/);
+    expect(() => parseParams(scientists, { colour: 1 })).toThrow(
+      /invalid params for job scientists/,
+    );
+  });
+
+  it('marks a record of the wrong shape as malformed', () => {
+    expect(() => scientists.map({ name: 'x' }, parseParams(scientists, {}))).toThrow(
+      expect.objectContaining({ code: 'RECORD_SYNTAX' }),
+    );
+  });
+
+  it('waits sleepMs asynchronously', async () => {
+    const out = scientists.map(LESSON[0], parseParams(scientists, { sleepMs: 5 }));
+    expect(out).toBeInstanceOf(Promise);
+    await expect(out).resolves.toEqual({ name: 'Ada Lovelace', age: 202 });
+  });
+});
+
+describe('by-field', () => {
+  const params = parseParams(byField, {});
+  const reduce = byField.reduce!;
+  const run = (records: typeof LESSON) =>
+    reduce.finish!(
+      records.reduce((acc, r) => reduce.add(acc, byField.map(r, params) as never), reduce.init()),
+      params,
+    );
+
+  it('groups the lesson by field with sorted keys', () => {
+    expect(stringifyResult(run(LESSON))).toBe(
+      JSON.stringify({
+        astronomy: { count: 1, nobels: 0, ageSum: 89 },
+        chemistry: { count: 2, nobels: 2, ageSum: 165 },
+        math: { count: 2, nobels: 0, ageSum: 337 },
+        physics: { count: 2, nobels: 1, ageSum: 216 },
+      }),
+    );
+  });
+
+  const record = fc.record({
+    name: fc.string(),
+    field: fc.constantFrom('math', 'physics', '__proto__', 'constructor', '2017'),
+    born: fc.integer({ min: 1500, max: 2017 }),
+    nobel: fc.boolean(),
+  });
+  const accOf = (rs: (typeof LESSON)[number][]) =>
+    viaJson(rs.reduce((acc, r) => reduce.add(acc, byField.map(r, params) as never), reduce.init()));
+
+  it('merge is associative with init() as identity, and agrees with a single pass', () => {
+    fc.assert(
+      fc.property(fc.array(record), fc.array(record), fc.array(record), (a, b, c) => {
+        const [x, y, z] = [accOf(a), accOf(b), accOf(c)];
+        const left = reduce.merge(reduce.merge(x, y), z);
+        const right = reduce.merge(x, reduce.merge(y, z));
+        expect(viaJson({ ...left })).toEqual(viaJson({ ...right }));
+        expect({ ...reduce.merge(reduce.init(), x) }).toEqual({ ...x });
+        expect({ ...reduce.merge(x, reduce.init()) }).toEqual({ ...x });
+        expect({ ...left }).toEqual({ ...accOf([...a, ...b, ...c]) });
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('wordcount', () => {
+  const reduce = wordcount.reduce!;
+  const count = (lines: string[], raw: unknown = {}) => {
+    const params = parseParams(wordcount, raw);
+    let acc = reduce.init();
+    for (const line of lines) {
+      const out = wordcount.map(line, params);
+      if (out !== undefined) acc = reduce.add(acc, out as string[]);
+    }
+    return reduce.finish!(acc, params) as OrderedEntries<number>;
+  };
+
+  it('lowercases, splits on non-letters/digits and ranks by count then word', () => {
+    const result = count(
+      ['It was the best of times, it was', 'the WORST of times; 2017 — été'],
+      {},
+    );
+    expect(result.entries).toEqual([
+      ['it', 2],
+      ['of', 2],
+      ['the', 2],
+      ['times', 2],
+      ['was', 2],
+      ['2017', 1],
+      ['best', 1],
+      ['worst', 1],
+      ['été', 1],
+    ]);
+    // Integer-like words keep their rank in the serialised result.
+    expect(stringifyResult(result).startsWith('{"it":2,')).toBe(true);
+  });
+
+  it('keeps only the first `top` entries', () => {
+    expect(count(['b a a c c c'], { top: 2 }).entries).toEqual([
+      ['c', 3],
+      ['a', 2],
+    ]);
+  });
+
+  it('drops lines without words', () => {
+    expect(wordcount.map(' ,;- ', parseParams(wordcount, {}))).toBeUndefined();
+  });
+
+  it('merge is associative with init() as identity', () => {
+    const words = fc.array(fc.constantFrom('a', 'b', '__proto__', 'toString', '1', 'é'));
+    const accOf = (ws: string[]) => viaJson(reduce.add(reduce.init(), ws));
+    fc.assert(
+      fc.property(words, words, words, (a, b, c) => {
+        const [x, y, z] = [accOf(a), accOf(b), accOf(c)];
+        expect({ ...reduce.merge(reduce.merge(x, y), z) }).toEqual({
+          ...reduce.merge(x, reduce.merge(y, z)),
+        });
+        expect({ ...reduce.merge(reduce.init(), x) }).toEqual({ ...x });
+        expect({ ...reduce.merge(x, reduce.init()) }).toEqual({ ...x });
+        expect({ ...reduce.merge(reduce.merge(x, y), z) }).toEqual({
+          ...accOf([...a, ...b, ...c]),
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
