@@ -193,7 +193,11 @@ async function readHeader(store: ObjectStore, object: ObjectInfo): Promise<strin
   return header;
 }
 
-/** Dispatches every chunk with at most `concurrency` in flight; throws on the first failure. */
+/**
+ * Dispatches every chunk with at most `concurrency` in flight. After the first failure no new
+ * chunk starts; once in-flight chunks finish it throws the failure of the lowest chunk index,
+ * so the reported error is the earliest one in the dataset, whichever finished first.
+ */
 async function runChunks(manifest: Manifest, deps: CoordinatorDeps): Promise<void> {
   const { bucket, clock } = deps;
   const maxAttempts = deps.maxAttempts ?? 3;
@@ -206,7 +210,7 @@ async function runChunks(manifest: Manifest, deps: CoordinatorDeps): Promise<voi
   await status.flush();
 
   let next = 0;
-  let failure: unknown;
+  const failures: { index: number; error: unknown }[] = [];
 
   const runOne = async (index: number) => {
     const chunk = manifest.chunks[index]!;
@@ -253,7 +257,7 @@ async function runChunks(manifest: Manifest, deps: CoordinatorDeps): Promise<voi
         }
         const deterministic =
           error instanceof FunctionError ? DETERMINISTIC.has(error.errorType) : false;
-        if (deterministic || chunk.attempts >= maxAttempts || failure !== undefined) {
+        if (deterministic || chunk.attempts >= maxAttempts || failures.length > 0) {
           throw chunkFailure(manifest, index, error);
         }
         await sleep(backoff(chunk.attempts, random));
@@ -262,7 +266,7 @@ async function runChunks(manifest: Manifest, deps: CoordinatorDeps): Promise<voi
   };
 
   const lane = async () => {
-    while (failure === undefined && next < total) {
+    while (failures.length === 0 && next < total) {
       const index = next++;
       counts.pending -= 1;
       counts.running += 1;
@@ -272,7 +276,7 @@ async function runChunks(manifest: Manifest, deps: CoordinatorDeps): Promise<voi
         counts.succeeded += 1;
       } catch (error) {
         counts.failed += 1;
-        failure ??= error;
+        failures.push({ index, error });
       } finally {
         counts.running -= 1;
         status.touch();
@@ -282,7 +286,9 @@ async function runChunks(manifest: Manifest, deps: CoordinatorDeps): Promise<voi
   const lanes = Math.max(1, Math.min(manifest.concurrency, total));
   await Promise.all(Array.from({ length: lanes }, lane));
   await status.flush();
-  if (failure !== undefined) throw failure;
+  if (failures.length > 0) {
+    throw failures.reduce((a, b) => (b.index < a.index ? b : a)).error;
+  }
 }
 
 /** Exponential backoff with full jitter (AWS Architecture Blog), honouring Retry-After. */

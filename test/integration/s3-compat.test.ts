@@ -1,0 +1,166 @@
+/**
+ * Each gap of s3rver 3.7.1 that the compatibility layer closes, shown at the wire level with
+ * plain SDK clients and HTTP, plus the AWS CLI uploading to the local server.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createS3Client } from '#adapters/s3-clients.ts';
+import { type LocalS3Server, startS3Server } from '#local/s3/server.ts';
+
+const BUCKET = 'compat';
+let server: LocalS3Server;
+let client: S3Client;
+let dir: string;
+let slowdown = false;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fanout-s3compat-'));
+  server = await startS3Server({
+    dir,
+    buckets: [BUCKET],
+    faults: ({ key }) => (slowdown && key.startsWith('slow/') ? 'slowdown' : undefined),
+  });
+  client = createS3Client({ endpoint: server.endpoint });
+});
+afterAll(async () => {
+  await server?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const put = (key: string, body: string, extra: Record<string, string> = {}) =>
+  client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body, ...extra }));
+
+describe('s3rver compatibility layer', () => {
+  it('answers 412 to a GET or HEAD whose If-Match does not match', async () => {
+    const { ETag } = await put('m/a', 'abc');
+    const url = `${server.endpoint}/${BUCKET}/m/a`;
+    expect((await fetch(url, { headers: { 'if-match': '"0000"' } })).status).toBe(412);
+    expect((await fetch(url, { method: 'HEAD', headers: { 'if-match': '"0000"' } })).status).toBe(
+      412,
+    );
+    const ok = await fetch(url, { headers: { 'if-match': ETag as string } });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toBe('abc');
+    await expect(
+      client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'm/a', IfMatch: '"0000"' })),
+    ).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 412 },
+    });
+  });
+
+  it('honours If-None-Match: * and If-Match on PutObject', async () => {
+    const { ETag } = await put('w/a', 'one', { IfNoneMatch: '*' });
+    await expect(put('w/a', 'two', { IfNoneMatch: '*' })).rejects.toMatchObject({
+      name: 'PreconditionFailed',
+    });
+    await expect(put('w/a', 'two', { IfMatch: '"0000"' })).rejects.toMatchObject({
+      name: 'PreconditionFailed',
+    });
+    await put('w/a', 'three', { IfMatch: ETag as string });
+    const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'w/a' }));
+    expect(await got.Body?.transformToString()).toBe('three');
+  });
+
+  it('pages ListObjectsV2 with continuation tokens', async () => {
+    await Promise.all(['a', 'b', 'c', 'd', 'e'].map((k) => put(`list/${k}`, k)));
+    const keys: string[] = [];
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const page = await client.send(
+        new ListObjectsV2Command({
+          Bucket: BUCKET,
+          Prefix: 'list/',
+          MaxKeys: 2,
+          ContinuationToken: token,
+        }),
+      );
+      pages += 1;
+      keys.push(...(page.Contents ?? []).map((o) => o.Key as string));
+      token = page.NextContinuationToken;
+      expect(page.IsTruncated).toBe(token !== undefined);
+    } while (token);
+    expect(pages).toBe(3);
+    expect(keys).toEqual(['list/a', 'list/b', 'list/c', 'list/d', 'list/e']);
+  });
+
+  it('stores aws-chunked bodies (the SDK default checksums) byte-exactly', async () => {
+    const defaults = new S3Client({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    });
+    const { Readable } = await import('node:stream');
+    const body = 'x'.repeat(70_000);
+    await defaults.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 'chunked/a',
+        Body: Readable.from([Buffer.from(body)]),
+        ContentLength: body.length,
+      }),
+    );
+    const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'chunked/a' }));
+    expect(await got.Body?.transformToString()).toBe(body);
+    expect(got.ContentEncoding).toBeUndefined();
+  });
+
+  it('injects 503 SlowDown when the fault hook says so', async () => {
+    slowdown = true;
+    try {
+      const res = await fetch(`${server.endpoint}/${BUCKET}/slow/x`);
+      expect(res.status).toBe(503);
+      expect(await res.text()).toContain('<Code>SlowDown</Code>');
+    } finally {
+      slowdown = false;
+    }
+  });
+
+  it('keeps data across a restart on the same directory', async () => {
+    await put('keep/me', 'still here');
+    await server.close();
+    server = await startS3Server({ dir, buckets: [BUCKET] });
+    client = createS3Client({ endpoint: server.endpoint });
+    const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'keep/me' }));
+    expect(await got.Body?.transformToString()).toBe('still here');
+  });
+
+  it('accepts uploads from the AWS CLI', async () => {
+    const which = await promisify(execFile)('sh', ['-c', 'command -v aws']).catch(() => undefined);
+    if (which === undefined) {
+      console.warn('aws CLI not on PATH: skipping the AWS CLI upload check');
+      return;
+    }
+    const file = join(dir, 'cli-upload.jsonl');
+    const content = `${'{"name":"Ada"}\n'.repeat(40_000)}`;
+    await writeFile(file, content);
+    await promisify(execFile)(
+      'aws',
+      ['--endpoint-url', server.endpoint, 's3', 'cp', file, `s3://${BUCKET}/cli/upload.jsonl`],
+      {
+        env: {
+          ...process.env,
+          AWS_ACCESS_KEY_ID: 'S3RVER',
+          AWS_SECRET_ACCESS_KEY: 'S3RVER',
+          AWS_DEFAULT_REGION: 'us-east-1',
+          AWS_EC2_METADATA_DISABLED: 'true',
+        },
+      },
+    );
+    const got = await client.send(
+      new GetObjectCommand({ Bucket: BUCKET, Key: 'cli/upload.jsonl' }),
+    );
+    expect(await got.Body?.transformToString()).toBe(content);
+  });
+});

@@ -1,0 +1,132 @@
+/**
+ * The ObjectStore contract, run against the S3 adapter talking to the local S3 server. Every
+ * behaviour the core relies on is here: pinned reads, conditional writes, paging, streaming.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createS3Client } from '#adapters/s3-clients.ts';
+import { S3ObjectStore } from '#adapters/s3-store.ts';
+import type { ObjectStore } from '#core/ports.ts';
+import { type LocalS3Server, startS3Server } from '#local/s3/server.ts';
+
+const BUCKET = 'contract';
+let server: LocalS3Server;
+let store: ObjectStore;
+
+beforeAll(async () => {
+  server = await startS3Server({ buckets: [BUCKET] });
+  store = new S3ObjectStore(createS3Client({ endpoint: server.endpoint }), {
+    pageSize: 3,
+    partSize: 5 * 1024 * 1024,
+  });
+});
+afterAll(() => server?.close());
+
+async function text(stream: AsyncIterable<Uint8Array>) {
+  const pieces: Uint8Array[] = [];
+  for await (const p of stream) pieces.push(p);
+  return Buffer.concat(pieces).toString('utf8');
+}
+
+describe('ObjectStore contract (S3 adapter, local server)', () => {
+  it('heads objects and reports missing ones as NotFoundError', async () => {
+    const { etag } = await store.put(BUCKET, 'h/a.txt', 'hello');
+    expect(await store.head(BUCKET, 'h/a.txt')).toEqual({
+      bucket: BUCKET,
+      key: 'h/a.txt',
+      size: 5,
+      etag,
+    });
+    await expect(store.head(BUCKET, 'h/missing')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(store.getBytes(BUCKET, 'h/missing')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('lists every object under a prefix across pages, in key order', async () => {
+    const keys = ['l/e', 'l/a', 'l/c', 'l/b', 'l/d', 'l/f', 'l/g', 'other'];
+    await Promise.all(keys.map((k) => store.put(BUCKET, k, k)));
+    const listed = await store.list(BUCKET, 'l/');
+    expect(listed.map((o) => o.key)).toEqual(['l/a', 'l/b', 'l/c', 'l/d', 'l/e', 'l/f', 'l/g']);
+    expect(listed[0]).toMatchObject({ size: 3, etag: expect.stringMatching(/^"[0-9a-f]{32}"$/) });
+  });
+
+  it('reads byte ranges, clamped to the object, nothing for an empty range', async () => {
+    await store.put(BUCKET, 'r/digits', '0123456789');
+    const object = await store.head(BUCKET, 'r/digits');
+    expect(await text(store.readRange(object, 2, 5))).toBe('234');
+    expect(await text(store.readRange(object, 8, 100))).toBe('89');
+    expect(await text(store.readRange(object, 4, 4))).toBe('');
+    expect(await text(store.readRange(object, 10, 12))).toBe('');
+  });
+
+  it('refuses a pinned read after the object was overwritten or deleted', async () => {
+    await store.put(BUCKET, 'p/data', 'version 1');
+    const pinned = await store.head(BUCKET, 'p/data');
+    await store.put(BUCKET, 'p/data', 'version 2');
+    await expect(text(store.readRange(pinned, 0, 5))).rejects.toMatchObject({
+      code: 'DATASET_CHANGED',
+      context: { key: 'p/data' },
+    });
+    const current = await store.head(BUCKET, 'p/data');
+    const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+    await createS3Client({ endpoint: server.endpoint }).send(
+      new DeleteObjectCommand({ Bucket: BUCKET, Key: 'p/data' }),
+    );
+    await expect(text(store.readRange(current, 0, 5))).rejects.toMatchObject({
+      code: 'DATASET_CHANGED',
+    });
+  });
+
+  it('creates only once with ifNoneMatch and swaps only on a matching ETag', async () => {
+    const first = await store.put(BUCKET, 'c/job.json', '{}', { ifNoneMatch: '*' });
+    await expect(
+      store.put(BUCKET, 'c/job.json', '{"x":1}', { ifNoneMatch: '*' }),
+    ).rejects.toMatchObject({
+      code: 'PRECONDITION_FAILED',
+    });
+    const second = await store.put(BUCKET, 'c/job.json', '{"n":2}', { ifMatch: first.etag });
+    await expect(
+      store.put(BUCKET, 'c/job.json', '{"n":3}', { ifMatch: first.etag }),
+    ).rejects.toMatchObject({
+      code: 'PRECONDITION_FAILED',
+    });
+    await expect(
+      store.put(BUCKET, 'c/none.json', '{}', { ifMatch: first.etag }),
+    ).rejects.toMatchObject({
+      code: 'PRECONDITION_FAILED',
+    });
+    const { body, etag } = await store.getBytes(BUCKET, 'c/job.json');
+    expect(Buffer.from(body).toString()).toBe('{"n":2}');
+    expect(etag).toBe(second.etag);
+  });
+
+  it('serialises concurrent compare-and-swap writers: exactly one wins per round', async () => {
+    const { etag } = await store.put(BUCKET, 'c/counter', '0');
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) =>
+        store.put(BUCKET, 'c/counter', String(i + 1), { ifMatch: etag }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+  });
+
+  it('streams a multipart upload byte-exactly, reporting progress', async () => {
+    const piece = 1024 * 1024;
+    async function* body() {
+      for (let i = 0; i < 13; i++) yield new Uint8Array(piece).fill(i);
+    }
+    let progress = 0;
+    const out = await store.upload(BUCKET, 'u/big.bin', body(), {
+      onProgress: (n) => {
+        progress = n;
+      },
+    });
+    expect(out.size).toBe(13 * piece);
+    expect(progress).toBeGreaterThan(0);
+    const object = await store.head(BUCKET, 'u/big.bin');
+    expect(object.size).toBe(13 * piece);
+    const tail = Buffer.from(
+      await text(store.readRange(object, 12 * piece, 12 * piece + 3)),
+      'utf8',
+    );
+    expect([...tail]).toEqual([12, 12, 12]);
+  });
+});
