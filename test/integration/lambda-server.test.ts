@@ -1,0 +1,170 @@
+/**
+ * The local Lambda server's Invoke API behaviours, through the real LambdaClient and our
+ * LambdaInvoker, against a bundled test function.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLambdaClient } from '#adapters/lambda-clients.ts';
+import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
+import { FunctionError, ThrottledError } from '#core/errors.ts';
+import { bundleFunctions } from '#local/bundle.ts';
+import { type LocalLambdaServer, startLambdaServer } from '#local/lambda/server.ts';
+
+const entry = resolve(import.meta.dirname, '../fixtures/functions/probe.ts');
+let cacheDir: string;
+let server: LocalLambdaServer;
+let invoker: LambdaInvoker;
+let faults: 'error' | 'throttle' | undefined;
+
+/** The error an invocation failed with (the test fails if it succeeded). */
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => {
+      throw new Error('expected the invocation to fail');
+    },
+    (e: unknown) => e as FunctionError & ThrottledError,
+  );
+
+beforeAll(async () => {
+  cacheDir = await mkdtemp(join(tmpdir(), 'fanout-bundles-'));
+  const { probe } = await bundleFunctions({ probe: entry }, { cacheDir });
+  const spec = { bundle: probe!, env: { PROBE_VAR: 'from-env' } };
+  server = await startLambdaServer({
+    functions: [
+      { name: 'probe', timeoutSeconds: 1, concurrency: 2, ...spec },
+      { name: 'solo', timeoutSeconds: 5, concurrency: 1, ...spec },
+      { name: 'faulty', timeoutSeconds: 1, concurrency: 1, ...spec },
+    ],
+    faults: (fn) => (fn === 'faulty' ? faults : undefined),
+  });
+  invoker = new LambdaInvoker(createLambdaClient({ endpoint: server.endpoint }));
+});
+afterAll(async () => {
+  await server?.close();
+  await rm(cacheDir, { recursive: true, force: true });
+});
+
+describe('local Lambda server', () => {
+  it('runs RequestResponse invocations and reuses the warm sandbox', async () => {
+    expect(await invoker.invoke('probe', { value: [1, 'two'] })).toEqual({ echo: [1, 'two'] });
+    const first = await invoker.invoke<{ invocations: number }>('solo', { action: 'state' });
+    const second = await invoker.invoke<{ invocations: number }>('solo', { action: 'state' });
+    expect(second.invocations).toBe(first.invocations + 1);
+    expect(server.stats('solo')).toMatchObject({ coldStarts: 1, invocations: 2 });
+  });
+
+  it('accepts function ARNs and qualified names', async () => {
+    const arn = 'arn:aws:lambda:us-east-1:000000000000:function:probe:$LATEST';
+    expect(await invoker.invoke(arn, { value: 1 })).toEqual({ echo: 1 });
+  });
+
+  it('passes the function env and context', async () => {
+    expect(await invoker.invoke('probe', { action: 'env', name: 'PROBE_VAR' })).toEqual({
+      value: 'from-env',
+      functionName: 'probe',
+    });
+  });
+
+  it('returns thrown errors as X-Amz-Function-Error: Unhandled with type, message and trace', async () => {
+    const client = createLambdaClient({ endpoint: server.endpoint });
+    const out = await client.send(
+      new InvokeCommand({
+        FunctionName: 'probe',
+        Payload: Buffer.from(JSON.stringify({ action: 'throw', value: 'bad' })),
+      }),
+    );
+    expect(out.FunctionError).toBe('Unhandled');
+    const body = JSON.parse(Buffer.from(out.Payload!).toString());
+    expect(body).toMatchObject({ errorType: 'ProbeError', errorMessage: 'bad' });
+    expect(body.trace[0]).toMatch(/ProbeError: bad/);
+    await expect(invoker.invoke('probe', { action: 'throw', value: 'bad' })).rejects.toMatchObject({
+      errorType: 'ProbeError',
+    });
+  });
+
+  it('times out, discards the sandbox and answers like Lambda', async () => {
+    const before = server.stats('probe');
+    const error = await failure(invoker.invoke('probe', { action: 'sleep', ms: 3000 }));
+    expect(error).toBeInstanceOf(FunctionError);
+    expect(error.errorType).toBe('Sandbox.Timedout');
+    expect(error.message).toMatch(/Task timed out after 1\.00 seconds/);
+    await invoker.invoke('probe', { value: 'after' });
+    const after = server.stats('probe');
+    expect(after.timeouts).toBe(before.timeouts + 1);
+    expect(after.sandboxes).toBeLessThanOrEqual(2);
+  });
+
+  it('answers 429 TooManyRequestsException past the concurrency limit', async () => {
+    const busy = invoker.invoke('solo', { action: 'sleep', ms: 400 });
+    await new Promise((r) => setTimeout(r, 50));
+    const error = await failure(invoker.invoke('solo', { value: 1 }));
+    expect(error).toBeInstanceOf(ThrottledError);
+    expect(error.retryAfterSeconds).toBe(1);
+    await busy;
+    expect(server.stats('solo').throttles).toBeGreaterThanOrEqual(1);
+  });
+
+  it('queues Event invocations (202) and runs them', async () => {
+    const before = server.stats('solo').invocations;
+    await invoker.invokeEvent('solo', { value: 'async' });
+    for (let i = 0; i < 50 && server.stats('solo').invocations === before; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(server.stats('solo').invocations).toBe(before + 1);
+  });
+
+  it('reports a crashed sandbox as Runtime.ExitError and recovers', async () => {
+    const error = await failure(invoker.invoke('probe', { action: 'crash' }));
+    expect(error.errorType).toBe('Runtime.ExitError');
+    expect(await invoker.invoke('probe', { value: 'ok' })).toEqual({ echo: 'ok' });
+  });
+
+  it('rejects unknown functions, bad JSON and oversized payloads like Lambda', async () => {
+    await expect(invoker.invoke('nope', {})).rejects.toMatchObject({
+      name: 'ResourceNotFoundException',
+    });
+    const bad = await fetch(`${server.endpoint}/2015-03-31/functions/probe/invocations`, {
+      method: 'POST',
+      body: '{',
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('x-amzn-errortype')).toBe('InvalidRequestContentException');
+    await expect(
+      invoker.invoke('probe', { value: 'y'.repeat(7 * 1024 * 1024) }),
+    ).rejects.toMatchObject({
+      name: 'RequestTooLargeException',
+    });
+    await expect(invoker.invoke('probe', { action: 'big' })).rejects.toMatchObject({
+      errorType: 'Function.ResponseSizeTooLarge',
+    });
+  });
+
+  it('prewarms sandboxes', async () => {
+    await server.prewarm('probe', 2);
+    expect(server.stats('probe').sandboxes).toBe(2);
+  });
+
+  it('injects faults on request', async () => {
+    faults = 'error';
+    await expect(invoker.invoke('faulty', {})).rejects.toMatchObject({
+      errorType: 'InjectedFault',
+    });
+    faults = 'throttle';
+    await expect(invoker.invoke('faulty', {})).rejects.toBeInstanceOf(ThrottledError);
+    faults = undefined;
+    expect(await invoker.invoke('faulty', { value: 2 })).toEqual({ echo: 2 });
+  });
+});
+
+describe('bundleFunctions', () => {
+  it('serves a warm cache hit without rebuilding', async () => {
+    const first = await bundleFunctions({ probe: entry }, { cacheDir });
+    const started = performance.now();
+    const second = await bundleFunctions({ probe: entry }, { cacheDir });
+    expect(second).toEqual(first);
+    expect(performance.now() - started).toBeLessThan(200);
+  });
+});
