@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { type BuildOptions, build } from 'esbuild';
 
@@ -77,14 +77,25 @@ export async function bundleFunctions(
       const key = await contentKey(rootDir, entry, inputs, lock);
       const final = join(cacheDir, `${name}-${key}.mjs`);
       // Rename is atomic: a concurrent CLI sees the old bundle or the new one, never half.
-      const { rename } = await import('node:fs/promises');
       await rename(outfile, final);
       await rename(`${outfile}.map`, `${final}.map`).catch(() => undefined);
       await writeFile(inputsFile, JSON.stringify(inputs));
+      await pruneStale(cacheDir, name, final);
       return [name, final] as const;
     }),
   );
   return Object.fromEntries(results);
+}
+
+/** Removes a function's older bundles, so the cache holds one per function. */
+async function pruneStale(cacheDir: string, name: string, keep: string): Promise<void> {
+  const mine = new RegExp(`^${name}-[0-9a-f]{16}\\.mjs(\\.map)?$`);
+  for (const file of await readdir(cacheDir)) {
+    const path = join(cacheDir, file);
+    if (mine.test(file) && path !== keep && path !== `${keep}.map`) {
+      await rm(path, { force: true });
+    }
+  }
 }
 
 /** Hash of the build options, the entry, its source files' contents and the lock file. */

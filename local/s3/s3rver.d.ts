@@ -33,6 +33,7 @@ declare module 's3rver' {
       isTruncated: boolean;
     }>;
     getBucket(bucket: string): Promise<unknown>;
+    getResourcePath(bucket: string, key: string, resource: string): string;
   }
 
   type Middleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void> | void;
