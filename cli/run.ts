@@ -61,6 +61,16 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   const job = findJob(jobs, options.job);
   parseParams(job, options.params);
 
+  // A job is about to run: start its sandboxes while the input uploads, as provisioned
+  // concurrency would, so cold starts do not add to the job's time. Best effort.
+  const warming = Promise.all([
+    runtime.lambda.prewarm(runtime.functions.coordinator, 1),
+    runtime.lambda.prewarm(runtime.functions.reducer, 1),
+    runtime.lambda.prewarm(
+      runtime.functions.worker,
+      options.concurrency ?? LOCAL_DEFAULTS.byteRangeConcurrency,
+    ),
+  ]).catch(() => undefined);
   const inputUri = await stageInput(runtime, options.input, stderr);
   const objects = await resolveInput(inputUri, runtime.store);
   const totalBytes = objects.reduce((sum, o) => sum + o.size, 0);
@@ -69,6 +79,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     options.concurrency ??
     (small ? LOCAL_DEFAULTS.workerSandboxes : LOCAL_DEFAULTS.byteRangeConcurrency);
 
+  await warming;
   const request = await submitJob(
     {
       job: job.name,
