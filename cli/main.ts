@@ -18,7 +18,8 @@ Runs a job on the embedded local runtime (a local S3 server and a local Lambda s
 Arguments:
   <job>      one of: ${[...jobs.keys()].sort().join(', ')}
   <input>    a local file, a local directory (all files, sorted by name), or
-             s3://bucket/key or s3://bucket/prefix/ on the local S3 server
+             s3://bucket/key or s3://bucket/prefix/ on the local S3 server (its data
+             lives in --dir; without --dir every run starts with an empty server)
 
 Options:
   --chunk-size SIZE    bytes per chunk, e.g. 8MiB (default: about 4 chunks per unit of
@@ -154,6 +155,11 @@ async function runCommand(args: string[]): Promise<number> {
     );
   }
   const runtime = await startRuntime(values.dir === undefined ? {} : { dir: values.dir });
+  // Ctrl-C: stop the servers and remove the temporary data directory before exiting.
+  const interrupted = () => {
+    void runtime.close().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
   try {
     const result = await runJob(runtime, options);
     if (result.resultText !== undefined) {
@@ -177,6 +183,7 @@ async function runCommand(args: string[]): Promise<number> {
     }
     return 0;
   } finally {
+    process.off('SIGINT', interrupted);
     await runtime.close();
   }
 }

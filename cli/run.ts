@@ -111,6 +111,11 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
       context: { jobId: request.jobId },
     });
   }
+  if (status.result.badRecords > 0) {
+    stderr.write(
+      `${job.name}: skipped ${status.result.badRecords} malformed record(s); the first of each chunk are in jobs/${request.jobId}/chunks/*.json\n`,
+    );
+  }
   const result = await runtime.store.head(runtime.bucket, status.result.key);
   const body = runtime.store.readRange(result, 0, result.size);
   if (options.output !== undefined) {

@@ -43,7 +43,12 @@ export interface JobStatus {
   /** Input bytes of finished chunks. */
   bytes: number;
   error?: ErrorInfo;
-  result?: { key: string; bytes: number; records: number };
+  /**
+   * The result object: its key, size, and the map outputs it was built from. `badRecords`
+   * counts malformed records skipped under `onBadRecord: 'skip'` (their first samples are in
+   * each chunk's outcome).
+   */
+  result?: { key: string; bytes: number; records: number; badRecords: number };
 }
 
 /** What a worker needs to process one chunk: references, never records. */

@@ -67,6 +67,7 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
     outcomes.push(outcome);
   }
   const records = outcomes.reduce((sum, o) => sum + o.recordsOut, 0);
+  const badRecords = outcomes.reduce((sum, o) => sum + o.badRecords.count, 0);
 
   let result: { key: string; bytes: number };
   if (job.reduce === undefined) {
@@ -98,7 +99,7 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
       ...s,
       status: 'SUCCEEDED',
       finishedAt: deps.clock.iso(),
-      result: { key: result.key, bytes: result.bytes, records },
+      result: { key: result.key, bytes: result.bytes, records, badRecords },
     };
   });
 }

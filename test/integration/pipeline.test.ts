@@ -118,6 +118,7 @@ describe('bad input', () => {
     await writeFile(file, bad);
     const result = await run({ job: 'by-field', input: file, onBadRecord: 'skip' });
     expect(JSON.parse(result.resultText!)).toEqual({ math: { count: 2, nobels: 1, ageSum: 184 } });
+    expect(result.status.result).toMatchObject({ records: 2, badRecords: 1 });
   });
 
   it('rejects invalid params before anything is uploaded or written', async () => {
