@@ -3,10 +3,8 @@
  * counting attempts per chunk), so the SDK's retries are off: they would hide throttles and
  * double-count attempts. Sockets are kept alive and plentiful: one socket per chunk in flight.
  */
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { keepAliveHandler } from './http.ts';
 
 /** Options of {@link createLambdaClient}. */
 export interface LambdaClientOptions {
@@ -20,12 +18,8 @@ export interface LambdaClientOptions {
 /** Creates a Lambda client for RequestResponse invocations of up to 15 minutes. */
 export function createLambdaClient(options: LambdaClientOptions = {}): LambdaClient {
   const maxSockets = options.maxSockets ?? 256;
-  const requestHandler = new NodeHttpHandler({
-    httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-    httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
-    // A worker may run for Lambda's maximum of 15 minutes; leave room for the response.
-    requestTimeout: 16 * 60 * 1000,
-  });
+  // A worker may run for Lambda's maximum of 15 minutes; leave room for the response.
+  const requestHandler = keepAliveHandler(maxSockets, 16 * 60 * 1000);
   const hasCredentials = process.env.AWS_ACCESS_KEY_ID !== undefined;
   return new LambdaClient({
     requestHandler,

@@ -4,10 +4,8 @@
  * unless the environment has some, and checksums only when an API requires them — the local
  * server stores bodies framed with the SDK's default streaming checksums incorrectly.
  */
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { keepAliveHandler } from './http.ts';
 
 /** Options of {@link createS3Client}. */
 export interface S3ClientOptions {
@@ -22,10 +20,7 @@ export interface S3ClientOptions {
 /** Creates an S3 client with keep-alive sockets, configured for AWS or the local server. */
 export function createS3Client(options: S3ClientOptions = {}): S3Client {
   const maxSockets = options.maxSockets ?? 64;
-  const requestHandler = new NodeHttpHandler({
-    httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-    httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
-  });
+  const requestHandler = keepAliveHandler(maxSockets);
   if (options.endpoint === undefined) {
     return new S3Client({ requestHandler, ...(options.region && { region: options.region }) });
   }

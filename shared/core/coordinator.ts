@@ -3,6 +3,7 @@
  * at most `concurrency` in flight (the "process pool"), keeps status.json current, and hands the
  * finished parts to the reducer. A job that fails ends FAILED with its reason and no result.
  */
+import { readAll } from './bytes.ts';
 import {
   DatasetChangedError,
   FanoutError,
@@ -156,22 +157,6 @@ export async function resolveInput(input: string, store: ObjectStore): Promise<O
     throw new NotFoundError(`no objects under ${input}; upload the dataset first`);
   }
   return objects;
-}
-
-async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  const pieces: Uint8Array[] = [];
-  let length = 0;
-  for await (const piece of stream) {
-    pieces.push(piece);
-    length += piece.length;
-  }
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const piece of pieces) {
-    out.set(piece, at);
-    at += piece.length;
-  }
-  return out;
 }
 
 function firstLine(bytes: Uint8Array): Uint8Array {

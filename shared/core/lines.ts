@@ -16,6 +16,8 @@ export interface OwnedRange {
   size: number;
 }
 
+import { concatBytes } from './bytes.ts';
+
 const NL = 10;
 const CR = 13;
 const INITIAL_READ_AHEAD = 64 * 1024;
@@ -85,7 +87,7 @@ export async function scanOwnedLines(
       }
       let line = piece.subarray(from, nl);
       if (carry.length > 0) {
-        line = concat([...carry, line]);
+        line = concatBytes([...carry, line]);
         carry = [];
       }
       const result = onLine(stripCr(line), lineStart);
@@ -124,24 +126,11 @@ export async function scanOwnedLines(
   }
   // The object ended inside our last line (no final newline): it is still a line.
   if (!done && lineStart >= 0 && lineStart < limit && carry.length > 0) {
-    const result = onLine(stripCr(concat(carry)), lineStart);
+    const result = onLine(stripCr(concatBytes(carry)), lineStart);
     carry = [];
     if (isThenable(result)) await result;
   }
   return { bytesRead };
-}
-
-function concat(pieces: Uint8Array[]): Uint8Array {
-  if (pieces.length === 1) return pieces[0] as Uint8Array;
-  let length = 0;
-  for (const p of pieces) length += p.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
