@@ -8,6 +8,7 @@ import type { BadRecordPolicy } from '#core/job.ts';
 import { jobs } from '#jobs/index.ts';
 import { startRuntime } from '#local/runtime.ts';
 import { parseJsonObject, parsePositiveInt, parseSize } from './args.ts';
+import { DEV_HELP, devCommand } from './dev.ts';
 import { type RunOptions, runJob } from './run.ts';
 
 const RUN_HELP = `Usage: fanout run <job> <input> [options]
@@ -43,6 +44,7 @@ const MAIN_HELP = `Usage: fanout <command> [options]
 
 Commands:
   run <job> <input>   run a job on the embedded local runtime and print its result
+  dev                 serve the HTTP API, S3 and Lambda locally until Ctrl-C
   jobs                list the jobs fanout can run
   help [command]      show help
 
@@ -56,6 +58,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'run':
         return await runCommand(rest);
+      case 'dev':
+        return await devCommand(rest);
       case 'jobs':
         for (const job of [...jobs.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
           const kind = job.reduce ? 'reduce' : 'map-only';
@@ -68,11 +72,13 @@ export async function main(argv: string[]): Promise<number> {
       case 'help':
       case '-h':
       case '--help':
-        process.stdout.write(rest[0] === 'run' ? RUN_HELP : MAIN_HELP);
+        process.stdout.write(
+          rest[0] === 'run' ? RUN_HELP : rest[0] === 'dev' ? DEV_HELP : MAIN_HELP,
+        );
         return 0;
       default:
         throw new ValidationError(
-          `unknown command ${JSON.stringify(command)}; expected one of: run, jobs, help`,
+          `unknown command ${JSON.stringify(command)}; expected one of: run, dev, jobs, help`,
         );
     }
   } catch (error) {

@@ -16,6 +16,12 @@ export const ENV = {
   workerFunction: 'FANOUT_WORKER_FUNCTION',
   reducerFunction: 'FANOUT_REDUCER_FUNCTION',
   coordinatorFunction: 'FANOUT_COORDINATOR_FUNCTION',
+  /** Comma-separated S3 URI prefixes jobs may read. Default: s3://{bucket}/datasets/ */
+  allowedInputs: 'FANOUT_ALLOWED_INPUTS',
+  /** Chunks in flight when a request names none. Default: 100 */
+  defaultConcurrency: 'FANOUT_DEFAULT_CONCURRENCY',
+  /** The most chunks in flight a request may ask for. Default: 1000 */
+  maxConcurrency: 'FANOUT_MAX_CONCURRENCY',
   /** Standard AWS SDK variables; set only when talking to the local runtime. */
   s3Endpoint: 'AWS_ENDPOINT_URL_S3',
   lambdaEndpoint: 'AWS_ENDPOINT_URL_LAMBDA',
@@ -42,6 +48,19 @@ export function optionalUrl(env: Env, name: string): string | undefined {
     );
   }
   return value;
+}
+
+/** An optional positive integer variable; throws naming it when malformed. */
+export function optionalInt(env: Env, name: string, fallback: number): number {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new ValidationError(
+      `environment variable ${name} must be a positive integer; got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
 }
 
 /** The object store every handler uses. */

@@ -25,6 +25,7 @@ export const FUNCTION_ENTRIES = {
   coordinator: resolve(root, 'functions/coordinator/index.ts'),
   worker: resolve(root, 'functions/worker/index.ts'),
   reducer: resolve(root, 'functions/reducer/index.ts'),
+  api: resolve(root, 'functions/api/index.ts'),
 } as const;
 
 /**
@@ -38,6 +39,7 @@ export const LOCAL_DEFAULTS = {
   workerSandboxes: 16,
   coordinatorSandboxes: 4,
   reducerSandboxes: 4,
+  apiSandboxes: 8,
   workerTimeoutSeconds: 300,
   coordinatorTimeoutSeconds: 900,
   reducerTimeoutSeconds: 300,
@@ -69,7 +71,7 @@ export interface LocalRuntime {
   store: ObjectStore;
   /** The runtime's Lambda endpoint, through the same adapter the coordinator uses. */
   invoker: Invoker;
-  functions: { coordinator: string; worker: string; reducer: string };
+  functions: { coordinator: string; worker: string; reducer: string; api: string };
   close(): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     coordinator: 'fanout-coordinator',
     worker: 'fanout-worker',
     reducer: 'fanout-reducer',
+    api: 'fanout-api',
   };
   const lambdaPort = options.lambdaPort ?? 0;
   let lambda: LocalLambdaServer;
@@ -101,6 +104,9 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       FANOUT_WORKER_FUNCTION: names.worker,
       FANOUT_REDUCER_FUNCTION: names.reducer,
       FANOUT_COORDINATOR_FUNCTION: names.coordinator,
+      FANOUT_ALLOWED_INPUTS: `s3://${bucket}/datasets/`,
+      FANOUT_DEFAULT_CONCURRENCY: String(options.workerSandboxes ?? LOCAL_DEFAULTS.workerSandboxes),
+      FANOUT_MAX_CONCURRENCY: String(options.workerSandboxes ?? LOCAL_DEFAULTS.workerSandboxes),
       AWS_ENDPOINT_URL_S3: s3.endpoint,
       AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
       AWS_REGION: 'us-east-1',
@@ -128,6 +134,13 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       env,
       timeoutSeconds: LOCAL_DEFAULTS.reducerTimeoutSeconds,
       concurrency: LOCAL_DEFAULTS.reducerSandboxes,
+    });
+    lambda.register({
+      name: names.api,
+      bundle: bundles.api!,
+      env,
+      timeoutSeconds: 30, // API Gateway's integration timeout
+      concurrency: LOCAL_DEFAULTS.apiSandboxes,
     });
   } catch (error) {
     await s3.close();

@@ -2,15 +2,19 @@
 
 import { Readable } from 'node:stream';
 import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { DatasetChangedError, NotFoundError, PreconditionFailedError } from '#core/errors.ts';
-import type { ObjectInfo, ObjectStore, PutOptions, UploadOptions } from '#core/ports.ts';
+import type { ObjectInfo, ObjectStore, PutOptions, UploadOptions, UrlSigner } from '#core/ports.ts';
 
 /** Options of {@link S3ObjectStore}. */
 export interface S3ObjectStoreOptions {
@@ -33,8 +37,8 @@ const isConditionFailed = (error: unknown) =>
   statusOf(error) === 409 ||
   ['PreconditionFailed', 'ConditionalRequestConflict'].includes(nameOf(error) ?? '');
 
-/** S3 implementation of {@link ObjectStore}; the client is injected (AWS or local). */
-export class S3ObjectStore implements ObjectStore {
+/** S3 implementation of {@link ObjectStore} and {@link UrlSigner}; the client is injected. */
+export class S3ObjectStore implements ObjectStore, UrlSigner {
   private readonly pageSize: number;
   private readonly partSize: number;
   private readonly queueSize: number;
@@ -87,6 +91,92 @@ export class S3ObjectStore implements ObjectStore {
     } while (token !== undefined);
     // S3 lists in UTF-8 binary key order; sort the same way whatever the server did.
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async listPrefixes(
+    bucket: string,
+    prefix: string,
+    options: { startAfter?: string; limit: number },
+  ): Promise<{ prefixes: string[]; next?: string }> {
+    const page = await this.client.send(
+      new ListObjectsV2Command({
+        Bucket: bucket,
+        Prefix: prefix,
+        Delimiter: '/',
+        MaxKeys: options.limit,
+        ...(options.startAfter !== undefined && { StartAfter: options.startAfter }),
+      }),
+    );
+    const prefixes = (page.CommonPrefixes ?? []).flatMap((p) => (p.Prefix ? [p.Prefix] : []));
+    const last = prefixes.at(-1);
+    return { prefixes, ...(page.IsTruncated && last !== undefined && { next: last }) };
+  }
+
+  presignGet(bucket: string, key: string, expiresSeconds: number): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: bucket, Key: key }), {
+      expiresIn: expiresSeconds,
+    });
+  }
+
+  presignPut(bucket: string, key: string, expiresSeconds: number): Promise<string> {
+    return getSignedUrl(this.client, new PutObjectCommand({ Bucket: bucket, Key: key }), {
+      expiresIn: expiresSeconds,
+    });
+  }
+
+  async createMultipartUpload(bucket: string, key: string): Promise<string> {
+    const out = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+    );
+    if (out.UploadId === undefined) throw new Error(`S3 returned no upload id for ${key}`);
+    return out.UploadId;
+  }
+
+  presignUploadPart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    expiresSeconds: number,
+  ): Promise<string> {
+    return getSignedUrl(
+      this.client,
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+      }),
+      { expiresIn: expiresSeconds },
+    );
+  }
+
+  async completeMultipartUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    parts: { partNumber: number; etag: string }[],
+  ): Promise<{ etag: string }> {
+    try {
+      const out = await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: {
+            Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })),
+          },
+        }),
+      );
+      return { etag: out.ETag ?? '' };
+    } catch (error) {
+      if (isMissing(error) || nameOf(error) === 'NoSuchUpload') {
+        throw new NotFoundError(`no multipart upload ${uploadId} for s3://${bucket}/${key}`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
   }
 
   async *readRange(object: ObjectInfo, start: number, end: number): AsyncIterable<Uint8Array> {

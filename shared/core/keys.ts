@@ -18,14 +18,18 @@ export function jobKeys(jobId: string) {
   };
 }
 
+/** Ids count down from this instant (base 36 `zzzzzzzzz` ms, in the year 5138). */
+const ID_EPOCH_END = 36 ** 9 - 1;
+
 /**
- * A new job id: milliseconds since the epoch in base 36 (so ids sort by creation time, which the
- * job listing relies on) followed by random base-36 digits.
+ * A new job id: the milliseconds left until {@link ID_EPOCH_END} in base 36, then random digits.
+ * Counting down makes S3's ascending key order list the most recent jobs first, so `GET /jobs`
+ * pages through jobs newest-first without reading them all.
  */
 export function newJobId(now: number = Date.now(), random: () => number = Math.random): string {
   let suffix = '';
   for (let i = 0; i < 8; i++) suffix += Math.floor(random() * 36).toString(36);
-  return `${now.toString(36).padStart(9, '0')}${suffix}`;
+  return `${(ID_EPOCH_END - now).toString(36).padStart(9, '0')}${suffix}`;
 }
 
 /** A parsed `s3://bucket/key` or `s3://bucket/prefix/` URI. */

@@ -38,6 +38,15 @@ export interface ObjectStore {
   /** Every object under `prefix`, in key order, across all list pages. */
   list(bucket: string, prefix: string): Promise<ObjectInfo[]>;
   /**
+   * One page of the "folders" directly under `prefix` (delimiter `/`), in key order, after
+   * `startAfter`. `next` is the value to pass as `startAfter` for the following page.
+   */
+  listPrefixes(
+    bucket: string,
+    prefix: string,
+    options: { startAfter?: string; limit: number },
+  ): Promise<{ prefixes: string[]; next?: string }>;
+  /**
    * The bytes `[start, end)` of a pinned object, as a stream. The read is conditional on the
    * pinned ETag (If-Match) and VersionId: if the object changed or vanished it throws
    * DatasetChangedError naming the key. `end` is clamped to the object's size.
@@ -59,6 +68,28 @@ export interface ObjectStore {
     body: AsyncIterable<Uint8Array>,
     options?: UploadOptions,
   ): Promise<{ etag: string; size: number }>;
+}
+
+/** Presigned URLs, so clients move dataset and result bytes to and from S3 directly. */
+export interface UrlSigner {
+  presignGet(bucket: string, key: string, expiresSeconds: number): Promise<string>;
+  presignPut(bucket: string, key: string, expiresSeconds: number): Promise<string>;
+  /** Starts a multipart upload; returns its upload id. */
+  createMultipartUpload(bucket: string, key: string): Promise<string>;
+  presignUploadPart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    expiresSeconds: number,
+  ): Promise<string>;
+  /** Completes a multipart upload. Throws NotFoundError for an unknown upload id. */
+  completeMultipartUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    parts: { partNumber: number; etag: string }[],
+  ): Promise<{ etag: string }>;
 }
 
 /** Invokes a Lambda function (or the local runtime's stand-in for one). */

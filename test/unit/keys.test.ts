@@ -28,10 +28,11 @@ describe('S3 URIs', () => {
 });
 
 describe('job ids and keys', () => {
-  it('sort by creation time and match the id pattern', () => {
-    const a = newJobId(1_000_000_000_000);
-    const b = newJobId(1_000_000_000_001);
-    expect(a < b).toBe(true);
+  it('sort newest first and match the id pattern', () => {
+    const older = newJobId(1_000_000_000_000);
+    const newer = newJobId(1_000_000_000_001);
+    expect(newer < older).toBe(true);
+    const a = older;
     expect(JOB_ID.test(a)).toBe(true);
     expect(jobKeys(a).part(3, true)).toBe(`jobs/${a}/parts/3.jsonl`);
     expect(jobKeys(a).result(false)).toBe(`jobs/${a}/result.json`);

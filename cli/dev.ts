@@ -1,0 +1,85 @@
+/**
+ * `fanout dev`: the local runtime plus the HTTP API, on fixed loopback ports, until Ctrl-C.
+ * curl, the AWS CLI and `fanout --api` work against it exactly as against a deployment, with
+ * no credentials. Data in --dir survives restarts.
+ */
+import { parseArgs } from 'node:util';
+import { ValidationError } from '#core/errors.ts';
+import { assertLoopback, startApiServer } from '#local/api-server.ts';
+import { startRuntime } from '#local/runtime.ts';
+import { parsePositiveInt } from './args.ts';
+
+export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1]
+
+Starts the local S3 server, the local Lambda server and the HTTP API on 127.0.0.1 and keeps them
+running until Ctrl-C. Prints the API URL, the S3 endpoint and bucket, and the environment lines
+to use them.
+
+Options:
+  --port N      the HTTP API's port (default 3000)
+  --s3-port N   the S3 server's port (default 4569)
+  --dir DIR     data directory of the S3 server; survives restarts (default .fanout)
+  --host HOST   loopback address to bind: 127.0.0.1 (default), localhost or ::1; anything
+                else is refused, because the local servers accept no credentials
+  -h, --help    show this help
+`;
+
+/** Runs `fanout dev`; resolves with the exit code once stopped. */
+export async function devCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      port: { type: 'string' },
+      's3-port': { type: 'string' },
+      dir: { type: 'string' },
+      host: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(DEV_HELP);
+    return 0;
+  }
+  if (positionals.length > 0)
+    throw new ValidationError(`fanout dev takes no arguments; got ${positionals.join(' ')}`);
+  const host = values.host ?? '127.0.0.1';
+  assertLoopback(host);
+  const port = values.port === undefined ? 3000 : parsePositiveInt('--port', values.port);
+  const s3Port =
+    values['s3-port'] === undefined ? 4569 : parsePositiveInt('--s3-port', values['s3-port']);
+  const dir = values.dir ?? '.fanout';
+
+  const runtime = await startRuntime({ dir, s3Port });
+  const api = await startApiServer({
+    invoker: runtime.invoker,
+    functionName: runtime.functions.api,
+    port,
+    host,
+  }).catch(async (error) => {
+    await runtime.close();
+    throw error;
+  });
+  await runtime.lambda.prewarm(runtime.functions.api, 1);
+  const s3 = runtime.s3.endpoint;
+  process.stdout.write(`fanout dev: the HTTP API is on ${api.url}
+
+  S3 endpoint  ${s3}   bucket ${runtime.bucket}   data in ${dir}
+
+  export FANOUT_API_URL=${api.url}
+  export AWS_ENDPOINT_URL_S3=${s3} AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1
+
+  aws --endpoint-url ${s3} s3 cp data.jsonl s3://${runtime.bucket}/datasets/data.jsonl
+  curl -s -XPOST ${api.url}/jobs -d '{"job":"by-field","input":"s3://${runtime.bucket}/datasets/data.jsonl"}'
+
+Ctrl-C to stop.
+`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await api.close();
+  await runtime.close();
+  return 0;
+}

@@ -1,0 +1,52 @@
+/** API Lambda: API Gateway HTTP API (payload v2) events in, HTTP responses out. */
+import { handleApiRequest } from '#core/api.ts';
+import { systemClock } from '#core/ports.ts';
+import { jobs } from '#jobs/index.ts';
+import { ENV, invokerFromEnv, optionalInt, requireEnv, storeFromEnv } from '../config.ts';
+
+const bucket = requireEnv(process.env, ENV.bucket);
+const store = storeFromEnv();
+const deps = {
+  store,
+  signer: store,
+  invoker: invokerFromEnv(),
+  jobs,
+  clock: systemClock,
+  bucket,
+  coordinatorFunction: requireEnv(process.env, ENV.coordinatorFunction),
+  allowedInputs: (process.env[ENV.allowedInputs] ?? `s3://${bucket}/datasets/`)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+  defaultConcurrency: optionalInt(process.env, ENV.defaultConcurrency, 100),
+  maxConcurrency: optionalInt(process.env, ENV.maxConcurrency, 1000),
+  log: (message: string, detail: unknown) => console.error(message, detail),
+};
+
+/** The parts of an API Gateway HTTP API v2 event the handler reads. */
+interface HttpApiEvent {
+  rawPath?: string;
+  queryStringParameters?: Record<string, string | undefined>;
+  body?: string;
+  isBase64Encoded?: boolean;
+  requestContext?: { requestId?: string; http?: { method?: string } };
+}
+
+/** Lambda entry point. */
+export const handler = async (event: HttpApiEvent) => {
+  const body =
+    event.isBase64Encoded && event.body
+      ? Buffer.from(event.body, 'base64').toString('utf8')
+      : event.body;
+  const response = await handleApiRequest(
+    {
+      method: event.requestContext?.http?.method ?? 'GET',
+      path: event.rawPath ?? '/',
+      query: event.queryStringParameters ?? {},
+      ...(body !== undefined && { body }),
+      requestId: event.requestContext?.requestId ?? 'unknown',
+    },
+    deps,
+  );
+  return { statusCode: response.status, headers: response.headers, body: response.body };
+};

@@ -1,0 +1,134 @@
+/**
+ * The local HTTP API: an HTTP server on loopback that turns each request into an API Gateway
+ * HTTP API (payload v2) event, invokes the api function through the local Lambda server (the
+ * same bundle as on AWS), and turns its answer back into HTTP. Requests carry no credentials.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ValidationError } from '#core/errors.ts';
+import type { Invoker } from '#core/ports.ts';
+
+/** Hosts the local servers may bind: loopback only, so nothing is reachable from the network. */
+export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', 'localhost', '::1'];
+
+/** Throws ValidationError unless `host` is a loopback address. */
+export function assertLoopback(host: string): void {
+  if (!LOOPBACK_HOSTS.includes(host)) {
+    throw new ValidationError(
+      `refusing to bind ${host}: the local servers accept no credentials, so they listen on loopback only (${LOOPBACK_HOSTS.join(', ')})`,
+    );
+  }
+}
+
+/** Options of {@link startApiServer}. */
+export interface ApiServerOptions {
+  invoker: Invoker;
+  /** The api function's name on the local Lambda server. */
+  functionName: string;
+  /** @default 0 (any free port) */
+  port?: number;
+  /** @default '127.0.0.1' */
+  host?: string;
+}
+
+/** A running local API. */
+export interface LocalApiServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const MAX_BODY = 6 * 1024 * 1024; // API Gateway's and Lambda's payload limit
+
+/** Starts the local HTTP API. */
+export async function startApiServer(options: ApiServerOptions): Promise<LocalApiServer> {
+  const host = options.host ?? '127.0.0.1';
+  assertLoopback(host);
+  const send = (res: ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+    });
+    res.end(text);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size <= MAX_BODY) chunks.push(chunk);
+    }
+    if (size > MAX_BODY) {
+      return send(res, 413, {
+        error: {
+          code: 'PAYLOAD_TOO_LARGE',
+          message: `request bodies are limited to ${MAX_BODY} bytes`,
+        },
+      });
+    }
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const requestId = randomUUID();
+    const headers = Object.fromEntries(
+      Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : (v ?? '')]),
+    );
+    const event = {
+      version: '2.0',
+      routeKey: '$default',
+      rawPath: url.pathname,
+      rawQueryString: url.search.slice(1),
+      headers,
+      queryStringParameters: url.search === '' ? undefined : Object.fromEntries(url.searchParams),
+      requestContext: {
+        http: {
+          method: req.method ?? 'GET',
+          path: url.pathname,
+          protocol: 'HTTP/1.1',
+          sourceIp: '127.0.0.1',
+          userAgent: headers['user-agent'] ?? '',
+        },
+        requestId,
+        stage: '$default',
+        timeEpoch: Date.now(),
+      },
+      body: size === 0 ? undefined : Buffer.concat(chunks).toString('base64'),
+      isBase64Encoded: size > 0,
+    };
+    let answer: { statusCode: number; headers?: Record<string, string>; body?: string };
+    try {
+      answer = await options.invoker.invoke(options.functionName, event);
+    } catch {
+      // What API Gateway answers when its Lambda integration fails.
+      return send(res, 502, { message: 'Internal Server Error', requestId });
+    }
+    const body = answer.body ?? '';
+    res.writeHead(answer.statusCode, {
+      ...answer.headers,
+      'content-length': Buffer.byteLength(body),
+      'x-request-id': requestId,
+    });
+    res.end(body);
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch(() => {
+      if (!res.headersSent) send(res, 500, { message: 'Internal Server Error' });
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,50 @@
+/** Request bodies of the HTTP API, as zod schemas (validation and the OpenAPI document). */
+import { z } from 'zod';
+
+/** S3's object size limit: 5 TiB. */
+const MAX_UPLOAD_BYTES = 5 * 1024 ** 4;
+
+/** `POST /jobs` body. */
+export const submitSchema = z
+  .object({
+    job: z.string().min(1).max(64),
+    input: z.string().min(1).max(2048),
+    params: z.record(z.string(), z.unknown()).optional(),
+    chunkSize: z
+      .number()
+      .int()
+      .min(1)
+      .max(5 * 1024 ** 3)
+      .optional(),
+    chunks: z.number().int().min(1).max(100_000).optional(),
+    concurrency: z.number().int().min(1).optional(),
+    onBadRecord: z.enum(['fail', 'skip']).optional(),
+  })
+  .strict();
+
+/** `POST /uploads` body. */
+export const uploadSchema = z
+  .object({
+    key: z.string().min(1).max(900),
+    bytes: z.number().int().min(0).max(MAX_UPLOAD_BYTES).optional(),
+  })
+  .strict();
+
+/** `POST /uploads/complete` body. */
+export const completeSchema = z
+  .object({
+    key: z.string().min(1).max(900),
+    uploadId: z.string().min(1).max(1024),
+    parts: z
+      .array(
+        z
+          .object({
+            partNumber: z.number().int().min(1).max(10_000),
+            etag: z.string().min(1).max(200),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(10_000),
+  })
+  .strict();

@@ -1,0 +1,343 @@
+/**
+ * The HTTP API (the same logic behind API Gateway on AWS and `fanout dev` locally):
+ *
+ * - `POST /jobs` submit a job → 202 `{ jobId, status, links }`
+ * - `GET /jobs` the most recent jobs, paginated (`?limit=&cursor=`)
+ * - `GET /jobs/{jobId}` the status document
+ * - `GET /jobs/{jobId}/result` the result (≤ 1 MB inline, else 303 to a presigned URL)
+ * - `POST /uploads` a presigned PUT, or presigned multipart part URLs, under datasets/
+ * - `POST /uploads/complete` completes a multipart upload
+ * - `GET /openapi.json` the OpenAPI 3.1 description of all this
+ *
+ * Every request is validated before anything is written: a 4xx never leaves a trace in S3.
+ */
+import type { z } from 'zod';
+import { completeSchema, submitSchema, uploadSchema } from './api-schemas.ts';
+import { resolveInput } from './coordinator.ts';
+import { ValidationError } from './errors.ts';
+import { type ApiRequest, type ApiResponse, errorResponse, HttpError, json } from './http.ts';
+import type { AnyJob } from './job.ts';
+import { findJob } from './job.ts';
+import { JOB_ID, jobKeys, parseS3Uri } from './keys.ts';
+import type { JobStatus } from './model.ts';
+import { openApiDocument } from './openapi.ts';
+import type { Clock, Invoker, ObjectStore, UrlSigner } from './ports.ts';
+import { readJson, readStatus } from './status.ts';
+import { submitJob } from './submit.ts';
+
+/** What the API needs. */
+export interface ApiDeps {
+  store: ObjectStore;
+  signer: UrlSigner;
+  invoker: Invoker;
+  jobs: ReadonlyMap<string, AnyJob>;
+  clock: Clock;
+  bucket: string;
+  coordinatorFunction: string;
+  /** S3 URI prefixes jobs may read, e.g. `s3://my-bucket/datasets/`. */
+  allowedInputs: readonly string[];
+  /** Concurrency when a request gives none. */
+  defaultConcurrency: number;
+  /** The most chunks in flight a request may ask for. */
+  maxConcurrency: number;
+  log: (message: string, detail: unknown) => void;
+}
+
+/** Results up to this size are returned inline; larger ones by presigned URL. */
+export const INLINE_RESULT_BYTES = 1_000_000;
+/** Uploads larger than this get presigned multipart part URLs. */
+export const MULTIPART_THRESHOLD = 64 * 1024 * 1024;
+/** Presigned URLs live this long. */
+export const PRESIGN_SECONDS = 3600;
+const MIN_PART = 16 * 1024 * 1024;
+
+function parseBody<T>(schema: z.ZodType<T>, body: string | undefined): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(body ?? '');
+  } catch {
+    throw new HttpError(400, 'BAD_REQUEST', 'the request body must be a JSON object');
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const detail = result.error.issues
+      .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(body)'}: ${i.message}`)
+      .join('; ');
+    throw new HttpError(400, 'BAD_REQUEST', `invalid request body: ${detail}`);
+  }
+  return result.data;
+}
+
+/**
+ * Confines an upload key to datasets/: relative, no `..` segments, no control characters or
+ * backslashes. `my/data.jsonl` and `datasets/my/data.jsonl` name the same object.
+ */
+export function datasetKey(raw: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we reject
+  if (/[\u0000-\u001f\u007f\\]/.test(raw)) {
+    throw new HttpError(
+      400,
+      'BAD_REQUEST',
+      'key must not contain control characters or backslashes',
+    );
+  }
+  if (raw.startsWith('/'))
+    throw new HttpError(400, 'BAD_REQUEST', 'key must be relative, not start with /');
+  const segments = raw.split('/');
+  if (segments.some((s) => s === '..' || s === '.' || s === '')) {
+    throw new HttpError(400, 'BAD_REQUEST', 'key must not contain empty, "." or ".." segments');
+  }
+  return raw.startsWith('datasets/') ? raw : `datasets/${raw}`;
+}
+
+type Route = (request: ApiRequest, params: string[], deps: ApiDeps) => Promise<ApiResponse>;
+
+/** The routes, in match order: method, path pattern, handler. The OpenAPI test reads this. */
+export const ROUTES: readonly { method: string; path: string; pattern: RegExp; handle: Route }[] = [
+  {
+    method: 'GET',
+    path: '/openapi.json',
+    pattern: /^\/openapi\.json$/,
+    handle: async () => json(200, openApiDocument),
+  },
+  { method: 'POST', path: '/jobs', pattern: /^\/jobs$/, handle: postJob },
+  { method: 'GET', path: '/jobs', pattern: /^\/jobs$/, handle: listJobs },
+  { method: 'GET', path: '/jobs/{jobId}', pattern: /^\/jobs\/([^/]+)$/, handle: getJob },
+  {
+    method: 'GET',
+    path: '/jobs/{jobId}/result',
+    pattern: /^\/jobs\/([^/]+)\/result$/,
+    handle: getResult,
+  },
+  { method: 'POST', path: '/uploads', pattern: /^\/uploads$/, handle: postUpload },
+  {
+    method: 'POST',
+    path: '/uploads/complete',
+    pattern: /^\/uploads\/complete$/,
+    handle: postUploadComplete,
+  },
+];
+
+/** Handles one request; never throws (errors become responses). */
+export async function handleApiRequest(request: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
+  try {
+    const path = request.path.length > 1 ? request.path.replace(/\/+$/, '') : request.path;
+    const matching = ROUTES.filter((r) => r.pattern.test(path));
+    if (matching.length === 0)
+      throw new HttpError(404, 'NOT_FOUND', `no route ${request.method} ${request.path}`);
+    const route = matching.find((r) => r.method === request.method);
+    if (route === undefined) {
+      return {
+        ...json(405, {
+          error: {
+            code: 'METHOD_NOT_ALLOWED',
+            message: `${request.method} is not allowed on ${request.path}; allowed: ${matching.map((r) => r.method).join(', ')}`,
+          },
+        }),
+        headers: {
+          'content-type': 'application/json',
+          allow: matching.map((r) => r.method).join(', '),
+        },
+      };
+    }
+    const params = (route.pattern.exec(path) ?? []).slice(1).map(decodeURIComponent);
+    return await route.handle(request, params, deps);
+  } catch (error) {
+    return errorResponse(error, request.requestId, deps.log);
+  }
+}
+
+async function postJob(
+  request: ApiRequest,
+  _params: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  const body = parseBody(submitSchema, request.body);
+  findJob(deps.jobs, body.job);
+  const uri = parseS3Uri(body.input);
+  if (uri === undefined) {
+    throw new ValidationError(
+      `input ${JSON.stringify(body.input)} is not an S3 URI; expected s3://bucket/key or s3://bucket/prefix/`,
+    );
+  }
+  if (!deps.allowedInputs.some((allowed) => body.input.startsWith(allowed))) {
+    throw new HttpError(
+      400,
+      'INPUT_NOT_ALLOWED',
+      `input ${body.input} is outside the allowed inputs; expected a URI under ${deps.allowedInputs.join(' or ')}`,
+    );
+  }
+  const concurrency = body.concurrency ?? deps.defaultConcurrency;
+  if (concurrency > deps.maxConcurrency) {
+    throw new ValidationError(
+      `concurrency must be at most ${deps.maxConcurrency}; got ${concurrency}`,
+    );
+  }
+  // The input must exist now (404 otherwise); the coordinator pins it when the job starts.
+  await resolveInput(body.input, deps.store);
+  const job = await submitJob(
+    {
+      job: body.job,
+      input: body.input,
+      concurrency,
+      ...(body.params !== undefined && { params: body.params }),
+      ...(body.chunkSize !== undefined && { chunkSize: body.chunkSize }),
+      ...(body.chunks !== undefined && { chunks: body.chunks }),
+      ...(body.onBadRecord !== undefined && { onBadRecord: body.onBadRecord }),
+    },
+    deps,
+  );
+  return json(
+    202,
+    {
+      jobId: job.jobId,
+      status: 'QUEUED',
+      links: { self: `/jobs/${job.jobId}`, result: `/jobs/${job.jobId}/result` },
+    },
+    { location: `/jobs/${job.jobId}` },
+  );
+}
+
+async function statusOf(jobId: string, deps: ApiDeps): Promise<JobStatus> {
+  if (!JOB_ID.test(jobId)) throw new HttpError(404, 'NOT_FOUND', `no job ${JSON.stringify(jobId)}`);
+  return readStatus(deps.store, deps.bucket, jobId).catch((error: unknown) => {
+    if ((error as { code?: string }).code === 'NOT_FOUND') {
+      throw new HttpError(404, 'NOT_FOUND', `no job ${jobId}`);
+    }
+    throw error;
+  });
+}
+
+async function getJob(
+  _request: ApiRequest,
+  [jobId]: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  return json(200, await statusOf(jobId as string, deps));
+}
+
+async function getResult(
+  _request: ApiRequest,
+  [jobId]: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  const status = await statusOf(jobId as string, deps);
+  if (status.status !== 'SUCCEEDED' || status.result === undefined) {
+    throw new HttpError(
+      409,
+      'NOT_READY',
+      `job ${status.jobId} is ${status.status}; its result exists once it is SUCCEEDED`,
+    );
+  }
+  const { key, bytes } = status.result;
+  const type = key.endsWith('.jsonl') ? 'application/x-ndjson' : 'application/json';
+  if (bytes > INLINE_RESULT_BYTES) {
+    const url = await deps.signer.presignGet(deps.bucket, key, PRESIGN_SECONDS);
+    return {
+      status: 303,
+      headers: { location: url, 'content-type': 'application/json' },
+      body: JSON.stringify({ url }),
+    };
+  }
+  const { body } = await deps.store.getBytes(deps.bucket, key);
+  return { status: 200, headers: { 'content-type': type }, body: new TextDecoder().decode(body) };
+}
+
+async function listJobs(
+  request: ApiRequest,
+  _params: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  const limit = request.query.limit === undefined ? 20 : Number(request.query.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+    throw new ValidationError(
+      `limit must be an integer from 1 to 100; got ${JSON.stringify(request.query.limit)}`,
+    );
+  }
+  const cursor = request.query.cursor;
+  if (cursor !== undefined && !JOB_ID.test(cursor)) {
+    throw new ValidationError(
+      `cursor ${JSON.stringify(cursor)} is not a job id from a previous page`,
+    );
+  }
+  const page = await deps.store.listPrefixes(deps.bucket, 'jobs/', {
+    limit,
+    ...(cursor !== undefined && { startAfter: `jobs/${cursor}/` }),
+  });
+  const ids = page.prefixes.map((p) => p.slice('jobs/'.length, -1)).filter((id) => JOB_ID.test(id));
+  const jobs = await Promise.all(
+    ids.map(async (id) => {
+      const s = await readJson<JobStatus>(deps.store, deps.bucket, jobKeys(id).status)
+        .then((r) => r.value)
+        .catch(() => undefined);
+      return s === undefined
+        ? undefined
+        : {
+            jobId: s.jobId,
+            job: s.job,
+            status: s.status,
+            input: s.input,
+            createdAt: s.createdAt,
+            finishedAt: s.finishedAt,
+          };
+    }),
+  );
+  const next = page.next === undefined ? undefined : ids.at(-1);
+  return json(200, {
+    jobs: jobs.filter((j) => j !== undefined),
+    ...(next !== undefined && { next }),
+  });
+}
+
+async function postUpload(
+  request: ApiRequest,
+  _params: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  const body = parseBody(uploadSchema, request.body);
+  const key = datasetKey(body.key);
+  const s3Uri = `s3://${deps.bucket}/${key}`;
+  if (body.bytes === undefined || body.bytes <= MULTIPART_THRESHOLD) {
+    const url = await deps.signer.presignPut(deps.bucket, key, PRESIGN_SECONDS);
+    return json(201, { s3Uri, key, url, method: 'PUT', expiresIn: PRESIGN_SECONDS });
+  }
+  const partSize = Math.max(MIN_PART, Math.ceil(body.bytes / 10_000 / (1024 * 1024)) * 1024 * 1024);
+  const count = Math.ceil(body.bytes / partSize);
+  const uploadId = await deps.signer.createMultipartUpload(deps.bucket, key);
+  const parts = await Promise.all(
+    Array.from({ length: count }, async (_, i) => ({
+      partNumber: i + 1,
+      url: await deps.signer.presignUploadPart(deps.bucket, key, uploadId, i + 1, PRESIGN_SECONDS),
+    })),
+  );
+  return json(201, {
+    s3Uri,
+    key,
+    multipart: {
+      uploadId,
+      partSize,
+      parts,
+      complete: {
+        method: 'POST',
+        path: '/uploads/complete',
+        body: {
+          key,
+          uploadId,
+          parts: "[{ partNumber, etag }] from each part upload's ETag header",
+        },
+      },
+    },
+    expiresIn: PRESIGN_SECONDS,
+  });
+}
+
+async function postUploadComplete(
+  request: ApiRequest,
+  _params: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  const body = parseBody(completeSchema, request.body);
+  const key = datasetKey(body.key);
+  await deps.signer.completeMultipartUpload(deps.bucket, key, body.uploadId, body.parts);
+  return json(200, { s3Uri: `s3://${deps.bucket}/${key}`, key });
+}

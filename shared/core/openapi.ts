@@ -1,0 +1,178 @@
+/**
+ * The OpenAPI 3.1 description of the HTTP API, served at GET /openapi.json. Request bodies come
+ * from the same zod schemas that validate them; test/unit/api.test.ts checks that every route is
+ * documented and every documented operation is routed.
+ */
+import { z } from 'zod';
+import { completeSchema, submitSchema, uploadSchema } from './api-schemas.ts';
+
+const error = {
+  description: 'error',
+  content: {
+    'application/json': {
+      schema: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            properties: {
+              code: { type: 'string' },
+              message: { type: 'string' },
+              requestId: { type: 'string' },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+const jsonBody = (schema: z.ZodType) => ({
+  required: true,
+  content: { 'application/json': { schema: z.toJSONSchema(schema, { target: 'draft-2020-12' }) } },
+});
+
+const ok = (description: string, schema: object = { type: 'object' }) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+
+const jobIdParam = {
+  name: 'jobId',
+  in: 'path',
+  required: true,
+  schema: { type: 'string', pattern: '^[0-9a-z]{8,40}$' },
+};
+
+const statusSchema = {
+  type: 'object',
+  required: ['jobId', 'job', 'status', 'input', 'createdAt', 'chunks', 'records', 'bytes'],
+  properties: {
+    jobId: { type: 'string' },
+    job: { type: 'string' },
+    status: { enum: ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] },
+    input: { type: 'string' },
+    createdAt: { type: 'string', format: 'date-time' },
+    startedAt: { type: 'string', format: 'date-time' },
+    finishedAt: { type: 'string', format: 'date-time' },
+    chunks: {
+      type: 'object',
+      properties: Object.fromEntries(
+        ['total', 'pending', 'running', 'succeeded', 'failed'].map((k) => [k, { type: 'integer' }]),
+      ),
+    },
+    records: { type: 'integer' },
+    bytes: { type: 'integer' },
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+    },
+    result: {
+      type: 'object',
+      properties: {
+        key: { type: 'string' },
+        bytes: { type: 'integer' },
+        records: { type: 'integer' },
+        badRecords: { type: 'integer' },
+      },
+    },
+  },
+};
+
+/** The document. */
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'fanout',
+    version: '0.1.0',
+    description:
+      'Map/reduce over S3 datasets on AWS Lambda. On AWS every route needs SigV4 (IAM) authorization.',
+  },
+  paths: {
+    '/openapi.json': {
+      get: { operationId: 'getOpenApi', responses: { 200: ok('this document') } },
+    },
+    '/jobs': {
+      post: {
+        operationId: 'submitJob',
+        requestBody: jsonBody(submitSchema),
+        responses: {
+          202: ok('queued', {
+            type: 'object',
+            properties: {
+              jobId: { type: 'string' },
+              status: { const: 'QUEUED' },
+              links: { type: 'object' },
+            },
+          }),
+          400: error,
+          404: error,
+        },
+      },
+      get: {
+        operationId: 'listJobs',
+        parameters: [
+          {
+            name: 'limit',
+            in: 'query',
+            schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+          },
+          {
+            name: 'cursor',
+            in: 'query',
+            schema: { type: 'string' },
+            description: '`next` of the previous page',
+          },
+        ],
+        responses: {
+          200: ok('most recent jobs first', {
+            type: 'object',
+            properties: { jobs: { type: 'array' }, next: { type: 'string' } },
+          }),
+          400: error,
+        },
+      },
+    },
+    '/jobs/{jobId}': {
+      get: {
+        operationId: 'getJob',
+        parameters: [jobIdParam],
+        responses: { 200: ok('the status document', statusSchema), 404: error },
+      },
+    },
+    '/jobs/{jobId}/result': {
+      get: {
+        operationId: 'getResult',
+        parameters: [jobIdParam],
+        responses: {
+          200: {
+            description:
+              'the result: JSON (reduce jobs) or JSONL (map-only jobs), when at most 1 MB',
+          },
+          303: { description: 'a larger result: Location is a presigned S3 GET URL' },
+          404: error,
+          409: error,
+        },
+      },
+    },
+    '/uploads': {
+      post: {
+        operationId: 'createUpload',
+        requestBody: jsonBody(uploadSchema),
+        responses: {
+          201: ok('a presigned PUT URL, or presigned multipart part URLs and the complete call'),
+          400: error,
+        },
+      },
+    },
+    '/uploads/complete': {
+      post: {
+        operationId: 'completeUpload',
+        requestBody: jsonBody(completeSchema),
+        responses: { 200: ok('the uploaded object'), 400: error, 404: error },
+      },
+    },
+  },
+} as const;
