@@ -1,0 +1,334 @@
+/**
+ * The HTTP API's core: every 4xx path, that none of them writes anything, the happy paths, and
+ * that the OpenAPI document and the router agree.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type ApiDeps, handleApiRequest, ROUTES } from '#core/api.ts';
+import { openApiDocument } from '#core/openapi.ts';
+import type { UrlSigner } from '#core/ports.ts';
+import { systemClock } from '#core/ports.ts';
+import { jobs } from '#jobs/index.ts';
+import { DirectInvoker } from '../fixtures/direct-invoker.ts';
+import { MemoryStore } from '../fixtures/memory-store.ts';
+
+const BUCKET = 'fanout-test';
+const LESSON = '{"name":"Ada","field":"math","born":1815,"nobel":false}\n';
+
+const signer: UrlSigner = {
+  presignGet: async (b, k) => `https://signed.example/${b}/${k}?get`,
+  presignPut: async (b, k) => `https://signed.example/${b}/${k}?put`,
+  createMultipartUpload: async () => 'upload-1',
+  presignUploadPart: async (b, k, u, n) =>
+    `https://signed.example/${b}/${k}?uploadId=${u}&partNumber=${n}`,
+  completeMultipartUpload: async () => ({ etag: '"done"' }),
+};
+
+async function setup() {
+  const store = new MemoryStore();
+  await store.put(BUCKET, 'datasets/lesson.jsonl', LESSON);
+  const invoker = new DirectInvoker({ coordinator: async () => null });
+  const deps: ApiDeps = {
+    store,
+    signer,
+    invoker,
+    jobs,
+    clock: systemClock,
+    bucket: BUCKET,
+    coordinatorFunction: 'coordinator',
+    allowedInputs: [`s3://${BUCKET}/datasets/`],
+    defaultConcurrency: 4,
+    maxConcurrency: 10,
+    log: () => undefined,
+  };
+  const call = async (
+    method: string,
+    path: string,
+    body?: unknown,
+    query: Record<string, string> = {},
+  ) => {
+    const response = await handleApiRequest(
+      {
+        method,
+        path,
+        query,
+        ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+        requestId: 'req-1',
+      },
+      deps,
+    );
+    return {
+      ...response,
+      json:
+        response.headers['content-type'] === 'application/json'
+          ? JSON.parse(response.body)
+          : undefined,
+    };
+  };
+  return { store, invoker, deps, call };
+}
+
+const input = `s3://${BUCKET}/datasets/lesson.jsonl`;
+
+describe('POST /jobs', () => {
+  it('queues a job: 202 with links, job.json and a QUEUED status, coordinator started', async () => {
+    const { store, invoker, call } = await setup();
+    const res = await call('POST', '/jobs', { job: 'by-field', input });
+    expect(res.status).toBe(202);
+    expect(res.json).toMatchObject({
+      status: 'QUEUED',
+      links: { self: `/jobs/${res.json.jobId}` },
+    });
+    expect(store.text(BUCKET, `jobs/${res.json.jobId}/job.json`)).toContain('"concurrency":4');
+    expect(invoker.calls).toEqual([
+      { functionName: 'coordinator', payload: { jobId: res.json.jobId } },
+    ]);
+  });
+
+  const rejected: [string, unknown, number, RegExp][] = [
+    ['malformed JSON', '{', 400, /must be a JSON object/],
+    ['not an object', [1], 400, /invalid request body/],
+    ['unknown field', { job: 'by-field', input, colour: 1 }, 400, /colour/],
+    [
+      'unknown job',
+      { job: 'nope', input },
+      400,
+      /expected one of: by-field, scientists, wordcount/,
+    ],
+    ['malformed URI', { job: 'by-field', input: 'datasets/x' }, 400, /not an S3 URI/],
+    [
+      'bucket outside the allowed inputs',
+      { job: 'by-field', input: 's3://elsewhere/datasets/x' },
+      400,
+      /outside the allowed inputs/,
+    ],
+    [
+      'prefix outside the allowed inputs',
+      { job: 'by-field', input: `s3://${BUCKET}/jobs/x` },
+      400,
+      /outside the allowed inputs/,
+    ],
+    [
+      'missing object',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets/none.jsonl` },
+      404,
+      /no object/,
+    ],
+    [
+      'empty prefix',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets/empty/` },
+      404,
+      /no objects under/,
+    ],
+    ['bad params', { job: 'scientists', input, params: { sleepMs: -5 } }, 400, /sleepMs/],
+    ['concurrency 0', { job: 'by-field', input, concurrency: 0 }, 400, /concurrency/],
+    [
+      'concurrency over the maximum',
+      { job: 'by-field', input, concurrency: 11 },
+      400,
+      /at most 10/,
+    ],
+    ['fractional chunks', { job: 'by-field', input, chunks: 1.5 }, 400, /chunks/],
+    [
+      'chunks and chunkSize',
+      { job: 'by-field', input, chunks: 2, chunkSize: 100 },
+      400,
+      /not both/,
+    ],
+    ['bad policy', { job: 'by-field', input, onBadRecord: 'ignore' }, 400, /onBadRecord/],
+  ];
+  for (const [name, body, status, message] of rejected) {
+    it(`rejects ${name} with ${status} and writes nothing`, async () => {
+      const { store, invoker, call } = await setup();
+      const before = [...store.objects.keys()];
+      const res = await call('POST', '/jobs', body);
+      expect(res.status).toBe(status);
+      expect(res.json.error.message).toMatch(message);
+      expect([...store.objects.keys()]).toEqual(before);
+      expect(invoker.calls).toEqual([]);
+    });
+  }
+});
+
+describe('GET /jobs/{id} and /result', () => {
+  it('404s unknown and malformed ids', async () => {
+    const { call } = await setup();
+    expect((await call('GET', '/jobs/zzzzzzzzzzzz')).status).toBe(404);
+    expect((await call('GET', '/jobs/..%2f')).status).toBe(404);
+    expect((await call('GET', '/jobs/NOT-AN-ID/result')).status).toBe(404);
+  });
+
+  it('serves the status, 409s the result until SUCCEEDED, then serves it inline or by 303', async () => {
+    const { store, call } = await setup();
+    const { json } = await call('POST', '/jobs', { job: 'by-field', input });
+    const status = await call('GET', `/jobs/${json.jobId}`);
+    expect(status.json).toMatchObject({
+      jobId: json.jobId,
+      status: 'QUEUED',
+      chunks: { total: 0 },
+    });
+    expect((await call('GET', `/jobs/${json.jobId}/result`)).status).toBe(409);
+
+    const key = `jobs/${json.jobId}/result.json`;
+    await store.put(BUCKET, key, '{"math":1}');
+    const done = {
+      ...status.json,
+      status: 'SUCCEEDED',
+      result: { key, bytes: 10, records: 1, badRecords: 0 },
+    };
+    await store.put(BUCKET, `jobs/${json.jobId}/status.json`, JSON.stringify(done));
+    const inline = await call('GET', `/jobs/${json.jobId}/result`);
+    expect(inline).toMatchObject({ status: 200, body: '{"math":1}' });
+
+    done.result.bytes = 2_000_000;
+    await store.put(BUCKET, `jobs/${json.jobId}/status.json`, JSON.stringify(done));
+    const redirect = await call('GET', `/jobs/${json.jobId}/result`);
+    expect(redirect.status).toBe(303);
+    expect(redirect.headers.location).toBe(`https://signed.example/${BUCKET}/${key}?get`);
+  });
+});
+
+describe('GET /jobs', () => {
+  it('lists the newest jobs first, paginated', async () => {
+    const { call } = await setup();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push((await call('POST', '/jobs', { job: 'by-field', input })).json.jobId);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const first = await call('GET', '/jobs', undefined, { limit: '2' });
+    expect(first.json.jobs.map((j: { jobId: string }) => j.jobId)).toEqual([ids[2], ids[1]]);
+    const second = await call('GET', '/jobs', undefined, { limit: '2', cursor: first.json.next });
+    expect(second.json.jobs.map((j: { jobId: string }) => j.jobId)).toEqual([ids[0]]);
+    expect(second.json.next).toBeUndefined();
+    expect((await call('GET', '/jobs', undefined, { limit: '0' })).status).toBe(400);
+    expect((await call('GET', '/jobs', undefined, { cursor: '../x' })).status).toBe(400);
+  });
+});
+
+describe('POST /uploads', () => {
+  it('presigns a PUT under datasets/', async () => {
+    const { call } = await setup();
+    const res = await call('POST', '/uploads', { key: 'sci/a.jsonl' });
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({
+      s3Uri: `s3://${BUCKET}/datasets/sci/a.jsonl`,
+      url: expect.stringContaining('?put'),
+    });
+  });
+
+  it('presigns multipart parts for large uploads and completes them', async () => {
+    const { call } = await setup();
+    const res = await call('POST', '/uploads', { key: 'big.jsonl', bytes: 100 * 1024 * 1024 });
+    expect(res.json.multipart.parts).toHaveLength(7);
+    expect(res.json.multipart.partSize).toBe(16 * 1024 * 1024);
+    const done = await call('POST', '/uploads/complete', {
+      key: 'big.jsonl',
+      uploadId: res.json.multipart.uploadId,
+      parts: [{ partNumber: 1, etag: '"a"' }],
+    });
+    expect(done).toMatchObject({
+      status: 200,
+      json: { s3Uri: `s3://${BUCKET}/datasets/big.jsonl` },
+    });
+  });
+
+  for (const key of [
+    '../etc/passwd',
+    '/abs',
+    'a/../../b',
+    'a//b',
+    'bad\u0001key',
+    'back\\slash',
+    '',
+  ]) {
+    it(`rejects the key ${JSON.stringify(key)}`, async () => {
+      const { store, call } = await setup();
+      const before = store.objects.size;
+      expect((await call('POST', '/uploads', { key })).status).toBe(400);
+      expect(store.objects.size).toBe(before);
+    });
+  }
+});
+
+describe('routing and errors', () => {
+  it('404s unknown routes and 405s wrong methods with Allow', async () => {
+    const { call } = await setup();
+    expect((await call('GET', '/nope')).status).toBe(404);
+    const res = await call('DELETE', '/jobs');
+    expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe('POST, GET');
+  });
+
+  it('turns an unexpected error into a generic 500 with the request id', async () => {
+    const { deps } = await setup();
+    const logged: unknown[] = [];
+    const broken = {
+      ...deps,
+      log: (_m: string, d: unknown) => logged.push(d),
+      store: { ...deps.store, getBytes: () => Promise.reject(new Error('disk on fire')) },
+    };
+    const res = await handleApiRequest(
+      { method: 'GET', path: '/jobs/zd34glc7a0c3otgdq', query: {}, requestId: 'req-9' },
+      broken as ApiDeps,
+    );
+    expect(res.status).toBe(500);
+    expect(JSON.parse(res.body)).toEqual({
+      error: {
+        code: 'INTERNAL',
+        message: 'internal error; quote request id req-9 when reporting it',
+        requestId: 'req-9',
+      },
+    });
+    expect(String(logged[0])).toMatch(/disk on fire/);
+  });
+
+  it('answers any generated request with a JSON 2xx/4xx and never creates a job from a bad one', async () => {
+    const { store, call } = await setup();
+    const method = fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH');
+    const path = fc.oneof(
+      fc.constantFrom(
+        '/jobs',
+        '/uploads',
+        '/uploads/complete',
+        '/openapi.json',
+        '/',
+        '/jobs/x/result',
+      ),
+      fc.string().map((s) => `/${s}`),
+    );
+    const body = fc.oneof(
+      fc.constant(undefined),
+      fc.string(),
+      fc.json(),
+      fc.record({ job: fc.string(), input: fc.string() }),
+    );
+    await fc.assert(
+      fc.asyncProperty(method, path, body, async (m, p, b) => {
+        const res = await call(m, p, b);
+        expect(res.status < 300 || (res.status >= 400 && res.status < 500)).toBe(true);
+        expect(() => JSON.parse(res.body)).not.toThrow();
+      }),
+      { numRuns: 300 },
+    );
+    expect([...store.objects.keys()].filter((k) => k.includes('/jobs/'))).toEqual([]);
+  });
+});
+
+describe('OpenAPI document', () => {
+  it('documents exactly the routed operations', () => {
+    const documented = Object.entries(openApiDocument.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    );
+    expect(documented.sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
+  });
+
+  it('is served at /openapi.json', async () => {
+    const { call } = await setup();
+    const res = await call('GET', '/openapi.json');
+    expect(res.json.openapi).toBe('3.1.0');
+    expect(
+      res.json.paths['/jobs'].post.requestBody.content['application/json'].schema.properties,
+    ).toHaveProperty('job');
+  });
+});
