@@ -1,0 +1,129 @@
+/**
+ * `fanout dev` as a user drives it: a child process, a dataset uploaded with the real AWS CLI,
+ * a job submitted with plain HTTP, status polled until SUCCEEDED, and the result compared with
+ * what `fanout run` prints for the same file.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '../..');
+const bin = join(root, 'cli/bin.mjs');
+const lesson = join(root, 'examples/scientists.jsonl');
+
+/** A free loopback port (the OS picks; we release it for the child to bind). */
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+let dev: ChildProcess;
+let dir: string;
+let api: string;
+let s3: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fanout-dev-'));
+  const [port, s3Port] = [await freePort(), await freePort()];
+  dev = spawn(
+    process.execPath,
+    [bin, 'dev', '--port', String(port), '--s3-port', String(s3Port), '--dir', join(dir, 'data')],
+    {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  await new Promise<void>((ready, fail) => {
+    dev.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Ctrl-C to stop')) ready();
+    });
+    dev.once('exit', (code) => fail(new Error(`fanout dev exited ${code}: ${out}`)));
+  });
+  api = `http://127.0.0.1:${port}`;
+  s3 = `http://127.0.0.1:${s3Port}`;
+  expect(out).toContain(`export FANOUT_API_URL=${api}`);
+  expect(out).toContain(`AWS_ENDPOINT_URL_S3=${s3}`);
+});
+afterAll(async () => {
+  if (dev?.exitCode === null) {
+    const exited = new Promise((r) => dev.once('exit', r));
+    dev.kill('SIGINT');
+    await exited;
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('fanout dev', () => {
+  it('runs a job uploaded with the AWS CLI and submitted over HTTP, as fanout run does', async () => {
+    await promisify(execFile)(
+      'aws',
+      [
+        '--endpoint-url',
+        s3,
+        's3',
+        'cp',
+        lesson,
+        's3://fanout-local/datasets/lesson/scientists.jsonl',
+      ],
+      {
+        env: {
+          ...process.env,
+          AWS_ACCESS_KEY_ID: 'S3RVER',
+          AWS_SECRET_ACCESS_KEY: 'S3RVER',
+          AWS_DEFAULT_REGION: 'us-east-1',
+          AWS_EC2_METADATA_DISABLED: 'true',
+        },
+      },
+    );
+    const submitted = await fetch(`${api}/jobs`, {
+      method: 'POST',
+      body: JSON.stringify({
+        job: 'by-field',
+        input: 's3://fanout-local/datasets/lesson/scientists.jsonl',
+      }),
+    });
+    expect(submitted.status).toBe(202);
+    const { jobId } = (await submitted.json()) as { jobId: string };
+    let status: { status: string } = { status: 'QUEUED' };
+    for (let i = 0; i < 200 && !['SUCCEEDED', 'FAILED'].includes(status.status); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await (await fetch(`${api}/jobs/${jobId}`)).json()) as { status: string };
+    }
+    expect(status).toMatchObject({ status: 'SUCCEEDED', records: 7 });
+    const result = await (await fetch(`${api}/jobs/${jobId}/result`)).text();
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [bin, 'run', 'by-field', lesson],
+      { cwd: root },
+    );
+    expect(result).toBe(stdout.trim());
+  });
+
+  it('answers bad requests with JSON 4xx', async () => {
+    const res = await fetch(`${api}/jobs`, {
+      method: 'POST',
+      body: '{"job":"by-field","input":"s3://fanout-local/datasets/none.jsonl"}',
+    });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: 'NOT_FOUND' } });
+  });
+
+  it('refuses to bind a non-loopback address', async () => {
+    const refused = await promisify(execFile)(process.execPath, [bin, 'dev', '--host', '0.0.0.0'], {
+      cwd: root,
+    }).catch((e) => e);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/refusing to bind 0\.0\.0\.0/);
+  });
+});
