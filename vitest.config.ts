@@ -15,6 +15,10 @@ export default defineConfig({
         },
       },
       {
+        // Synthesis and assertions; aws-cdk-lib costs ~1.5 s to load per file, so keep them few.
+        test: { name: 'infra', include: ['test/infra/**/*.test.ts'], testTimeout: 60_000 },
+      },
+      {
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],

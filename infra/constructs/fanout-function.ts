@@ -1,0 +1,71 @@
+import { resolve } from 'node:path';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { bundleOptions } from '../../local/bundle.ts';
+
+const repoRoot = resolve(import.meta.dirname, '../..');
+
+/** Props of {@link FanoutFunction}. */
+export interface FanoutFunctionProps {
+  /** The handler's directory under functions/, e.g. `worker`. */
+  readonly handler: 'api' | 'coordinator' | 'worker' | 'reducer';
+  /** @default 1024 */
+  readonly memorySize?: number;
+  /** @default Duration.minutes(15) */
+  readonly timeout?: Duration;
+  /** @default no reserved concurrency (the account's pool) */
+  readonly reservedConcurrentExecutions?: number;
+  /** @default {} */
+  readonly environment?: Record<string, string>;
+  /** @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
+}
+
+/**
+ * Every fanout Lambda, with our defaults: Node.js 24 on ARM64 (cheaper per GB-second, and the
+ * functions are plain JS), an ESM bundle built by the installed esbuild with the same options as
+ * the local runtime's bundles, source maps, and a log group with retention.
+ *
+ * @example
+ * new FanoutFunction(this, 'Worker', { handler: 'worker', memorySize: 1769 });
+ */
+export class FanoutFunction extends Construct {
+  /** The function. */
+  readonly function: NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: FanoutFunctionProps) {
+    super(scope, id);
+    const logGroup = new LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.function = new NodejsFunction(this, 'Function', {
+      entry: resolve(repoRoot, `functions/${props.handler}/index.ts`),
+      handler: 'handler',
+      projectRoot: repoRoot,
+      depsLockFilePath: resolve(repoRoot, 'package-lock.json'),
+      runtime: Runtime.NODEJS_24_X,
+      architecture: Architecture.ARM_64,
+      memorySize: props.memorySize ?? 1024,
+      timeout: props.timeout ?? Duration.minutes(15),
+      ...(props.reservedConcurrentExecutions !== undefined && {
+        reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      }),
+      logGroup,
+      environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+      bundling: {
+        format: OutputFormat.ESM,
+        target: 'node24',
+        sourceMap: true,
+        minify: bundleOptions.minify,
+        mainFields: [...bundleOptions.mainFields],
+        banner: bundleOptions.banner.js,
+        // Bundle the SDK too: the functions run the versions package-lock.json pins.
+        externalModules: [],
+      },
+    });
+  }
+}

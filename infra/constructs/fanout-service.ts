@@ -1,0 +1,260 @@
+import { CfnOutput, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import {
+  HttpApi,
+  type HttpMethod,
+  HttpStage,
+  LogGroupLogDestination,
+} from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Grant, type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { ROUTES } from '../../shared/core/api.ts';
+import { FanoutFunction } from './fanout-function.ts';
+import { acknowledgeWildcardResources } from './nag.ts';
+
+/** Props of {@link FanoutService}. All optional. */
+export interface FanoutServiceProps {
+  /** An existing bucket for datasets/ and jobs/. @default a new versioned, encrypted bucket */
+  readonly bucket?: IBucket;
+  /** Key prefixes of the bucket that jobs may read and uploads may write. @default ['datasets/'] */
+  readonly allowedInputPrefixes?: string[];
+  /** Days after which jobs/ objects expire (new buckets only; datasets/ never expire). @default 30 */
+  readonly jobRetentionDays?: number;
+  /** Worker memory in MB; 1769 MB is one full vCPU, where S3 throughput per function levels off. @default 1769 */
+  readonly workerMemoryMb?: number;
+  /** Worker timeout; a chunk must finish inside it. @default Duration.minutes(15) */
+  readonly workerTimeout?: Duration;
+  /** Reserved concurrency of the worker function. @default none (the account's pool) */
+  readonly workerReservedConcurrency?: number;
+  /** Chunks in flight when a request names none. @default 100 */
+  readonly defaultConcurrency?: number;
+  /** The most chunks in flight a request may ask for. @default 1000 */
+  readonly maxConcurrency?: number;
+  /** Coordinator memory in MB. @default 1024 */
+  readonly coordinatorMemoryMb?: number;
+  /** Reducer memory in MB. @default 1769 */
+  readonly reducerMemoryMb?: number;
+  /** Retention of the functions' and the API's logs. @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
+  /** Steady-state requests per second the API accepts. @default 50 */
+  readonly apiRateLimit?: number;
+  /** Burst of requests the API accepts. @default 100 */
+  readonly apiBurstLimit?: number;
+}
+
+/**
+ * fanout as one construct: a bucket, the api / coordinator / worker / reducer functions with
+ * least-privilege permissions, and an HTTP API with IAM authorization on every route.
+ *
+ * @example
+ * const fanout = new FanoutService(this, 'Fanout', { workerMemoryMb: 3008 });
+ * fanout.grantSubmit(myRole);
+ */
+export class FanoutService extends Construct {
+  readonly bucket: IBucket;
+  readonly api: HttpApi;
+  /** The API's base URL. */
+  readonly apiUrl: string;
+  readonly functions: {
+    api: IFunction;
+    coordinator: IFunction;
+    worker: IFunction;
+    reducer: IFunction;
+  };
+
+  constructor(scope: Construct, id: string, props: FanoutServiceProps = {}) {
+    super(scope, id);
+    const prefixes = props.allowedInputPrefixes ?? ['datasets/'];
+    for (const p of prefixes) {
+      if (!/^[^*?]+\/$/.test(p) || p.startsWith('jobs/')) {
+        throw new Error(
+          `allowedInputPrefixes: ${JSON.stringify(p)} must end with / and lie outside jobs/`,
+        );
+      }
+    }
+    const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+    this.bucket = props.bucket ?? this.createBucket(props.jobRetentionDays ?? 30);
+    const bucket = this.bucket;
+    const jobs = (suffix: string) => bucket.arnForObjects(`jobs/*/${suffix}`);
+    const inputs = prefixes.map((p) => bucket.arnForObjects(`${p}*`));
+
+    const common = { logRetention };
+    const worker = new FanoutFunction(this, 'Worker', {
+      ...common,
+      handler: 'worker',
+      memorySize: props.workerMemoryMb ?? 1769,
+      timeout: props.workerTimeout ?? Duration.minutes(15),
+      ...(props.workerReservedConcurrency !== undefined && {
+        reservedConcurrentExecutions: props.workerReservedConcurrency,
+      }),
+      environment: { FANOUT_BUCKET: bucket.bucketName },
+    }).function;
+    const reducer = new FanoutFunction(this, 'Reducer', {
+      ...common,
+      handler: 'reducer',
+      memorySize: props.reducerMemoryMb ?? 1769,
+      environment: { FANOUT_BUCKET: bucket.bucketName },
+    }).function;
+    const coordinator = new FanoutFunction(this, 'Coordinator', {
+      ...common,
+      handler: 'coordinator',
+      memorySize: props.coordinatorMemoryMb ?? 1024,
+      environment: {
+        FANOUT_BUCKET: bucket.bucketName,
+        FANOUT_WORKER_FUNCTION: worker.functionName,
+        FANOUT_REDUCER_FUNCTION: reducer.functionName,
+      },
+    }).function;
+    const api = new FanoutFunction(this, 'Api', {
+      ...common,
+      handler: 'api',
+      memorySize: 512,
+      timeout: Duration.seconds(29),
+      environment: {
+        FANOUT_BUCKET: bucket.bucketName,
+        FANOUT_COORDINATOR_FUNCTION: coordinator.functionName,
+        FANOUT_ALLOWED_INPUTS: prefixes.map((p) => `s3://${bucket.bucketName}/${p}`).join(','),
+        FANOUT_DEFAULT_CONCURRENCY: String(props.defaultConcurrency ?? 100),
+        FANOUT_MAX_CONCURRENCY: String(props.maxConcurrency ?? 1000),
+      },
+    }).function;
+    this.functions = { api, coordinator, worker, reducer };
+
+    // Least privilege, by S3 prefix (ARCHITECTURE.md "S3 layout").
+    const allow = (fn: IFunction, actions: string[], resources: string[]) =>
+      fn.addToRolePolicy(new PolicyStatement({ actions, resources }));
+    const listUnder = (fn: IFunction, under: string[]) =>
+      fn.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['s3:ListBucket'],
+          resources: [bucket.bucketArn],
+          conditions: { StringLike: { 's3:prefix': under } },
+        }),
+      );
+    const read = ['s3:GetObject', 's3:GetObjectVersion'];
+    allow(worker, read, inputs);
+    allow(worker, ['s3:PutObject', 's3:AbortMultipartUpload'], [jobs('parts/*'), jobs('chunks/*')]);
+    allow(coordinator, read, [...inputs, jobs('job.json'), jobs('status.json')]);
+    allow(coordinator, ['s3:PutObject'], [jobs('status.json'), jobs('manifest.json')]);
+    listUnder(
+      coordinator,
+      prefixes.map((p) => `${p}*`),
+    );
+    allow(reducer, read, [
+      jobs('manifest.json'),
+      jobs('chunks/*'),
+      jobs('parts/*'),
+      jobs('status.json'),
+    ]);
+    allow(
+      reducer,
+      ['s3:PutObject', 's3:AbortMultipartUpload'],
+      [jobs('result.json'), jobs('result.jsonl'), jobs('status.json')],
+    );
+    allow(api, read, [...inputs, jobs('status.json'), jobs('result.json'), jobs('result.jsonl')]);
+    allow(api, ['s3:PutObject'], [jobs('job.json'), jobs('status.json'), ...inputs]);
+    listUnder(api, [...prefixes.map((p) => `${p}*`), 'jobs/']);
+    worker.grantInvoke(coordinator);
+    reducer.grantInvoke(coordinator);
+    coordinator.grantInvoke(api);
+
+    // The HTTP API: IAM (SigV4) authorization on every route, access logs, throttling.
+    const integration = new HttpLambdaIntegration('Integration', api);
+    this.api = new HttpApi(this, 'HttpApi', {
+      description: 'fanout: submit jobs, follow them, fetch results',
+      defaultAuthorizer: new HttpIamAuthorizer(),
+      createDefaultStage: false,
+    });
+    for (const route of ROUTES) {
+      this.api.addRoutes({ path: route.path, methods: [route.method as HttpMethod], integration });
+    }
+    const accessLogs = new LogGroup(this, 'ApiAccessLogs', {
+      retention: logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const stage = new HttpStage(this, 'DefaultStage', {
+      httpApi: this.api,
+      autoDeploy: true,
+      throttle: { rateLimit: props.apiRateLimit ?? 50, burstLimit: props.apiBurstLimit ?? 100 },
+      accessLogSettings: {
+        destination: new LogGroupLogDestination(accessLogs),
+        format: AccessLogFormat.jsonWithStandardFields(),
+      },
+    });
+    this.apiUrl = stage.url;
+
+    for (const fn of [api, coordinator, worker, reducer]) {
+      Validations.of(fn).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+        reason: "AWSLambdaBasicExecutionRole only allows writing the function's own logs",
+      });
+    }
+    acknowledgeWildcardResources(
+      this,
+      'Wildcards are confined to S3 key prefixes (datasets/*, jobs/*/parts/*, …) because job ids and chunk numbers exist only at run time, and to the versions of our own functions (Arn:*)',
+    );
+    new CfnOutput(this, 'ApiUrl', {
+      value: this.apiUrl,
+      description: 'fanout HTTP API (SigV4): export FANOUT_API_URL=…',
+    });
+    new CfnOutput(this, 'BucketName', {
+      value: bucket.bucketName,
+      description: 'datasets/ and jobs/',
+    });
+    void Stack.of(this);
+  }
+
+  /** Lets `grantee` call every route of the API (execute-api:Invoke). */
+  grantSubmit(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [
+        Stack.of(this).formatArn({
+          service: 'execute-api',
+          resource: this.api.apiId,
+          resourceName: '*/*/*',
+        }),
+      ],
+    });
+  }
+
+  private createBucket(jobRetentionDays: number): Bucket {
+    const common = {
+      versioned: true,
+      encryption: BucketEncryption.S3_MANAGED,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    };
+    const accessLogs = new Bucket(this, 'AccessLogs', {
+      ...common,
+      lifecycleRules: [
+        { expiration: Duration.days(90), noncurrentVersionExpiration: Duration.days(1) },
+      ],
+    });
+    Validations.of(accessLogs).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This is the access log bucket; logging it to itself would loop',
+    });
+    return new Bucket(this, 'Bucket', {
+      ...common,
+      serverAccessLogsBucket: accessLogs,
+      serverAccessLogsPrefix: 'bucket/',
+      lifecycleRules: [
+        // Job outputs are reproducible from their datasets; datasets/ never expire by default.
+        {
+          prefix: 'jobs/',
+          expiration: Duration.days(jobRetentionDays),
+          noncurrentVersionExpiration: Duration.days(1),
+        },
+        { abortIncompleteMultipartUploadAfter: Duration.days(2) },
+      ],
+    });
+  }
+}

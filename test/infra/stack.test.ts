@@ -1,0 +1,274 @@
+/**
+ * The CDK stack, synthesised (bundling skipped) and asserted: functions, bucket, least-privilege
+ * IAM, the HTTP API's authorization, logging and throttling, and cdk-nag with zero findings.
+ */
+import { App, Stack, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Bucket } from 'aws-cdk-lib/aws-s3';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { describe, expect, it } from 'vitest';
+import { ROUTES } from '#core/api.ts';
+import { FanoutService } from '../../infra/constructs/fanout-service.ts';
+import { FanoutStack } from '../../infra/stack.ts';
+
+const newApp = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+
+function synth() {
+  const app = newApp();
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  const stack = new FanoutStack(app, 'Test', {
+    env: { account: '111111111111', region: 'eu-west-1' },
+  });
+  const template = Template.fromStack(stack);
+  return { app, stack, template };
+}
+
+const { app, template } = synth();
+const json = JSON.stringify(template.toJSON());
+
+/** The statements of the policy attached to the role of the function whose id starts with `name`. */
+function statementsOf(name: string) {
+  const policies = template.findResources('AWS::IAM::Policy');
+  const entry = Object.entries(policies).find(([id]) =>
+    id.startsWith(`Fanout${name}FunctionServiceRoleDefaultPolicy`),
+  );
+  expect(entry, `policy of ${name}`).toBeDefined();
+  return (
+    entry![1] as {
+      Properties: {
+        PolicyDocument: {
+          Statement: { Action: string | string[]; Resource: unknown; Condition?: unknown }[];
+        };
+      };
+    }
+  ).Properties.PolicyDocument.Statement;
+}
+
+/** Resource suffixes of a statement (`/jobs/*\/parts/*`), or the function it names. */
+function resources(statement: { Resource: unknown }): string[] {
+  return [statement.Resource].flat().map((r) => {
+    const text = JSON.stringify(r);
+    const key = /"(\/[^"]*)"\]\]\}$/.exec(text)?.[1];
+    if (key) return key;
+    const fn = /"(Fanout\w+?Function)[0-9A-F]{8}"/.exec(text)?.[1];
+    return fn ? `${fn}${text.includes(':*') ? ':*' : ''}` : text;
+  });
+}
+
+const actionsOf = (statements: { Action: string | string[] }[]) =>
+  statements.flatMap((s) => [s.Action].flat());
+
+describe('FanoutStack', () => {
+  it('passes cdk-nag AwsSolutions with every finding acknowledged', () => {
+    expect(() => app.synth()).not.toThrow();
+  });
+
+  it('creates four Node.js 24 ARM64 functions with source maps and log retention', () => {
+    template.resourcePropertiesCountIs(
+      'AWS::Lambda::Function',
+      { Runtime: 'nodejs24.x', Architectures: ['arm64'] },
+      4,
+    );
+    template.allResourcesProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          NODE_OPTIONS: '--enable-source-maps',
+          FANOUT_BUCKET: Match.anyValue(),
+        }),
+      },
+      LoggingConfig: Match.objectLike({ LogGroup: Match.anyValue() }),
+    });
+    template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      MemorySize: 1769,
+      Timeout: 900,
+      Environment: {
+        Variables: { FANOUT_BUCKET: Match.anyValue(), NODE_OPTIONS: Match.anyValue() },
+      },
+    });
+  });
+
+  it('keeps a versioned, encrypted, private, SSL-only bucket whose jobs/ expire', () => {
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      VersioningConfiguration: { Status: 'Enabled' },
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          { ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } },
+        ],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([Match.objectLike({ Prefix: 'jobs/', ExpirationInDays: 30 })]),
+      },
+      LoggingConfiguration: Match.objectLike({ LogFilePrefix: 'bucket/' }),
+    });
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Deny',
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          }),
+        ]),
+      },
+    });
+    // No rule expires datasets/.
+    const buckets = Object.values(template.findResources('AWS::S3::Bucket')) as {
+      Properties: { LifecycleConfiguration?: { Rules: { Prefix?: string }[] } };
+    }[];
+    expect(
+      buckets
+        .flatMap((b) => b.Properties.LifecycleConfiguration?.Rules ?? [])
+        .some((r) => r.Prefix?.startsWith('datasets')),
+    ).toBe(false);
+  });
+
+  it('grants the worker only reads of datasets/ and writes of its parts and outcomes', () => {
+    const statements = statementsOf('Worker');
+    expect(statements.map((s) => [actionsOf([s]).sort(), resources(s).sort()])).toEqual([
+      [['s3:GetObject', 's3:GetObjectVersion'], ['/datasets/*']],
+      [
+        ['s3:AbortMultipartUpload', 's3:PutObject'],
+        ['/jobs/*/chunks/*', '/jobs/*/parts/*'],
+      ],
+    ]);
+  });
+
+  it('lets the coordinator invoke the worker and reducer only, and write status and manifest', () => {
+    const statements = statementsOf('Coordinator');
+    const invoke = statements.filter((s) => actionsOf([s]).includes('lambda:InvokeFunction'));
+    expect(invoke.flatMap(resources).sort()).toEqual([
+      'FanoutReducerFunction',
+      'FanoutReducerFunction:*',
+      'FanoutWorkerFunction',
+      'FanoutWorkerFunction:*',
+    ]);
+    const writes = statements.filter((s) => actionsOf([s]).includes('s3:PutObject'));
+    expect(writes.flatMap(resources).sort()).toEqual([
+      '/jobs/*/manifest.json',
+      '/jobs/*/status.json',
+    ]);
+    const list = statements.find((s) => actionsOf([s]).includes('s3:ListBucket'));
+    expect(list?.Condition).toEqual({ StringLike: { 's3:prefix': ['datasets/*'] } });
+  });
+
+  it('lets the reducer read job objects and write only the result and status', () => {
+    const writes = statementsOf('Reducer').filter((s) => actionsOf([s]).includes('s3:PutObject'));
+    expect(writes.flatMap(resources).sort()).toEqual([
+      '/jobs/*/result.json',
+      '/jobs/*/result.jsonl',
+      '/jobs/*/status.json',
+    ]);
+    expect(actionsOf(statementsOf('Reducer'))).not.toContain('lambda:InvokeFunction');
+  });
+
+  it('lets the api write job.json and status, read status and results, invoke the coordinator only', () => {
+    const statements = statementsOf('Api');
+    const writes = statements.filter((s) => actionsOf([s]).includes('s3:PutObject'));
+    expect(writes.flatMap(resources).sort()).toEqual([
+      '/datasets/*',
+      '/jobs/*/job.json',
+      '/jobs/*/status.json',
+    ]);
+    const invoke = statements.filter((s) => actionsOf([s]).includes('lambda:InvokeFunction'));
+    expect(invoke.flatMap(resources).sort()).toEqual([
+      'FanoutCoordinatorFunction',
+      'FanoutCoordinatorFunction:*',
+    ]);
+  });
+
+  it('allows no "*" resource and no "*" action in any IAM policy', () => {
+    const policies = Object.values(template.findResources('AWS::IAM::Policy')) as {
+      Properties: { PolicyDocument: { Statement: { Effect: string; Action: unknown; Resource: unknown }[] } };
+    }[];
+    const allows = policies.flatMap((p) => p.Properties.PolicyDocument.Statement).filter((s) => s.Effect === 'Allow');
+    expect(allows.length).toBeGreaterThan(10);
+    for (const statement of allows) {
+      expect([statement.Resource].flat()).not.toContain('*');
+      for (const action of [statement.Action].flat() as string[]) expect(action).not.toMatch(/(^|:)\*$/);
+    }
+    expect(json).toContain('aws:SecureTransport'); // the only s3:* is the bucket policy's Deny
+  });
+
+  it('puts AWS_IAM authorization on every route of the HTTP API', () => {
+    const routes = Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as {
+      Properties: { RouteKey: string; AuthorizationType: string };
+    }[];
+    expect(routes.map((r) => r.Properties.RouteKey).sort()).toEqual(
+      ROUTES.map((r) => `${r.method} ${r.path}`).sort(),
+    );
+    for (const route of routes) expect(route.Properties.AuthorizationType).toBe('AWS_IAM');
+  });
+
+  it('logs API access and throttles it', () => {
+    template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      StageName: '$default',
+      AutoDeploy: true,
+      AccessLogSettings: {
+        DestinationArn: Match.anyValue(),
+        Format: Match.stringLikeRegexp('requestId'),
+      },
+      DefaultRouteSettings: { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+    });
+  });
+
+  it('outputs the API URL and the bucket', () => {
+    template.hasOutput('*', { Description: Match.stringLikeRegexp('FANOUT_API_URL') });
+    template.hasOutput('*', { Description: 'datasets/ and jobs/' });
+  });
+});
+
+describe('FanoutService', () => {
+  it('uses an existing bucket, custom prefixes and limits, and grants submit', () => {
+    const stack = new Stack(newApp(), 'Custom');
+    const bucket = new Bucket(stack, 'Mine');
+    const service = new FanoutService(stack, 'Fanout', {
+      bucket,
+      allowedInputPrefixes: ['inputs/'],
+      workerMemoryMb: 3008,
+      workerReservedConcurrency: 50,
+      maxConcurrency: 200,
+    });
+    const role = new Role(stack, 'Client', {
+      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+    });
+    service.grantSubmit(role);
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::S3::Bucket', 1);
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      MemorySize: 3008,
+      ReservedConcurrentExecutions: 50,
+    });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          FANOUT_MAX_CONCURRENCY: '200',
+          FANOUT_ALLOWED_INPUTS: Match.anyValue(),
+        }),
+      },
+    });
+    t.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: [Match.objectLike({ Action: 'execute-api:Invoke', Effect: 'Allow' })],
+      },
+      Roles: [{ Ref: Match.stringLikeRegexp('Client') }],
+    });
+    expect(JSON.stringify(t.toJSON())).toContain('/inputs/*');
+  });
+
+  it('refuses input prefixes inside jobs/ or without a trailing slash', () => {
+    const stack = new Stack(newApp(), 'Bad');
+    expect(() => new FanoutService(stack, 'A', { allowedInputPrefixes: ['jobs/'] })).toThrow(
+      /outside jobs/,
+    );
+    expect(() => new FanoutService(stack, 'B', { allowedInputPrefixes: ['data'] })).toThrow(
+      /must end with \//,
+    );
+  });
+});
