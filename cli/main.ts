@@ -8,7 +8,16 @@ import type { BadRecordPolicy } from '#core/job.ts';
 import { jobs } from '#jobs/index.ts';
 import { startRuntime } from '#local/runtime.ts';
 import { parseJsonObject, parsePositiveInt, parseSize } from './args.ts';
+import { ApiError } from './client.ts';
 import { DEV_HELP, devCommand } from './dev.ts';
+import {
+  jobsCommand,
+  REMOTE_HELP,
+  resultCommand,
+  statusCommand,
+  submitCommand,
+  uploadCommand,
+} from './remote.ts';
 import { type RunOptions, runJob } from './run.ts';
 
 const RUN_HELP = `Usage: fanout run <job> <input> [options]
@@ -45,10 +54,10 @@ const MAIN_HELP = `Usage: fanout <command> [options]
 Commands:
   run <job> <input>   run a job on the embedded local runtime and print its result
   dev                 serve the HTTP API, S3 and Lambda locally until Ctrl-C
-  jobs                list the jobs fanout can run
-  help [command]      show help
+  list-jobs           list the jobs fanout can run (by-field, scientists, …)
+  help [command]      show help ('fanout help run', 'fanout help dev')
 
-Run 'fanout run --help' for the options of run.
+${REMOTE_HELP}
 `;
 
 /** Runs the CLI; returns the exit code. */
@@ -60,7 +69,17 @@ export async function main(argv: string[]): Promise<number> {
         return await runCommand(rest);
       case 'dev':
         return await devCommand(rest);
+      case 'upload':
+        return await uploadCommand(rest);
+      case 'submit':
+        return await submitCommand(rest);
+      case 'status':
+        return await statusCommand(rest);
+      case 'result':
+        return await resultCommand(rest);
       case 'jobs':
+        return await jobsCommand(rest);
+      case 'list-jobs':
         for (const job of [...jobs.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
           const kind = job.reduce ? 'reduce' : 'map-only';
           process.stdout.write(
@@ -78,7 +97,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       default:
         throw new ValidationError(
-          `unknown command ${JSON.stringify(command)}; expected one of: run, dev, jobs, help`,
+          `unknown command ${JSON.stringify(command)}; expected one of: run, dev, upload, submit, status, result, jobs, list-jobs, help`,
         );
     }
   } catch (error) {
@@ -87,6 +106,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function reportError(error: unknown): number {
+  if (error instanceof ApiError && error.status < 500) {
+    process.stderr.write(`fanout: ${error.message} (${error.status} ${error.code})\n`);
+    return 2;
+  }
   if (error instanceof ValidationError || isParseArgsError(error)) {
     process.stderr.write(`fanout: ${(error as Error).message}\n`);
     return 2;

@@ -110,6 +110,35 @@ describe('fanout dev', () => {
     expect(result).toBe(stdout.trim());
   });
 
+  it('is driven by the CLI verbs: upload, submit, status --watch, result, jobs', async () => {
+    const cli = (...args: string[]) =>
+      promisify(execFile)(process.execPath, [bin, ...args, '--api', api], { cwd: root }).catch(
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+    const uploaded = await cli('upload', lesson, 'cli/lesson.jsonl');
+    expect(uploaded.stdout.trim()).toBe('s3://fanout-local/datasets/cli/lesson.jsonl');
+    const submitted = await cli(
+      'submit',
+      'scientists',
+      's3://fanout-local/datasets/cli/lesson.jsonl',
+      '--params',
+      '{"year":2020}',
+    );
+    const jobId = submitted.stdout.trim();
+    expect(jobId).toMatch(/^[0-9a-z]{17}$/);
+    const watched = await cli('status', jobId, '--watch');
+    expect(JSON.parse(watched.stdout)).toMatchObject({ jobId, status: 'SUCCEEDED' });
+    const result = await cli('result', jobId);
+    expect(result.stdout.split('\n')[0]).toBe('{"name":"Ada Lovelace","age":205}');
+    const jobs = await cli('jobs', '--limit', '1');
+    expect(jobs.stdout).toMatch(new RegExp(`^${jobId}\\s+SUCCEEDED\\s+scientists`));
+    const bad = await cli('submit', 'nope', 's3://fanout-local/datasets/cli/lesson.jsonl');
+    expect(bad).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/unknown job "nope".*\(400 VALIDATION\)/),
+    });
+  });
+
   it('answers bad requests with JSON 4xx', async () => {
     const res = await fetch(`${api}/jobs`, {
       method: 'POST',

@@ -185,13 +185,18 @@ describe('FanoutStack', () => {
 
   it('allows no "*" resource and no "*" action in any IAM policy', () => {
     const policies = Object.values(template.findResources('AWS::IAM::Policy')) as {
-      Properties: { PolicyDocument: { Statement: { Effect: string; Action: unknown; Resource: unknown }[] } };
+      Properties: {
+        PolicyDocument: { Statement: { Effect: string; Action: unknown; Resource: unknown }[] };
+      };
     }[];
-    const allows = policies.flatMap((p) => p.Properties.PolicyDocument.Statement).filter((s) => s.Effect === 'Allow');
+    const allows = policies
+      .flatMap((p) => p.Properties.PolicyDocument.Statement)
+      .filter((s) => s.Effect === 'Allow');
     expect(allows.length).toBeGreaterThan(10);
     for (const statement of allows) {
       expect([statement.Resource].flat()).not.toContain('*');
-      for (const action of [statement.Action].flat() as string[]) expect(action).not.toMatch(/(^|:)\*$/);
+      for (const action of [statement.Action].flat() as string[])
+        expect(action).not.toMatch(/(^|:)\*$/);
     }
     expect(json).toContain('aws:SecureTransport'); // the only s3:* is the bucket policy's Deny
   });

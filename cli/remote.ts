@@ -1,0 +1,237 @@
+/**
+ * The CLI verbs that drive an API (local `fanout dev` or a deployment): upload, submit, status,
+ * result, jobs. Each prints what a person needs and, where useful, JSON for scripts.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import { FanoutError, ValidationError } from '#core/errors.ts';
+import type { JobStatus } from '#core/model.ts';
+import { formatBytes, parseJsonObject, parsePositiveInt, parseSize } from './args.ts';
+import { ApiClient } from './client.ts';
+import { createProgress } from './progress.ts';
+
+const API_FLAG = { api: { type: 'string' } } as const;
+
+/** Help of the API verbs. */
+export const REMOTE_HELP = `Commands that drive an API (--api URL, default $FANOUT_API_URL, else http://127.0.0.1:3000).
+Against a deployment, requests are signed with SigV4 from the standard AWS credential chain.
+
+  fanout upload <file> [key]          upload a dataset under datasets/ (multipart when large);
+                                      prints its s3:// URI
+  fanout submit <job> <s3-uri> [--chunk-size SIZE | --chunks N] [--concurrency N]
+                [--params JSON] [--on-bad-record fail|skip]
+                                      submit a job; prints its id
+  fanout status <jobId> [--watch]     print the job's status (--watch: a progress bar until it ends;
+                                      exit 1 if it did not succeed)
+  fanout result <jobId> [--output F]  print the result or write it to F
+  fanout jobs [--limit N] [--cursor C]
+                                      the most recent jobs
+`;
+
+/** `fanout upload <file> [key]` */
+export async function uploadCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: API_FLAG,
+  });
+  const [file, key, ...extra] = positionals;
+  if (file === undefined || extra.length > 0)
+    throw new ValidationError('usage: fanout upload <file> [key]');
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) throw new ValidationError(`${JSON.stringify(file)} is not a file`);
+  const client = new ApiClient(values.api);
+  const plan = await client.json<{
+    s3Uri: string;
+    url?: string;
+    multipart?: {
+      uploadId: string;
+      partSize: number;
+      parts: { partNumber: number; url: string }[];
+    };
+    key: string;
+  }>('POST', '/uploads', { key: key ?? basename(file), bytes: info.size });
+  const progress = createProgress('upload');
+  if (plan.url !== undefined) {
+    let sent = 0;
+    const body = Readable.toWeb(
+      createReadStream(file).on('data', (chunk) => {
+        sent += chunk.length;
+        progress.update(sent, info.size, formatBytes(sent));
+      }),
+    ) as ReadableStream;
+    const res = await fetch(plan.url, {
+      method: 'PUT',
+      body,
+      duplex: 'half',
+      headers: { 'content-length': String(info.size) },
+    } as RequestInit);
+    if (!res.ok)
+      throw new FanoutError(
+        'UPLOAD_FAILED',
+        `upload failed: HTTP ${res.status} ${await res.text()}`,
+      );
+  } else if (plan.multipart !== undefined) {
+    const { uploadId, partSize, parts } = plan.multipart;
+    const handle = await open(file);
+    const done: { partNumber: number; etag: string }[] = [];
+    let sent = 0;
+    try {
+      // Four parts at a time: enough to fill a link, little memory (4 × partSize).
+      const queue = [...parts];
+      const worker = async () => {
+        for (let part = queue.shift(); part !== undefined; part = queue.shift()) {
+          const start = (part.partNumber - 1) * partSize;
+          const length = Math.min(partSize, info.size - start);
+          const buffer = Buffer.alloc(length);
+          await handle.read(buffer, 0, length, start);
+          const res = await fetch(part.url, { method: 'PUT', body: buffer });
+          if (!res.ok)
+            throw new FanoutError(
+              'UPLOAD_FAILED',
+              `part ${part.partNumber} failed: HTTP ${res.status}`,
+            );
+          done.push({ partNumber: part.partNumber, etag: res.headers.get('etag') ?? '' });
+          sent += length;
+          progress.update(sent, info.size, formatBytes(sent));
+        }
+      };
+      await Promise.all([worker(), worker(), worker(), worker()]);
+    } finally {
+      await handle.close();
+    }
+    done.sort((a, b) => a.partNumber - b.partNumber);
+    await client.json('POST', '/uploads/complete', { key: plan.key, uploadId, parts: done });
+  }
+  progress.done(`${formatBytes(info.size)} → ${plan.s3Uri}`);
+  process.stdout.write(`${plan.s3Uri}\n`);
+  return 0;
+}
+
+/** `fanout submit <job> <s3-uri> [flags]` */
+export async function submitCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      ...API_FLAG,
+      'chunk-size': { type: 'string' },
+      chunks: { type: 'string' },
+      concurrency: { type: 'string' },
+      params: { type: 'string' },
+      'on-bad-record': { type: 'string' },
+    },
+  });
+  const [job, input, ...extra] = positionals;
+  if (job === undefined || input === undefined || extra.length > 0) {
+    throw new ValidationError(
+      'usage: fanout submit <job> <s3-uri> [--chunk-size SIZE | --chunks N] [--concurrency N] [--params JSON] [--on-bad-record fail|skip]',
+    );
+  }
+  const body = {
+    job,
+    input,
+    ...(values.params !== undefined && { params: parseJsonObject('--params', values.params) }),
+    ...(values['chunk-size'] !== undefined && {
+      chunkSize: parseSize('--chunk-size', values['chunk-size']),
+    }),
+    ...(values.chunks !== undefined && { chunks: parsePositiveInt('--chunks', values.chunks) }),
+    ...(values.concurrency !== undefined && {
+      concurrency: parsePositiveInt('--concurrency', values.concurrency),
+    }),
+    ...(values['on-bad-record'] !== undefined && { onBadRecord: values['on-bad-record'] }),
+  };
+  const answer = await new ApiClient(values.api).json<{ jobId: string }>('POST', '/jobs', body);
+  process.stdout.write(`${answer.jobId}\n`);
+  return 0;
+}
+
+/** `fanout status <jobId> [--watch]` */
+export async function statusCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { ...API_FLAG, watch: { type: 'boolean' } },
+  });
+  const [jobId, ...extra] = positionals;
+  if (jobId === undefined || extra.length > 0)
+    throw new ValidationError('usage: fanout status <jobId> [--watch]');
+  const client = new ApiClient(values.api);
+  const terminal = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+  const progress = createProgress(jobId);
+  for (;;) {
+    const status = await client.json<JobStatus>('GET', `/jobs/${encodeURIComponent(jobId)}`);
+    if (!values.watch || terminal.has(status.status)) {
+      if (values.watch) progress.done(status.status.toLowerCase());
+      process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+      return values.watch && status.status !== 'SUCCEEDED' ? 1 : 0;
+    }
+    progress.update(
+      status.chunks.succeeded,
+      status.chunks.total,
+      `${status.chunks.succeeded}/${status.chunks.total} chunks`,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** `fanout result <jobId> [--output FILE]` */
+export async function resultCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { ...API_FLAG, output: { type: 'string' } },
+  });
+  const [jobId, ...extra] = positionals;
+  if (jobId === undefined || extra.length > 0)
+    throw new ValidationError('usage: fanout result <jobId> [--output FILE]');
+  const answer = await new ApiClient(values.api).request(
+    'GET',
+    `/jobs/${encodeURIComponent(jobId)}/result`,
+  );
+  const out = values.output === undefined ? process.stdout : createWriteStream(values.output);
+  if (answer.status === 303) {
+    // Large results come from S3 directly, by presigned URL.
+    const res = await fetch(answer.headers.get('location') ?? '');
+    if (!res.ok || res.body === null)
+      throw new FanoutError('RESULT_FAILED', `cannot download the result: HTTP ${res.status}`);
+    await pipeline(Readable.fromWeb(res.body as never), out);
+  } else {
+    await pipeline(
+      Readable.from([answer.text.endsWith('\n') ? answer.text : `${answer.text}\n`]),
+      out,
+    );
+  }
+  return 0;
+}
+
+/** `fanout jobs [--limit N] [--cursor C]` */
+export async function jobsCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { ...API_FLAG, limit: { type: 'string' }, cursor: { type: 'string' } },
+  });
+  const page = await new ApiClient(values.api).json<{
+    jobs: { jobId: string; job: string; status: string; createdAt: string; input: string }[];
+    next?: string;
+  }>('GET', '/jobs', undefined, {
+    ...(values.limit !== undefined && { limit: String(parsePositiveInt('--limit', values.limit)) }),
+    ...(values.cursor !== undefined && { cursor: values.cursor }),
+  });
+  for (const j of page.jobs) {
+    process.stdout.write(
+      `${j.jobId}  ${j.status.padEnd(9)}  ${j.job.padEnd(12)}  ${j.createdAt}  ${j.input}\n`,
+    );
+  }
+  if (page.next !== undefined) process.stdout.write(`more: fanout jobs --cursor ${page.next}\n`);
+  return 0;
+}
