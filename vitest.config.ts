@@ -1,5 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
+// Tests run on Node 20, where every AWS SDK client warns that its 2027 releases need Node 22;
+// the warning says nothing about the code under test (the Lambdas run on nodejs24.x).
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 // One project per test tier (STYLE.md §11): unit tests make no network calls, integration tests
 // run against the real local servers, e2e drives the whole local stack through the CLI.
 export default defineConfig({
