@@ -68,3 +68,25 @@ export function formatBytes(bytes: number): string {
   }
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
+
+/** Parses a non-negative integer flag (counts, seeds). */
+export function parseCount(flag: string, text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) {
+    throw new ValidationError(
+      `${flag} must be a non-negative integer; got ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
+}
+
+/** Parses a percentage from 0 to 100. */
+export function parsePercent(flag: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !(value >= 0 && value <= 100)) {
+    throw new ValidationError(
+      `${flag} must be a number from 0 to 100; got ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
+}

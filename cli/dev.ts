@@ -6,10 +6,11 @@
 import { parseArgs } from 'node:util';
 import { ValidationError } from '#core/errors.ts';
 import { assertLoopback, startApiServer } from '#local/api-server.ts';
+import { parseChaos } from '#local/chaos.ts';
 import { startRuntime } from '#local/runtime.ts';
-import { parsePositiveInt } from './args.ts';
+import { parseCount, parsePositiveInt } from './args.ts';
 
-export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1]
+export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--chaos SPEC --seed N]
 
 Starts the local S3 server, the local Lambda server and the HTTP API on 127.0.0.1 and keeps them
 running until Ctrl-C. Prints the API URL, the S3 endpoint and bucket, and the environment lines
@@ -19,6 +20,9 @@ Options:
   --port N      the HTTP API's port (default 3000)
   --s3-port N   the S3 server's port (default 4569)
   --dir DIR     data directory of the S3 server; survives restarts (default .fanout)
+  --chaos SPEC  inject faults (see 'fanout run --help'); --seed N seeds them (default 1)
+  --worker-timeout S
+                the worker function's timeout in seconds (default 300)
   --host HOST   loopback address to bind: 127.0.0.1 (default), localhost or ::1; anything
                 else is refused, because the local servers accept no credentials
   -h, --help    show this help
@@ -35,6 +39,9 @@ export async function devCommand(args: string[]): Promise<number> {
       's3-port': { type: 'string' },
       dir: { type: 'string' },
       host: { type: 'string' },
+      chaos: { type: 'string' },
+      seed: { type: 'string' },
+      'worker-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -51,7 +58,19 @@ export async function devCommand(args: string[]): Promise<number> {
     values['s3-port'] === undefined ? 4569 : parsePositiveInt('--s3-port', values['s3-port']);
   const dir = values.dir ?? '.fanout';
 
-  const runtime = await startRuntime({ dir, s3Port });
+  const runtime = await startRuntime({
+    dir,
+    s3Port,
+    ...(values.chaos !== undefined && {
+      chaos: {
+        spec: parseChaos(values.chaos),
+        seed: values.seed === undefined ? 1 : parseCount('--seed', values.seed),
+      },
+    }),
+    ...(values['worker-timeout'] !== undefined && {
+      workerTimeoutSeconds: parsePositiveInt('--worker-timeout', values['worker-timeout']),
+    }),
+  });
   const api = await startApiServer({
     invoker: runtime.invoker,
     functionName: runtime.functions.api,

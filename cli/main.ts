@@ -6,13 +6,16 @@ import { parseArgs } from 'node:util';
 import { FanoutError, ValidationError } from '#core/errors.ts';
 import type { BadRecordPolicy } from '#core/job.ts';
 import { jobs } from '#jobs/index.ts';
+import { parseChaos } from '#local/chaos.ts';
 import { startRuntime } from '#local/runtime.ts';
-import { parseJsonObject, parsePositiveInt, parseSize } from './args.ts';
+import { parseCount, parseJsonObject, parsePercent, parsePositiveInt, parseSize } from './args.ts';
 import { ApiError } from './client.ts';
 import { DEV_HELP, devCommand } from './dev.ts';
 import {
+  cancelCommand,
   jobsCommand,
   REMOTE_HELP,
+  redriveCommand,
   resultCommand,
   statusCommand,
   submitCommand,
@@ -43,7 +46,15 @@ Options:
                        instead of stdout
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
                        "bytes","durationMs","output"}
+  --max-attempts N     attempts per chunk before it counts as failed (default 3)
+  --tolerated-failure-percent P, --tolerated-failure-count N
+                       failed chunks tolerated (default 0): within them the job succeeds with
+                       a partial result listing the failed chunks; beyond them it fails
   --dir DIR            keep the local S3 data in DIR (default: a temporary directory)
+  --worker-timeout S   the local worker function's timeout in seconds (default 300)
+  --chaos SPEC         inject faults, e.g. worker-error=0.1,worker-timeout=0.02,throttle=0.05,
+                       s3-slowdown=0.02 (fractions of worker invocations / S3 requests)
+  --seed N             seed of the --chaos draws (default 1)
   -h, --help           show this help
 
 Exit codes: 0 succeeded, 1 the job failed, 2 usage error.
@@ -79,6 +90,10 @@ export async function main(argv: string[]): Promise<number> {
         return await resultCommand(rest);
       case 'jobs':
         return await jobsCommand(rest);
+      case 'cancel':
+        return await cancelCommand(rest);
+      case 'redrive':
+        return await redriveCommand(rest);
       case 'list-jobs':
         for (const job of [...jobs.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
           const kind = job.reduce ? 'reduce' : 'map-only';
@@ -97,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       default:
         throw new ValidationError(
-          `unknown command ${JSON.stringify(command)}; expected one of: run, dev, upload, submit, status, result, jobs, list-jobs, help`,
+          `unknown command ${JSON.stringify(command)}; expected one of: run, dev, upload, submit, status, result, jobs, cancel, redrive, list-jobs, help`,
         );
     }
   } catch (error) {
@@ -141,6 +156,12 @@ async function runCommand(args: string[]): Promise<number> {
       output: { type: 'string' },
       json: { type: 'boolean' },
       dir: { type: 'string' },
+      'max-attempts': { type: 'string' },
+      'tolerated-failure-percent': { type: 'string' },
+      'tolerated-failure-count': { type: 'string' },
+      'worker-timeout': { type: 'string' },
+      chaos: { type: 'string' },
+      seed: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -176,14 +197,42 @@ async function runCommand(args: string[]): Promise<number> {
     }),
     ...(policy !== undefined && { onBadRecord: policy as BadRecordPolicy }),
     ...(values.output !== undefined && { output: values.output }),
+    ...(values['max-attempts'] !== undefined && {
+      maxAttempts: parsePositiveInt('--max-attempts', values['max-attempts']),
+    }),
+    ...(values['tolerated-failure-percent'] !== undefined && {
+      toleratedFailurePercent: parsePercent(
+        '--tolerated-failure-percent',
+        values['tolerated-failure-percent'],
+      ),
+    }),
+    ...(values['tolerated-failure-count'] !== undefined && {
+      toleratedFailureCount: parseCount(
+        '--tolerated-failure-count',
+        values['tolerated-failure-count'],
+      ),
+    }),
   };
+  const chaos =
+    values.chaos === undefined
+      ? undefined
+      : {
+          spec: parseChaos(values.chaos),
+          seed: values.seed === undefined ? 1 : parseCount('--seed', values.seed),
+        };
   // Usage errors in the job name or params surface before the runtime starts.
   if (!jobs.has(job)) {
     throw new ValidationError(
       `unknown job ${JSON.stringify(job)}; expected one of: ${[...jobs.keys()].sort().join(', ')}`,
     );
   }
-  const runtime = await startRuntime(values.dir === undefined ? {} : { dir: values.dir });
+  const runtime = await startRuntime({
+    ...(values.dir !== undefined && { dir: values.dir }),
+    ...(values['worker-timeout'] !== undefined && {
+      workerTimeoutSeconds: parsePositiveInt('--worker-timeout', values['worker-timeout']),
+    }),
+    ...(chaos !== undefined && { chaos }),
+  });
   // Ctrl-C: stop the servers and remove the temporary data directory before exiting.
   const interrupted = () => {
     void runtime.close().finally(() => process.exit(130));

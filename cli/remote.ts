@@ -10,7 +10,14 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { FanoutError, ValidationError } from '#core/errors.ts';
 import type { JobStatus } from '#core/model.ts';
-import { formatBytes, parseJsonObject, parsePositiveInt, parseSize } from './args.ts';
+import {
+  formatBytes,
+  parseCount,
+  parseJsonObject,
+  parsePercent,
+  parsePositiveInt,
+  parseSize,
+} from './args.ts';
 import { ApiClient } from './client.ts';
 import { createProgress } from './progress.ts';
 
@@ -23,13 +30,17 @@ Against a deployment, requests are signed with SigV4 from the standard AWS crede
   fanout upload <file> [key]          upload a dataset under datasets/ (multipart when large);
                                       prints its s3:// URI
   fanout submit <job> <s3-uri> [--chunk-size SIZE | --chunks N] [--concurrency N]
-                [--params JSON] [--on-bad-record fail|skip]
+                [--params JSON] [--on-bad-record fail|skip] [--max-attempts N]
+                [--tolerated-failure-percent P] [--tolerated-failure-count N]
                                       submit a job; prints its id
   fanout status <jobId> [--watch]     print the job's status (--watch: a progress bar until it ends;
                                       exit 1 if it did not succeed)
   fanout result <jobId> [--output F]  print the result or write it to F
   fanout jobs [--limit N] [--cursor C]
                                       the most recent jobs
+  fanout cancel <jobId>               stop dispatching; CANCELLED once in-flight chunks finish
+  fanout redrive <jobId>              rerun the chunks of a FAILED or CANCELLED job that did not
+                                      succeed, then reduce (inputs must be unchanged)
 `;
 
 /** `fanout upload <file> [key]` */
@@ -126,6 +137,9 @@ export async function submitCommand(args: string[]): Promise<number> {
       concurrency: { type: 'string' },
       params: { type: 'string' },
       'on-bad-record': { type: 'string' },
+      'max-attempts': { type: 'string' },
+      'tolerated-failure-percent': { type: 'string' },
+      'tolerated-failure-count': { type: 'string' },
     },
   });
   const [job, input, ...extra] = positionals;
@@ -146,6 +160,21 @@ export async function submitCommand(args: string[]): Promise<number> {
       concurrency: parsePositiveInt('--concurrency', values.concurrency),
     }),
     ...(values['on-bad-record'] !== undefined && { onBadRecord: values['on-bad-record'] }),
+    ...(values['max-attempts'] !== undefined && {
+      maxAttempts: parsePositiveInt('--max-attempts', values['max-attempts']),
+    }),
+    ...(values['tolerated-failure-percent'] !== undefined && {
+      toleratedFailurePercent: parsePercent(
+        '--tolerated-failure-percent',
+        values['tolerated-failure-percent'],
+      ),
+    }),
+    ...(values['tolerated-failure-count'] !== undefined && {
+      toleratedFailureCount: parseCount(
+        '--tolerated-failure-count',
+        values['tolerated-failure-count'],
+      ),
+    }),
   };
   const answer = await new ApiClient(values.api).json<{ jobId: string }>('POST', '/jobs', body);
   process.stdout.write(`${answer.jobId}\n`);
@@ -235,3 +264,27 @@ export async function jobsCommand(args: string[]): Promise<number> {
   if (page.next !== undefined) process.stdout.write(`more: fanout jobs --cursor ${page.next}\n`);
   return 0;
 }
+
+async function controlCommand(verb: 'cancel' | 'redrive', args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: API_FLAG,
+  });
+  const [jobId, ...extra] = positionals;
+  if (jobId === undefined || extra.length > 0)
+    throw new ValidationError(`usage: fanout ${verb} <jobId>`);
+  const status = await new ApiClient(values.api).json<JobStatus>(
+    'POST',
+    `/jobs/${encodeURIComponent(jobId)}/${verb}`,
+  );
+  process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+  return 0;
+}
+
+/** `fanout cancel <jobId>` */
+export const cancelCommand = (args: string[]) => controlCommand('cancel', args);
+
+/** `fanout redrive <jobId>` */
+export const redriveCommand = (args: string[]) => controlCommand('redrive', args);

@@ -34,6 +34,12 @@ export interface RunOptions {
   /** Chunks in flight. Default: the runtime's worker sandboxes for small inputs, else cores. */
   concurrency?: number;
   onBadRecord?: BadRecordPolicy;
+  /** Attempts per chunk. @default 3 */
+  maxAttempts?: number;
+  /** Failed chunks tolerated (percent of all chunks); within it the result is partial. */
+  toleratedFailurePercent?: number;
+  /** Failed chunks tolerated (count). */
+  toleratedFailureCount?: number;
   /** Write the result here instead of returning it. */
   output?: string;
   /** Status polling interval. @default 50 */
@@ -89,6 +95,13 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
       ...(options.chunkSize !== undefined && { chunkSize: options.chunkSize }),
       ...(options.chunks !== undefined && { chunks: options.chunks }),
       ...(options.onBadRecord !== undefined && { onBadRecord: options.onBadRecord }),
+      ...(options.maxAttempts !== undefined && { maxAttempts: options.maxAttempts }),
+      ...(options.toleratedFailurePercent !== undefined && {
+        toleratedFailurePercent: options.toleratedFailurePercent,
+      }),
+      ...(options.toleratedFailureCount !== undefined && {
+        toleratedFailureCount: options.toleratedFailureCount,
+      }),
     },
     {
       store: runtime.store,
@@ -110,6 +123,14 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     throw new JobFailedError(`job ${request.jobId} (${job.name}) ${status.status}: ${reason}`, {
       context: { jobId: request.jobId },
     });
+  }
+  if (status.result.partial === true) {
+    const failed = status.result.failedChunks ?? [];
+    stderr.write(
+      `${job.name}: PARTIAL result: ${failed.length} chunk(s) failed within the tolerance and are missing: ${failed
+        .map((c) => `#${c.index} (${c.key} bytes ${c.start}-${c.end}: ${c.error.message})`)
+        .join('; ')}\n`,
+    );
   }
   if (status.result.badRecords > 0) {
     stderr.write(

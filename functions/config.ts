@@ -16,6 +16,8 @@ export const ENV = {
   workerFunction: 'FANOUT_WORKER_FUNCTION',
   reducerFunction: 'FANOUT_REDUCER_FUNCTION',
   coordinatorFunction: 'FANOUT_COORDINATOR_FUNCTION',
+  /** The worker function's timeout, so the coordinator bounds every wait. Default: 900 */
+  workerTimeoutSeconds: 'FANOUT_WORKER_TIMEOUT_SECONDS',
   /** Comma-separated S3 URI prefixes jobs may read. Default: s3://{bucket}/datasets/ */
   allowedInputs: 'FANOUT_ALLOWED_INPUTS',
   /** Chunks in flight when a request names none. Default: 100 */

@@ -20,6 +20,7 @@ export const chunkTaskSchema: z.ZodType<ChunkTask> = z.object({
   onBadRecord: z.enum(['fail', 'skip']),
   bucket: z.string().min(3),
   index: nonNegative,
+  attempt: z.number().int().min(1),
   object: z.object({
     bucket: z.string().min(3),
     key: z.string().min(1),

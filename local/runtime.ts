@@ -11,6 +11,7 @@ import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
 import type { Invoker, ObjectStore } from '#core/ports.ts';
 import { bundleFunctions } from './bundle.ts';
+import { type ChaosSpec, chaosFaults } from './chaos.ts';
 import { type LocalLambdaServer, startLambdaServer } from './lambda/server.ts';
 import { type LocalS3Server, startS3Server } from './s3/server.ts';
 
@@ -57,6 +58,8 @@ export interface RuntimeOptions {
   workerTimeoutSeconds?: number;
   /** @default LOCAL_DEFAULTS.coordinatorTimeoutSeconds */
   coordinatorTimeoutSeconds?: number;
+  /** Fault injection (see local/chaos.ts). */
+  chaos?: { spec: ChaosSpec; seed: number };
   /** Fixed ports (0: any free port). */
   s3Port?: number;
   lambdaPort?: number;
@@ -78,29 +81,41 @@ export interface LocalRuntime {
 /** Starts S3, bundles the functions (cached) and starts the Lambda server. */
 export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalRuntime> {
   const bucket = LOCAL_DEFAULTS.bucket;
-  const [s3, bundles] = await Promise.all([
-    startS3Server({
-      ...(options.dir !== undefined && { dir: options.dir }),
-      ...(options.s3Port !== undefined && { port: options.s3Port }),
-      buckets: [bucket],
-    }),
-    bundleFunctions(FUNCTION_ENTRIES),
-  ]);
   const names = {
     coordinator: 'fanout-coordinator',
     worker: 'fanout-worker',
     reducer: 'fanout-reducer',
     api: 'fanout-api',
   };
+  const faults = options.chaos && chaosFaults(options.chaos.spec, options.chaos.seed, names.worker);
+  // Under chaos S3 answers SlowDown now and then; every client retries it, as on AWS, with
+  // enough attempts that a run of bad luck does not fail a job.
+  const s3Attempts = faults ? 10 : undefined;
+  const [s3, bundles] = await Promise.all([
+    startS3Server({
+      ...(options.dir !== undefined && { dir: options.dir }),
+      ...(options.s3Port !== undefined && { port: options.s3Port }),
+      buckets: [bucket],
+      ...(faults && { faults: faults.s3 }),
+    }),
+    bundleFunctions(FUNCTION_ENTRIES),
+  ]);
   const lambdaPort = options.lambdaPort ?? 0;
   let lambda: LocalLambdaServer;
   try {
     // The Lambda endpoint must be known before the functions' env is; a fixed port or a first
     // start that learns the port and passes it through a late-bound env both work, so the
     // server takes the env after it has bound.
-    lambda = await startLambdaServer({ port: lambdaPort, functions: [] });
+    lambda = await startLambdaServer({
+      port: lambdaPort,
+      functions: [],
+      ...(faults && { faults: faults.lambda }),
+    });
+    const workerTimeoutSeconds =
+      options.workerTimeoutSeconds ?? LOCAL_DEFAULTS.workerTimeoutSeconds;
     const env = {
       FANOUT_BUCKET: bucket,
+      FANOUT_WORKER_TIMEOUT_SECONDS: String(workerTimeoutSeconds),
       FANOUT_WORKER_FUNCTION: names.worker,
       FANOUT_REDUCER_FUNCTION: names.reducer,
       FANOUT_COORDINATOR_FUNCTION: names.coordinator,
@@ -113,6 +128,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       AWS_ACCESS_KEY_ID: 'S3RVER',
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
       NODE_OPTIONS: '--enable-source-maps',
+      ...(s3Attempts !== undefined && { AWS_MAX_ATTEMPTS: String(s3Attempts) }),
     };
     lambda.register({
       name: names.coordinator,
@@ -125,7 +141,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       name: names.worker,
       bundle: bundles.worker!,
       env,
-      timeoutSeconds: options.workerTimeoutSeconds ?? LOCAL_DEFAULTS.workerTimeoutSeconds,
+      timeoutSeconds: workerTimeoutSeconds,
       concurrency: options.workerSandboxes ?? LOCAL_DEFAULTS.workerSandboxes,
     });
     lambda.register({
@@ -146,7 +162,12 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     await s3.close();
     throw error;
   }
-  const store = new S3ObjectStore(createS3Client({ endpoint: s3.endpoint }));
+  const store = new S3ObjectStore(
+    createS3Client({
+      endpoint: s3.endpoint,
+      ...(s3Attempts !== undefined && { maxAttempts: s3Attempts }),
+    }),
+  );
   const invoker = new LambdaInvoker(createLambdaClient({ endpoint: lambda.endpoint }));
   return {
     bucket,

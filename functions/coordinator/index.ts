@@ -2,7 +2,7 @@
 import { coordinateJob } from '#core/coordinator.ts';
 import { systemClock } from '#core/ports.ts';
 import { jobs } from '#jobs/index.ts';
-import { ENV, invokerFromEnv, requireEnv, storeFromEnv } from '../config.ts';
+import { ENV, invokerFromEnv, optionalInt, requireEnv, storeFromEnv } from '../config.ts';
 import { jobEventSchema } from '../events.ts';
 
 const deps = {
@@ -13,8 +13,14 @@ const deps = {
   bucket: requireEnv(process.env, ENV.bucket),
   workerFunction: requireEnv(process.env, ENV.workerFunction),
   reducerFunction: requireEnv(process.env, ENV.reducerFunction),
+  // Lambda sets the function's own name; a long job continues by invoking it again.
+  coordinatorFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),
+  workerTimeoutMs: optionalInt(process.env, ENV.workerTimeoutSeconds, 900) * 1000,
 };
 
-/** Lambda entry point. The event is `{ jobId }`; the result the job's final status. */
-export const handler = async (event: unknown) =>
-  coordinateJob(jobEventSchema.parse(event).jobId, deps);
+/** Lambda entry point. The event is `{ jobId }`; the result the status when this run stopped. */
+export const handler = async (event: unknown, context: { getRemainingTimeInMillis(): number }) =>
+  coordinateJob(jobEventSchema.parse(event).jobId, {
+    ...deps,
+    remainingMs: () => context.getRemainingTimeInMillis(),
+  });

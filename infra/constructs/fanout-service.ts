@@ -8,7 +8,7 @@ import {
 } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import { Grant, type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { Grant, type IGrantable, Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
@@ -106,6 +106,9 @@ export class FanoutService extends Construct {
       memorySize: props.coordinatorMemoryMb ?? 1024,
       environment: {
         FANOUT_BUCKET: bucket.bucketName,
+        FANOUT_WORKER_TIMEOUT_SECONDS: String(
+          (props.workerTimeout ?? Duration.minutes(15)).toSeconds(),
+        ),
         FANOUT_WORKER_FUNCTION: worker.functionName,
         FANOUT_REDUCER_FUNCTION: reducer.functionName,
       },
@@ -156,10 +159,26 @@ export class FanoutService extends Construct {
       ['s3:PutObject', 's3:AbortMultipartUpload'],
       [jobs('result.json'), jobs('result.jsonl'), jobs('status.json')],
     );
-    allow(api, read, [...inputs, jobs('status.json'), jobs('result.json'), jobs('result.jsonl')]);
+    allow(api, read, [
+      ...inputs,
+      jobs('status.json'),
+      jobs('manifest.json'),
+      jobs('result.json'),
+      jobs('result.jsonl'),
+    ]);
     allow(api, ['s3:PutObject'], [jobs('job.json'), jobs('status.json'), ...inputs]);
     listUnder(api, [...prefixes.map((p) => `${p}*`), 'jobs/']);
     worker.grantInvoke(coordinator);
+    // A long job continues in a new coordinator invocation. The statement lives in its own
+    // policy: in the role's default policy it would make the function depend on itself.
+    new Policy(this, 'CoordinatorContinues', {
+      statements: [
+        new PolicyStatement({
+          actions: ['lambda:InvokeFunction'],
+          resources: [coordinator.functionArn],
+        }),
+      ],
+    }).attachToRole(coordinator.role!);
     reducer.grantInvoke(coordinator);
     coordinator.grantInvoke(api);
 

@@ -1,6 +1,6 @@
 /** The Invoker port over `@aws-sdk/client-lambda` (AWS, or the local Lambda server). */
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
-import { FunctionError, ThrottledError } from '#core/errors.ts';
+import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/errors.ts';
 import type { Invoker } from '#core/ports.ts';
 
 const decoder = new TextDecoder();
@@ -10,8 +10,12 @@ const encoder = new TextEncoder();
 export class LambdaInvoker implements Invoker {
   constructor(private readonly client: LambdaClient) {}
 
-  async invoke<T = unknown>(functionName: string, payload: unknown): Promise<T> {
-    const out = await this.send(functionName, payload, 'RequestResponse');
+  async invoke<T = unknown>(
+    functionName: string,
+    payload: unknown,
+    options: { timeoutMs?: number } = {},
+  ): Promise<T> {
+    const out = await this.send(functionName, payload, 'RequestResponse', options.timeoutMs);
     const text = out.Payload === undefined ? '' : decoder.decode(out.Payload);
     if (out.FunctionError !== undefined) {
       let errorType = out.FunctionError;
@@ -32,7 +36,13 @@ export class LambdaInvoker implements Invoker {
     await this.send(functionName, payload, 'Event');
   }
 
-  private async send(functionName: string, payload: unknown, type: 'RequestResponse' | 'Event') {
+  private async send(
+    functionName: string,
+    payload: unknown,
+    type: 'RequestResponse' | 'Event',
+    timeoutMs?: number,
+  ) {
+    const signal = timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs);
     try {
       return await this.client.send(
         new InvokeCommand({
@@ -40,8 +50,12 @@ export class LambdaInvoker implements Invoker {
           InvocationType: type,
           Payload: encoder.encode(JSON.stringify(payload)),
         }),
+        signal === undefined ? {} : { abortSignal: signal },
       );
     } catch (error) {
+      if (signal?.aborted) {
+        throw new InvocationTimeoutError(functionName, timeoutMs as number, { cause: error });
+      }
       if ((error as { name?: string }).name === 'TooManyRequestsException') {
         const retryAfter = Number((error as { retryAfterSeconds?: string }).retryAfterSeconds);
         throw new ThrottledError(

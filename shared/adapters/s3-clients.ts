@@ -15,6 +15,8 @@ export interface S3ClientOptions {
   region?: string;
   /** Sockets per host: workers stream while outcomes and parts upload. @default 64 */
   maxSockets?: number;
+  /** SDK attempts per request (retries of 5xx, SlowDown, network errors). @default the SDK's 3 */
+  maxAttempts?: number;
 }
 
 /** Creates an S3 client with keep-alive sockets, configured for AWS or the local server. */
@@ -30,6 +32,7 @@ export function createS3Client(options: S3ClientOptions = {}): S3Client {
     endpoint: options.endpoint,
     region: options.region ?? 'us-east-1',
     forcePathStyle: true,
+    ...(options.maxAttempts !== undefined && { maxAttempts: options.maxAttempts }),
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     ...(!hasCredentials && {

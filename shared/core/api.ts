@@ -5,6 +5,8 @@
  * - `GET /jobs` the most recent jobs, paginated (`?limit=&cursor=`)
  * - `GET /jobs/{jobId}` the status document
  * - `GET /jobs/{jobId}/result` the result (≤ 1 MB inline, else 303 to a presigned URL)
+ * - `POST /jobs/{jobId}/cancel` stop dispatching; CANCELLED once in-flight chunks finish
+ * - `POST /jobs/{jobId}/redrive` rerun the chunks of a FAILED or CANCELLED job that did not succeed
  * - `POST /uploads` a presigned PUT, or presigned multipart part URLs, under datasets/
  * - `POST /uploads/complete` completes a multipart upload
  * - `GET /openapi.json` the OpenAPI 3.1 description of all this
@@ -13,6 +15,7 @@
  */
 import type { z } from 'zod';
 import { completeSchema, submitSchema, uploadSchema } from './api-schemas.ts';
+import { cancelJob, redriveJob } from './control.ts';
 import { resolveInput } from './coordinator.ts';
 import { ValidationError } from './errors.ts';
 import { type ApiRequest, type ApiResponse, errorResponse, HttpError, json } from './http.ts';
@@ -109,6 +112,18 @@ export const ROUTES: readonly { method: string; path: string; pattern: RegExp; h
     pattern: /^\/jobs\/([^/]+)\/result$/,
     handle: getResult,
   },
+  {
+    method: 'POST',
+    path: '/jobs/{jobId}/cancel',
+    pattern: /^\/jobs\/([^/]+)\/cancel$/,
+    handle: postCancel,
+  },
+  {
+    method: 'POST',
+    path: '/jobs/{jobId}/redrive',
+    pattern: /^\/jobs\/([^/]+)\/redrive$/,
+    handle: postRedrive,
+  },
   { method: 'POST', path: '/uploads', pattern: /^\/uploads$/, handle: postUpload },
   {
     method: 'POST',
@@ -184,6 +199,13 @@ async function postJob(
       ...(body.chunkSize !== undefined && { chunkSize: body.chunkSize }),
       ...(body.chunks !== undefined && { chunks: body.chunks }),
       ...(body.onBadRecord !== undefined && { onBadRecord: body.onBadRecord }),
+      ...(body.maxAttempts !== undefined && { maxAttempts: body.maxAttempts }),
+      ...(body.toleratedFailurePercent !== undefined && {
+        toleratedFailurePercent: body.toleratedFailurePercent,
+      }),
+      ...(body.toleratedFailureCount !== undefined && {
+        toleratedFailureCount: body.toleratedFailureCount,
+      }),
     },
     deps,
   );
@@ -241,6 +263,24 @@ async function getResult(
   }
   const { body } = await deps.store.getBytes(deps.bucket, key);
   return { status: 200, headers: { 'content-type': type }, body: new TextDecoder().decode(body) };
+}
+
+async function postCancel(
+  _request: ApiRequest,
+  [jobId]: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  await statusOf(jobId as string, deps);
+  return json(202, await cancelJob(jobId as string, deps));
+}
+
+async function postRedrive(
+  _request: ApiRequest,
+  [jobId]: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  await statusOf(jobId as string, deps);
+  return json(202, await redriveJob(jobId as string, deps));
 }
 
 async function listJobs(

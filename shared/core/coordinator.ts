@@ -17,11 +17,19 @@ import type { AnyJob } from './job.ts';
 import { findJob, parseParams } from './job.ts';
 import { jobKeys, parseS3Uri } from './keys.ts';
 import { scanOwnedLines } from './lines.ts';
-import type { ChunkSummary, ChunkTask, JobRequest, JobStatus, Manifest } from './model.ts';
+import type {
+  ChunkOutcome,
+  ChunkSummary,
+  ChunkTask,
+  JobRequest,
+  JobStatus,
+  Manifest,
+} from './model.ts';
+import { orderedMap } from './ordered-map.ts';
 import { planChunks, SMALL_INPUT_BYTES } from './plan.ts';
 import type { Clock, Invoker, ObjectInfo, ObjectStore } from './ports.ts';
 import { csvHeader, recordStarts } from './records.ts';
-import { readJson, TERMINAL_STATES, updateStatus, writeJson } from './status.ts';
+import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from './status.ts';
 
 /** What {@link coordinateJob} needs from its surroundings. */
 export interface CoordinatorDeps {
@@ -33,15 +41,36 @@ export interface CoordinatorDeps {
   bucket: string;
   workerFunction: string;
   reducerFunction: string;
-  /** Attempts per chunk (function errors, timeouts, transport errors). @default 3 */
-  maxAttempts?: number;
-  /** Attempts per chunk while the worker function throttles (429). @default 20 */
+  /** This coordinator's own function, invoked (Event) to continue a long job. */
+  coordinatorFunction: string;
+  /** The worker function's timeout: an invocation unanswered by then plus a margin is a timeout. */
+  workerTimeoutMs: number;
+  /** Time this invocation has left (Lambda's context.getRemainingTimeInMillis). @default unbounded */
+  remainingMs?: () => number;
+  /** Attempts per chunk while the worker function throttles (429). @default 50 */
   maxThrottledAttempts?: number;
-  /** Minimum milliseconds between status.json writes while chunks finish. @default 500 */
+  /** Milliseconds between status.json writes while the job runs. @default 500 */
   statusIntervalMs?: number;
   /** Waits between retries; injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+}
+
+/**
+ * Extra time past the worker's timeout before an unanswered invocation counts as timed out:
+ * half the timeout, between 1 s and 30 s (network and queueing, not work).
+ */
+export function invocationMarginMs(workerTimeoutMs: number): number {
+  return Math.min(30_000, Math.max(1_000, workerTimeoutMs / 2));
+}
+
+/**
+ * A coordinator stops dispatching when its remaining time drops below this: one worker timeout
+ * plus its margin (an in-flight chunk may take that long) plus time to write the manifest and
+ * invoke its continuation.
+ */
+export function handOverMs(workerTimeoutMs: number): number {
+  return workerTimeoutMs + invocationMarginMs(workerTimeoutMs) + Math.min(5_000, workerTimeoutMs);
 }
 
 /** Errors that will fail the same way however often the chunk is retried. */
@@ -54,33 +83,83 @@ const DETERMINISTIC = new Set([
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Why a coordinator run stopped dispatching. */
+type Stop = 'done' | 'failed' | 'cancelled' | 'superseded' | 'continue';
+
 /**
- * Runs a submitted job to its end. Returns the final status; failures of the job itself end in a
- * FAILED status rather than an exception, so an asynchronous invocation is not retried into
- * running the job twice. Only a failure to record the outcome throws.
+ * Runs a job, or the rest of it. Every run takes the job over by raising its epoch (CAS on
+ * status.json); chunks whose outcome object exists are done and never run again, so a run that
+ * follows a crash, a continuation or a redrive picks up exactly what is left. Failures of the
+ * job itself end in a FAILED status rather than an exception, so an asynchronous invocation is
+ * not retried into running the job twice; only a failure to record the outcome throws.
  */
 export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promise<JobStatus> {
   const keys = jobKeys(jobId);
   const { value: request } = await readJson<JobRequest>(deps.store, deps.bucket, keys.job);
-  const started = await updateStatus(deps.store, deps.bucket, jobId, (s) =>
-    s.status === 'QUEUED' ? { ...s, status: 'RUNNING', startedAt: deps.clock.iso() } : undefined,
-  );
-  if (started.status !== 'RUNNING') return started;
+  let epoch = 0;
+  const taken = await updateStatus(deps.store, deps.bucket, jobId, (s) => {
+    if (TERMINAL_STATES.has(s.status)) return undefined;
+    if (s.cancelRequested === true) {
+      return { ...s, status: 'CANCELLED', finishedAt: deps.clock.iso() };
+    }
+    epoch = (s.epoch ?? 0) + 1;
+    return { ...s, status: 'RUNNING', startedAt: s.startedAt ?? deps.clock.iso(), epoch };
+  });
+  if (taken.status !== 'RUNNING' || taken.epoch !== epoch) return taken;
 
   try {
-    const manifest = await planJob(request, deps);
+    const manifest = await readJson<Manifest>(deps.store, deps.bucket, keys.manifest)
+      .then((r) => r.value)
+      .catch(async (error: unknown) => {
+        if (!(error instanceof NotFoundError)) throw error;
+        const planned = await planJob(request, deps);
+        await writeJson(deps.store, deps.bucket, keys.manifest, planned);
+        return planned;
+      });
+    const end = await runChunks(manifest, request, epoch, deps);
     await writeJson(deps.store, deps.bucket, keys.manifest, manifest);
-    await runChunks(manifest, deps);
-    await writeJson(deps.store, deps.bucket, keys.manifest, manifest);
-    await deps.invoker.invoke(deps.reducerFunction, { jobId });
-    return await readJson<JobStatus>(deps.store, deps.bucket, keys.status).then((r) => r.value);
+    switch (end.reason) {
+      case 'superseded':
+        return readStatus(deps.store, deps.bucket, jobId);
+      case 'continue':
+        await updateStatus(deps.store, deps.bucket, jobId, (s) =>
+          s.epoch === epoch ? { ...s, continuations: (s.continuations ?? 0) + 1 } : undefined,
+        );
+        await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
+        return readStatus(deps.store, deps.bucket, jobId);
+      case 'cancelled':
+        return finish(jobId, epoch, deps, (s) => ({ ...s, status: 'CANCELLED' }));
+      case 'failed':
+        throw end.error;
+      case 'done':
+        await deps.invoker.invoke(
+          deps.reducerFunction,
+          { jobId },
+          { timeoutMs: 15 * 60_000 + 30_000 },
+        );
+        return readStatus(deps.store, deps.bucket, jobId);
+    }
   } catch (error) {
-    return updateStatus(deps.store, deps.bucket, jobId, (s) =>
-      TERMINAL_STATES.has(s.status)
-        ? undefined
-        : { ...s, status: 'FAILED', finishedAt: deps.clock.iso(), error: toErrorInfo(error) },
-    );
+    return finish(jobId, epoch, deps, (s) => ({
+      ...s,
+      status: 'FAILED',
+      error: toErrorInfo(error),
+    }));
   }
+}
+
+/** Ends the job, unless another run took it over or it has already ended. */
+function finish(
+  jobId: string,
+  epoch: number,
+  deps: CoordinatorDeps,
+  change: (s: JobStatus) => JobStatus,
+) {
+  return updateStatus(deps.store, deps.bucket, jobId, (s) =>
+    TERMINAL_STATES.has(s.status) || s.epoch !== epoch
+      ? undefined
+      : { ...change(s), finishedAt: deps.clock.iso() },
+  );
 }
 
 /** Pins the inputs (ETag, VersionId), reads what small inputs and CSV need, and plans. */
@@ -178,82 +257,132 @@ async function readHeader(store: ObjectStore, object: ObjectInfo): Promise<strin
   return header;
 }
 
+/** How a run of {@link runChunks} ended. */
+type RunEnd = { reason: Exclude<Stop, 'failed'> } | { reason: 'failed'; error: unknown };
+
 /**
- * Dispatches every chunk with at most `concurrency` in flight. After the first failure no new
- * chunk starts; once in-flight chunks finish it throws the failure of the lowest chunk index,
- * so the reported error is the earliest one in the dataset, whichever finished first.
+ * Dispatches the chunks without an outcome, at most `concurrency` at a time (the "process
+ * pool"), retrying failures with backoff. It stops dispatching when the failures exceed the
+ * job's tolerance, when the job is cancelled or taken over, or when this invocation's time runs
+ * short; in-flight chunks always finish first. Progress goes to status.json (CAS) every interval.
  */
-async function runChunks(manifest: Manifest, deps: CoordinatorDeps): Promise<void> {
+async function runChunks(
+  manifest: Manifest,
+  request: JobRequest,
+  epoch: number,
+  deps: CoordinatorDeps,
+): Promise<RunEnd> {
   const { bucket, clock } = deps;
-  const maxAttempts = deps.maxAttempts ?? 3;
-  const maxThrottled = deps.maxThrottledAttempts ?? 20;
+  const maxAttempts = request.maxAttempts ?? 3;
+  const maxThrottled = deps.maxThrottledAttempts ?? 50;
   const sleep = deps.sleep ?? defaultSleep;
   const random = deps.random ?? Math.random;
+  const keys = jobKeys(manifest.jobId);
   const total = manifest.chunks.length;
-  const counts = { pending: total, running: 0, succeeded: 0, failed: 0, records: 0, bytes: 0 };
-  const status = statusWriter(deps, manifest.jobId, counts, total);
-  await status.flush();
+  const tolerated = Math.max(
+    request.toleratedFailureCount ?? 0,
+    Math.floor(((request.toleratedFailurePercent ?? 0) * total) / 100),
+  );
 
-  let next = 0;
-  const failures: { index: number; error: unknown }[] = [];
+  // Durable progress: a chunk is done when its outcome object exists.
+  const done = [
+    ...new Set(
+      (await deps.store.list(bucket, `${keys.root}/chunks/`))
+        .map((o) => Number(/\/(\d+)\.json$/.exec(o.key)?.[1]))
+        .filter((i) => Number.isInteger(i) && i < total),
+    ),
+  ];
+  const counts = { succeeded: done.length, failed: 0, running: 0, records: 0, bytes: 0 };
+  for await (const outcome of orderedMap(done.length, 16, (k) =>
+    readJson<ChunkOutcome>(deps.store, bucket, keys.outcome(done[k] as number)).then(
+      (r) => r.value,
+    ),
+  )) {
+    counts.records += outcome.recordsIn;
+    counts.bytes += outcome.end - outcome.start;
+  }
+  const finished = new Set(done);
+  const todo = manifest.chunks.filter((c) => !finished.has(c.index)).map((c) => c.index);
+  for (const chunk of manifest.chunks) delete chunk.failed;
 
-  const runOne = async (index: number) => {
+  let stop: Stop | undefined;
+  let failure: { index: number; error: unknown } | undefined;
+  // Each run dispatches at least one chunk, so a run that starts short of time still progresses.
+  let dispatched = 0;
+  const timeShort = () =>
+    dispatched > 0 &&
+    deps.remainingMs !== undefined &&
+    deps.remainingMs() < handOverMs(deps.workerTimeoutMs);
+
+  const status = statusWriter(deps, manifest.jobId, epoch, total, counts, (observed) => {
+    stop ??= observed;
+  });
+  await status.write();
+
+  const runOne = async (index: number): Promise<void> => {
     const chunk = manifest.chunks[index]!;
     const object = manifest.objects[chunk.object]!;
-    const task: ChunkTask = {
-      jobId: manifest.jobId,
-      job: manifest.job,
-      params: manifest.params,
-      format: manifest.format,
-      onBadRecord: manifest.onBadRecord,
-      bucket,
-      index,
-      object: {
-        bucket: object.bucket,
-        key: object.key,
-        size: object.size,
-        etag: object.etag,
-        ...(object.versionId !== undefined && { versionId: object.versionId }),
-      },
-      start: chunk.start,
-      end: chunk.end,
-      gzip: object.gzip,
-      ...(object.header !== undefined && { header: object.header }),
-    };
     let throttled = 0;
-    for (;;) {
+    for (let attemptThisRun = 1; ; attemptThisRun++) {
       chunk.attempts += 1;
-      const attemptStarted = clock.now();
+      const task: ChunkTask = {
+        jobId: manifest.jobId,
+        job: manifest.job,
+        params: manifest.params,
+        format: manifest.format,
+        onBadRecord: manifest.onBadRecord,
+        bucket,
+        index,
+        attempt: chunk.attempts,
+        object: {
+          bucket: object.bucket,
+          key: object.key,
+          size: object.size,
+          etag: object.etag,
+          ...(object.versionId !== undefined && { versionId: object.versionId }),
+        },
+        start: chunk.start,
+        end: chunk.end,
+        gzip: object.gzip,
+        ...(object.header !== undefined && { header: object.header }),
+      };
+      const started = clock.now();
       try {
-        const summary = await deps.invoker.invoke<ChunkSummary>(deps.workerFunction, task);
-        chunk.durationMs = Math.round(clock.now() - attemptStarted);
-        delete chunk.error;
+        const summary = await deps.invoker.invoke<ChunkSummary>(deps.workerFunction, task, {
+          timeoutMs: deps.workerTimeoutMs + invocationMarginMs(deps.workerTimeoutMs),
+        });
+        chunk.durationMs = Math.round(clock.now() - started);
         counts.records += summary.recordsIn;
         counts.bytes += chunk.end - chunk.start;
         return;
       } catch (error) {
-        chunk.error = toErrorInfo(error);
         if (error instanceof ThrottledError && throttled < maxThrottled) {
           // A throttle is not the chunk's fault: it does not use up an attempt.
           throttled += 1;
           chunk.attempts -= 1;
+          attemptThisRun -= 1;
           await sleep(backoff(throttled, random, error.retryAfterSeconds));
           continue;
         }
-        const deterministic =
-          error instanceof FunctionError ? DETERMINISTIC.has(error.errorType) : false;
-        if (deterministic || chunk.attempts >= maxAttempts || failures.length > 0) {
+        chunk.errors = [...(chunk.errors ?? []), toErrorInfo(error)];
+        const deterministic = error instanceof FunctionError && DETERMINISTIC.has(error.errorType);
+        if (deterministic || attemptThisRun >= maxAttempts || stop === 'failed') {
           throw chunkFailure(manifest, index, error);
         }
-        await sleep(backoff(chunk.attempts, random));
+        await sleep(backoff(attemptThisRun, random));
       }
     }
   };
 
+  let next = 0;
   const lane = async () => {
-    while (failures.length === 0 && next < total) {
-      const index = next++;
-      counts.pending -= 1;
+    while (stop === undefined && next < todo.length) {
+      if (timeShort()) {
+        stop = 'continue';
+        break;
+      }
+      const index = todo[next++] as number;
+      dispatched += 1;
       counts.running += 1;
       status.touch();
       try {
@@ -261,19 +390,21 @@ async function runChunks(manifest: Manifest, deps: CoordinatorDeps): Promise<voi
         counts.succeeded += 1;
       } catch (error) {
         counts.failed += 1;
-        failures.push({ index, error });
+        manifest.chunks[index]!.failed = true;
+        if (failure === undefined || index < failure.index) failure = { index, error };
+        if (counts.failed > tolerated) stop = 'failed';
       } finally {
         counts.running -= 1;
-        status.touch();
       }
     }
   };
-  const lanes = Math.max(1, Math.min(manifest.concurrency, total));
+  const lanes = Math.max(1, Math.min(manifest.concurrency, todo.length));
   await Promise.all(Array.from({ length: lanes }, lane));
-  await status.flush();
-  if (failures.length > 0) {
-    throw failures.reduce((a, b) => (b.index < a.index ? b : a)).error;
-  }
+  await status.close();
+
+  if (stop === 'failed' && failure !== undefined) return { reason: 'failed', error: failure.error };
+  if (stop === 'cancelled' || stop === 'superseded' || stop === 'continue') return { reason: stop };
+  return { reason: 'done' };
 }
 
 /** Exponential backoff with full jitter (AWS Architecture Blog), honouring Retry-After. */
@@ -303,70 +434,59 @@ function chunkFailure(manifest: Manifest, index: number, error: unknown): Fanout
 }
 
 /**
- * Coalesces status.json writes: at most one in flight, at most one per interval, and a final
- * flush, so 100,000 finishing chunks do not mean 100,000 S3 writes.
+ * Keeps status.json current: a CAS write every interval while chunks run (at most one in
+ * flight) and a final one. Each write also reads what others wrote: a cancel request or a newer
+ * epoch is reported through `onStop`, which is how a running coordinator hears of them.
  */
 function statusWriter(
   deps: CoordinatorDeps,
   jobId: string,
-  counts: {
-    pending: number;
-    running: number;
-    succeeded: number;
-    failed: number;
-    records: number;
-    bytes: number;
-  },
+  epoch: number,
   total: number,
+  counts: { succeeded: number; failed: number; running: number; records: number; bytes: number },
+  onStop: (reason: 'cancelled' | 'superseded') => void,
 ) {
   const interval = deps.statusIntervalMs ?? 500;
   let writing: Promise<void> | undefined;
-  let dirty = false;
-  let last = Number.NEGATIVE_INFINITY;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: ReturnType<typeof setInterval> | undefined;
 
   const write = async () => {
-    dirty = false;
-    last = deps.clock.now();
     const snapshot = { ...counts };
-    await updateStatus(deps.store, deps.bucket, jobId, (s) =>
-      TERMINAL_STATES.has(s.status)
-        ? undefined
-        : {
-            ...s,
-            chunks: {
-              total,
-              pending: snapshot.pending,
-              running: snapshot.running,
-              succeeded: snapshot.succeeded,
-              failed: snapshot.failed,
-            },
-            records: snapshot.records,
-            bytes: snapshot.bytes,
-          },
-    );
+    await updateStatus(deps.store, deps.bucket, jobId, (s) => {
+      if (s.epoch !== epoch || TERMINAL_STATES.has(s.status)) {
+        onStop('superseded');
+        return undefined;
+      }
+      if (s.cancelRequested === true) onStop('cancelled');
+      return {
+        ...s,
+        chunks: {
+          total,
+          pending: total - snapshot.succeeded - snapshot.failed - snapshot.running,
+          running: snapshot.running,
+          succeeded: snapshot.succeeded,
+          failed: snapshot.failed,
+        },
+        records: snapshot.records,
+        bytes: snapshot.bytes,
+      };
+    });
   };
-  const schedule = () => {
-    if (writing !== undefined || timer !== undefined || !dirty) return;
-    const wait = Math.max(0, last + interval - deps.clock.now());
-    timer = setTimeout(() => {
-      timer = undefined;
-      writing = write()
-        .catch(() => undefined) // progress is best effort; the final flush reports errors
-        .finally(() => {
-          writing = undefined;
-          schedule();
-        });
-    }, wait);
+  const tick = () => {
+    if (writing !== undefined) return;
+    writing = write()
+      .catch(() => undefined) // progress is best effort; the final write reports errors
+      .finally(() => {
+        writing = undefined;
+      });
   };
   return {
+    write,
     touch() {
-      dirty = true;
-      schedule();
+      timer ??= setInterval(tick, interval);
     },
-    async flush() {
-      if (timer !== undefined) clearTimeout(timer);
-      timer = undefined;
+    async close() {
+      if (timer !== undefined) clearInterval(timer);
       while (writing !== undefined) await writing;
       await write();
     },

@@ -102,6 +102,27 @@ export class ThrottledError extends FanoutError {
   }
 }
 
+/** An invocation that neither answered nor failed within its deadline. Retryable. */
+export class InvocationTimeoutError extends FanoutError {
+  constructor(functionName: string, timeoutMs: number, options: { cause?: unknown } = {}) {
+    super(
+      'INVOCATION_TIMEOUT',
+      `${functionName} did not answer within ${Math.round(timeoutMs / 1000)} s`,
+      {
+        ...options,
+        context: { functionName, timeoutMs },
+      },
+    );
+  }
+}
+
+/** A request that conflicts with the job's state (cancel a finished job, redrive a running one). */
+export class ConflictError extends FanoutError {
+  constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super('CONFLICT', message, options);
+  }
+}
+
 /** A job that ended FAILED; `context.jobId` names it. */
 export class JobFailedError extends FanoutError {
   constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {

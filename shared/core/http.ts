@@ -39,6 +39,8 @@ const STATUS_BY_CODE: Record<string, number> = {
   VALIDATION: 400,
   NOT_FOUND: 404,
   PRECONDITION_FAILED: 409,
+  CONFLICT: 409,
+  DATASET_CHANGED: 409,
 };
 
 /** JSON response helper. */

@@ -22,7 +22,22 @@ export interface JobRequest {
   /** Maximum chunks in flight. */
   concurrency: number;
   onBadRecord: BadRecordPolicy;
+  /** Attempts per chunk before it counts as failed. @default 3 */
+  maxAttempts?: number;
+  /** Failed chunks tolerated, as a percentage of all chunks. @default 0 */
+  toleratedFailurePercent?: number;
+  /** Failed chunks tolerated, as a count. @default 0 */
+  toleratedFailureCount?: number;
   createdAt: string;
+}
+
+/** A chunk that failed for good, as listed in a partial result or a failed job. */
+export interface FailedChunk {
+  index: number;
+  key: string;
+  start: number;
+  end: number;
+  error: ErrorInfo;
 }
 
 /** The job's lifecycle states. */
@@ -43,12 +58,32 @@ export interface JobStatus {
   /** Input bytes of finished chunks. */
   bytes: number;
   error?: ErrorInfo;
+  /** Set by a cancel request; the coordinator stops dispatching and ends the job CANCELLED. */
+  cancelRequested?: boolean;
+  /**
+   * Which coordinator run owns the job. Each run (first start, continuation, resume after a crash,
+   * redrive) takes the job over by raising it with compare-and-swap; a run that sees a higher
+   * epoch than its own stops dispatching, so two coordinators never drive one job.
+   */
+  epoch?: number;
+  /** Coordinator runs that continued the job before their time ran out. */
+  continuations?: number;
+  /** How often the job was redriven. */
+  redrives?: number;
   /**
    * The result object: its key, size, and the map outputs it was built from. `badRecords`
    * counts malformed records skipped under `onBadRecord: 'skip'` (their first samples are in
    * each chunk's outcome).
    */
-  result?: { key: string; bytes: number; records: number; badRecords: number };
+  result?: {
+    key: string;
+    bytes: number;
+    records: number;
+    badRecords: number;
+    /** True when failed chunks were tolerated: the result lacks their records. */
+    partial?: boolean;
+    failedChunks?: FailedChunk[];
+  };
 }
 
 /** What a worker needs to process one chunk: references, never records. */
@@ -62,6 +97,8 @@ export interface ChunkTask {
   /** The bucket that holds jobs/. */
   bucket: string;
   index: number;
+  /** 1 for the first attempt at this chunk; retries, continuations and redrives count on. */
+  attempt: number;
   /** The input object, pinned (ETag / VersionId) at planning. */
   object: ObjectInfo;
   start: number;
@@ -82,6 +119,8 @@ export interface BadRecordSample {
 /** jobs/{id}/chunks/{i}.json: written by the worker when its chunk succeeded. */
 export interface ChunkOutcome {
   index: number;
+  /** The attempt that produced this outcome (a rerun overwrites it). */
+  attempt: number;
   key: string;
   start: number;
   end: number;
@@ -108,9 +147,13 @@ export interface ManifestChunk {
   object: number;
   start: number;
   end: number;
+  /** Attempts over the job's life (retries, continuations, redrives). */
   attempts: number;
   durationMs?: number;
-  error?: ErrorInfo;
+  /** The error of each failed attempt, oldest first. */
+  errors?: ErrorInfo[];
+  /** Failed for good (attempts used up, or a deterministic error). */
+  failed?: boolean;
 }
 
 /** jobs/{id}/manifest.json: the plan, the pinned inputs, and what happened to each chunk. */

@@ -157,6 +157,31 @@ export const openApiDocument = {
         },
       },
     },
+    '/jobs/{jobId}/cancel': {
+      post: {
+        operationId: 'cancelJob',
+        parameters: [jobIdParam],
+        responses: {
+          202: ok(
+            'cancel requested: CANCELLED at once if QUEUED, else once in-flight chunks finish',
+            statusSchema,
+          ),
+          404: error,
+          409: error,
+        },
+      },
+    },
+    '/jobs/{jobId}/redrive': {
+      post: {
+        operationId: 'redriveJob',
+        parameters: [jobIdParam],
+        responses: {
+          202: ok('rerunning the chunks without a successful outcome', statusSchema),
+          404: error,
+          409: error,
+        },
+      },
+    },
     '/uploads': {
       post: {
         operationId: 'createUpload',

@@ -96,9 +96,14 @@ export interface UrlSigner {
 export interface Invoker {
   /**
    * Synchronous invocation (RequestResponse). Resolves with the function's JSON result.
-   * Throws FunctionError when the function threw or timed out, ThrottledError on 429.
+   * Throws FunctionError when the function threw or timed out, ThrottledError on 429, and
+   * InvocationTimeoutError when no answer came within `options.timeoutMs` (no wait is unbounded).
    */
-  invoke<T = unknown>(functionName: string, payload: unknown): Promise<T>;
+  invoke<T = unknown>(
+    functionName: string,
+    payload: unknown,
+    options?: { timeoutMs?: number },
+  ): Promise<T>;
   /** Asynchronous invocation (Event): resolves once the invocation is queued. */
   invokeEvent(functionName: string, payload: unknown): Promise<void>;
 }

@@ -8,8 +8,9 @@ import { FanoutError } from './errors.ts';
 import type { AnyJob } from './job.ts';
 import { findJob } from './job.ts';
 import { jobKeys } from './keys.ts';
-import type { ChunkOutcome, JobStatus, Manifest } from './model.ts';
+import type { ChunkOutcome, FailedChunk, JobStatus, Manifest } from './model.ts';
 import { stringifyResult } from './ordered.ts';
+import { orderedMap } from './ordered-map.ts';
 import type { Clock, ObjectStore } from './ports.ts';
 import { readJson, TERMINAL_STATES, updateStatus } from './status.ts';
 
@@ -27,42 +28,32 @@ export interface ReducerDeps {
 const textEncoder = new TextEncoder();
 
 /**
- * Maps `fn` over `0..count-1` with at most `parallelism` calls in flight and yields the results
- * in index order: ordered output with parallel fetching.
+ * Reduces a job whose chunks all succeeded, or failed within its tolerance (the result is then
+ * marked partial and lists them); returns the final status.
  */
-export async function* orderedMap<T>(
-  count: number,
-  parallelism: number,
-  fn: (index: number) => Promise<T>,
-): AsyncGenerator<T> {
-  const window: Promise<T>[] = [];
-  let next = 0;
-  const fill = () => {
-    while (next < count && window.length < parallelism) {
-      const p = fn(next++);
-      p.catch(() => undefined); // observed when its turn comes
-      window.push(p);
-    }
-  };
-  fill();
-  while (window.length > 0) {
-    const value = await window.shift()!;
-    fill();
-    yield value;
-  }
-}
-
-/** Reduces a job whose chunks all succeeded; returns the final status. */
 export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobStatus> {
   const keys = jobKeys(jobId);
   const parallelism = deps.parallelism ?? 16;
   const { value: manifest } = await readJson<Manifest>(deps.store, deps.bucket, keys.manifest);
   const job = findJob(deps.jobs, manifest.job);
-  const n = manifest.chunks.length;
+  // Chunks that failed within the job's tolerance have no part: the result is partial.
+  const failedChunks: FailedChunk[] = manifest.chunks
+    .filter((c) => c.failed === true)
+    .map((c) => ({
+      index: c.index,
+      key: manifest.objects[c.object]?.key ?? '',
+      start: c.start,
+      end: c.end,
+      error: c.errors?.at(-1) ?? { code: 'UNKNOWN', name: 'Error', message: 'no error recorded' },
+    }));
+  const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
+  const n = included.length;
 
   const outcomes: ChunkOutcome[] = [];
-  for await (const outcome of orderedMap(n, parallelism, (i) =>
-    readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(i)).then((r) => r.value),
+  for await (const outcome of orderedMap(n, parallelism, (k) =>
+    readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k] as number)).then(
+      (r) => r.value,
+    ),
   )) {
     outcomes.push(outcome);
   }
@@ -99,7 +90,13 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
       ...s,
       status: 'SUCCEEDED',
       finishedAt: deps.clock.iso(),
-      result: { key: result.key, bytes: result.bytes, records, badRecords },
+      result: {
+        key: result.key,
+        bytes: result.bytes,
+        records,
+        badRecords,
+        ...(failedChunks.length > 0 && { partial: true, failedChunks }),
+      },
     };
   });
 }

@@ -20,6 +20,12 @@ export interface SubmitRequest {
   chunks?: number;
   concurrency: number;
   onBadRecord?: BadRecordPolicy;
+  /** Attempts per chunk. @default 3 */
+  maxAttempts?: number;
+  /** Failed chunks tolerated, in percent of all chunks; within it the result is partial. */
+  toleratedFailurePercent?: number;
+  /** Failed chunks tolerated, as a count. */
+  toleratedFailureCount?: number;
 }
 
 /** What {@link submitJob} needs. */
@@ -53,6 +59,19 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
   if (request.chunkSize !== undefined && request.chunks !== undefined) {
     throw new ValidationError('give chunkSize or chunks, not both');
   }
+  positiveInt('maxAttempts', request.maxAttempts);
+  const percent = request.toleratedFailurePercent;
+  if (percent !== undefined && !(Number.isFinite(percent) && percent >= 0 && percent <= 100)) {
+    throw new ValidationError(
+      `toleratedFailurePercent must be from 0 to 100; got ${JSON.stringify(percent)}`,
+    );
+  }
+  const count = request.toleratedFailureCount;
+  if (count !== undefined && !(Number.isSafeInteger(count) && count >= 0)) {
+    throw new ValidationError(
+      `toleratedFailureCount must be a non-negative integer; got ${JSON.stringify(count)}`,
+    );
+  }
   const onBadRecord = request.onBadRecord ?? 'fail';
   if (onBadRecord !== 'fail' && onBadRecord !== 'skip') {
     throw new ValidationError(
@@ -71,6 +90,9 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     ...(request.chunks !== undefined && { chunks: request.chunks }),
     concurrency: request.concurrency,
     onBadRecord,
+    ...(request.maxAttempts !== undefined && { maxAttempts: request.maxAttempts }),
+    ...(percent !== undefined && { toleratedFailurePercent: percent }),
+    ...(count !== undefined && { toleratedFailureCount: count }),
     createdAt,
   };
   const status: JobStatus = {

@@ -161,6 +161,7 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
 
   const outcome: ChunkOutcome = {
     index: task.index,
+    attempt: task.attempt,
     key: task.object.key,
     start: task.start,
     end: task.end,

@@ -44,6 +44,8 @@ function harness() {
         invoker,
         workerFunction: 'worker',
         reducerFunction: 'reducer',
+        coordinatorFunction: 'coordinator',
+        workerTimeoutMs: 60_000,
         statusIntervalMs: 0,
         sleep: async () => undefined,
       }),

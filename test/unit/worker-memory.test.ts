@@ -66,6 +66,7 @@ describe('worker memory', () => {
       onBadRecord: 'fail',
       bucket: 'b',
       index: 0,
+      attempt: 1,
       object,
       start: 0,
       end: SIZE,

@@ -31,6 +31,7 @@ async function setup(text: string | Uint8Array, key = 'datasets/in.jsonl') {
     onBadRecord: 'fail',
     bucket: BUCKET,
     index: 0,
+    attempt: 1,
     object,
     start: 0,
     end: object.size,

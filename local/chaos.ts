@@ -1,0 +1,81 @@
+/**
+ * Fault injection for the local runtime: `--chaos worker-error=0.1,worker-timeout=0.02,
+ * throttle=0.05,s3-slowdown=0.02 --seed N` makes that fraction of worker invocations throw, hang
+ * past the timeout or answer 429, and that fraction of S3 requests answer 503 SlowDown. The
+ * draws come from one seeded generator per kind, so a seed gives the same sequence of faults.
+ */
+import { ValidationError } from '#core/errors.ts';
+
+/** Fractions (0..1) of each fault. */
+export interface ChaosSpec {
+  workerError: number;
+  workerTimeout: number;
+  throttle: number;
+  s3Slowdown: number;
+}
+
+const KEYS: Record<string, keyof ChaosSpec> = {
+  'worker-error': 'workerError',
+  'worker-timeout': 'workerTimeout',
+  throttle: 'throttle',
+  's3-slowdown': 's3Slowdown',
+};
+
+/** Parses `worker-error=0.1,throttle=0.05`. Throws ValidationError naming what is wrong. */
+export function parseChaos(text: string): ChaosSpec {
+  const spec: ChaosSpec = { workerError: 0, workerTimeout: 0, throttle: 0, s3Slowdown: 0 };
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const [name = '', value = ''] = part.split('=');
+    const key = KEYS[name];
+    const fraction = Number(value);
+    if (key === undefined) {
+      throw new ValidationError(
+        `--chaos: unknown fault ${JSON.stringify(name)}; expected one of: ${Object.keys(KEYS).join(', ')}`,
+      );
+    }
+    if (value === '' || !(fraction >= 0 && fraction <= 1)) {
+      throw new ValidationError(
+        `--chaos: ${name} must be a fraction from 0 to 1; got ${JSON.stringify(value)}`,
+      );
+    }
+    spec[key] = fraction;
+  }
+  return spec;
+}
+
+/** mulberry32: small, seeded, the same on every platform. */
+function generator(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The fault hooks of the Lambda and S3 servers for a spec and seed. */
+export function chaosFaults(spec: ChaosSpec, seed: number, workerFunction: string) {
+  const lambdaDraw = generator(seed);
+  const s3Draw = generator(seed ^ 0x5bd1e995);
+  return {
+    lambda(
+      functionName: string,
+      invocationType: string,
+    ): 'error' | 'timeout' | 'throttle' | undefined {
+      if (functionName !== workerFunction || invocationType !== 'RequestResponse') return undefined;
+      const r = lambdaDraw();
+      if (r < spec.throttle) return 'throttle';
+      if (r < spec.throttle + spec.workerError) return 'error';
+      if (r < spec.throttle + spec.workerError + spec.workerTimeout) return 'timeout';
+      return undefined;
+    },
+    s3(): 'slowdown' | undefined {
+      return s3Draw() < spec.s3Slowdown ? 'slowdown' : undefined;
+    },
+  };
+}
