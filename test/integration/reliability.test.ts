@@ -1,0 +1,281 @@
+/**
+ * Issue 4's guarantees on the real local runtime: chaos gives the clean answer, a changed input
+ * fails the job, a killed coordinator resumes without rerunning finished chunks, long jobs
+ * continue across coordinator invocations, tolerance, cancel, redrive, concurrent CAS writers.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cancelJob, redriveJob } from '#core/control.ts';
+import { jobKeys } from '#core/keys.ts';
+import type { ChunkOutcome, JobStatus, Manifest } from '#core/model.ts';
+import { systemClock } from '#core/ports.ts';
+import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from '#core/status.ts';
+import { submitJob } from '#core/submit.ts';
+import { jobs } from '#jobs/index.ts';
+import { parseChaos } from '#local/chaos.ts';
+import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
+import { byFieldSinglePass } from '../../bench/baseline.ts';
+import { generate } from '../../bench/gen.ts';
+import { runJob } from '../../cli/run.ts';
+
+const quiet = { write: () => true, isTTY: false } as unknown as NodeJS.WriteStream;
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fanout-reliability-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+/** Uploads `text` and submits a job on it; returns the job id. */
+async function submit(runtime: LocalRuntime, text: string, request: Record<string, unknown>) {
+  const key = `datasets/${Math.random().toString(36).slice(2)}.jsonl`;
+  await runtime.store.put(runtime.bucket, key, text);
+  const job = await submitJob(
+    { concurrency: 2, ...request, input: `s3://${runtime.bucket}/${key}` } as Parameters<
+      typeof submitJob
+    >[0],
+    {
+      store: runtime.store,
+      invoker: runtime.invoker,
+      jobs,
+      clock: systemClock,
+      bucket: runtime.bucket,
+      coordinatorFunction: runtime.functions.coordinator,
+    },
+  );
+  return { jobId: job.jobId, key };
+}
+
+async function waitFor(
+  runtime: LocalRuntime,
+  jobId: string,
+  until: (s: JobStatus) => boolean,
+  ms = 60_000,
+) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const status = await readStatus(runtime.store, runtime.bucket, jobId);
+    if (until(status)) return status;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting; status ${JSON.stringify(status)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+const ended = (s: JobStatus) => TERMINAL_STATES.has(s.status);
+
+const scientist = (i: number, bad = false) =>
+  bad
+    ? `{"name": broken ${i}}`
+    : JSON.stringify({ name: `s${i}`, field: 'f', born: 1900 + i, nobel: false });
+const dataset = (n: number, badAt: number[] = []) =>
+  `${Array.from({ length: n }, (_, i) => scientist(i, badAt.includes(i))).join('\n')}\n`;
+
+async function exists(runtime: LocalRuntime, key: string) {
+  return runtime.store.head(runtime.bucket, key).then(
+    () => true,
+    () => false,
+  );
+}
+
+describe('chaos', () => {
+  it('gives exactly the clean result for by-field on 200,000 records under injected faults', async () => {
+    const file = join(dir, 'chaos.jsonl');
+    await generate({ records: 200_000, out: file, seed: 5 });
+    const clean = await byFieldSinglePass(file);
+    const runtime = await startRuntime({
+      workerTimeoutSeconds: 2,
+      chaos: {
+        spec: parseChaos('worker-error=0.1,worker-timeout=0.02,throttle=0.05,s3-slowdown=0.02'),
+        seed: 7,
+      },
+    });
+    try {
+      const result = await runJob(runtime, {
+        job: 'by-field',
+        input: file,
+        chunks: 40,
+        maxAttempts: 8,
+        stderr: quiet,
+      });
+      expect(JSON.parse(result.resultText!)).toEqual(clean.result);
+      expect(result.status.records).toBe(200_000);
+      const manifest = (
+        await readJson<Manifest>(runtime.store, runtime.bucket, jobKeys(result.jobId).manifest)
+      ).value;
+      const retried = manifest.chunks.filter((c) => c.attempts > 1);
+      expect(retried.length).toBeGreaterThan(0);
+      expect(retried.every((c) => (c.errors ?? []).length === c.attempts - 1)).toBe(true);
+      const stats = runtime.lambda.stats(runtime.functions.worker);
+      expect(stats.errors + stats.throttles).toBeGreaterThan(0);
+    } finally {
+      await runtime.close();
+    }
+  }, 120_000);
+});
+
+describe('on the plain runtime', () => {
+  let runtime: LocalRuntime;
+  beforeAll(async () => {
+    runtime = await startRuntime();
+  });
+  afterAll(() => runtime?.close());
+
+  it('fails with DatasetChangedError, and writes no result, when the input is overwritten mid-job', async () => {
+    const { jobId, key } = await submit(runtime, dataset(40), {
+      job: 'scientists',
+      params: { sleepMs: 50 },
+      chunks: 8,
+    });
+    await waitFor(runtime, jobId, (s) => s.chunks.succeeded >= 1 || ended(s));
+    await runtime.store.put(runtime.bucket, key, dataset(41));
+    const status = await waitFor(runtime, jobId, ended);
+    expect(status.status).toBe('FAILED');
+    expect(status.error).toMatchObject({ code: 'DATASET_CHANGED', name: 'DatasetChangedError' });
+    expect(status.error?.message).toContain(key);
+    expect(await exists(runtime, jobKeys(jobId).result(true))).toBe(false);
+  });
+
+  it('resumes after the coordinator is killed, without rerunning any finished chunk', async () => {
+    const { jobId } = await submit(runtime, dataset(12), {
+      job: 'scientists',
+      params: { sleepMs: 200 },
+      chunks: 12,
+    });
+    await waitFor(runtime, jobId, (s) => s.chunks.succeeded >= 3);
+    runtime.lambda.terminateSandboxes(runtime.functions.coordinator);
+    // What had finished when the coordinator died: its outcomes, by ETag.
+    const finished = await runtime.store.list(runtime.bucket, `${jobKeys(jobId).root}/chunks/`);
+    expect(finished.length).toBeGreaterThanOrEqual(3);
+    const status = await waitFor(runtime, jobId, ended);
+    expect(status).toMatchObject({ status: 'SUCCEEDED', records: 12 });
+    expect(status.epoch).toBeGreaterThanOrEqual(2);
+    for (const before of finished) {
+      const after = await runtime.store.head(runtime.bucket, before.key);
+      expect(after.etag, `${before.key} was rewritten`).toBe(before.etag);
+    }
+  });
+
+  it('succeeds with a partial result within the tolerance, and fails beyond it', async () => {
+    const within = await submit(runtime, dataset(10, [4]), {
+      job: 'scientists',
+      chunks: 10,
+      toleratedFailureCount: 1,
+    });
+    const partial = await waitFor(runtime, within.jobId, ended);
+    expect(partial.status).toBe('SUCCEEDED');
+    expect(partial.result).toMatchObject({
+      partial: true,
+      records: 9,
+      failedChunks: [
+        {
+          index: 4,
+          error: {
+            context: { errorType: 'BadRecordError' },
+            message: expect.stringMatching(/malformed record/),
+          },
+        },
+      ],
+    });
+
+    const beyond = await submit(runtime, dataset(10, [1, 5, 8]), {
+      job: 'scientists',
+      chunks: 10,
+      toleratedFailurePercent: 20,
+    });
+    const failed = await waitFor(runtime, beyond.jobId, ended);
+    expect(failed.status).toBe('FAILED');
+    expect(await exists(runtime, jobKeys(beyond.jobId).result(true))).toBe(false);
+  });
+
+  it('cancels: no new chunks, CANCELLED once in-flight ones finish, no result; redrive finishes it', async () => {
+    const deps = {
+      ...runtime,
+      clock: systemClock,
+      coordinatorFunction: runtime.functions.coordinator,
+    };
+    const { jobId } = await submit(runtime, dataset(16), {
+      job: 'scientists',
+      params: { sleepMs: 150 },
+      chunks: 16,
+    });
+    await waitFor(runtime, jobId, (s) => s.chunks.succeeded >= 2);
+    await cancelJob(jobId, deps);
+    const cancelled = await waitFor(runtime, jobId, ended);
+    expect(cancelled.status).toBe('CANCELLED');
+    expect(cancelled.chunks.succeeded).toBeLessThan(16);
+    expect(await exists(runtime, jobKeys(jobId).result(true))).toBe(false);
+    await expect(cancelJob(jobId, deps)).rejects.toMatchObject({ code: 'CONFLICT' });
+
+    const finished = await runtime.store.list(runtime.bucket, `${jobKeys(jobId).root}/chunks/`);
+    await redriveJob(jobId, deps);
+    const redriven = await waitFor(runtime, jobId, ended);
+    expect(redriven).toMatchObject({ status: 'SUCCEEDED', records: 16, redrives: 1 });
+    for (const before of finished) {
+      expect((await runtime.store.head(runtime.bucket, before.key)).etag).toBe(before.etag);
+    }
+    const outcomes = await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        readJson<ChunkOutcome>(runtime.store, runtime.bucket, jobKeys(jobId).outcome(i)).then(
+          (r) => r.value,
+        ),
+      ),
+    );
+    expect(outcomes.filter((o) => o.attempt > 1)).toEqual([]); // nothing ran twice
+    await expect(redriveJob(jobId, deps)).rejects.toMatchObject({ code: 'CONFLICT' });
+  });
+
+  it('refuses to redrive when a pinned input changed', async () => {
+    const deps = {
+      ...runtime,
+      clock: systemClock,
+      coordinatorFunction: runtime.functions.coordinator,
+    };
+    const { jobId, key } = await submit(runtime, dataset(8, [3]), { job: 'scientists', chunks: 8 });
+    expect((await waitFor(runtime, jobId, ended)).status).toBe('FAILED');
+    await runtime.store.put(runtime.bucket, key, dataset(8));
+    await expect(redriveJob(jobId, deps)).rejects.toMatchObject({ code: 'DATASET_CHANGED' });
+  });
+
+  it('never loses an update between concurrent status writers', async () => {
+    const key = jobKeys('zzzzconcurrent01').status;
+    await writeJson(runtime.store, runtime.bucket, key, { jobId: 'zzzzconcurrent01', records: 0 });
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        updateStatus(runtime.store, runtime.bucket, 'zzzzconcurrent01', (s) => ({
+          ...s,
+          records: s.records + 1,
+        })),
+      ),
+    );
+    expect((await readStatus(runtime.store, runtime.bucket, 'zzzzconcurrent01')).records).toBe(20);
+  });
+});
+
+describe('long jobs', () => {
+  it('continue across coordinator invocations when the coordinator times out in a few seconds', async () => {
+    const runtime = await startRuntime({ coordinatorTimeoutSeconds: 4, workerTimeoutSeconds: 1 });
+    try {
+      const file = join(dir, 'long.jsonl');
+      await writeFile(file, dataset(14));
+      const result = await runJob(runtime, {
+        job: 'scientists',
+        input: file,
+        params: { sleepMs: 500 },
+        chunks: 14,
+        concurrency: 2,
+        stderr: quiet,
+      });
+      expect(result.status.continuations).toBeGreaterThanOrEqual(2);
+      expect(
+        result
+          .resultText!.trim()
+          .split('\n')
+          .map((l) => JSON.parse(l).name),
+      ).toEqual(Array.from({ length: 14 }, (_, i) => `s${i}`));
+      expect(runtime.lambda.stats(runtime.functions.coordinator).timeouts).toBe(0);
+    } finally {
+      await runtime.close();
+    }
+  }, 120_000);
+});
