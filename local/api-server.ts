@@ -69,7 +69,18 @@ export async function startApiServer(options: ApiServerOptions): Promise<LocalAp
         },
       });
     }
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    // Resolve against a fixed origin by concatenation: `new URL('//x', base)` would read '//x' as
+    // a host, and a request line can carry any path.
+    let url: URL;
+    try {
+      url = new URL(
+        `http://localhost${(req.url ?? '/').startsWith('/') ? req.url : `/${req.url}`}`,
+      );
+    } catch {
+      return send(res, 400, {
+        error: { code: 'BAD_REQUEST', message: 'the request path is not a valid URL path' },
+      });
+    }
     const requestId = randomUUID();
     const headers = Object.fromEntries(
       Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : (v ?? '')]),

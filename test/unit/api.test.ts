@@ -188,6 +188,32 @@ describe('GET /jobs/{id} and /result', () => {
   });
 });
 
+describe('POST /jobs/{id}/cancel and /redrive', () => {
+  it('cancels a QUEUED job at once, then refuses with 409; redrive needs FAILED or CANCELLED', async () => {
+    const { call, invoker } = await setup();
+    const { json } = await call('POST', '/jobs', { job: 'by-field', input });
+    expect((await call('POST', `/jobs/${json.jobId}/redrive`)).status).toBe(409);
+    const cancelled = await call('POST', `/jobs/${json.jobId}/cancel`);
+    expect(cancelled).toMatchObject({
+      status: 202,
+      json: { status: 'CANCELLED', cancelRequested: true },
+    });
+    expect((await call('POST', `/jobs/${json.jobId}/cancel`)).json.error.code).toBe('CONFLICT');
+    const redriven = await call('POST', `/jobs/${json.jobId}/redrive`);
+    expect(redriven).toMatchObject({ status: 202, json: { status: 'RUNNING', redrives: 1 } });
+    expect(invoker.calls.at(-1)).toEqual({
+      functionName: 'coordinator',
+      payload: { jobId: json.jobId },
+    });
+  });
+
+  it('404s unknown jobs', async () => {
+    const { call } = await setup();
+    expect((await call('POST', '/jobs/zzzzzzzzz0000000/cancel')).status).toBe(404);
+    expect((await call('POST', '/jobs/zzzzzzzzz0000000/redrive')).status).toBe(404);
+  });
+});
+
 describe('GET /jobs', () => {
   it('lists the newest jobs first, paginated', async () => {
     const { call } = await setup();
