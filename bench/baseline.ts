@@ -47,3 +47,24 @@ export async function byFieldSinglePass(
   for (const field of [...stats.keys()].sort()) result[field] = stats.get(field)!;
   return { result, records };
 }
+
+/** wordcount over a local text file in one pass, ordered like the job's result. */
+export async function wordcountSinglePass(file: string): Promise<Record<string, number>> {
+  const counts = new Map<string, number>();
+  let carry = '';
+  const take = (line: string) => {
+    for (const word of line.toLowerCase().split(/[^\p{L}\p{N}]+/u)) {
+      if (word !== '') counts.set(word, (counts.get(word) ?? 0) + 1);
+    }
+  };
+  for await (const piece of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const lines = (carry + piece).split('\n');
+    carry = lines.pop() ?? '';
+    for (const line of lines) take(line);
+  }
+  if (carry !== '') take(carry);
+  const ranked = [...counts].sort(([wa, a], [wb, b]) =>
+    b !== a ? b - a : wa < wb ? -1 : wa > wb ? 1 : 0,
+  );
+  return Object.fromEntries(ranked);
+}

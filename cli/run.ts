@@ -68,13 +68,23 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   parseParams(job, options.params);
 
   // A job is about to run: start its sandboxes while the input uploads, as provisioned
-  // concurrency would, so cold starts do not add to the job's time. Best effort.
+  // concurrency would, so cold starts do not add to the job's time. Best effort. A small local
+  // input runs one record per task (up to 16 at once): warm up to 8 workers for it; a large one
+  // runs one chunk per core.
+  const localSize = options.input.startsWith('s3://')
+    ? undefined
+    : await localInputSize(options.input).catch(() => undefined);
+  const expectedWorkers =
+    options.concurrency ??
+    (localSize !== undefined && localSize <= SMALL_INPUT_BYTES && options.chunkSize === undefined
+      ? 8
+      : LOCAL_DEFAULTS.byteRangeConcurrency);
   const warming = Promise.all([
     runtime.lambda.prewarm(runtime.functions.coordinator, 1),
     runtime.lambda.prewarm(runtime.functions.reducer, 1),
     runtime.lambda.prewarm(
       runtime.functions.worker,
-      options.concurrency ?? LOCAL_DEFAULTS.byteRangeConcurrency,
+      Math.min(expectedWorkers, LOCAL_DEFAULTS.workerSandboxes),
     ),
   ]).catch(() => undefined);
   const inputUri = await stageInput(runtime, options.input, stderr);
@@ -192,6 +202,14 @@ async function stageInput(
   if (total > SMALL_INPUT_BYTES) progress.done(`${files.length} file(s), ${formatBytes(total)}`);
   const key = info.isDirectory() ? prefix : `${prefix}${basename(input)}`;
   return formatS3Uri(runtime.bucket, key);
+}
+
+/** Bytes of a local file, or of all files under a local directory. */
+async function localInputSize(input: string): Promise<number> {
+  const info = await stat(input);
+  if (!info.isDirectory()) return info.size;
+  const sizes = await Promise.all((await listFiles(input)).map(async (f) => (await stat(f)).size));
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 /** Every file under a directory, sorted by relative path (the dataset's record order). */

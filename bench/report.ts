@@ -1,0 +1,71 @@
+/** Printing and saving benchmark reports: a table for people, JSON for tools. */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+
+// Benchmarks run on Node 20, where every AWS SDK client warns about 2027's Node 22 requirement.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+export const root = resolve(import.meta.dirname, '..');
+/** Generated inputs live here, reused between runs. */
+export const dataDir = join(root, 'node_modules/.cache/fanout/bench');
+
+/** One benchmark's findings. */
+export interface Report {
+  name: string;
+  title: string;
+  /** Table columns and rows, printed as they are. */
+  columns: string[];
+  rows: (string | number)[][];
+  /** Ratios and checks the issue's targets speak of. */
+  figures: Record<string, number | string | boolean>;
+  notes?: string[];
+}
+
+/** The machine the figures come from. */
+export const machine = () => ({
+  cores: availableParallelism(),
+  cpu: cpus()[0]?.model ?? 'unknown',
+  node: process.version,
+});
+
+/** Prints a report as a table. */
+export function print(report: Report): void {
+  const widths = report.columns.map((c, i) =>
+    Math.max(c.length, ...report.rows.map((r) => String(r[i] ?? '').length)),
+  );
+  const line = (cells: (string | number)[]) =>
+    cells
+      .map((cell, i) =>
+        i === 0 ? String(cell).padEnd(widths[i]!) : String(cell).padStart(widths[i]!),
+      )
+      .join('  ');
+  process.stdout.write(`\n## ${report.title}\n\n${line(report.columns)}\n`);
+  for (const row of report.rows) process.stdout.write(`${line(row)}\n`);
+  for (const [k, v] of Object.entries(report.figures)) process.stdout.write(`  ${k}: ${v}\n`);
+  for (const note of report.notes ?? []) process.stdout.write(`  note: ${note}\n`);
+}
+
+/** Writes bench/results/{name}.json. */
+export async function save(report: Report): Promise<void> {
+  const dir = join(root, 'bench/results');
+  await mkdir(dir, { recursive: true });
+  await writeFile(
+    join(dir, `${report.name}.json`),
+    `${JSON.stringify({ ...report, date: new Date().toISOString(), machine: machine() }, null, 2)}\n`,
+  );
+}
+
+/** Runs a benchmark module's `run` when the module is executed directly. */
+export async function runIfMain(url: string, run: () => Promise<Report>): Promise<void> {
+  if (url === `file://${process.argv[1]}`) {
+    const report = await run();
+    print(report);
+    await save(report);
+  }
+}
+
+/** Milliseconds to a readable figure. */
+export const ms = (value: number) => Math.round(value);
+/** A rate with thousands separators. */
+export const rate = (value: number) => Math.round(value).toLocaleString('en');

@@ -1,0 +1,117 @@
+/**
+ * Benchmark 1, throughput: `fanout run by-field` end to end on a generated 2,000,000-record file
+ * against, in the same run, a single-thread Node loop and Python's multiprocessing.Pool.map over
+ * byte-range chunks (skipped with a message when python3 is absent); and `fanout run wordcount`
+ * on a generated text file against a single-thread loop.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { byFieldSinglePass, wordcountSinglePass } from './baseline.ts';
+import { generate } from './gen.ts';
+import { dataDir, ms, type Report, rate, root, runIfMain } from './report.ts';
+
+const exec = promisify(execFile);
+
+async function dataset(kind: 'scientists' | 'text', records: number): Promise<string> {
+  await mkdir(dataDir, { recursive: true });
+  const file = join(dataDir, `${kind}-${records}.${kind === 'text' ? 'txt' : 'jsonl'}`);
+  if (!existsSync(file)) await generate({ records, out: file, seed: 42, kind });
+  return file;
+}
+
+/** Runs `fanout run … --json`; returns wall time, job time and the result text. */
+async function fanout(job: string, file: string) {
+  const started = performance.now();
+  const { stdout } = await exec(
+    process.execPath,
+    [join(root, 'cli/bin.mjs'), 'run', job, file, '--json'],
+    {
+      cwd: root,
+      maxBuffer: 1 << 26,
+    },
+  );
+  const wall = performance.now() - started;
+  const lines = stdout.trim().split('\n');
+  const summary = JSON.parse(lines.at(-1)!) as { durationMs: number; chunks: number };
+  return {
+    wall,
+    job: summary.durationMs,
+    chunks: summary.chunks,
+    result: lines.slice(0, -1).join('\n'),
+  };
+}
+
+async function python(file: string): Promise<{ seconds: number; result: unknown } | string> {
+  try {
+    const { stdout } = await exec('python3', [join(root, 'bench/pool.py'), 'by-field', file], {
+      maxBuffer: 1 << 24,
+    });
+    return JSON.parse(stdout) as { seconds: number; result: unknown };
+  } catch (error) {
+    return `python3 unavailable or failed: ${(error as Error).message.split('\n')[0]}`;
+  }
+}
+
+/** Runs the benchmark. */
+export async function run(
+  records = Number(process.env.BENCH_RECORDS ?? 2_000_000),
+): Promise<Report> {
+  const file = await dataset('scientists', records);
+  const mb = (await stat(file)).size / 1e6;
+  let t = performance.now();
+  const loop = await byFieldSinglePass(file);
+  const loopMs = performance.now() - t;
+  const py = await python(file);
+  const fan = await fanout('by-field', file);
+
+  const text = await dataset('text', records / 2);
+  const textMb = (await stat(text)).size / 1e6;
+  t = performance.now();
+  const words = await wordcountSinglePass(text);
+  const wordsLoopMs = performance.now() - t;
+  const fanWords = await fanout('wordcount', text);
+
+  const row = (name: string, millis: number, n: number, size: number) => [
+    name,
+    ms(millis),
+    rate(n / (millis / 1000)),
+    (size / (millis / 1000)).toFixed(1),
+  ];
+  const rows = [
+    row('by-field: single-thread Node loop', loopMs, records, mb),
+    ...(typeof py === 'string'
+      ? []
+      : [row('by-field: Python multiprocessing.Pool', py.seconds * 1000, records, mb)]),
+    row('by-field: fanout run (end to end)', fan.wall, records, mb),
+    row('by-field: fanout job time', fan.job, records, mb),
+    row('wordcount: single-thread Node loop', wordsLoopMs, records / 2, textMb),
+    row('wordcount: fanout job time', fanWords.job, records / 2, textMb),
+  ];
+  const same = JSON.stringify(JSON.parse(fan.result)) === JSON.stringify(loop.result);
+  const sameWords = JSON.stringify(JSON.parse(fanWords.result)) === JSON.stringify(words);
+  return {
+    name: 'throughput',
+    title: `1. Throughput: by-field on ${rate(records)} records (${mb.toFixed(1)} MB, ${fan.chunks} chunks); wordcount on ${rate(records / 2)} lines (${textMb.toFixed(1)} MB)`,
+    columns: ['run', 'ms', 'records/s', 'MB/s'],
+    rows,
+    figures: {
+      'fanout job time vs Node loop': Number((loopMs / fan.job).toFixed(2)),
+      'fanout end to end vs Node loop': Number((loopMs / fan.wall).toFixed(2)),
+      ...(typeof py === 'string'
+        ? { 'Python Pool': py }
+        : {
+            'fanout job time vs Python Pool': Number(((py.seconds * 1000) / fan.job).toFixed(2)),
+            'fanout end to end vs Python Pool': Number(((py.seconds * 1000) / fan.wall).toFixed(2)),
+            'Python result matches': JSON.stringify(py.result) === JSON.stringify(loop.result),
+          }),
+      'wordcount job time vs Node loop': Number((wordsLoopMs / fanWords.job).toFixed(2)),
+      'by-field results match': same,
+      'wordcount results match': sameWords,
+    },
+  };
+}
+
+await runIfMain(import.meta.url, run);
