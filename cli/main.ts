@@ -7,7 +7,7 @@ import { FanoutError, ValidationError } from '#core/errors.ts';
 import type { BadRecordPolicy } from '#core/job.ts';
 import { jobs } from '#jobs/index.ts';
 import { parseChaos } from '#local/chaos.ts';
-import { startRuntime } from '#local/runtime.ts';
+import { LOCAL_DEFAULTS, startRuntime } from '#local/runtime.ts';
 import { parseCount, parseJsonObject, parsePercent, parsePositiveInt, parseSize } from './args.ts';
 import { ApiError } from './client.ts';
 import { DEV_HELP, devCommand } from './dev.ts';
@@ -38,7 +38,7 @@ Options:
   --chunk-size SIZE    bytes per chunk, e.g. 8MiB (default: about 4 chunks per unit of
                        concurrency, 1 MiB..256 MiB; inputs up to 1 MiB are split on records)
   --chunks N           split the input into N chunks instead (not with --chunk-size)
-  --concurrency N      chunks in flight (default: ${'16'} for inputs up to 1 MiB, one per core above)
+  --concurrency N      chunks in flight (default: ${LOCAL_DEFAULTS.workerSandboxes} for inputs up to 1 MiB, one per core above)
   --params JSON        job parameters, e.g. '{"year":2020}'
   --on-bad-record P    fail (default: the chunk fails at the first malformed record) or skip
                        (malformed records are counted and the first 10 kept in the outcome)
