@@ -68,6 +68,9 @@ class SimStore implements ObjectStore {
   async upload() {
     return { etag: '""', size: 0 };
   }
+  async compose() {
+    return { etag: '""', size: 0 };
+  }
 }
 
 /** A seeded standard normal (Box-Muller over mulberry32). */

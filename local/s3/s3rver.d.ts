@@ -34,6 +34,12 @@ declare module 's3rver' {
     }>;
     getBucket(bucket: string): Promise<unknown>;
     getResourcePath(bucket: string, key: string, resource: string): string;
+    putPart(
+      bucket: string,
+      uploadId: string,
+      partNumber: number,
+      content: NodeJS.ReadableStream,
+    ): Promise<{ md5: string; size: number }>;
   }
 
   type Middleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void> | void;

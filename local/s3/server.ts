@@ -11,7 +11,9 @@
  * - ListObjectsV2 continuation tokens (s3rver encrypts them with DES, which OpenSSL 3 refuses:
  *   every truncated listing was a 500);
  * - aws-chunked request bodies (SigV4 streaming and default trailing checksums), which s3rver
- *   stores with their chunk framing.
+ *   stores with their chunk framing;
+ * - UploadPartCopy (a multipart part copied from another object), which s3rver does not
+ *   implement and fanout uses to assemble map-only results without moving data.
  *
  * It binds 127.0.0.1 only.
  */
@@ -19,6 +21,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import S3rver from 's3rver';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
 import { KeyLocks } from './locks.ts';
@@ -133,6 +136,9 @@ function compatLayer(locks: KeyLocks, faults: S3ServerOptions['faults']) {
       ctx.req = decoded as unknown as Ctx['req'];
     }
     const isPart = ctx.query.partNumber !== undefined;
+    if (isPart && ctx.method === 'PUT' && header(ctx, 'x-amz-copy-source') !== undefined) {
+      return uploadPartCopy(ctx, bucket, locks);
+    }
     const isWrite =
       !isPart &&
       (ctx.method === 'PUT' ||
@@ -195,6 +201,56 @@ function compatLayer(locks: KeyLocks, faults: S3ServerOptions['faults']) {
       throw error;
     }
   };
+}
+
+/** UploadPartCopy: copies (a range of) a source object into a multipart upload's part. */
+async function uploadPartCopy(ctx: Ctx, bucket: string, locks: KeyLocks) {
+  const raw = decodeURIComponent(header(ctx, 'x-amz-copy-source') ?? '').replace(/^\//, '');
+  const slash = raw.indexOf('/');
+  const sourceBucket = raw.slice(0, slash);
+  const sourceKey = raw.slice(slash + 1).split('?')[0] ?? '';
+  const release = await locks.acquire(`${sourceBucket}/${sourceKey}`, false);
+  try {
+    let meta: Record<string, string>;
+    try {
+      meta = await ctx.store.getMetadata(sourceBucket, sourceKey);
+    } catch {
+      return sendError(ctx, 404, 'NoSuchKey', 'The specified key does not exist.');
+    }
+    const ifMatch = header(ctx, 'x-amz-copy-source-if-match');
+    if (ifMatch !== undefined && ifMatch !== meta.etag) {
+      return sendError(
+        ctx,
+        412,
+        'PreconditionFailed',
+        'At least one of the pre-conditions you specified did not hold',
+        '<Condition>x-amz-copy-source-If-Match</Condition>',
+      );
+    }
+    const size = Number(meta['content-length']);
+    const range = /^bytes=(\d+)-(\d+)$/.exec(header(ctx, 'x-amz-copy-source-range') ?? '');
+    const start = range ? Number(range[1]) : 0;
+    const end = range ? Math.min(size - 1, Number(range[2])) : size - 1;
+    const content =
+      size === 0
+        ? Readable.from([])
+        : createReadStream(ctx.store.getResourcePath(sourceBucket, sourceKey, 'object'), {
+            start,
+            end,
+            highWaterMark: 1024 * 1024,
+          });
+    const { md5 } = await ctx.store.putPart(
+      bucket,
+      String(ctx.query.uploadId),
+      Number(ctx.query.partNumber),
+      content,
+    );
+    ctx.status = 200;
+    ctx.type = 'application/xml';
+    ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult><LastModified>${new Date().toISOString()}</LastModified><ETag>"${md5}"</ETag></CopyPartResult>`;
+  } finally {
+    release();
+  }
 }
 
 /**

@@ -15,6 +15,9 @@ export interface ObjectInfo {
   versionId?: string;
 }
 
+/** S3's minimum size of every multipart part but the last: the floor for {@link ObjectStore.compose}. */
+export const MIN_COMPOSE_PART = 5 * 1024 * 1024;
+
 /** Options for a single-request write. */
 export interface PutOptions {
   contentType?: string;
@@ -61,6 +64,17 @@ export interface ObjectStore {
     body: string | Uint8Array,
     options?: PutOptions,
   ): Promise<{ etag: string }>;
+  /**
+   * Writes the concatenation of whole objects, in order, without moving their bytes through the
+   * caller (S3 multipart UploadPartCopy). Every source but the last must be at least
+   * {@link MIN_COMPOSE_PART} bytes, and there may be at most 10,000; sources are pinned by ETag.
+   */
+  compose(
+    bucket: string,
+    key: string,
+    sources: ObjectInfo[],
+    options?: { contentType?: string },
+  ): Promise<{ etag: string; size: number }>;
   /** Streamed write (multipart when large); memory stays bounded whatever the length. */
   upload(
     bucket: string,

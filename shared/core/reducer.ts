@@ -11,7 +11,7 @@ import { jobKeys } from './keys.ts';
 import type { ChunkOutcome, FailedChunk, JobStatus, Manifest } from './model.ts';
 import { stringifyResult } from './ordered.ts';
 import { orderedMap } from './ordered-map.ts';
-import type { Clock, ObjectStore } from './ports.ts';
+import { type Clock, MIN_COMPOSE_PART, type ObjectInfo, type ObjectStore } from './ports.ts';
 import { readJson, TERMINAL_STATES, updateStatus } from './status.ts';
 
 /** What {@link reduceJob} needs from its surroundings. */
@@ -101,7 +101,11 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
   });
 }
 
-/** Map-only: the parts, streamed in chunk order into one JSONL object. */
+/**
+ * Map-only: the parts in chunk order, as one JSONL object. When every part but the last is at
+ * least 5 MiB, S3 assembles them itself (multipart UploadPartCopy): no byte passes through the
+ * reducer. Otherwise the parts stream through it, one after another, so memory stays flat.
+ */
 async function concatenateParts(
   outcomes: ChunkOutcome[],
   key: string,
@@ -109,13 +113,25 @@ async function concatenateParts(
   deps: ReducerDeps,
 ): Promise<{ key: string; bytes: number }> {
   const { store, bucket } = deps;
+  const parts: ObjectInfo[] = [];
+  for await (const part of orderedMap(outcomes.length, parallelism, (i) =>
+    store.head(bucket, outcomes[i]!.part.key),
+  )) {
+    parts.push(part);
+  }
+  const nonEmpty = parts.filter((p) => p.size > 0);
+  const composable =
+    nonEmpty.length > 1 &&
+    nonEmpty.length <= 10_000 &&
+    nonEmpty.slice(0, -1).every((p) => p.size >= MIN_COMPOSE_PART);
+  if (composable) {
+    const { size } = await store.compose(bucket, key, nonEmpty, {
+      contentType: 'application/x-ndjson',
+    });
+    return { key, bytes: size };
+  }
   async function* body() {
-    // HEADs run ahead in parallel; bodies stream one after another so memory stays flat.
-    for await (const part of orderedMap(outcomes.length, parallelism, (i) =>
-      store.head(bucket, outcomes[i]!.part.key),
-    )) {
-      yield* store.readRange(part, 0, part.size);
-    }
+    for (const part of nonEmpty) yield* store.readRange(part, 0, part.size);
   }
   const { size } = await store.upload(bucket, key, body(), { contentType: 'application/x-ndjson' });
   return { key, bytes: size };

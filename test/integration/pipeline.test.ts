@@ -91,6 +91,21 @@ describe('byte-range chunks', () => {
     expect((await readFile(out, 'utf8')).trim().split('\n')).toEqual(expected);
   });
 
+  it('assembles large map-only parts on the server, byte for byte in input order', async () => {
+    const file = join(dir, 'wide.jsonl');
+    const names = Array.from({ length: 6000 }, (_, i) => `n${i}`.padEnd(2000, '.'));
+    await writeFile(
+      file,
+      `${names.map((name) => JSON.stringify({ name, field: 'f', born: 1917, nobel: false })).join('\n')}\n`,
+    );
+    const out = join(dir, 'wide.out.jsonl');
+    const result = await run({ job: 'scientists', input: file, chunks: 2, output: out });
+    expect(result.status.result?.bytes).toBeGreaterThan(10 * 1024 * 1024);
+    expect(await readFile(out, 'utf8')).toBe(
+      names.map((name) => `${JSON.stringify({ name, age: 100 })}\n`).join(''),
+    );
+  });
+
   it('counts words', async () => {
     const result = await run({
       job: 'wordcount',

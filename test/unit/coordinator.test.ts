@@ -122,6 +122,35 @@ describe('coordinateJob', () => {
     expect(store.objects.has(`${BUCKET}/jobs/${job.jobId}/result.json`)).toBe(false);
   });
 
+  it('assembles large map-only parts on the server and streams small ones', async () => {
+    const { store, submit } = harness();
+    const line = (i: number) =>
+      JSON.stringify({ name: `n${i}`.padEnd(2000, '.'), field: 'f', born: 1900, nobel: false });
+    const text = `${Array.from({ length: 6000 }, (_, i) => line(i)).join('\n')}\n`;
+    await store.put(BUCKET, 'datasets/wide.jsonl', text);
+    const { job, status } = await submit({
+      job: 'scientists',
+      input: `s3://${BUCKET}/datasets/wide.jsonl`,
+      concurrency: 2,
+      chunks: 2,
+    });
+    expect(status.status).toBe('SUCCEEDED');
+    expect(store.composed).toBe(1);
+    const out = store.text(BUCKET, `jobs/${job.jobId}/result.jsonl`).trim().split('\n');
+    expect(out).toHaveLength(6000);
+    expect(JSON.parse(out[5999]!).name).toBe('n5999'.padEnd(2000, '.'));
+
+    const small = harness();
+    await small.store.put(BUCKET, 'datasets/s.jsonl', `${line(1)}\n${line(2)}\n`);
+    const r = await small.submit({
+      job: 'scientists',
+      input: `s3://${BUCKET}/datasets/s.jsonl`,
+      concurrency: 2,
+    });
+    expect(r.status.status).toBe('SUCCEEDED');
+    expect(small.store.composed).toBe(0);
+  });
+
   it('fails with a clear error when the input does not exist', async () => {
     const { submit } = harness();
     const { status } = await submit({
