@@ -14,6 +14,9 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          // Each file starts its own servers and some measure job time: on a 2-core machine,
+          // files running side by side would measure each other's load.
+          fileParallelism: false,
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
@@ -26,6 +29,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 120_000,
         },
