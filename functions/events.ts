@@ -6,8 +6,17 @@ import { z } from 'zod';
 import { JOB_ID } from '#core/keys.ts';
 import type { ChunkTask } from '#core/model.ts';
 
-/** `{ jobId }`: the coordinator's and the reducer's event. */
+/** `{ jobId }`: the coordinator's event. */
 export const jobEventSchema = z.object({ jobId: z.string().regex(JOB_ID) });
+
+/** The reducer's event: the whole job, or one group of its parts (tree reduce). */
+export const reduceEventSchema = z.object({
+  jobId: z.string().regex(JOB_ID),
+  group: z
+    .object({ from: z.number().int().nonnegative(), to: z.number().int().nonnegative() })
+    .refine((g) => g.from < g.to, 'group.from must be below group.to')
+    .optional(),
+});
 
 const nonNegative = z.number().int().nonnegative();
 

@@ -1,16 +1,25 @@
 /** Reducer Lambda: merges a job's parts into its result and marks the job SUCCEEDED. */
 import { systemClock } from '#core/ports.ts';
-import { reduceJob } from '#core/reducer.ts';
+import { reduceGroup, reduceJob } from '#core/reducer.ts';
 import { jobs } from '#jobs/index.ts';
-import { ENV, requireEnv, storeFromEnv } from '../config.ts';
-import { jobEventSchema } from '../events.ts';
+import { ENV, invokerFromEnv, requireEnv, storeFromEnv } from '../config.ts';
+import { reduceEventSchema } from '../events.ts';
 
 const deps = {
   store: storeFromEnv(),
+  invoker: invokerFromEnv(),
   jobs,
   clock: systemClock,
   bucket: requireEnv(process.env, ENV.bucket),
+  // Lambda sets the function's own name: a large fan-in is merged by groups of invocations.
+  reducerFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),
 };
 
-/** Lambda entry point. The event is `{ jobId }`; the result the job's final status. */
-export const handler = async (event: unknown) => reduceJob(jobEventSchema.parse(event).jobId, deps);
+/**
+ * Lambda entry point. `{ jobId }` reduces the job and returns its final status; `{ jobId,
+ * group }` merges one group of parts for a tree reduce and returns where the merge is.
+ */
+export const handler = async (event: unknown) => {
+  const { jobId, group } = reduceEventSchema.parse(event);
+  return group === undefined ? reduceJob(jobId, deps) : reduceGroup(jobId, group, deps);
+};

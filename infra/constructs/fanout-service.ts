@@ -152,12 +152,13 @@ export class FanoutService extends Construct {
       jobs('manifest.json'),
       jobs('chunks/*'),
       jobs('parts/*'),
+      jobs('merged/*'),
       jobs('status.json'),
     ]);
     allow(
       reducer,
       ['s3:PutObject', 's3:AbortMultipartUpload'],
-      [jobs('result.json'), jobs('result.jsonl'), jobs('status.json')],
+      [jobs('result.json'), jobs('result.jsonl'), jobs('status.json'), jobs('merged/*')],
     );
     allow(api, read, [
       ...inputs,
@@ -179,6 +180,15 @@ export class FanoutService extends Construct {
         }),
       ],
     }).attachToRole(coordinator.role!);
+    // Likewise a reducer with a large fan-in merges groups of parts in its own invocations.
+    new Policy(this, 'ReducerFansOut', {
+      statements: [
+        new PolicyStatement({
+          actions: ['lambda:InvokeFunction'],
+          resources: [reducer.functionArn],
+        }),
+      ],
+    }).attachToRole(reducer.role!);
     reducer.grantInvoke(coordinator);
     coordinator.grantInvoke(api);
 

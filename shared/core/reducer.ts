@@ -11,7 +11,13 @@ import { jobKeys } from './keys.ts';
 import type { ChunkOutcome, FailedChunk, JobStatus, Manifest } from './model.ts';
 import { stringifyResult } from './ordered.ts';
 import { orderedMap } from './ordered-map.ts';
-import { type Clock, MIN_COMPOSE_PART, type ObjectInfo, type ObjectStore } from './ports.ts';
+import {
+  type Clock,
+  type Invoker,
+  MIN_COMPOSE_PART,
+  type ObjectInfo,
+  type ObjectStore,
+} from './ports.ts';
 import { readJson, TERMINAL_STATES, updateStatus } from './status.ts';
 
 /** What {@link reduceJob} needs from its surroundings. */
@@ -23,6 +29,74 @@ export interface ReducerDeps {
   bucket: string;
   /** Parts and outcomes fetched at once. @default 16 */
   parallelism?: number;
+  /**
+   * Tree reduce: above `fanIn` parts, groups of at most `fanIn` are merged in parallel by
+   * invocations of `reducerFunction` (this function), and their results merged here.
+   */
+  invoker?: Invoker;
+  reducerFunction?: string;
+  /** @default 1000 */
+  fanIn?: number;
+}
+
+/** A contiguous group of the included chunks (positions, not chunk indexes), for tree reduce. */
+export interface ReduceGroup {
+  from: number;
+  to: number;
+}
+
+/** What a group reducer returns: where its accumulator is, and its counts. */
+export interface GroupResult {
+  key: string;
+  records: number;
+  badRecords: number;
+}
+
+/** The merge of a range of parts: the accumulator and the counts from their outcomes. */
+async function mergeRange(
+  jobId: string,
+  included: readonly number[],
+  range: ReduceGroup,
+  reduce: NonNullable<AnyJob['reduce']>,
+  deps: ReducerDeps,
+) {
+  const keys = jobKeys(jobId);
+  const parallelism = deps.parallelism ?? 16;
+  let acc: unknown = reduce.init();
+  let records = 0;
+  let badRecords = 0;
+  for await (const [outcome, part] of orderedMap(range.to - range.from, parallelism, async (k) => {
+    const index = included[range.from + k] as number;
+    const outcome = (await readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(index)))
+      .value;
+    return [
+      outcome,
+      (await readJson<unknown>(deps.store, deps.bucket, outcome.part.key)).value,
+    ] as const;
+  })) {
+    records += outcome.recordsOut;
+    badRecords += outcome.badRecords.count;
+    acc = reduce.merge(acc, part);
+  }
+  return { acc, records, badRecords };
+}
+
+/** Tree reduce, one group: merges its parts and writes the accumulator under jobs/{id}/merged/. */
+export async function reduceGroup(
+  jobId: string,
+  group: ReduceGroup,
+  deps: ReducerDeps,
+): Promise<GroupResult> {
+  const keys = jobKeys(jobId);
+  const { value: manifest } = await readJson<Manifest>(deps.store, deps.bucket, keys.manifest);
+  const reduce = findJob(deps.jobs, manifest.job).reduce;
+  if (reduce === undefined)
+    throw new FanoutError('NOT_A_REDUCE', `job ${manifest.job} has no reduce to merge`);
+  const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
+  const { acc, records, badRecords } = await mergeRange(jobId, included, group, reduce, deps);
+  const key = `${keys.root}/merged/${group.from}-${group.to}.json`;
+  await deps.store.put(deps.bucket, key, JSON.stringify(acc), { contentType: 'application/json' });
+  return { key, records, badRecords };
 }
 
 const textEncoder = new TextEncoder();
@@ -49,27 +123,55 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
   const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
   const n = included.length;
 
-  const outcomes: ChunkOutcome[] = [];
-  for await (const outcome of orderedMap(n, parallelism, (k) =>
-    readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k] as number)).then(
-      (r) => r.value,
-    ),
-  )) {
-    outcomes.push(outcome);
-  }
-  const records = outcomes.reduce((sum, o) => sum + o.recordsOut, 0);
-  const badRecords = outcomes.reduce((sum, o) => sum + o.badRecords.count, 0);
-
   let result: { key: string; bytes: number };
+  let records = 0;
+  let badRecords = 0;
   if (job.reduce === undefined) {
+    const outcomes: ChunkOutcome[] = [];
+    for await (const outcome of orderedMap(n, parallelism, (k) =>
+      readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k] as number)).then(
+        (r) => r.value,
+      ),
+    )) {
+      outcomes.push(outcome);
+      records += outcome.recordsOut;
+      badRecords += outcome.badRecords.count;
+    }
     result = await concatenateParts(outcomes, keys.result(true), parallelism, deps);
   } else {
     const reduce = job.reduce;
-    let acc: unknown = reduce.init();
-    for await (const part of orderedMap(n, parallelism, (i) =>
-      readJson<unknown>(deps.store, deps.bucket, outcomes[i]!.part.key).then((r) => r.value),
-    )) {
-      acc = reduce.merge(acc, part);
+    const fanIn = deps.fanIn ?? 1000;
+    let acc: unknown;
+    if (deps.invoker !== undefined && deps.reducerFunction !== undefined && n > fanIn) {
+      // Tree reduce: groups merge in parallel in their own invocations; merged here in order.
+      const { invoker, reducerFunction } = deps;
+      const count = Math.ceil(n / fanIn);
+      acc = reduce.init();
+      for await (const group of orderedMap(count, parallelism, (g) =>
+        invoker.invoke<GroupResult>(
+          reducerFunction,
+          {
+            jobId,
+            group: { from: Math.floor((g * n) / count), to: Math.floor(((g + 1) * n) / count) },
+          },
+          { timeoutMs: 15 * 60_000 + 30_000 },
+        ),
+      )) {
+        acc = reduce.merge(
+          acc,
+          (await readJson<unknown>(deps.store, deps.bucket, group.key)).value,
+        );
+        records += group.records;
+        badRecords += group.badRecords;
+      }
+    } else {
+      ({ acc, records, badRecords } = await mergeRange(
+        jobId,
+        included,
+        { from: 0, to: n },
+        reduce,
+        deps,
+      ));
     }
     const value = reduce.finish ? reduce.finish(acc, manifest.params) : acc;
     const body = textEncoder.encode(stringifyResult(value));

@@ -158,9 +158,10 @@ describe('FanoutStack', () => {
     expect(list?.Condition).toEqual({ StringLike: { 's3:prefix': ['datasets/*'] } });
   });
 
-  it('lets the reducer read job objects and write only the result and status', () => {
+  it('lets the reducer read job objects and write only the result, status and group merges', () => {
     const writes = statementsOf('Reducer').filter((s) => actionsOf([s]).includes('s3:PutObject'));
     expect(writes.flatMap(resources).sort()).toEqual([
+      '/jobs/*/merged/*',
       '/jobs/*/result.json',
       '/jobs/*/result.jsonl',
       '/jobs/*/status.json',
@@ -180,6 +181,26 @@ describe('FanoutStack', () => {
     expect(invoke.flatMap(resources).sort()).toEqual([
       'FanoutCoordinatorFunction',
       'FanoutCoordinatorFunction:*',
+    ]);
+  });
+
+  it('lets only the coordinator and the reducer invoke themselves (continuations, tree reduce)', () => {
+    const policies = template.findResources('AWS::IAM::Policy');
+    const self = (name: string) => {
+      const entry = Object.entries(policies).find(([id]) => id.startsWith(`Fanout${name}`));
+      expect(entry, name).toBeDefined();
+      const statements = (
+        entry![1] as {
+          Properties: { PolicyDocument: { Statement: { Action: string; Resource: unknown }[] } };
+        }
+      ).Properties.PolicyDocument.Statement;
+      return statements.map((st) => [st.Action, JSON.stringify(st.Resource)]);
+    };
+    expect(self('CoordinatorContinues')).toEqual([
+      ['lambda:InvokeFunction', expect.stringMatching(/FanoutCoordinatorFunction\w+","Arn"/)],
+    ]);
+    expect(self('ReducerFansOut')).toEqual([
+      ['lambda:InvokeFunction', expect.stringMatching(/FanoutReducerFunction\w+","Arn"/)],
     ]);
   });
 

@@ -10,7 +10,7 @@ import { createRegistry, defineJob } from '#core/job.ts';
 import { jobKeys } from '#core/keys.ts';
 import type { ChunkTask, Manifest } from '#core/model.ts';
 import { systemClock } from '#core/ports.ts';
-import { reduceJob } from '#core/reducer.ts';
+import { reduceGroup, reduceJob } from '#core/reducer.ts';
 import { submitJob } from '#core/submit.ts';
 import { runChunk } from '#core/worker.ts';
 import { jobs as builtIns } from '#jobs/index.ts';
@@ -32,12 +32,22 @@ const csvTotal = defineJob({
 });
 const jobs = createRegistry([...builtIns.values(), csvTotal]);
 
-function harness() {
+function harness(fanIn?: number) {
   const store = new MemoryStore();
   const deps = { store, jobs, clock: systemClock, bucket: BUCKET };
   const invoker: DirectInvoker = new DirectInvoker({
     worker: (task: ChunkTask) => runChunk(task, { ...deps, gunzip: (x) => x }),
-    reducer: ({ jobId }: { jobId: string }) => reduceJob(jobId, deps),
+    reducer: ({ jobId, group }: { jobId: string; group?: { from: number; to: number } }) => {
+      const reducerDeps = {
+        ...deps,
+        invoker,
+        reducerFunction: 'reducer',
+        ...(fanIn !== undefined && { fanIn }),
+      };
+      return group === undefined
+        ? reduceJob(jobId, reducerDeps)
+        : reduceGroup(jobId, group, reducerDeps);
+    },
     coordinator: ({ jobId }: { jobId: string }) =>
       coordinateJob(jobId, {
         ...deps,
@@ -149,6 +159,45 @@ describe('coordinateJob', () => {
     });
     expect(r.status.status).toBe('SUCCEEDED');
     expect(small.store.composed).toBe(0);
+  });
+
+  it('merges a large fan-in as a tree of reducer invocations, with the same result', async () => {
+    const lines = Array.from({ length: 10 }, (_, i) =>
+      JSON.stringify({
+        name: `s${i}`,
+        field: i % 3 === 0 ? 'math' : 'physics',
+        born: 1900 + i,
+        nobel: i % 2 === 0,
+      }),
+    );
+    const text = `${lines.join('\n')}\n`;
+    const flat = harness();
+    await flat.store.put(BUCKET, 'datasets/t.jsonl', text);
+    const one = await flat.submit({
+      job: 'by-field',
+      input: `s3://${BUCKET}/datasets/t.jsonl`,
+      concurrency: 10,
+    });
+    const tree = harness(3);
+    await tree.store.put(BUCKET, 'datasets/t.jsonl', text);
+    const many = await tree.submit({
+      job: 'by-field',
+      input: `s3://${BUCKET}/datasets/t.jsonl`,
+      concurrency: 10,
+    });
+    expect(many.status).toMatchObject({ status: 'SUCCEEDED', result: { records: 10 } });
+    expect(tree.store.text(BUCKET, `jobs/${many.job.jobId}/result.json`)).toBe(
+      flat.store.text(BUCKET, `jobs/${one.job.jobId}/result.json`),
+    );
+    const groups = tree.invoker.calls.filter(
+      (c) => (c.payload as { group?: unknown }).group !== undefined,
+    );
+    expect(groups.map((c) => (c.payload as { group: unknown }).group)).toEqual([
+      { from: 0, to: 2 },
+      { from: 2, to: 5 },
+      { from: 5, to: 7 },
+      { from: 7, to: 10 },
+    ]);
   });
 
   it('fails with a clear error when the input does not exist', async () => {
