@@ -9,6 +9,7 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { mulberry32 } from '#core/random.ts';
 
 const FIRST = [
   'Ada',
@@ -55,7 +56,7 @@ const LAST = [
   'Mirzakhani',
   'du Châtelet',
 ];
-const FIELDS = [
+export const FIELDS = [
   'astronomy',
   'biology',
   'chemistry',
@@ -70,17 +71,8 @@ const WORDS =
     ' ',
   );
 
-/** mulberry32: a tiny seeded PRNG (deterministic across platforms and Node versions). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded generator (mulberry32) every deterministic dataset comes from. */
+export const prng = mulberry32;
 
 const pick = <T>(random: () => number, list: readonly T[]): T =>
   list[Math.floor(random() * list.length)] as T;

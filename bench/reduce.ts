@@ -10,18 +10,8 @@ import { reduceJob } from '#core/reducer.ts';
 import { writeJson } from '#core/status.ts';
 import { jobs } from '#jobs/index.ts';
 import { MemoryStore } from '../test/fixtures/memory-store.ts';
+import { FIELDS } from './gen.ts';
 import { ms, type Report, rate, runIfMain } from './report.ts';
-
-const FIELDS = [
-  'astronomy',
-  'biology',
-  'chemistry',
-  'computing',
-  'geology',
-  'math',
-  'medicine',
-  'physics',
-];
 
 async function prepare(parts: number, mapOnly: boolean) {
   const store = new MemoryStore();

@@ -14,6 +14,7 @@ import { jobKeys } from '#core/keys.ts';
 import type { ChunkTask, JobRequest, JobStatus } from '#core/model.ts';
 import type { Invoker, ObjectInfo, ObjectStore } from '#core/ports.ts';
 import { systemClock } from '#core/ports.ts';
+import { mulberry32 } from '#core/random.ts';
 import { writeJson } from '#core/status.ts';
 import { jobs } from '#jobs/index.ts';
 import { ms, type Report, rate, runIfMain } from './report.ts';
@@ -75,15 +76,9 @@ class SimStore implements ObjectStore {
 
 /** A seeded standard normal (Box-Muller over mulberry32). */
 function normal(seed: number) {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 1) / 4294967297;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const uniform = mulberry32(seed);
+  // 1 - u keeps the logarithm's argument in (0, 1].
+  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
 /** AWS's concurrency model, scaled in time. */

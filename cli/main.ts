@@ -4,13 +4,13 @@
  */
 import { parseArgs } from 'node:util';
 import { FanoutError, ValidationError } from '#core/errors.ts';
-import type { BadRecordPolicy } from '#core/job.ts';
 import { jobs } from '#jobs/index.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { LOCAL_DEFAULTS, startRuntime } from '#local/runtime.ts';
-import { parseCount, parseJsonObject, parsePercent, parsePositiveInt, parseSize } from './args.ts';
+import { parseCount, parsePositiveInt } from './args.ts';
 import { ApiError } from './client.ts';
 import { DEV_HELP, devCommand } from './dev.ts';
+import { JOB_FLAGS, parseJobFlags } from './job-flags.ts';
 import {
   cancelCommand,
   jobsCommand,
@@ -148,17 +148,10 @@ async function runCommand(args: string[]): Promise<number> {
     allowPositionals: true,
     strict: true,
     options: {
-      'chunk-size': { type: 'string' },
-      chunks: { type: 'string' },
-      concurrency: { type: 'string' },
-      params: { type: 'string' },
-      'on-bad-record': { type: 'string' },
+      ...JOB_FLAGS,
       output: { type: 'string' },
       json: { type: 'boolean' },
       dir: { type: 'string' },
-      'max-attempts': { type: 'string' },
-      'tolerated-failure-percent': { type: 'string' },
-      'tolerated-failure-count': { type: 'string' },
       'worker-timeout': { type: 'string' },
       chaos: { type: 'string' },
       seed: { type: 'string' },
@@ -175,43 +168,11 @@ async function runCommand(args: string[]): Promise<number> {
       `expected exactly <job> and <input>, got ${positionals.length} argument(s); see 'fanout run --help'`,
     );
   }
-  if (values['chunk-size'] !== undefined && values.chunks !== undefined) {
-    throw new ValidationError('give --chunk-size or --chunks, not both');
-  }
-  const policy = values['on-bad-record'];
-  if (policy !== undefined && policy !== 'fail' && policy !== 'skip') {
-    throw new ValidationError(
-      `--on-bad-record must be fail or skip; got ${JSON.stringify(policy)}`,
-    );
-  }
   const options: RunOptions = {
     job,
     input,
-    ...(values.params !== undefined && { params: parseJsonObject('--params', values.params) }),
-    ...(values['chunk-size'] !== undefined && {
-      chunkSize: parseSize('--chunk-size', values['chunk-size']),
-    }),
-    ...(values.chunks !== undefined && { chunks: parsePositiveInt('--chunks', values.chunks) }),
-    ...(values.concurrency !== undefined && {
-      concurrency: parsePositiveInt('--concurrency', values.concurrency),
-    }),
-    ...(policy !== undefined && { onBadRecord: policy as BadRecordPolicy }),
+    ...parseJobFlags(values),
     ...(values.output !== undefined && { output: values.output }),
-    ...(values['max-attempts'] !== undefined && {
-      maxAttempts: parsePositiveInt('--max-attempts', values['max-attempts']),
-    }),
-    ...(values['tolerated-failure-percent'] !== undefined && {
-      toleratedFailurePercent: parsePercent(
-        '--tolerated-failure-percent',
-        values['tolerated-failure-percent'],
-      ),
-    }),
-    ...(values['tolerated-failure-count'] !== undefined && {
-      toleratedFailureCount: parseCount(
-        '--tolerated-failure-count',
-        values['tolerated-failure-count'],
-      ),
-    }),
   };
   const chaos =
     values.chaos === undefined

@@ -10,15 +10,9 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { FanoutError, ValidationError } from '#core/errors.ts';
 import type { JobStatus } from '#core/model.ts';
-import {
-  formatBytes,
-  parseCount,
-  parseJsonObject,
-  parsePercent,
-  parsePositiveInt,
-  parseSize,
-} from './args.ts';
+import { formatBytes, parsePositiveInt } from './args.ts';
 import { ApiClient } from './client.ts';
+import { JOB_FLAGS, parseJobFlags } from './job-flags.ts';
 import { createProgress } from './progress.ts';
 
 const API_FLAG = { api: { type: 'string' } } as const;
@@ -130,17 +124,7 @@ export async function submitCommand(args: string[]): Promise<number> {
     args,
     allowPositionals: true,
     strict: true,
-    options: {
-      ...API_FLAG,
-      'chunk-size': { type: 'string' },
-      chunks: { type: 'string' },
-      concurrency: { type: 'string' },
-      params: { type: 'string' },
-      'on-bad-record': { type: 'string' },
-      'max-attempts': { type: 'string' },
-      'tolerated-failure-percent': { type: 'string' },
-      'tolerated-failure-count': { type: 'string' },
-    },
+    options: { ...API_FLAG, ...JOB_FLAGS },
   });
   const [job, input, ...extra] = positionals;
   if (job === undefined || input === undefined || extra.length > 0) {
@@ -148,34 +132,7 @@ export async function submitCommand(args: string[]): Promise<number> {
       'usage: fanout submit <job> <s3-uri> [--chunk-size SIZE | --chunks N] [--concurrency N] [--params JSON] [--on-bad-record fail|skip]',
     );
   }
-  const body = {
-    job,
-    input,
-    ...(values.params !== undefined && { params: parseJsonObject('--params', values.params) }),
-    ...(values['chunk-size'] !== undefined && {
-      chunkSize: parseSize('--chunk-size', values['chunk-size']),
-    }),
-    ...(values.chunks !== undefined && { chunks: parsePositiveInt('--chunks', values.chunks) }),
-    ...(values.concurrency !== undefined && {
-      concurrency: parsePositiveInt('--concurrency', values.concurrency),
-    }),
-    ...(values['on-bad-record'] !== undefined && { onBadRecord: values['on-bad-record'] }),
-    ...(values['max-attempts'] !== undefined && {
-      maxAttempts: parsePositiveInt('--max-attempts', values['max-attempts']),
-    }),
-    ...(values['tolerated-failure-percent'] !== undefined && {
-      toleratedFailurePercent: parsePercent(
-        '--tolerated-failure-percent',
-        values['tolerated-failure-percent'],
-      ),
-    }),
-    ...(values['tolerated-failure-count'] !== undefined && {
-      toleratedFailureCount: parseCount(
-        '--tolerated-failure-count',
-        values['tolerated-failure-count'],
-      ),
-    }),
-  };
+  const body = { job, input, ...parseJobFlags(values) };
   const answer = await new ApiClient(values.api).json<{ jobId: string }>('POST', '/jobs', body);
   process.stdout.write(`${answer.jobId}\n`);
   return 0;

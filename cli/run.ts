@@ -10,7 +10,6 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { resolveInput } from '#core/coordinator.ts';
 import { JobFailedError, ValidationError } from '#core/errors.ts';
-import type { BadRecordPolicy } from '#core/job.ts';
 import { findJob, parseParams } from '#core/job.ts';
 import { formatS3Uri, newJobId, parseS3Uri } from '#core/keys.ts';
 import type { JobStatus } from '#core/model.ts';
@@ -21,25 +20,14 @@ import { submitJob } from '#core/submit.ts';
 import { jobs } from '#jobs/index.ts';
 import { LOCAL_DEFAULTS, type LocalRuntime } from '#local/runtime.ts';
 import { formatBytes } from './args.ts';
+import type { JobFlagValues } from './job-flags.ts';
 import { createProgress } from './progress.ts';
 
 /** What to run. */
-export interface RunOptions {
+export interface RunOptions extends JobFlagValues {
   job: string;
   /** A local file, a local directory, or an s3:// URI on the local S3 server. */
   input: string;
-  params?: Record<string, unknown>;
-  chunkSize?: number;
-  chunks?: number;
-  /** Chunks in flight. Default: the runtime's worker sandboxes for small inputs, else cores. */
-  concurrency?: number;
-  onBadRecord?: BadRecordPolicy;
-  /** Attempts per chunk. @default 3 */
-  maxAttempts?: number;
-  /** Failed chunks tolerated (percent of all chunks); within it the result is partial. */
-  toleratedFailurePercent?: number;
-  /** Failed chunks tolerated (count). */
-  toleratedFailureCount?: number;
   /** Write the result here instead of returning it. */
   output?: string;
   /** Status polling interval. @default 50 */
@@ -97,22 +85,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
 
   await warming;
   const request = await submitJob(
-    {
-      job: job.name,
-      input: inputUri,
-      params: options.params ?? {},
-      concurrency,
-      ...(options.chunkSize !== undefined && { chunkSize: options.chunkSize }),
-      ...(options.chunks !== undefined && { chunks: options.chunks }),
-      ...(options.onBadRecord !== undefined && { onBadRecord: options.onBadRecord }),
-      ...(options.maxAttempts !== undefined && { maxAttempts: options.maxAttempts }),
-      ...(options.toleratedFailurePercent !== undefined && {
-        toleratedFailurePercent: options.toleratedFailurePercent,
-      }),
-      ...(options.toleratedFailureCount !== undefined && {
-        toleratedFailureCount: options.toleratedFailureCount,
-      }),
-    },
+    { ...options, job: job.name, input: inputUri, params: options.params ?? {}, concurrency },
     {
       store: runtime.store,
       invoker: runtime.invoker,

@@ -5,6 +5,7 @@
  * draws come from one seeded generator per kind, so a seed gives the same sequence of faults.
  */
 import { ValidationError } from '#core/errors.ts';
+import { mulberry32 } from '#core/random.ts';
 
 /** Fractions (0..1) of each fault. */
 export interface ChaosSpec {
@@ -46,22 +47,10 @@ export function parseChaos(text: string): ChaosSpec {
   return spec;
 }
 
-/** mulberry32: small, seeded, the same on every platform. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The fault hooks of the Lambda and S3 servers for a spec and seed. */
 export function chaosFaults(spec: ChaosSpec, seed: number, workerFunction: string) {
-  const lambdaDraw = generator(seed);
-  const s3Draw = generator(seed ^ 0x5bd1e995);
+  const lambdaDraw = mulberry32(seed);
+  const s3Draw = mulberry32(seed ^ 0x5bd1e995);
   return {
     lambda(
       functionName: string,

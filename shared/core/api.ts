@@ -190,25 +190,7 @@ async function postJob(
   }
   // The input must exist now (404 otherwise); the coordinator pins it when the job starts.
   await resolveInput(body.input, deps.store);
-  const job = await submitJob(
-    {
-      job: body.job,
-      input: body.input,
-      concurrency,
-      ...(body.params !== undefined && { params: body.params }),
-      ...(body.chunkSize !== undefined && { chunkSize: body.chunkSize }),
-      ...(body.chunks !== undefined && { chunks: body.chunks }),
-      ...(body.onBadRecord !== undefined && { onBadRecord: body.onBadRecord }),
-      ...(body.maxAttempts !== undefined && { maxAttempts: body.maxAttempts }),
-      ...(body.toleratedFailurePercent !== undefined && {
-        toleratedFailurePercent: body.toleratedFailurePercent,
-      }),
-      ...(body.toleratedFailureCount !== undefined && {
-        toleratedFailureCount: body.toleratedFailureCount,
-      }),
-    },
-    deps,
-  );
+  const job = await submitJob({ ...body, concurrency }, deps);
   return json(
     202,
     {

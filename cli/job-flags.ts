@@ -1,0 +1,75 @@
+/**
+ * The flags that shape a job, shared by `fanout run` (local) and `fanout submit` (an API): one
+ * definition for parseArgs and one parser, so both commands accept and check them the same way.
+ */
+import { ValidationError } from '#core/errors.ts';
+import type { BadRecordPolicy } from '#core/job.ts';
+import { parseCount, parseJsonObject, parsePercent, parsePositiveInt, parseSize } from './args.ts';
+
+/** parseArgs option definitions of the job flags. */
+export const JOB_FLAGS = {
+  'chunk-size': { type: 'string' },
+  chunks: { type: 'string' },
+  concurrency: { type: 'string' },
+  params: { type: 'string' },
+  'on-bad-record': { type: 'string' },
+  'max-attempts': { type: 'string' },
+  'tolerated-failure-percent': { type: 'string' },
+  'tolerated-failure-count': { type: 'string' },
+} as const;
+
+/** The job options the flags give (absent flags are absent keys). */
+export interface JobFlagValues {
+  /** The job's parameters, validated by its schema before any chunk runs. */
+  params?: Record<string, unknown>;
+  /** Bytes per chunk (not with `chunks`). */
+  chunkSize?: number;
+  /** Number of chunks (not with `chunkSize`). */
+  chunks?: number;
+  /** Chunks in flight. Default: the runtime's worker sandboxes for small inputs, else cores. */
+  concurrency?: number;
+  /** Malformed records fail the chunk, or are skipped and counted. @default 'fail' */
+  onBadRecord?: BadRecordPolicy;
+  /** Attempts per chunk. @default 3 */
+  maxAttempts?: number;
+  /** Failed chunks tolerated (percent of all chunks); within it the result is partial. */
+  toleratedFailurePercent?: number;
+  /** Failed chunks tolerated (count). */
+  toleratedFailureCount?: number;
+}
+
+/** Parses and checks the job flags; throws ValidationError naming the flag at fault. */
+export function parseJobFlags(
+  values: Partial<Record<keyof typeof JOB_FLAGS, string>>,
+): JobFlagValues {
+  if (values['chunk-size'] !== undefined && values.chunks !== undefined) {
+    throw new ValidationError('give --chunk-size or --chunks, not both');
+  }
+  const policy = values['on-bad-record'];
+  if (policy !== undefined && policy !== 'fail' && policy !== 'skip') {
+    throw new ValidationError(
+      `--on-bad-record must be fail or skip; got ${JSON.stringify(policy)}`,
+    );
+  }
+  const parsed: JobFlagValues = {};
+  const set = <K extends keyof JobFlagValues>(
+    key: K,
+    raw: string | undefined,
+    parse: (s: string) => JobFlagValues[K],
+  ) => {
+    if (raw !== undefined) parsed[key] = parse(raw);
+  };
+  set('params', values.params, (s) => parseJsonObject('--params', s));
+  set('chunkSize', values['chunk-size'], (s) => parseSize('--chunk-size', s));
+  set('chunks', values.chunks, (s) => parsePositiveInt('--chunks', s));
+  set('concurrency', values.concurrency, (s) => parsePositiveInt('--concurrency', s));
+  set('onBadRecord', policy, (s) => s as BadRecordPolicy);
+  set('maxAttempts', values['max-attempts'], (s) => parsePositiveInt('--max-attempts', s));
+  set('toleratedFailurePercent', values['tolerated-failure-percent'], (s) =>
+    parsePercent('--tolerated-failure-percent', s),
+  );
+  set('toleratedFailureCount', values['tolerated-failure-count'], (s) =>
+    parseCount('--tolerated-failure-count', s),
+  );
+  return parsed;
+}
