@@ -32,6 +32,11 @@ export interface RunOptions extends JobFlagValues {
   output?: string;
   /** Status polling interval. @default 50 */
   pollMs?: number;
+  /**
+   * The job is reported stalled (and the run fails) when no function of the runtime has run or
+   * waited to run for this long while the job has not ended. @default 15_000
+   */
+  stallMs?: number;
   /** Progress bars and notes. @default process.stderr */
   stderr?: NodeJS.WriteStream;
 }
@@ -96,7 +101,12 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     },
   );
 
-  const status = await follow(runtime, request.jobId, options.pollMs ?? 50, stderr, job.name);
+  const status = await followJob(runtime, request.jobId, {
+    pollMs: options.pollMs ?? 50,
+    stallMs: options.stallMs ?? 15_000,
+    stderr,
+    label: job.name,
+  });
   const durationMs =
     status.finishedAt === undefined
       ? 0
@@ -194,15 +204,18 @@ async function listFiles(dir: string): Promise<string[]> {
     .sort((a, b) => (relative(dir, a) < relative(dir, b) ? -1 : 1));
 }
 
-/** Polls status.json until the job ends, drawing chunks done / total. */
-async function follow(
+/**
+ * Polls status.json until the job ends, drawing chunks done / total. Never waits forever: when
+ * no function is running or queued (retries included) for `stallMs` and the job has not ended,
+ * nothing will end it, and the run fails saying so.
+ */
+export async function followJob(
   runtime: LocalRuntime,
   jobId: string,
-  pollMs: number,
-  stderr: NodeJS.WriteStream,
-  label: string,
+  options: { pollMs: number; stallMs: number; stderr: NodeJS.WriteStream; label: string },
 ): Promise<JobStatus> {
-  const progress = createProgress(label, stderr);
+  const progress = createProgress(options.label, options.stderr);
+  let idleSince: number | undefined;
   for (;;) {
     const status = await readStatus(runtime.store, runtime.bucket, jobId);
     const { total, succeeded } = status.chunks;
@@ -213,6 +226,18 @@ async function follow(
       );
       return status;
     }
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    const active = Object.values(runtime.functions).some((name) => {
+      const stats = runtime.lambda.stats(name);
+      return stats.busy > 0 || stats.queued > 0;
+    });
+    idleSince = active ? undefined : (idleSince ?? Date.now());
+    if (idleSince !== undefined && Date.now() - idleSince > options.stallMs) {
+      progress.done('stalled');
+      throw new JobFailedError(
+        `job ${jobId} stalled: it is ${status.status}, but no function has run for ${Math.round(options.stallMs / 1000)} s; its coordinator failed and exhausted its retries (fanout redrive can resume it from its finished chunks)`,
+        { context: { jobId } },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs));
   }
 }

@@ -52,6 +52,8 @@ export interface FunctionStats {
   errors: number;
   sandboxes: number;
   busy: number;
+  /** Event invocations waiting for a sandbox or for their retry. */
+  queued: number;
 }
 
 /** A running local Lambda server. */
@@ -89,6 +91,8 @@ interface FunctionState {
   all: Set<Sandbox>;
   inFlight: number;
   events: { event: unknown; attempt: number }[];
+  /** Event invocations whose retry is scheduled. */
+  retrying: number;
   stats: FunctionStats;
 }
 
@@ -112,6 +116,7 @@ export async function startLambdaServer(
       all: new Set(),
       inFlight: 0,
       events: [],
+      retrying: 0,
       stats: {
         invocations: 0,
         coldStarts: 0,
@@ -120,6 +125,7 @@ export async function startLambdaServer(
         errors: 0,
         sandboxes: 0,
         busy: 0,
+        queued: 0,
       },
     });
   };
@@ -303,7 +309,9 @@ export async function startLambdaServer(
             fn.spec.name,
             `async invocation failed (attempt ${item.attempt}): ${outcome.errorType}: ${outcome.errorMessage}\n`,
           );
+          fn.retrying += 1;
           setTimeout(() => {
+            fn.retrying -= 1;
             fn.events.push({ event: item.event, attempt: item.attempt + 1 });
             drainEvents(fn);
           }, 1000 * item.attempt).unref();
@@ -475,7 +483,7 @@ export async function startLambdaServer(
     stats(name) {
       const fn = functions.get(name);
       if (fn === undefined) throw new Error(`no function ${name}`);
-      return { ...fn.stats };
+      return { ...fn.stats, queued: fn.events.length + fn.retrying };
     },
     terminateSandboxes(name) {
       const fn = functions.get(name);

@@ -114,6 +114,7 @@ describe('local Lambda server', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(server.stats('solo').invocations).toBe(before + 1);
+    expect(server.stats('solo').queued).toBe(0);
   });
 
   it('reports a crashed sandbox as Runtime.ExitError and recovers', async () => {

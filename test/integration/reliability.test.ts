@@ -18,7 +18,7 @@ import { parseChaos } from '#local/chaos.ts';
 import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
 import { byFieldSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
-import { runJob } from '../../cli/run.ts';
+import { followJob, runJob } from '../../cli/run.ts';
 
 const quiet = { write: () => true, isTTY: false } as unknown as NodeJS.WriteStream;
 let dir: string;
@@ -235,6 +235,29 @@ describe('on the plain runtime', () => {
     expect((await waitFor(runtime, jobId, ended)).status).toBe('FAILED');
     await runtime.store.put(runtime.bucket, key, dataset(8));
     await expect(redriveJob(jobId, deps)).rejects.toMatchObject({ code: 'DATASET_CHANGED' });
+  });
+
+  it('fails a run that nothing will finish instead of waiting forever', async () => {
+    // A job whose coordinator never runs: its status stays QUEUED and no function is busy.
+    const jobId = 'zzzzstalled00001';
+    await writeJson(runtime.store, runtime.bucket, jobKeys(jobId).status, {
+      jobId,
+      job: 'scientists',
+      status: 'QUEUED',
+      input: 's3://fanout-local/datasets/x',
+      createdAt: new Date().toISOString(),
+      chunks: { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 },
+      records: 0,
+      bytes: 0,
+    });
+    const started = Date.now();
+    await expect(
+      followJob(runtime, jobId, { pollMs: 20, stallMs: 300, stderr: quiet, label: 'stalled' }),
+    ).rejects.toMatchObject({
+      code: 'JOB_FAILED',
+      message: expect.stringMatching(/stalled: it is QUEUED/),
+    });
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('never loses an update between concurrent status writers', async () => {
