@@ -9,12 +9,13 @@ import { assertLoopback, startApiServer } from '#local/api-server.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { startRuntime } from '#local/runtime.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
+import { printFunctionLog } from './logs.ts';
 
 export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--chaos SPEC --seed N]
 
 Starts the local S3 server, the local Lambda server and the HTTP API on 127.0.0.1 and keeps them
 running until Ctrl-C. Prints the API URL, the S3 endpoint and bucket, and the environment lines
-to use them.
+to use them; what the functions log goes to stderr, prefixed with the function's name.
 
 Options:
   --port N      the HTTP API's port (default 3000)
@@ -61,6 +62,8 @@ export async function devCommand(args: string[]): Promise<number> {
   const runtime = await startRuntime({
     dir,
     s3Port,
+    // The functions' logs, as CloudWatch would hold them: the api's 500s say to look here.
+    log: printFunctionLog,
     ...(values.chaos !== undefined && {
       chaos: {
         spec: parseChaos(values.chaos),

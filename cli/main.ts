@@ -11,6 +11,7 @@ import { parseCount, parsePositiveInt } from './args.ts';
 import { ApiError } from './client.ts';
 import { DEV_HELP, devCommand } from './dev.ts';
 import { JOB_FLAGS, parseJobFlags } from './job-flags.ts';
+import { printFunctionLog } from './logs.ts';
 import {
   cancelCommand,
   jobsCommand,
@@ -56,6 +57,8 @@ Options:
                        s3-slowdown=0.02 (fractions of worker invocations / S3 requests)
   --seed N             seed of the --chaos draws (default 1)
   -h, --help           show this help
+
+Environment: FANOUT_LOGS=1 prints what the functions log to stderr.
 
 Exit codes: 0 succeeded, 1 the job failed, 2 usage error.
 `;
@@ -193,6 +196,8 @@ async function runCommand(args: string[]): Promise<number> {
       workerTimeoutSeconds: parsePositiveInt('--worker-timeout', values['worker-timeout']),
     }),
     ...(chaos !== undefined && { chaos }),
+    // FANOUT_LOGS=1 shows what the functions log (dropped by default: stdout carries the result).
+    ...(process.env.FANOUT_LOGS === '1' && { log: printFunctionLog }),
   });
   // Ctrl-C: stop the servers and remove the temporary data directory before exiting.
   const interrupted = () => {

@@ -58,6 +58,8 @@ export interface RuntimeOptions {
   workerTimeoutSeconds?: number;
   /** @default LOCAL_DEFAULTS.coordinatorTimeoutSeconds */
   coordinatorTimeoutSeconds?: number;
+  /** Receives what the functions print (their console), like CloudWatch Logs. @default dropped */
+  log?: (functionName: string, text: string) => void;
   /** Fault injection (see local/chaos.ts). */
   chaos?: { spec: ChaosSpec; seed: number };
   /** Fixed ports (0: any free port). */
@@ -110,6 +112,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       port: lambdaPort,
       functions: [],
       ...(faults && { faults: faults.lambda }),
+      ...(options.log && { log: options.log }),
     });
     const workerTimeoutSeconds =
       options.workerTimeoutSeconds ?? LOCAL_DEFAULTS.workerTimeoutSeconds;
