@@ -117,10 +117,10 @@ export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promi
         return planned;
       });
     const end = await runChunks(manifest, request, epoch, deps);
+    // A run that was taken over leaves the manifest to the run that owns the job now.
+    if (end.reason === 'superseded') return readStatus(deps.store, deps.bucket, jobId);
     await writeJson(deps.store, deps.bucket, keys.manifest, manifest);
     switch (end.reason) {
-      case 'superseded':
-        return readStatus(deps.store, deps.bucket, jobId);
       case 'continue':
         await updateStatus(deps.store, deps.bucket, jobId, (s) =>
           s.epoch === epoch ? { ...s, continuations: (s.continuations ?? 0) + 1 } : undefined,
