@@ -110,6 +110,15 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
   const parallelism = deps.parallelism ?? 16;
   const { value: manifest } = await readJson<Manifest>(deps.store, deps.bucket, keys.manifest);
   const job = findJob(deps.jobs, manifest.job);
+  // A job cancelled (or ended) meanwhile gets no result object.
+  const before = (await readJson<JobStatus>(deps.store, deps.bucket, keys.status)).value;
+  if (TERMINAL_STATES.has(before.status) || before.cancelRequested === true) {
+    throw new FanoutError(
+      'JOB_NOT_RUNNING',
+      `job ${jobId} is ${before.cancelRequested === true ? 'being cancelled' : before.status}; the reducer writes no result`,
+      { context: { jobId } },
+    );
+  }
   // Chunks that failed within the job's tolerance have no part: the result is partial.
   const failedChunks: FailedChunk[] = manifest.chunks
     .filter((c) => c.failed === true)
