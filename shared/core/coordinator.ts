@@ -140,11 +140,12 @@ export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promi
         return readStatus(deps.store, deps.bucket, jobId);
     }
   } catch (error) {
-    return finish(jobId, epoch, deps, (s) => ({
-      ...s,
-      status: 'FAILED',
-      error: toErrorInfo(error),
-    }));
+    return finish(jobId, epoch, deps, (s) =>
+      // A cancel that arrived while the reducer ran makes the reducer refuse: that is a cancel.
+      s.cancelRequested === true
+        ? { ...s, status: 'CANCELLED' }
+        : { ...s, status: 'FAILED', error: toErrorInfo(error) },
+    );
   }
 }
 
