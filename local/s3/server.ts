@@ -103,13 +103,7 @@ async function listObjectsV2(ctx: Ctx, bucket: string) {
   ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${xmlEscape(bucket)}</Name><Prefix>${xmlEscape(q.prefix ?? '')}</Prefix>${token ? `<ContinuationToken>${xmlEscape(token)}</ContinuationToken>` : ''}${!token && q['start-after'] ? `<StartAfter>${xmlEscape(q['start-after'])}</StartAfter>` : ''}<KeyCount>${result.objects.length}</KeyCount><MaxKeys>${maxKeys}</MaxKeys>${q.delimiter ? `<Delimiter>${xmlEscape(q.delimiter)}</Delimiter>` : ''}<IsTruncated>${result.isTruncated}</IsTruncated>${result.isTruncated && last ? `<NextContinuationToken>${encodeToken(last)}</NextContinuationToken>` : ''}${contents}${prefixes}</ListBucketResult>`;
 }
 
-async function currentEtag(ctx: Ctx, bucket: string, key: string): Promise<string | undefined> {
-  try {
-    return (await ctx.store.getMetadata(bucket, key)).etag;
-  } catch {
-    return undefined;
-  }
-}
+type Metadata = Record<string, string> | undefined;
 
 function compatLayer(locks: KeyLocks, faults: S3ServerOptions['faults']) {
   return async (ctx: Ctx, next: () => Promise<void>) => {
@@ -149,11 +143,15 @@ function compatLayer(locks: KeyLocks, faults: S3ServerOptions['faults']) {
 
     const release = await locks.acquire(`${bucket}/${key}`, isWrite);
     ctx.res.once('close', release);
+    // The object's metadata, read at most once per request (a pinned GET needs it twice).
+    let metadata: Promise<Metadata> | undefined;
+    const metadataOf = () =>
+      (metadata ??= ctx.store.getMetadata(bucket, key).catch(() => undefined));
     try {
       const ifMatch = header(ctx, 'if-match');
       const ifNoneMatch = isWrite ? header(ctx, 'if-none-match') : undefined;
       if (ifMatch !== undefined || ifNoneMatch !== undefined) {
-        const etag = await currentEtag(ctx, bucket, key);
+        const etag = (await metadataOf())?.etag;
         if (
           isRead &&
           ifMatch !== undefined &&
@@ -194,7 +192,7 @@ function compatLayer(locks: KeyLocks, faults: S3ServerOptions['faults']) {
               );
         }
       }
-      if (ctx.method === 'GET' && (await serveObject(ctx, bucket, key))) return;
+      if (ctx.method === 'GET' && (await serveObject(ctx, bucket, key, metadataOf))) return;
       await next();
     } catch (error) {
       release();
@@ -259,7 +257,12 @@ async function uploadPartCopy(ctx: Ctx, bucket: string, locks: KeyLocks) {
  * Koa's routing and costs the host several times the CPU. Anything else (subresources,
  * If-None-Match, multiple ranges) goes to s3rver.
  */
-async function serveObject(ctx: Ctx, bucket: string, key: string): Promise<boolean> {
+async function serveObject(
+  ctx: Ctx,
+  bucket: string,
+  key: string,
+  metadataOf: () => Promise<Metadata>,
+): Promise<boolean> {
   const extra = Object.keys(ctx.query).filter((q) => q !== 'x-id');
   if (
     extra.length > 0 ||
@@ -268,12 +271,8 @@ async function serveObject(ctx: Ctx, bucket: string, key: string): Promise<boole
   ) {
     return false;
   }
-  let meta: Record<string, string>;
-  try {
-    meta = await ctx.store.getMetadata(bucket, key);
-  } catch {
-    return false; // s3rver answers NoSuchKey / NoSuchBucket in its own words
-  }
+  const meta = await metadataOf();
+  if (meta === undefined) return false; // s3rver answers NoSuchKey / NoSuchBucket itself
   const size = Number(meta['content-length']);
   const rangeHeader = header(ctx, 'range');
   let start = 0;
