@@ -35,7 +35,7 @@ async function owned(
     read,
     { start, end, size: bytes.length },
     (line, offset) => {
-      out.push({ text: line, offset });
+      out.push({ text: dec.decode(line), offset });
     },
     readAhead === undefined ? {} : { readAhead },
   );
@@ -116,7 +116,7 @@ describe('scanOwnedLines', () => {
     const { read } = reader(enc.encode('a\nb\nc\n'));
     await scanOwnedLines(read, { start: 0, end: 6, size: 6 }, async (line) => {
       await new Promise((r) => setTimeout(r, 1));
-      seen.push(line);
+      seen.push(dec.decode(line));
     });
     expect(seen).toEqual(['a', 'b', 'c']);
   });
