@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { awsS3Copy } from '../fixtures/aws-cli.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'cli/bin.mjs');
@@ -66,26 +67,7 @@ afterAll(async () => {
 
 describe('fanout dev', () => {
   it('runs a job uploaded with the AWS CLI and submitted over HTTP, as fanout run does', async () => {
-    await promisify(execFile)(
-      'aws',
-      [
-        '--endpoint-url',
-        s3,
-        's3',
-        'cp',
-        lesson,
-        's3://fanout-local/datasets/lesson/scientists.jsonl',
-      ],
-      {
-        env: {
-          ...process.env,
-          AWS_ACCESS_KEY_ID: 'S3RVER',
-          AWS_SECRET_ACCESS_KEY: 'S3RVER',
-          AWS_DEFAULT_REGION: 'us-east-1',
-          AWS_EC2_METADATA_DISABLED: 'true',
-        },
-      },
-    );
+    await awsS3Copy(s3, lesson, 's3://fanout-local/datasets/lesson/scientists.jsonl');
     const submitted = await fetch(`${api}/jobs`, {
       method: 'POST',
       body: JSON.stringify({

@@ -16,6 +16,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { type LocalS3Server, startS3Server } from '#local/s3/server.ts';
+import { awsS3Copy } from '../fixtures/aws-cli.ts';
 
 const BUCKET = 'compat';
 let server: LocalS3Server;
@@ -145,19 +146,7 @@ describe('s3rver compatibility layer', () => {
     const file = join(dir, 'cli-upload.jsonl');
     const content = `${'{"name":"Ada"}\n'.repeat(40_000)}`;
     await writeFile(file, content);
-    await promisify(execFile)(
-      'aws',
-      ['--endpoint-url', server.endpoint, 's3', 'cp', file, `s3://${BUCKET}/cli/upload.jsonl`],
-      {
-        env: {
-          ...process.env,
-          AWS_ACCESS_KEY_ID: 'S3RVER',
-          AWS_SECRET_ACCESS_KEY: 'S3RVER',
-          AWS_DEFAULT_REGION: 'us-east-1',
-          AWS_EC2_METADATA_DISABLED: 'true',
-        },
-      },
-    );
+    await awsS3Copy(server.endpoint, file, `s3://${BUCKET}/cli/upload.jsonl`);
     const got = await client.send(
       new GetObjectCommand({ Bucket: BUCKET, Key: 'cli/upload.jsonl' }),
     );
