@@ -92,11 +92,19 @@ describe('scanOwnedLines', () => {
     expect(reads.length).toBeGreaterThan(5); // growing read-ahead ranges
   });
 
-  it('owns nothing inside a long line and reads nothing past its end', async () => {
-    const long = enc.encode(`${'x'.repeat(100)}\nnext\n`);
-    const { out, reads } = await owned(long, 10, 20);
+  it('owns nothing inside a long line, and stops reading at the first newline past its end', async () => {
+    const long = enc.encode(`${'x'.repeat(100)}\n${'y'.repeat(500)}\n`);
+    const { out, reads } = await owned(long, 10, 20, [7], 16);
     expect(out).toEqual([]);
-    expect(Math.max(...reads.map(([, end]) => end))).toBeLessThanOrEqual(20);
+    // One request, from start - 1 through `readAhead` bytes past the end.
+    expect(reads).toEqual([[9, 36]]);
+  });
+
+  it('reads the last line in the same request when it ends within the read-ahead', async () => {
+    const file = enc.encode('aaaa\nbbbbbbbbbb\ncc\n');
+    const { out, reads } = await owned(file, 0, 6, [64], 32);
+    expect(out.map((l) => l.text)).toEqual(['aaaa', 'bbbbbbbbbb']);
+    expect(reads).toHaveLength(1);
   });
 
   it('keeps multibyte characters whole when a boundary splits them', async () => {
