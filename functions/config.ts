@@ -3,7 +3,6 @@
  * variables are set by CDK on AWS and by the local runtime, so the handlers cannot tell which
  * one they run on. A missing or malformed variable fails naming it.
  */
-import { createLambdaClient } from '#adapters/lambda-clients.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
@@ -74,5 +73,5 @@ export function storeFromEnv(env: Env = process.env) {
 /** The invoker the coordinator (and submitters) use. */
 export function invokerFromEnv(env: Env = process.env) {
   const endpoint = optionalUrl(env, ENV.lambdaEndpoint);
-  return new LambdaInvoker(createLambdaClient(endpoint === undefined ? {} : { endpoint }));
+  return new LambdaInvoker(endpoint === undefined ? {} : { endpoint });
 }

@@ -5,7 +5,6 @@
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { createLambdaClient } from '#adapters/lambda-clients.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
@@ -171,7 +170,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       ...(s3Attempts !== undefined && { maxAttempts: s3Attempts }),
     }),
   );
-  const invoker = new LambdaInvoker(createLambdaClient({ endpoint: lambda.endpoint }));
+  const invoker = new LambdaInvoker({ endpoint: lambda.endpoint });
   return {
     bucket,
     s3,

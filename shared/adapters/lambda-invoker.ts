@@ -2,13 +2,32 @@
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/errors.ts';
 import type { Invoker } from '#core/ports.ts';
+import { keepAliveAgents } from './http.ts';
+import { createLambdaClient, type LambdaClientOptions } from './lambda-clients.ts';
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-/** Lambda implementation of {@link Invoker}. */
+/**
+ * Lambda implementation of {@link Invoker}.
+ *
+ * A deadline (`timeoutMs`) is enforced by the client's request handler, not by a per-call abort
+ * signal: per-call options would make the SDK rebuild its middleware chain on every call (see
+ * {@link createLambdaClient}). So the invoker keeps one client per distinct deadline — in
+ * practice two or three: the worker timeout plus a margin, the reducer's, none — and all of them
+ * share one pool of keep-alive sockets.
+ */
 export class LambdaInvoker implements Invoker {
-  constructor(private readonly client: LambdaClient) {}
+  private readonly clients = new Map<number | undefined, LambdaClient>();
+  private readonly options: LambdaClientOptions;
+
+  /** @param options how to reach Lambda; see {@link LambdaClientOptions} (`requestTimeoutMs` is set per call). */
+  constructor(options: LambdaClientOptions = {}) {
+    this.options = {
+      ...options,
+      agents: options.agents ?? keepAliveAgents(options.maxSockets ?? Number.POSITIVE_INFINITY),
+    };
+  }
 
   async invoke<T = unknown>(
     functionName: string,
@@ -36,27 +55,51 @@ export class LambdaInvoker implements Invoker {
     await this.send(functionName, payload, 'Event');
   }
 
+  /** Closes the sockets of every client. */
+  destroy(): void {
+    for (const client of this.clients.values()) client.destroy();
+    this.clients.clear();
+  }
+
+  private client(timeoutMs: number | undefined): LambdaClient {
+    let client = this.clients.get(timeoutMs);
+    if (client === undefined) {
+      client = createLambdaClient({
+        ...this.options,
+        ...(timeoutMs !== undefined && { requestTimeoutMs: timeoutMs }),
+      });
+      this.clients.set(timeoutMs, client);
+    }
+    return client;
+  }
+
   private async send(
     functionName: string,
     payload: unknown,
     type: 'RequestResponse' | 'Event',
     timeoutMs?: number,
   ) {
-    const signal = timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs);
+    const started = performance.now();
     try {
-      return await this.client.send(
+      return await this.client(timeoutMs).send(
         new InvokeCommand({
           FunctionName: functionName,
           InvocationType: type,
           Payload: encoder.encode(JSON.stringify(payload)),
         }),
-        signal === undefined ? {} : { abortSignal: signal },
       );
     } catch (error) {
-      if (signal?.aborted) {
-        throw new InvocationTimeoutError(functionName, timeoutMs as number, { cause: error });
+      const name = (error as { name?: string }).name;
+      // A socket-level ETIMEDOUT is also a TimeoutError; the deadline's comes at the deadline
+      // (timers may fire a few milliseconds early against this clock, hence the slack).
+      if (
+        name === 'TimeoutError' &&
+        timeoutMs !== undefined &&
+        performance.now() - started >= timeoutMs * 0.9
+      ) {
+        throw new InvocationTimeoutError(functionName, timeoutMs, { cause: error });
       }
-      if ((error as { name?: string }).name === 'TooManyRequestsException') {
+      if (name === 'TooManyRequestsException') {
         const retryAfter = Number((error as { retryAfterSeconds?: string }).retryAfterSeconds);
         throw new ThrottledError(
           functionName,
