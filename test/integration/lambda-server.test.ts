@@ -9,7 +9,7 @@ import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLambdaClient } from '#adapters/lambda-clients.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
-import { FunctionError, ThrottledError } from '#core/errors.ts';
+import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/errors.ts';
 import { bundleFunctions } from '#local/bundle.ts';
 import { type LocalLambdaServer, startLambdaServer } from '#local/lambda/server.ts';
 
@@ -40,7 +40,7 @@ beforeAll(async () => {
     ],
     faults: (fn) => (fn === 'faulty' ? faults : undefined),
   });
-  invoker = new LambdaInvoker(createLambdaClient({ endpoint: server.endpoint }));
+  invoker = new LambdaInvoker({ endpoint: server.endpoint });
 });
 afterAll(async () => {
   await server?.close();
@@ -95,6 +95,19 @@ describe('local Lambda server', () => {
     const after = server.stats('probe');
     expect(after.timeouts).toBe(before.timeouts + 1);
     expect(after.sandboxes).toBeLessThanOrEqual(2);
+  });
+
+  it('gives up on an invocation at its deadline without breaking the client', async () => {
+    const started = performance.now();
+    const error = await failure(
+      invoker.invoke('solo', { action: 'sleep', ms: 1500 }, { timeoutMs: 300 }),
+    );
+    expect(error).toBeInstanceOf(InvocationTimeoutError);
+    expect(performance.now() - started).toBeLessThan(1200);
+    // The same deadline's client still works, and a deadline that is not reached is no error.
+    await new Promise((r) => setTimeout(r, 1400)); // let `solo` (concurrency 1) finish
+    expect(await invoker.invoke('solo', { value: 3 }, { timeoutMs: 300 })).toEqual({ echo: 3 });
+    expect(await invoker.invoke('solo', { value: 4 }, { timeoutMs: 5000 })).toEqual({ echo: 4 });
   });
 
   it('answers 429 TooManyRequestsException past the concurrency limit', async () => {
@@ -157,6 +170,30 @@ describe('local Lambda server', () => {
     await expect(invoker.invoke('faulty', {})).rejects.toBeInstanceOf(ThrottledError);
     faults = undefined;
     expect(await invoker.invoke('faulty', { value: 2 })).toEqual({ echo: 2 });
+  });
+});
+
+describe('idle sandboxes', () => {
+  it('are stopped after idleMs and replaced by a cold start on the next invocation', async () => {
+    const { probe } = await bundleFunctions({ probe: entry }, { cacheDir });
+    const idle = await startLambdaServer({
+      functions: [{ name: 'probe', bundle: probe!, timeoutSeconds: 5, concurrency: 2 }],
+      idleMs: 150,
+    });
+    try {
+      const client = new LambdaInvoker({ endpoint: idle.endpoint });
+      expect(await client.invoke('probe', { value: 1 })).toEqual({ echo: 1 });
+      expect(idle.stats('probe').sandboxes).toBe(1);
+      for (let i = 0; i < 100 && idle.stats('probe').sandboxes > 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(idle.stats('probe').sandboxes).toBe(0);
+      expect(await client.invoke('probe', { value: 2 })).toEqual({ echo: 2 });
+      expect(idle.stats('probe')).toMatchObject({ coldStarts: 2, sandboxes: 1 });
+      client.destroy();
+    } finally {
+      await idle.close();
+    }
   });
 });
 
