@@ -1,51 +1,64 @@
 /**
- * Benchmark 3, dispatch: the coordinator's invoker (LambdaInvoker over the real SDK client)
- * against the local Lambda server with a no-op worker: 10,000 invocations, `LANES` in flight.
- * Measures how fast one coordinator can hand out chunks, not how fast chunks run.
+ * Benchmark 3, dispatch: how fast one coordinator hands out chunks, not how fast chunks run.
+ * The coordinator's invoker (LambdaInvoker over the real SDK client, in its own process as a
+ * coordinator is — bench/dispatch-client.ts) sends 10,000 invocations, `lanes` in flight:
+ * first to the local Lambda server running a no-op function, then to an endpoint that answers
+ * every invocation at once, which is what the coordinator sees of Lambda when functions are
+ * instant (its side alone).
  */
 import { fork } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { createLambdaClient } from '#adapters/lambda-clients.ts';
-import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { bundleFunctions } from '#local/bundle.ts';
 import { startLambdaServer } from '#local/lambda/server.ts';
-import { ms, type Report, rate, root, runIfMain } from './report.ts';
+import { type Report, rate, root, runIfMain } from './report.ts';
 
-/** Sends `invocations` no-op invocations through `invoker`, `lanes` at a time; returns ms. */
-async function drive(invoker: LambdaInvoker, name: string, invocations: number, lanes: number) {
-  // Warm the client's sockets and JIT first.
-  await Promise.all(Array.from({ length: lanes }, (_, i) => invoker.invoke(name, { value: i })));
-  let next = 0;
-  const started = performance.now();
-  const lane = async () => {
-    while (next < invocations) {
-      next += 1;
-      await invoker.invoke(name, { value: next });
-    }
-  };
-  await Promise.all(Array.from({ length: lanes }, lane));
-  return performance.now() - started;
+/** Elapsed milliseconds of one client process: its first round, and its second. */
+interface Rounds {
+  coldMs: number;
+  warmMs: number;
 }
 
-/**
- * The coordinator's side alone: the same invoker against an endpoint in another process that
- * answers every invocation at once, which is what the coordinator sees of Lambda on AWS.
- */
-async function clientCeiling(invocations: number, lanes: number): Promise<number> {
-  const child = fork(join(root, 'bench/instant-endpoint.mjs'), [], {
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+/** Runs bench/dispatch-client.ts in a child process; resolves with its two rounds' times. */
+async function drive(endpoint: string, name: string, invocations: number, lanes: number) {
+  const child = fork(
+    join(root, 'bench/dispatch-client.ts'),
+    [endpoint, name, String(invocations), String(lanes)],
+    { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
+  return new Promise<Rounds>((resolve, reject) => {
+    let elapsed: Rounds | undefined;
+    child.on('message', (m) => {
+      elapsed = m as Rounds;
+    });
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      elapsed === undefined
+        ? reject(new Error(`dispatch client exited with ${code} before reporting`))
+        : resolve(elapsed),
+    );
   });
-  try {
-    const port = await new Promise<number>((resolve) =>
-      child.once('message', (m) => resolve(Number(m))),
-    );
-    const invoker = new LambdaInvoker(
-      createLambdaClient({ endpoint: `http://127.0.0.1:${port}`, maxSockets: lanes }),
-    );
-    return await drive(invoker, 'noop', invocations, lanes);
-  } finally {
-    child.kill();
-  }
+}
+
+/** An Invoke endpoint that answers every invocation at once with `null`. */
+async function instantEndpoint() {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 4 });
+      res.end('null');
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /** Runs the benchmark. */
@@ -54,43 +67,51 @@ export async function run(invocations = 10_000, lanes = 64): Promise<Report> {
   const server = await startLambdaServer({
     functions: [{ name: 'noop', bundle: noop!, timeoutSeconds: 30, concurrency: lanes }],
   });
+  let local: Rounds;
   try {
-    const invoker = new LambdaInvoker(
-      createLambdaClient({ endpoint: server.endpoint, maxSockets: lanes }),
-    );
     await server.prewarm('noop', lanes);
-    const elapsed = await drive(invoker, 'noop', invocations, lanes);
-    const perSecond = invocations / (elapsed / 1000);
-    await server.close();
-    const ceiling = await clientCeiling(invocations, lanes);
-    const ceilingPerSecond = invocations / (ceiling / 1000);
-    return {
-      name: 'dispatch',
-      title: `3. Dispatch: ${rate(invocations)} no-op invocations through the local Lambda server, ${lanes} in flight`,
-      columns: ['measure', 'value'],
-      rows: [
-        ['elapsed ms', ms(elapsed)],
-        ['invocations/s', rate(perSecond)],
-        ['coordinator time per chunk (µs)', Math.round((elapsed * 1000) / invocations)],
-        [
-          'round trip per invocation (µs, one lane)',
-          Math.round((elapsed * 1000 * lanes) / invocations),
-        ],
-        ['coordinator side alone: invocations/s', rate(ceilingPerSecond)],
-        ['coordinator side alone: µs per chunk', Math.round((ceiling * 1000) / invocations)],
-      ],
-      figures: {
-        'invocations/s (target ≥ 3000)': Math.round(perSecond),
-        'coordinator side alone, invocations/s': Math.round(ceilingPerSecond),
-      },
-      notes: [
-        'the client, the server and the sandboxes share the same two cores; on AWS the coordinator pays only the client side',
-        '"coordinator side alone" drives the same invoker against an endpoint in another process that answers at once (bench/instant-endpoint.mjs)',
-      ],
-    };
+    local = await drive(server.endpoint, 'noop', invocations, lanes);
   } finally {
-    await server.close().catch(() => undefined);
+    await server.close();
   }
+  const instant = await instantEndpoint();
+  let alone: Rounds;
+  try {
+    alone = await drive(instant.endpoint, 'noop', invocations, lanes);
+  } finally {
+    await instant.close();
+  }
+  const perSecond = (elapsedMs: number) => invocations / (elapsedMs / 1000);
+  const row = (label: string, r: Rounds) => [
+    label,
+    rate(perSecond(r.coldMs)),
+    rate(perSecond(r.warmMs)),
+    Math.round((r.coldMs * 1000) / invocations),
+    Math.round((r.warmMs * 1000) / invocations),
+  ];
+  return {
+    name: 'dispatch',
+    title: `3. Dispatch: ${rate(invocations)} no-op invocations from one coordinator process, ${lanes} in flight`,
+    columns: ['endpoint', 'inv/s (fresh)', 'inv/s (warm)', 'µs/chunk (fresh)', 'µs/chunk (warm)'],
+    rows: [
+      row('local Lambda server, no-op function', local),
+      row('instant endpoint (coordinator side alone)', alone),
+    ],
+    figures: {
+      'invocations/s through the local Lambda server, fresh process (target ≥ 3000)': Math.round(
+        perSecond(local.coldMs),
+      ),
+      'invocations/s through the local Lambda server, warm process': Math.round(
+        perSecond(local.warmMs),
+      ),
+      'coordinator side alone, fresh process, invocations/s': Math.round(perSecond(alone.coldMs)),
+      'coordinator side alone, warm process, invocations/s': Math.round(perSecond(alone.warmMs)),
+    },
+    notes: [
+      'the coordinator runs in its own process (bench/dispatch-client.ts) and sends the invocations twice: "fresh" is a new process (its JIT still warming up), "warm" the same process again, as a warm coordinator container is for its next job',
+      'the local Lambda server and its sandboxes share the same two cores with the coordinator; on AWS the coordinator pays only the client side, which the instant endpoint (answers every invocation at once) isolates',
+    ],
+  };
 }
 
 await runIfMain(import.meta.url, run);
