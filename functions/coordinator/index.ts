@@ -2,7 +2,14 @@
 import { coordinateJob } from '#core/coordinator.ts';
 import { systemClock } from '#core/ports.ts';
 import { jobs } from '#jobs/index.ts';
-import { ENV, invokerFromEnv, optionalInt, requireEnv, storeFromEnv } from '../config.ts';
+import {
+  ENV,
+  invokerFromEnv,
+  optionalInt,
+  primeClients,
+  requireEnv,
+  storeFromEnv,
+} from '../config.ts';
 import { jobEventSchema } from '../events.ts';
 
 const deps = {
@@ -17,6 +24,11 @@ const deps = {
   coordinatorFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),
   workerTimeoutMs: optionalInt(process.env, ENV.workerTimeoutSeconds, 900) * 1000,
 };
+await primeClients(process.env, {
+  store: deps.store,
+  invoker: deps.invoker,
+  dryRunFunction: deps.workerFunction,
+});
 
 /** Lambda entry point. The event is `{ jobId }`; the result the status when this run stopped. */
 export const handler = async (event: unknown, context: { getRemainingTimeInMillis(): number }) =>

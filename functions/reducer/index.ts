@@ -2,7 +2,7 @@
 import { systemClock } from '#core/ports.ts';
 import { reduceGroup, reduceJob } from '#core/reducer.ts';
 import { jobs } from '#jobs/index.ts';
-import { ENV, invokerFromEnv, requireEnv, storeFromEnv } from '../config.ts';
+import { ENV, invokerFromEnv, primeClients, requireEnv, storeFromEnv } from '../config.ts';
 import { reduceEventSchema } from '../events.ts';
 
 const deps = {
@@ -14,6 +14,12 @@ const deps = {
   // Lambda sets the function's own name: a large fan-in is merged by groups of invocations.
   reducerFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),
 };
+// A tree reduce invokes this function itself, hence the dry run of it.
+await primeClients(process.env, {
+  store: deps.store,
+  invoker: deps.invoker,
+  dryRunFunction: deps.reducerFunction,
+});
 
 /**
  * Lambda entry point. `{ jobId }` reduces the job and returns its final status; `{ jobId,

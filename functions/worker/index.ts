@@ -4,10 +4,11 @@ import { createGunzip } from 'node:zlib';
 import { systemClock } from '#core/ports.ts';
 import { runChunk } from '#core/worker.ts';
 import { jobs } from '#jobs/index.ts';
-import { storeFromEnv } from '../config.ts';
+import { primeClients, storeFromEnv } from '../config.ts';
 import { chunkTaskSchema } from '../events.ts';
 
 const store = storeFromEnv();
+await primeClients(process.env, { store });
 
 const gunzip = (compressed: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> =>
   Readable.from(compressed).pipe(createGunzip());

@@ -55,6 +55,14 @@ export class LambdaInvoker implements Invoker {
     await this.send(functionName, payload, 'Event');
   }
 
+  /**
+   * A DryRun invocation: Lambda checks that the function exists and that the caller may invoke
+   * it, and runs nothing. Used to prime the client (functions/config.ts).
+   */
+  async dryRun(functionName: string): Promise<void> {
+    await this.send(functionName, {}, 'DryRun');
+  }
+
   /** Closes the sockets of every client. */
   destroy(): void {
     for (const client of this.clients.values()) client.destroy();
@@ -76,7 +84,7 @@ export class LambdaInvoker implements Invoker {
   private async send(
     functionName: string,
     payload: unknown,
-    type: 'RequestResponse' | 'Event',
+    type: 'RequestResponse' | 'Event' | 'DryRun',
     timeoutMs?: number,
   ) {
     const started = performance.now();

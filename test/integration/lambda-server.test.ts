@@ -120,6 +120,15 @@ describe('local Lambda server', () => {
     expect(server.stats('solo').throttles).toBeGreaterThanOrEqual(1);
   });
 
+  it('answers DryRun without running the function, and 404 for an unknown one', async () => {
+    const before = server.stats('probe').invocations;
+    await invoker.dryRun('probe');
+    expect(server.stats('probe').invocations).toBe(before);
+    await expect(invoker.dryRun('nope')).rejects.toMatchObject({
+      name: 'ResourceNotFoundException',
+    });
+  });
+
   it('queues Event invocations (202) and runs them', async () => {
     const before = server.stats('solo').invocations;
     await invoker.invokeEvent('solo', { value: 'async' });

@@ -1,0 +1,45 @@
+/** The handlers' environment helpers: priming the SDK clients at init. */
+import { describe, expect, it } from 'vitest';
+import type { LambdaInvoker } from '#adapters/lambda-invoker.ts';
+import { NotFoundError } from '#core/errors.ts';
+import { primeClients } from '../../functions/config.ts';
+import { MemoryStore } from '../fixtures/memory-store.ts';
+
+describe('primeClients', () => {
+  it('reads a missing key and dry-runs the function, writing nothing', async () => {
+    const store = new MemoryStore();
+    const reads: string[] = [];
+    const getBytes = store.getBytes.bind(store);
+    store.getBytes = (bucket, key) => {
+      reads.push(`${bucket}/${key}`);
+      return getBytes(bucket, key);
+    };
+    const dryRuns: string[] = [];
+    const invoker = {
+      dryRun: async (name: string) => {
+        dryRuns.push(name);
+      },
+    } as unknown as LambdaInvoker;
+    await primeClients({ FANOUT_BUCKET: 'b' }, { store, invoker, dryRunFunction: 'worker' });
+    expect(reads).toEqual(['b/jobs/.prime']);
+    expect(dryRuns).toEqual(['worker']);
+    expect(await store.list('b', '')).toEqual([]);
+  });
+
+  it('never fails: priming only saves time', async () => {
+    const store = new MemoryStore();
+    store.getBytes = async () => {
+      throw new NotFoundError('no such key');
+    };
+    const invoker = {
+      dryRun: async () => {
+        throw new Error('AccessDenied');
+      },
+    } as unknown as LambdaInvoker;
+    await expect(
+      primeClients({ FANOUT_BUCKET: 'b' }, { store, invoker, dryRunFunction: 'worker' }),
+    ).resolves.toBeUndefined();
+    // Without a bucket there is nothing to read.
+    await expect(primeClients({}, { store })).resolves.toBeUndefined();
+  });
+});
