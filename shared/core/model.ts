@@ -132,7 +132,11 @@ export interface ChunkOutcome {
   /** Bytes fetched from S3, including the look-behind byte and the read-past-end tail. */
   bytesRead: number;
   durationMs: number;
-  part: { key: string; bytes: number };
+  /**
+   * The part as written. `etag` lets the reducer read (and pin) it without a HEAD request; it is
+   * absent in outcomes written before it was recorded, and the reducer then asks S3.
+   */
+  part: { key: string; bytes: number; etag?: string };
 }
 
 /** What the worker returns to the coordinator (kept small: it travels in a Lambda payload). */

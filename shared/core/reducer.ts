@@ -108,10 +108,12 @@ const textEncoder = new TextEncoder();
 export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobStatus> {
   const keys = jobKeys(jobId);
   const parallelism = deps.parallelism ?? 16;
-  const { value: manifest } = await readJson<Manifest>(deps.store, deps.bucket, keys.manifest);
+  const [{ value: manifest }, { value: before }] = await Promise.all([
+    readJson<Manifest>(deps.store, deps.bucket, keys.manifest),
+    readJson<JobStatus>(deps.store, deps.bucket, keys.status),
+  ]);
   const job = findJob(deps.jobs, manifest.job);
   // A job cancelled (or ended) meanwhile gets no result object.
-  const before = (await readJson<JobStatus>(deps.store, deps.bucket, keys.status)).value;
   if (TERMINAL_STATES.has(before.status) || before.cancelRequested === true) {
     throw new FanoutError(
       'JOB_NOT_RUNNING',
@@ -212,10 +214,15 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
   });
 }
 
+/** Parts up to this size are fetched ahead, `parallelism` at a time, when streamed. */
+const PREFETCH_PART_BYTES = 1024 * 1024;
+
 /**
  * Map-only: the parts in chunk order, as one JSONL object. When every part but the last is at
  * least 5 MiB, S3 assembles them itself (multipart UploadPartCopy): no byte passes through the
- * reducer. Otherwise the parts stream through it, one after another, so memory stays flat.
+ * reducer. Otherwise the parts stream through it in order; small ones are fetched ahead in
+ * parallel (at most `parallelism` × 1 MiB held), large ones are streamed when their turn comes,
+ * so memory stays flat. Every read is pinned to the part's ETag.
  */
 async function concatenateParts(
   outcomes: ChunkOutcome[],
@@ -225,9 +232,13 @@ async function concatenateParts(
 ): Promise<{ key: string; bytes: number }> {
   const { store, bucket } = deps;
   const parts: ObjectInfo[] = [];
-  for await (const part of orderedMap(outcomes.length, parallelism, (i) =>
-    store.head(bucket, outcomes[i]!.part.key),
-  )) {
+  // An outcome records its part's size and ETag; one from before they were recorded needs a HEAD.
+  for await (const part of orderedMap(outcomes.length, parallelism, async (i) => {
+    const { key: partKey, bytes, etag } = outcomes[i]!.part;
+    return etag === undefined
+      ? store.head(bucket, partKey)
+      : { bucket, key: partKey, size: bytes, etag };
+  })) {
     parts.push(part);
   }
   const nonEmpty = parts.filter((p) => p.size > 0);
@@ -241,8 +252,19 @@ async function concatenateParts(
     });
     return { key, bytes: size };
   }
+  const readAll = async (part: ObjectInfo) => {
+    const pieces: Uint8Array[] = [];
+    for await (const piece of store.readRange(part, 0, part.size)) pieces.push(piece);
+    return pieces;
+  };
   async function* body() {
-    for (const part of nonEmpty) yield* store.readRange(part, 0, part.size);
+    for await (const fetched of orderedMap(nonEmpty.length, parallelism, async (i) => {
+      const part = nonEmpty[i]!;
+      return part.size <= PREFETCH_PART_BYTES ? readAll(part) : part;
+    })) {
+      if (Array.isArray(fetched)) yield* fetched;
+      else yield* store.readRange(fetched, 0, fetched.size);
+    }
   }
   const { size } = await store.upload(bucket, key, body(), { contentType: 'application/x-ndjson' });
   return { key, bytes: size };

@@ -143,16 +143,20 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
 
   let bytesRead: number;
   let partBytes: number;
+  let partEtag: string;
   try {
     ({ bytesRead } = await scanOwnedLines(read, range, onLine));
     if (pipe !== undefined && upload !== undefined) {
       await flush();
       pipe.close();
-      partBytes = (await upload).size;
+      ({ size: partBytes, etag: partEtag } = await upload);
     } else {
       const body = JSON.stringify(acc);
-      await deps.store.put(task.bucket, partKey, body, { contentType: 'application/json' });
-      partBytes = textEncoder.encode(body).length;
+      const bytes = textEncoder.encode(body);
+      ({ etag: partEtag } = await deps.store.put(task.bucket, partKey, bytes, {
+        contentType: 'application/json',
+      }));
+      partBytes = bytes.length;
     }
   } catch (error) {
     pipe?.fail(error);
@@ -170,7 +174,7 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     badRecords: bad,
     bytesRead,
     durationMs: Math.round(deps.clock.now() - started),
-    part: { key: partKey, bytes: partBytes },
+    part: { key: partKey, bytes: partBytes, etag: partEtag },
   };
   await writeJson(deps.store, task.bucket, keys.outcome(task.index), outcome);
   return {

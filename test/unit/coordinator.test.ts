@@ -161,6 +161,47 @@ describe('coordinateJob', () => {
     expect(small.store.composed).toBe(0);
   });
 
+  it('concatenates map-only parts from their outcomes, with a HEAD only for outcomes without an ETag', async () => {
+    const { store, submit } = harness();
+    const lines = Array.from({ length: 12 }, (_, i) =>
+      JSON.stringify({ name: `s${i}`, field: 'f', born: 1900 + i, nobel: false }),
+    );
+    await store.put(BUCKET, 'datasets/s.jsonl', `${lines.join('\n')}\n`);
+    const { job, status } = await submit({
+      job: 'scientists',
+      input: `s3://${BUCKET}/datasets/s.jsonl`,
+      concurrency: 5,
+    });
+    expect(status.status).toBe('SUCCEEDED');
+    const keys = jobKeys(job.jobId);
+    const expected = store.text(BUCKET, keys.result(true));
+    expect(expected.trim().split('\n')).toHaveLength(12);
+
+    // Reduce again from outcomes as an older worker wrote them (no part ETag): same result.
+    const reduceAgain = async () => {
+      const running = { ...status, status: 'RUNNING' as const };
+      delete running.result;
+      delete running.finishedAt;
+      await store.put(BUCKET, keys.status, JSON.stringify(running));
+      const deps = { store, jobs, clock: systemClock, bucket: BUCKET };
+      return reduceJob(job.jobId, deps);
+    };
+    for (let i = 0; i < 5; i++) {
+      const outcome = JSON.parse(store.text(BUCKET, keys.outcome(i)));
+      expect(outcome.part.etag).toMatch(/^"/);
+      delete outcome.part.etag;
+      await store.put(BUCKET, keys.outcome(i), JSON.stringify(outcome));
+    }
+    expect((await reduceAgain()).status).toBe('SUCCEEDED');
+    expect(store.text(BUCKET, keys.result(true))).toBe(expected);
+
+    // A part that changed after its outcome recorded it is not concatenated.
+    const outcome = JSON.parse(store.text(BUCKET, keys.outcome(2)));
+    outcome.part.etag = '"stale"';
+    await store.put(BUCKET, keys.outcome(2), JSON.stringify(outcome));
+    await expect(reduceAgain()).rejects.toThrow();
+  });
+
   it('merges a large fan-in as a tree of reducer invocations, with the same result', async () => {
     const lines = Array.from({ length: 10 }, (_, i) =>
       JSON.stringify({

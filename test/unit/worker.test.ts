@@ -55,10 +55,11 @@ describe('runChunk', () => {
       '{"name":"Ada Lovelace","age":202}\n{"name":"Marie Curie","age":150}\n',
     );
     const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    const part = await store.head(BUCKET, `jobs/${JOB_ID}/parts/0.jsonl`);
     expect(outcome).toMatchObject({
       recordsIn: 2,
       recordsOut: 2,
-      part: { key: `jobs/${JOB_ID}/parts/0.jsonl` },
+      part: { key: part.key, bytes: part.size, etag: part.etag },
     });
   });
 
