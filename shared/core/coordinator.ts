@@ -95,28 +95,39 @@ type Stop = 'done' | 'failed' | 'cancelled' | 'superseded' | 'continue';
  */
 export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promise<JobStatus> {
   const keys = jobKeys(jobId);
-  const { value: request } = await readJson<JobRequest>(deps.store, deps.bucket, keys.job);
   let epoch = 0;
-  const taken = await updateStatus(deps.store, deps.bucket, jobId, (s) => {
-    if (TERMINAL_STATES.has(s.status)) return undefined;
-    if (s.cancelRequested === true) {
-      return { ...s, status: 'CANCELLED', finishedAt: deps.clock.iso() };
-    }
-    epoch = (s.epoch ?? 0) + 1;
-    return { ...s, status: 'RUNNING', startedAt: s.startedAt ?? deps.clock.iso(), epoch };
-  });
+  // The request and the takeover are independent: one round trip instead of two.
+  const [{ value: request }, taken] = await Promise.all([
+    readJson<JobRequest>(deps.store, deps.bucket, keys.job),
+    updateStatus(deps.store, deps.bucket, jobId, (s) => {
+      if (TERMINAL_STATES.has(s.status)) return undefined;
+      if (s.cancelRequested === true) {
+        return { ...s, status: 'CANCELLED', finishedAt: deps.clock.iso() };
+      }
+      epoch = (s.epoch ?? 0) + 1;
+      return { ...s, status: 'RUNNING', startedAt: s.startedAt ?? deps.clock.iso(), epoch };
+    }),
+  ]);
   if (taken.status !== 'RUNNING' || taken.epoch !== epoch) return taken;
+  // Epoch 1: no run before this one got past its takeover, so there is no manifest and no
+  // chunk outcome yet; a fresh job skips looking for them.
+  const fresh = epoch === 1;
 
   try {
-    const manifest = await readJson<Manifest>(deps.store, deps.bucket, keys.manifest)
-      .then((r) => r.value)
-      .catch(async (error: unknown) => {
-        if (!(error instanceof NotFoundError)) throw error;
-        const planned = await planJob(request, deps);
-        await writeJson(deps.store, deps.bucket, keys.manifest, planned);
-        return planned;
-      });
-    const end = await runChunks(manifest, request, epoch, deps);
+    const plan = async () => {
+      const planned = await planJob(request, deps);
+      await writeJson(deps.store, deps.bucket, keys.manifest, planned);
+      return planned;
+    };
+    const manifest = fresh
+      ? await plan()
+      : await readJson<Manifest>(deps.store, deps.bucket, keys.manifest)
+          .then((r) => r.value)
+          .catch((error: unknown) => {
+            if (!(error instanceof NotFoundError)) throw error;
+            return plan();
+          });
+    const end = await runChunks(manifest, request, epoch, fresh, deps);
     // A run that was taken over leaves the manifest to the run that owns the job now.
     if (end.reason === 'superseded') return readStatus(deps.store, deps.bucket, jobId);
     await writeJson(deps.store, deps.bucket, keys.manifest, manifest);
@@ -271,6 +282,7 @@ async function runChunks(
   manifest: Manifest,
   request: JobRequest,
   epoch: number,
+  fresh: boolean,
   deps: CoordinatorDeps,
 ): Promise<RunEnd> {
   const { bucket, clock } = deps;
@@ -286,13 +298,15 @@ async function runChunks(
   );
 
   // Durable progress: a chunk is done when its outcome object exists.
-  const done = [
-    ...new Set(
-      (await deps.store.list(bucket, `${keys.root}/chunks/`))
-        .map((o) => Number(/\/(\d+)\.json$/.exec(o.key)?.[1]))
-        .filter((i) => Number.isInteger(i) && i < total),
-    ),
-  ];
+  const done = fresh
+    ? []
+    : [
+        ...new Set(
+          (await deps.store.list(bucket, `${keys.root}/chunks/`))
+            .map((o) => Number(/\/(\d+)\.json$/.exec(o.key)?.[1]))
+            .filter((i) => Number.isInteger(i) && i < total),
+        ),
+      ];
   const counts = { succeeded: done.length, failed: 0, running: 0, records: 0, bytes: 0 };
   for await (const outcome of orderedMap(done.length, 16, (k) =>
     readJson<ChunkOutcome>(deps.store, bucket, keys.outcome(done[k] as number)).then(
@@ -318,7 +332,9 @@ async function runChunks(
   const status = statusWriter(deps, manifest.jobId, epoch, total, counts, (observed) => {
     stop ??= observed;
   });
-  await status.write();
+  // The first progress write (totals; a cancel or takeover already there) does not hold up
+  // dispatch: lanes stop within one write's time if it reports one.
+  status.touch();
 
   const runOne = async (index: number): Promise<void> => {
     const chunk = manifest.chunks[index]!;
@@ -483,8 +499,11 @@ function statusWriter(
   };
   return {
     write,
+    /** Starts the periodic writes; the first one begins at once. */
     touch() {
-      timer ??= setInterval(tick, interval);
+      if (timer !== undefined) return;
+      timer = setInterval(tick, interval);
+      tick();
     },
     async close() {
       if (timer !== undefined) clearInterval(timer);
