@@ -33,6 +33,13 @@ declare module 's3rver' {
       isTruncated: boolean;
     }>;
     getBucket(bucket: string): Promise<unknown>;
+    /** Writes an object's metadata JSON (allowed headers, x-amz-meta-*) and its MD5 file. */
+    putMetadata(
+      bucket: string,
+      key: string,
+      metadata: Record<string, string>,
+      md5: string,
+    ): Promise<void>;
     getResourcePath(bucket: string, key: string, resource: string): string;
     putPart(
       bucket: string,

@@ -13,15 +13,21 @@
  * - aws-chunked request bodies (SigV4 streaming and default trailing checksums), which s3rver
  *   stores with their chunk framing;
  * - UploadPartCopy (a multipart part copied from another object), which s3rver does not
- *   implement and fanout uses to assemble map-only results without moving data.
+ *   implement and fanout uses to assemble map-only results without moving data;
+ * - PutObject that stores nothing unless the whole body arrived: s3rver writes in place and
+ *   keeps whatever a client sent before it aborted (a truncated object under the old
+ *   metadata, or a new object holding part of its body). Plain PUTs are received into a
+ *   temporary file, checked against Content-Length and only then moved into place.
  *
  * It binds 127.0.0.1 only.
  */
-import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { dirname, join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
 import { KeyLocks } from './locks.ts';
@@ -193,6 +199,7 @@ function compatLayer(locks: KeyLocks, faults: S3ServerOptions['faults']) {
         }
       }
       if (ctx.method === 'GET' && (await serveObject(ctx, bucket, key, metadataOf))) return;
+      if (ctx.method === 'PUT' && !isPart && (await putObject(ctx, bucket, key))) return;
       await next();
     } catch (error) {
       release();
@@ -308,6 +315,84 @@ async function serveObject(
   const path = ctx.store.getResourcePath(bucket, key, 'object');
   ctx.body = size === 0 ? '' : createReadStream(path, { start, end, highWaterMark: 1024 * 1024 });
   ctx.set('Content-Length', String(size === 0 ? 0 : end - start + 1));
+  return true;
+}
+
+/** The object metadata s3rver keeps (its S3Object.ALLOWED_METADATA), plus x-amz-meta-*. */
+const STORED_HEADERS = [
+  'cache-control',
+  'content-disposition',
+  'content-encoding',
+  'content-language',
+  'content-type',
+  'expires',
+  'x-amz-website-redirect-location',
+];
+
+/**
+ * A plain PutObject, all or nothing: the body goes to a temporary file (hashed as it arrives)
+ * and replaces the object, in s3rver's own layout, only when exactly Content-Length bytes came.
+ * A body cut short is 400 IncompleteBody, and an aborted request leaves the old object as it
+ * was. Copies, subresources, storage classes and unknown buckets go to s3rver. Runs under the
+ * key's write lock.
+ */
+async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean> {
+  const declared = header(ctx, 'content-length');
+  if (
+    Object.keys(ctx.query).some((q) => q !== 'x-id') ||
+    header(ctx, 'x-amz-copy-source') !== undefined ||
+    header(ctx, 'x-amz-storage-class') !== undefined ||
+    declared === undefined ||
+    !(await ctx.store.getBucket(bucket))
+  ) {
+    return false;
+  }
+  const objectPath = ctx.store.getResourcePath(bucket, key, 'object');
+  await mkdir(dirname(objectPath), { recursive: true });
+  const temporary = `${objectPath}.${randomUUID()}.incoming`;
+  const md5 = createHash('md5');
+  let received = 0;
+  try {
+    await pipeline(
+      ctx.req,
+      new Transform({
+        transform(piece: Buffer, _encoding, done) {
+          md5.update(piece);
+          received += piece.length;
+          done(null, piece);
+        },
+      }),
+      createWriteStream(temporary),
+    );
+  } catch (error) {
+    await rm(temporary, { force: true });
+    if ((ctx.req as unknown as Readable).destroyed) {
+      ctx.res.destroy(); // the client is gone: there is no one to answer
+      return true;
+    }
+    throw error;
+  }
+  if (received !== Number(declared)) {
+    await rm(temporary, { force: true });
+    sendError(
+      ctx,
+      400,
+      'IncompleteBody',
+      'You did not provide the number of bytes specified by the Content-Length HTTP header.',
+    );
+    return true;
+  }
+  const etag = md5.digest('hex');
+  await rename(temporary, objectPath);
+  const metadata: Record<string, string> = { 'content-type': 'binary/octet-stream' };
+  for (const [name, value] of Object.entries(ctx.headers)) {
+    if (typeof value !== 'string') continue;
+    if (STORED_HEADERS.includes(name) || name.startsWith('x-amz-meta-')) metadata[name] = value;
+  }
+  await ctx.store.putMetadata(bucket, key, metadata, etag);
+  ctx.status = 200;
+  ctx.set('ETag', JSON.stringify(etag));
+  ctx.body = '';
   return true;
 }
 

@@ -3,7 +3,9 @@
  * plain SDK clients and HTTP, plus the AWS CLI uploading to the local server.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -41,7 +43,40 @@ afterAll(async () => {
 const put = (key: string, body: string, extra: Record<string, string> = {}) =>
   client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body, ...extra }));
 
+/** Sends a PUT that declares `declared` bytes, sends `body`, then cuts the connection. */
+function abortedPut(key: string, declared: number, body: string) {
+  const { port } = new URL(server.endpoint);
+  return new Promise<void>((resolve) => {
+    const socket = connect(Number(port), '127.0.0.1', () => {
+      socket.write(
+        `PUT /${BUCKET}/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${declared}\r\n\r\n${body}`,
+      );
+      setTimeout(() => socket.destroy(), 100);
+    });
+    socket.on('close', () => resolve());
+    socket.on('error', () => resolve());
+  });
+}
+
 describe('s3rver compatibility layer', () => {
+  it('stores nothing from a PUT whose body was cut short', async () => {
+    const { ETag } = await put('cut/old', 'the whole old object');
+    await abortedPut('cut/old', 1000, 'a partial new bo');
+    await abortedPut('cut/new', 1000, 'a partial new bo');
+    await new Promise((r) => setTimeout(r, 200)); // let the server notice the closed sockets
+    const old = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'cut/old' }));
+    expect(old.ETag).toBe(ETag);
+    expect(await old.Body?.transformToString()).toBe('the whole old object');
+    await expect(
+      client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'cut/new' })),
+    ).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+    // And a complete PUT still stores exactly its body, with S3's ETag (the MD5).
+    const { ETag: etag } = await put('cut/new', 'complete');
+    expect(etag).toBe(`"${createHash('md5').update('complete').digest('hex')}"`);
+    const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'cut/new' }));
+    expect(await got.Body?.transformToString()).toBe('complete');
+  });
+
   it('answers 412 to a GET or HEAD whose If-Match does not match', async () => {
     const { ETag } = await put('m/a', 'abc');
     const url = `${server.endpoint}/${BUCKET}/m/a`;
