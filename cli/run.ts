@@ -177,7 +177,9 @@ async function stageInput(
       ? `${prefix}${relative(input, file)}`
       : `${prefix}${basename(file)}`;
     const before = sent;
+    // The size is known: one streaming PUT rather than a multipart upload of copied parts.
     await runtime.store.upload(runtime.bucket, key, createReadStream(file), {
+      contentLength: sizes[i] ?? 0,
       onProgress: (bytes) => progress.update(before + bytes, total, formatBytes(before + bytes)),
     });
     sent = before + (sizes[i] ?? 0);

@@ -15,8 +15,16 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { DatasetChangedError, NotFoundError, PreconditionFailedError } from '#core/errors.ts';
+import {
+  DatasetChangedError,
+  NotFoundError,
+  PreconditionFailedError,
+  ValidationError,
+} from '#core/errors.ts';
 import type { ObjectInfo, ObjectStore, PutOptions, UploadOptions, UrlSigner } from '#core/ports.ts';
+
+/** S3's largest single PUT. */
+const MAX_SINGLE_PUT = 5 * 1024 ** 3;
 
 /** Options of {@link S3ObjectStore}. */
 export interface S3ObjectStoreOptions {
@@ -308,11 +316,58 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
     options: UploadOptions = {},
   ): Promise<{ etag: string; size: number }> {
     let size = 0;
-    // Counted as it streams: lib-storage's progress events lag for single-part uploads.
+    const length = options.contentLength;
+    const mismatch = () =>
+      new ValidationError(
+        size > (length as number)
+          ? `upload of ${key}: the body is longer than the ${length} bytes declared`
+          : `upload of ${key}: the body has ${size} bytes, not the ${length} declared`,
+      );
+    // A body whose length differs from the declared one must not complete the PUT (a short one
+    // would leave the request waiting for bytes): the request is aborted. A stream error does
+    // not reach the SDK's request, so the generator ends and the abort carries the failure.
+    const abort = new AbortController();
+    let failure: ValidationError | undefined;
+    // Counted as it streams: lib-storage's progress events lag for single-part uploads. With a
+    // declared length, the piece that completes it is held until the body is known to end
+    // there, so a longer body never sends a complete request.
     async function* counted() {
-      for await (const piece of body) {
+      const source = body[Symbol.asyncIterator]();
+      for (;;) {
+        const next = await source.next();
+        if (next.done === true) break;
+        const piece = next.value;
         size += piece.length;
+        if (length !== undefined && size >= length) {
+          if (size > length || (await source.next()).done !== true) {
+            size = Math.max(size, length + 1);
+            break;
+          }
+        }
+        options.onProgress?.(size);
         yield piece;
+      }
+      if (length !== undefined && size !== length) {
+        failure = mismatch();
+        abort.abort(failure);
+        await source.return?.();
+      }
+    }
+    if (length !== undefined && length <= MAX_SINGLE_PUT) {
+      try {
+        const out = await this.client.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: Readable.from(counted()),
+            ContentLength: length,
+            ...(options.contentType !== undefined && { ContentType: options.contentType }),
+          }),
+          { abortSignal: abort.signal },
+        );
+        return { etag: out.ETag ?? '', size };
+      } catch (error) {
+        throw failure ?? error;
       }
     }
     const upload = new Upload({
@@ -327,9 +382,6 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
         ...(options.contentType !== undefined && { ContentType: options.contentType }),
       },
     });
-    if (options.onProgress) {
-      upload.on('httpUploadProgress', (p) => options.onProgress?.(p.loaded ?? size));
-    }
     const out = await upload.done();
     return { etag: out.ETag ?? '', size };
   }

@@ -32,6 +32,12 @@ export interface UploadOptions {
   contentType?: string;
   /** Called with the bytes sent so far (for progress bars). */
   onProgress?: (bytesSent: number) => void;
+  /**
+   * The body's exact length, when known (a local file). Up to 5 GiB the object then goes up as
+   * one streaming PUT rather than a multipart upload, which costs a request per part and, on the
+   * local server, a copy of every part. A body of another length fails the upload.
+   */
+  contentLength?: number;
 }
 
 /** The object store (S3). Errors: NotFoundError, PreconditionFailedError, DatasetChangedError. */
@@ -75,7 +81,10 @@ export interface ObjectStore {
     sources: ObjectInfo[],
     options?: { contentType?: string },
   ): Promise<{ etag: string; size: number }>;
-  /** Streamed write (multipart when large); memory stays bounded whatever the length. */
+  /**
+   * Streamed write (multipart when large, or one streaming PUT when `options.contentLength` is
+   * known); memory stays bounded whatever the length.
+   */
   upload(
     bucket: string,
     key: string,

@@ -124,6 +124,38 @@ describe('ObjectStore contract (S3 adapter, local server)', () => {
     await expect(store.compose(BUCKET, 'k/again', sources)).rejects.toThrow();
   });
 
+  it('sends a body of known length as one streaming PUT, and refuses a wrong length', async () => {
+    const piece = 1024 * 1024;
+    async function* body(pieces: number) {
+      for (let i = 0; i < pieces; i++) yield new Uint8Array(piece).fill(i + 1);
+    }
+    let progress = 0;
+    const out = await store.upload(BUCKET, 'u/known.bin', body(9), {
+      contentLength: 9 * piece,
+      onProgress: (n) => {
+        progress = n;
+      },
+    });
+    expect(out.size).toBe(9 * piece);
+    expect(progress).toBe(9 * piece);
+    const object = await store.head(BUCKET, 'u/known.bin');
+    expect(object).toMatchObject({ size: 9 * piece, etag: out.etag });
+    // One PUT: S3 gives a multipart object an ETag ending in -{parts}.
+    expect(out.etag).not.toMatch(/-\d+"$/);
+    expect([...Buffer.from(await text(store.readRange(object, 9 * piece - 2, 9 * piece)))]).toEqual(
+      [9, 9],
+    );
+    for (const [pieces, declared] of [
+      [2, 3 * piece],
+      [3, 2 * piece],
+    ] as const) {
+      await expect(
+        store.upload(BUCKET, 'u/wrong.bin', body(pieces), { contentLength: declared }),
+      ).rejects.toThrow(/declared/);
+      await expect(store.head(BUCKET, 'u/wrong.bin')).rejects.toThrow();
+    }
+  });
+
   it('streams a multipart upload byte-exactly, reporting progress', async () => {
     const piece = 1024 * 1024;
     async function* body() {
