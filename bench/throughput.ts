@@ -61,15 +61,24 @@ export async function run(
 ): Promise<Report> {
   const file = await dataset('scientists', records);
   const mb = (await stat(file)).size / 1e6;
-  let t = performance.now();
-  const loop = await byFieldSinglePass(file);
-  const loopMs = performance.now() - t;
+  // Two rounds of the loop and of fanout, interleaved, each side's faster one kept: on a shared
+  // two-core machine a single run of either can be off by 30%.
+  let loop: Awaited<ReturnType<typeof byFieldSinglePass>> | undefined;
+  let loopMs = Number.POSITIVE_INFINITY;
+  let fan: Awaited<ReturnType<typeof fanout>> | undefined;
+  for (let round = 0; round < 2; round++) {
+    const started = performance.now();
+    loop = await byFieldSinglePass(file);
+    loopMs = Math.min(loopMs, performance.now() - started);
+    const run = await fanout('by-field', file);
+    if (fan === undefined || run.job < fan.job) fan = run;
+  }
+  if (loop === undefined || fan === undefined) throw new Error('no round ran');
   const py = await python(file);
-  const fan = await fanout('by-field', file);
 
   const text = await dataset('text', records / 2);
   const textMb = (await stat(text)).size / 1e6;
-  t = performance.now();
+  const t = performance.now();
   const words = await wordcountSinglePass(text);
   const wordsLoopMs = performance.now() - t;
   const fanWords = await fanout('wordcount', text);
@@ -111,6 +120,10 @@ export async function run(
       'by-field results match': same,
       'wordcount results match': sameWords,
     },
+    notes: [
+      'by-field: the faster of two interleaved rounds of the Node loop and of fanout; Python and wordcount run once',
+      '"job time" is submission to the final status; "end to end" adds starting the CLI and the local runtime, uploading the file into the local S3 server and reading the result',
+    ],
   };
 }
 
