@@ -84,20 +84,23 @@ const PRIME_KEY = 'jobs/.prime';
  * Pays the SDK's first-use costs during the function's init instead of inside its first job: the
  * first request of a client loads and compiles the SDK's lazily required code, evaluates the
  * endpoint rules and opens a connection, which measured 50–100 ms per fresh sandbox locally.
- * It reads a key that does not exist (a 404, or a 403 where the role may not list the bucket)
- * and, given a Lambda invoker, makes a DryRun invocation of `dryRunFunction` (which checks the
- * permission and runs nothing). Nothing is written; every failure is ignored, since priming
- * only saves time.
+ * It reads a key that does not exist (a 404, or a 403 where the role may not list the bucket),
+ * writes to it on the condition that it exists with an ETag no object has (refused: 404 or 412,
+ * nothing written) and, given a Lambda invoker, makes a DryRun invocation of `dryRunFunction`
+ * (which checks the permission and runs nothing). Every failure is ignored, since priming only
+ * saves time.
  */
 export async function primeClients(
   env: Env,
   clients: { store: ObjectStore; invoker?: LambdaInvoker; dryRunFunction?: string },
 ): Promise<void> {
   const bucket = env[ENV.bucket];
-  await Promise.all([
+  const refused = { ifMatch: '"fanout-prime"' };
+  await Promise.allSettled([
     bucket === undefined ? undefined : clients.store.getBytes(bucket, PRIME_KEY),
+    bucket === undefined ? undefined : clients.store.put(bucket, PRIME_KEY, '', refused),
     clients.invoker === undefined || clients.dryRunFunction === undefined
       ? undefined
       : clients.invoker.dryRun(clients.dryRunFunction),
-  ]).catch(() => undefined);
+  ]);
 }

@@ -22,6 +22,7 @@ describe('primeClients', () => {
     } as unknown as LambdaInvoker;
     await primeClients({ FANOUT_BUCKET: 'b' }, { store, invoker, dryRunFunction: 'worker' });
     expect(reads).toEqual(['b/jobs/.prime']);
+    // The write was conditional on an ETag no object has: refused, so nothing was written.
     expect(dryRuns).toEqual(['worker']);
     expect(await store.list('b', '')).toEqual([]);
   });
@@ -30,6 +31,9 @@ describe('primeClients', () => {
     const store = new MemoryStore();
     store.getBytes = async () => {
       throw new NotFoundError('no such key');
+    };
+    store.put = async () => {
+      throw new Error('AccessDenied');
     };
     const invoker = {
       dryRun: async () => {
