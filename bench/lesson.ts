@@ -9,9 +9,8 @@ import { ms, type Report, root, runIfMain } from './report.ts';
 
 const exec = promisify(execFile);
 
-/** Runs the benchmark. */
-export async function run(): Promise<Report> {
-  const input = join(root, 'examples/scientists.jsonl');
+/** One `fanout run` of the demo: its wall time and its summary. */
+async function once(input: string) {
   const started = performance.now();
   const { stdout } = await exec(
     process.execPath,
@@ -31,6 +30,17 @@ export async function run(): Promise<Report> {
     durationMs: number;
     chunks: number;
   };
+  return { wall, summary };
+}
+
+/** Runs the benchmark: three runs of the demo, reported by their median job time. */
+export async function run(runs = 3): Promise<Report> {
+  const input = join(root, 'examples/scientists.jsonl');
+  const results: Awaited<ReturnType<typeof once>>[] = [];
+  for (let i = 0; i < runs; i++) results.push(await once(input));
+  results.sort((a, b) => a.summary.durationMs - b.summary.durationMs);
+  const { wall, summary } = results[Math.floor(results.length / 2)]!;
+  const jobTimes = results.map((r) => ms(r.summary.durationMs));
   let python: number | string;
   try {
     const out = await exec('python3', [join(root, 'bench/pool.py'), 'lesson', input]);
@@ -43,12 +53,14 @@ export async function run(): Promise<Report> {
     title: '2. Lesson demo: seven scientists, one second of sleep each',
     columns: ['run', 'ms'],
     rows: [
-      ['fanout job time (7 workers at once)', ms(summary.durationMs)],
+      [`fanout job time (7 workers at once), median of ${runs}`, ms(summary.durationMs)],
+      [`fanout job times of the ${runs} runs`, jobTimes.join(', ')],
       ['fanout run, end to end (CLI start, upload, job, result)', ms(wall)],
       ...(typeof python === 'number' ? [['Python ProcessPoolExecutor.map', ms(python)]] : []),
     ],
     figures: {
-      'fanout job time ms (target ≤ 1300)': ms(summary.durationMs),
+      'fanout job time ms, median (target ≤ 1300)': ms(summary.durationMs),
+      'fanout job time ms, fastest': jobTimes[0]!,
       chunks: summary.chunks,
       ...(typeof python === 'number'
         ? { 'Python pool vs fanout job time': Number((python / summary.durationMs).toFixed(2)) }

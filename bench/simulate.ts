@@ -309,8 +309,8 @@ export async function run(
       ['CPU per chunk, coordinator + simulator (µs)', Math.round((cpu.user + cpu.system) / chunks)],
     ],
     figures: {
-      'makespan / lower bound (target ≤ 1.05)': Number((makespan / lowerBound).toFixed(3)),
-      'makespan / ideal first-free dispatcher': Number((makespan / greedy).toFixed(3)),
+      'makespan / lower bound (target ≤ 1.05)': Number((makespan / lowerBound).toFixed(4)),
+      'makespan / ideal first-free dispatcher': Number((makespan / greedy).toFixed(4)),
       'coordinator peak RSS MB (target ≤ 256)': Math.round(peakRss / 1e6),
     },
     notes: [
