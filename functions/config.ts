@@ -96,9 +96,10 @@ export async function primeClients(
 ): Promise<void> {
   const bucket = env[ENV.bucket];
   const refused = { ifMatch: '"fanout-prime"' };
+  // A one-byte body: an empty one is sent without Content-Length, which the SDK warns about.
   await Promise.allSettled([
     bucket === undefined ? undefined : clients.store.getBytes(bucket, PRIME_KEY),
-    bucket === undefined ? undefined : clients.store.put(bucket, PRIME_KEY, '', refused),
+    bucket === undefined ? undefined : clients.store.put(bucket, PRIME_KEY, '-', refused),
     clients.invoker === undefined || clients.dryRunFunction === undefined
       ? undefined
       : clients.invoker.dryRun(clients.dryRunFunction),
