@@ -14,10 +14,11 @@
  *   stores with their chunk framing;
  * - UploadPartCopy (a multipart part copied from another object), which s3rver does not
  *   implement and fanout uses to assemble map-only results without moving data;
- * - PutObject that stores nothing unless the whole body arrived: s3rver writes in place and
- *   keeps whatever a client sent before it aborted (a truncated object under the old
- *   metadata, or a new object holding part of its body). Plain PUTs are received into a
- *   temporary file, checked against Content-Length and only then moved into place.
+ * - PutObject that stores nothing unless the whole body arrived intact: s3rver writes in place
+ *   and keeps whatever a client sent before it aborted (a truncated object under the old
+ *   metadata, or a new object holding part of its body), and ignores Content-MD5. Plain PUTs
+ *   are received into a temporary file, checked against Content-Length and Content-MD5, and
+ *   only then moved into place.
  *
  * It binds 127.0.0.1 only.
  */
@@ -331,9 +332,9 @@ const STORED_HEADERS = [
 
 /**
  * A plain PutObject, all or nothing: the body goes to a temporary file (hashed as it arrives)
- * and replaces the object, in s3rver's own layout, only when exactly Content-Length bytes came.
- * A body cut short is 400 IncompleteBody, and an aborted request leaves the old object as it
- * was. Copies, subresources, storage classes and unknown buckets go to s3rver. Runs under the
+ * and replaces the object, in s3rver's own layout, only when exactly Content-Length bytes came
+ * and they match a Content-MD5 if one was sent. A body cut short is 400 IncompleteBody, a wrong
+ * digest 400 BadDigest, and an aborted request leaves the old object as it was. Copies, subresources, storage classes and unknown buckets go to s3rver. Runs under the
  * key's write lock.
  */
 async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean> {
@@ -382,7 +383,20 @@ async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean
     );
     return true;
   }
-  const etag = md5.digest('hex');
+  const digest = md5.digest();
+  // S3 checks a Content-MD5 the client sent; s3rver ignores it and would keep a corrupted body.
+  const contentMd5 = header(ctx, 'content-md5');
+  if (contentMd5 !== undefined && contentMd5 !== digest.toString('base64')) {
+    await rm(temporary, { force: true });
+    sendError(
+      ctx,
+      400,
+      'BadDigest',
+      'The Content-MD5 you specified did not match what we received.',
+    );
+    return true;
+  }
+  const etag = digest.toString('hex');
   await rename(temporary, objectPath);
   const metadata: Record<string, string> = { 'content-type': 'binary/octet-stream' };
   for (const [name, value] of Object.entries(ctx.headers)) {

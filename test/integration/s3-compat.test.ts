@@ -77,6 +77,26 @@ describe('s3rver compatibility layer', () => {
     expect(await got.Body?.transformToString()).toBe('complete');
   });
 
+  it('refuses a PUT whose body does not match its Content-MD5 (400 BadDigest)', async () => {
+    const md5 = (text: string) => createHash('md5').update(text).digest('base64');
+    const url = `${server.endpoint}/${BUCKET}/digest/a`;
+    const bad = await fetch(url, {
+      method: 'PUT',
+      body: 'what arrived',
+      headers: { 'content-md5': md5('what was sent') },
+    });
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toMatch(/<Code>BadDigest<\/Code>/);
+    expect((await fetch(url)).status).toBe(404);
+    const good = await fetch(url, {
+      method: 'PUT',
+      body: 'what was sent',
+      headers: { 'content-md5': md5('what was sent') },
+    });
+    expect(good.status).toBe(200);
+    expect(await (await fetch(url)).text()).toBe('what was sent');
+  });
+
   it('answers 412 to a GET or HEAD whose If-Match does not match', async () => {
     const { ETag } = await put('m/a', 'abc');
     const url = `${server.endpoint}/${BUCKET}/m/a`;
