@@ -7,6 +7,11 @@ import { createLambdaClient, type LambdaClientOptions } from './lambda-clients.t
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
+/**
+ * Deadlines that get a client of their own. Callers use a few fixed ones; past this many, a
+ * deadline is enforced with a per-call abort signal instead (slower, but no client per value).
+ */
+const MAX_DEADLINE_CLIENTS = 8;
 
 /**
  * Lambda implementation of {@link Invoker}.
@@ -15,7 +20,8 @@ const encoder = new TextEncoder();
  * signal: per-call options would make the SDK rebuild its middleware chain on every call (see
  * {@link createLambdaClient}). So the invoker keeps one client per distinct deadline — in
  * practice two or three: the worker timeout plus a margin, the reducer's, none — and all of them
- * share one pool of keep-alive sockets.
+ * share one pool of keep-alive sockets. Past eight distinct deadlines, further ones fall back to
+ * an abort signal per call.
  */
 export class LambdaInvoker implements Invoker {
   private readonly clients = new Map<number | undefined, LambdaClient>();
@@ -88,15 +94,24 @@ export class LambdaInvoker implements Invoker {
     timeoutMs?: number,
   ) {
     const started = performance.now();
+    const ownClient =
+      timeoutMs === undefined ||
+      this.clients.has(timeoutMs) ||
+      this.clients.size < MAX_DEADLINE_CLIENTS;
+    const signal = ownClient ? undefined : AbortSignal.timeout(timeoutMs as number);
     try {
-      return await this.client(timeoutMs).send(
-        new InvokeCommand({
-          FunctionName: functionName,
-          InvocationType: type,
-          Payload: encoder.encode(JSON.stringify(payload)),
-        }),
-      );
+      const command = new InvokeCommand({
+        FunctionName: functionName,
+        InvocationType: type,
+        Payload: encoder.encode(JSON.stringify(payload)),
+      });
+      return signal === undefined
+        ? await this.client(timeoutMs).send(command)
+        : await this.client(undefined).send(command, { abortSignal: signal });
     } catch (error) {
+      if (signal?.aborted) {
+        throw new InvocationTimeoutError(functionName, timeoutMs as number, { cause: error });
+      }
       const name = (error as { name?: string }).name;
       // A socket-level ETIMEDOUT is also a TimeoutError; the deadline's comes at the deadline
       // (timers may fire a few milliseconds early against this clock, hence the slack).

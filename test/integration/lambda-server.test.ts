@@ -108,6 +108,18 @@ describe('local Lambda server', () => {
     await new Promise((r) => setTimeout(r, 1400)); // let `solo` (concurrency 1) finish
     expect(await invoker.invoke('solo', { value: 3 }, { timeoutMs: 300 })).toEqual({ echo: 3 });
     expect(await invoker.invoke('solo', { value: 4 }, { timeoutMs: 5000 })).toEqual({ echo: 4 });
+    // Many distinct deadlines: past the few that get a client of their own, the deadline is
+    // still enforced (by an abort signal) and answers still arrive.
+    for (let i = 0; i < 10; i++) {
+      expect(await invoker.invoke('probe', { value: i }, { timeoutMs: 6000 + i })).toEqual({
+        echo: i,
+      });
+    }
+    const late = await failure(
+      invoker.invoke('solo', { action: 'sleep', ms: 1500 }, { timeoutMs: 301 }),
+    );
+    expect(late).toBeInstanceOf(InvocationTimeoutError);
+    await new Promise((r) => setTimeout(r, 1400));
   });
 
   it('answers 429 TooManyRequestsException past the concurrency limit', async () => {
