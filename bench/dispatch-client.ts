@@ -24,7 +24,9 @@ const timeoutMs = 15 * 60_000 + 30_000;
 const invoker = new LambdaInvoker({ endpoint });
 // Warm the sockets and the JIT first.
 await Promise.all(
-  Array.from({ length: lanes }, (_, i) => invoker.invoke(name, { value: i }, { timeoutMs })),
+  Array.from({ length: lanes }, (_, i) =>
+    invoker.invoke(functionName, { value: i }, { timeoutMs }),
+  ),
 );
 /** Sends the invocations, `lanes` at a time; returns the elapsed milliseconds. */
 async function round() {

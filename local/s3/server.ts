@@ -334,8 +334,9 @@ const STORED_HEADERS = [
  * A plain PutObject, all or nothing: the body goes to a temporary file (hashed as it arrives)
  * and replaces the object, in s3rver's own layout, only when exactly Content-Length bytes came
  * and they match a Content-MD5 if one was sent. A body cut short is 400 IncompleteBody, a wrong
- * digest 400 BadDigest, and an aborted request leaves the old object as it was. Copies, subresources, storage classes and unknown buckets go to s3rver. Runs under the
- * key's write lock.
+ * digest 400 BadDigest, and an aborted request leaves the old object as it was. Copies,
+ * subresources, storage classes and unknown buckets go to s3rver. Runs under the key's write
+ * lock.
  */
 async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean> {
   const declared = header(ctx, 'content-length');
