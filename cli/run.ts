@@ -14,11 +14,10 @@ import { findJob, parseParams } from '#core/job.ts';
 import { formatS3Uri, newJobId, parseS3Uri } from '#core/keys.ts';
 import type { JobStatus } from '#core/model.ts';
 import { SMALL_INPUT_BYTES } from '#core/plan.ts';
-import { systemClock } from '#core/ports.ts';
 import { readStatus, TERMINAL_STATES } from '#core/status.ts';
 import { submitJob } from '#core/submit.ts';
 import { jobs } from '#jobs/index.ts';
-import { LOCAL_DEFAULTS, type LocalRuntime } from '#local/runtime.ts';
+import { LOCAL_DEFAULTS, type LocalRuntime, submitDeps } from '#local/runtime.ts';
 import { formatBytes } from './args.ts';
 import type { JobFlagValues } from './job-flags.ts';
 import { createProgress } from './progress.ts';
@@ -91,14 +90,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   await warming;
   const request = await submitJob(
     { ...options, job: job.name, input: inputUri, params: options.params ?? {}, concurrency },
-    {
-      store: runtime.store,
-      invoker: runtime.invoker,
-      jobs,
-      clock: systemClock,
-      bucket: runtime.bucket,
-      coordinatorFunction: runtime.functions.coordinator,
-    },
+    submitDeps(runtime),
   );
 
   const status = await followJob(runtime, request.jobId, {

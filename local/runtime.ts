@@ -8,7 +8,9 @@ import { resolve } from 'node:path';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
-import type { Invoker, ObjectStore } from '#core/ports.ts';
+import { type Invoker, type ObjectStore, systemClock } from '#core/ports.ts';
+import type { SubmitDeps } from '#core/submit.ts';
+import { jobs } from '#jobs/index.ts';
 import { bundleFunctions } from './bundle.ts';
 import { type ChaosSpec, chaosFaults } from './chaos.ts';
 import { type LocalLambdaServer, startLambdaServer } from './lambda/server.ts';
@@ -77,6 +79,21 @@ export interface LocalRuntime {
   invoker: Invoker;
   functions: { coordinator: string; worker: string; reducer: string; api: string };
   close(): Promise<void>;
+}
+
+/**
+ * What submitting, cancelling and redriving a job on this runtime need (`submitJob`,
+ * `cancelJob`, `redriveJob`): the API handler's view of it, with the built-in job registry.
+ */
+export function submitDeps(runtime: LocalRuntime): SubmitDeps {
+  return {
+    store: runtime.store,
+    invoker: runtime.invoker,
+    jobs,
+    clock: systemClock,
+    bucket: runtime.bucket,
+    coordinatorFunction: runtime.functions.coordinator,
+  };
 }
 
 /** Starts S3, bundles the functions (cached) and starts the Lambda server. */

@@ -10,12 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cancelJob, redriveJob } from '#core/control.ts';
 import { jobKeys } from '#core/keys.ts';
 import type { ChunkOutcome, JobStatus, Manifest } from '#core/model.ts';
-import { systemClock } from '#core/ports.ts';
 import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from '#core/status.ts';
 import { submitJob } from '#core/submit.ts';
-import { jobs } from '#jobs/index.ts';
 import { parseChaos } from '#local/chaos.ts';
-import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
+import { type LocalRuntime, startRuntime, submitDeps } from '#local/runtime.ts';
 import { byFieldSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
 import { followJob, runJob } from '../../cli/run.ts';
@@ -35,14 +33,7 @@ async function submit(runtime: LocalRuntime, text: string, request: Record<strin
     { concurrency: 2, ...request, input: `s3://${runtime.bucket}/${key}` } as Parameters<
       typeof submitJob
     >[0],
-    {
-      store: runtime.store,
-      invoker: runtime.invoker,
-      jobs,
-      clock: systemClock,
-      bucket: runtime.bucket,
-      coordinatorFunction: runtime.functions.coordinator,
-    },
+    submitDeps(runtime),
   );
   return { jobId: job.jobId, key };
 }
@@ -189,11 +180,7 @@ describe('on the plain runtime', () => {
   });
 
   it('cancels: no new chunks, CANCELLED once in-flight ones finish, no result; redrive finishes it', async () => {
-    const deps = {
-      ...runtime,
-      clock: systemClock,
-      coordinatorFunction: runtime.functions.coordinator,
-    };
+    const deps = submitDeps(runtime);
     const { jobId } = await submit(runtime, dataset(16), {
       job: 'scientists',
       params: { sleepMs: 150 },
@@ -226,11 +213,7 @@ describe('on the plain runtime', () => {
   });
 
   it('refuses to redrive when a pinned input changed', async () => {
-    const deps = {
-      ...runtime,
-      clock: systemClock,
-      coordinatorFunction: runtime.functions.coordinator,
-    };
+    const deps = submitDeps(runtime);
     const { jobId, key } = await submit(runtime, dataset(8, [3]), { job: 'scientists', chunks: 8 });
     expect((await waitFor(runtime, jobId, ended)).status).toBe('FAILED');
     await runtime.store.put(runtime.bucket, key, dataset(8));
