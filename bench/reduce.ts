@@ -1,7 +1,7 @@
 /**
- * Benchmark 5, reduce: the real reducer (reduceJob) merging 10,000 by-field parts, and
- * concatenating 10,000 map-only parts in order, from an in-memory store — the merge and
- * concatenation cost alone; against S3 each part adds a GET (16 in flight).
+ * Benchmark 5, reduce: the real reducer (reduceJob) merging 10,000 by-field accumulators, and
+ * concatenating 10,000 small map-only outputs in order, from an in-memory store — the merge and
+ * concatenation cost alone; against S3 each chunk's outcome is a GET (16 in flight).
  */
 import { jobKeys } from '#core/keys.ts';
 import type { ChunkOutcome, JobStatus, Manifest } from '#core/model.ts';
@@ -51,27 +51,26 @@ async function prepare(parts: number, mapOnly: boolean) {
   await writeJson(store, 'b', keys.status, status);
   const line = '{"name":"Ada Lovelace","age":202}\n';
   for (let i = 0; i < parts; i++) {
-    const partKey = keys.part(i, mapOnly);
-    const body = mapOnly
-      ? line.repeat(20)
-      : JSON.stringify(
-          Object.fromEntries(
+    // A map-only chunk's small output and a reduce's accumulator both travel in the outcome.
+    const output: ChunkOutcome['output'] = mapOnly
+      ? { kind: 'inline', text: line.repeat(20) }
+      : {
+          kind: 'acc',
+          value: Object.fromEntries(
             FIELDS.map((f, k) => [f, { count: 100 + k, nobels: 10, ageSum: 20_000 + i }]),
           ),
-        );
-    await store.put('b', partKey, body);
+        };
     const outcome: ChunkOutcome = {
       index: i,
       attempt: 1,
-      key: 'datasets/x',
-      start: i,
-      end: i + 1,
+      bytes: 1,
+      objects: 1,
       recordsIn: 20,
       recordsOut: 20,
       badRecords: { count: 0, samples: [] },
       bytesRead: 1,
       durationMs: 1,
-      part: { key: partKey, bytes: body.length },
+      output,
     };
     await writeJson(store, 'b', keys.outcome(i), outcome);
   }

@@ -12,7 +12,7 @@ import { resolveInput } from '#core/coordinator.ts';
 import { JobFailedError, ValidationError } from '#core/errors.ts';
 import { findJob, parseParams } from '#core/job.ts';
 import { formatS3Uri, newJobId, parseS3Uri } from '#core/keys.ts';
-import type { JobStatus } from '#core/model.ts';
+import { describePlace, type JobStatus } from '#core/model.ts';
 import { SMALL_INPUT_BYTES } from '#core/plan.ts';
 import { readStatus, TERMINAL_STATES } from '#core/status.ts';
 import { submitJob } from '#core/submit.ts';
@@ -113,7 +113,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     const failed = status.result.failedChunks ?? [];
     stderr.write(
       `${job.name}: PARTIAL result: ${failed.length} chunk(s) failed within the tolerance and are missing: ${failed
-        .map((c) => `#${c.index} (${c.key} bytes ${c.start}-${c.end}: ${c.error.message})`)
+        .map((c) => `#${c.index} (${describePlace(c)}: ${c.error.message})`)
         .join('; ')}\n`,
     );
   }

@@ -5,16 +5,23 @@
 import { z } from 'zod';
 import { JOB_ID } from '#core/keys.ts';
 import type { ChunkTask } from '#core/model.ts';
+import { MAX_OBJECTS_PER_CHUNK } from '#core/plan.ts';
 
 /** `{ jobId }`: the coordinator's event. */
 export const jobEventSchema = z.object({ jobId: z.string().regex(JOB_ID) });
 
-/** The reducer's event: the whole job, or one group of its parts (tree reduce). */
+/** The reducer's event: the whole job, or one group of its chunks (tree reduce). */
 export const reduceEventSchema = z.object({
   jobId: z.string().regex(JOB_ID),
   group: z
-    .object({ from: z.number().int().nonnegative(), to: z.number().int().nonnegative() })
+    .object({
+      job: z.string().min(1),
+      from: z.number().int().nonnegative(),
+      to: z.number().int().nonnegative(),
+      chunks: z.array(z.number().int().nonnegative()).min(1),
+    })
     .refine((g) => g.from < g.to, 'group.from must be below group.to')
+    .refine((g) => g.chunks.length === g.to - g.from, 'group.chunks must hold to - from indexes')
     .optional(),
 });
 
@@ -30,15 +37,22 @@ export const chunkTaskSchema: z.ZodType<ChunkTask> = z.object({
   bucket: z.string().min(3),
   index: nonNegative,
   attempt: z.number().int().min(1),
-  object: z.object({
-    bucket: z.string().min(3),
-    key: z.string().min(1),
-    size: nonNegative,
-    etag: z.string().min(1),
-    versionId: z.string().optional(),
-  }),
-  start: nonNegative,
-  end: nonNegative,
-  gzip: z.boolean(),
-  header: z.array(z.string()).optional(),
+  segments: z
+    .array(
+      z.object({
+        object: z.object({
+          bucket: z.string().min(3),
+          key: z.string().min(1),
+          size: nonNegative,
+          etag: z.string().min(1),
+          versionId: z.string().optional(),
+        }),
+        start: nonNegative,
+        end: nonNegative,
+        gzip: z.boolean(),
+        header: z.array(z.string()).optional(),
+      }),
+    )
+    .min(1)
+    .max(MAX_OBJECTS_PER_CHUNK),
 });

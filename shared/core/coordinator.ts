@@ -17,16 +17,19 @@ import type { AnyJob } from './job.ts';
 import { findJob, parseParams } from './job.ts';
 import { jobKeys, parseS3Uri } from './keys.ts';
 import { scanOwnedLines } from './lines.ts';
-import type {
-  ChunkOutcome,
-  ChunkSummary,
-  ChunkTask,
-  JobRequest,
-  JobStatus,
-  Manifest,
+import {
+  type ChunkOutcome,
+  type ChunkSummary,
+  type ChunkTask,
+  chunkPlace,
+  describePlace,
+  type JobRequest,
+  type JobStatus,
+  type Manifest,
+  type TaskSegment,
 } from './model.ts';
 import { orderedMap } from './ordered-map.ts';
-import { planChunks, SMALL_INPUT_BYTES } from './plan.ts';
+import { chunkSegments, needsRecordStarts, planChunks } from './plan.ts';
 import type { Clock, Invoker, ObjectInfo, ObjectStore } from './ports.ts';
 import { csvHeader, recordStarts } from './records.ts';
 import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from './status.ts';
@@ -174,45 +177,56 @@ function finish(
   );
 }
 
-/** Pins the inputs (ETag, VersionId), reads what small inputs and CSV need, and plans. */
+/**
+ * Pins the inputs (ETag, VersionId), reads what the plan needs, and plans: the record offsets of
+ * a small input that must be cut between records, and the header of every CSV object that some
+ * chunk enters past its first line (a chunk that reads an object from byte 0 reads it itself).
+ */
 export async function planJob(request: JobRequest, deps: CoordinatorDeps): Promise<Manifest> {
   const job = findJob(deps.jobs, request.job);
   const params = parseParams(job, request.params);
   const objects = await resolveInput(request.input, deps.store);
-  const totalBytes = objects.reduce((sum, o) => sum + o.size, 0);
   const pinned = objects.map((o) => ({ ...o, gzip: o.key.endsWith('.gz') }));
+  const options = {
+    concurrency: request.concurrency,
+    ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
+    ...(request.chunks !== undefined && { chunks: request.chunks }),
+  };
 
-  // Small inputs are split on record boundaries (one record per task, like executor.map), which
-  // needs every record's offset; CSV needs each object's header. Both read pinned bytes.
-  const recordSplit = totalBytes <= SMALL_INPUT_BYTES && request.chunkSize === undefined;
-  const planObjects = await Promise.all(
-    pinned.map(async (o) => {
-      const planObject: { size: number; gzip: boolean; recordStarts?: number[] } = {
-        size: o.size,
-        gzip: o.gzip,
-      };
-      if (o.size === 0 || o.gzip) return { planObject, header: undefined };
-      if (recordSplit) {
-        const bytes = await readAll(deps.store.readRange(o, 0, o.size));
-        planObject.recordStarts = recordStarts(bytes, job.format);
-        const header = job.format === 'csv' ? csvHeader(firstLine(bytes)) : undefined;
-        return { planObject, header };
-      }
-      const header = job.format === 'csv' ? await readHeader(deps.store, o) : undefined;
-      return { planObject, header };
-    }),
-  );
-  if (job.format === 'csv' && pinned.some((o) => o.gzip)) {
-    throw new ValidationError('gzip input is not supported for csv jobs yet; decompress it first');
-  }
+  // A small input split one record per task (like executor.map) needs its records' offsets;
+  // the whole input is at most 1 MiB, read pinned.
+  const recordSplit = needsRecordStarts(pinned, options);
+  const bodies = recordSplit
+    ? await collect(
+        orderedMap(pinned.length, 16, async (i) => {
+          const o = pinned[i]!;
+          return o.gzip || o.size === 0 ? undefined : readAll(deps.store.readRange(o, 0, o.size));
+        }),
+      )
+    : [];
   const chunks = planChunks(
-    planObjects.map((p) => p.planObject),
-    {
-      concurrency: request.concurrency,
-      ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
-      ...(request.chunks !== undefined && { chunks: request.chunks }),
-    },
+    pinned.map((o, i) => {
+      const body = bodies[i];
+      return body === undefined
+        ? { size: o.size, gzip: o.gzip }
+        : { size: o.size, gzip: o.gzip, recordStarts: recordStarts(body, job.format) };
+    }),
+    options,
   );
+  const headers = new Map<number, string[]>();
+  if (job.format === 'csv') {
+    const entered = [...new Set(chunks.filter((c) => c.start > 0).map((c) => c.object))];
+    for await (const [i, header] of orderedMap(entered.length, 16, async (k) => {
+      const i = entered[k] as number;
+      const body = bodies[i];
+      return [
+        i,
+        body === undefined ? await readHeader(deps.store, pinned[i]!) : csvHeader(firstLine(body)),
+      ] as const;
+    })) {
+      headers.set(i, header);
+    }
+  }
   return {
     jobId: request.jobId,
     job: job.name,
@@ -222,14 +236,19 @@ export async function planJob(request: JobRequest, deps: CoordinatorDeps): Promi
     mapOnly: job.reduce === undefined,
     concurrency: request.concurrency,
     ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
-    recordSplit:
-      recordSplit && planObjects.every((p) => p.planObject.gzip || p.planObject.recordStarts),
+    recordSplit,
     objects: pinned.map((o, i) => {
-      const header = planObjects[i]?.header;
+      const header = headers.get(i);
       return header === undefined ? o : { ...o, header };
     }),
     chunks: chunks.map((c) => ({ ...c, attempts: 0 })),
   };
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
 }
 
 /** The objects an input URI names: one key, or every non-empty object under a prefix. */
@@ -314,7 +333,7 @@ async function runChunks(
     ),
   )) {
     counts.records += outcome.recordsIn;
-    counts.bytes += outcome.end - outcome.start;
+    counts.bytes += outcome.bytes;
   }
   const finished = new Set(done);
   const todo = manifest.chunks.filter((c) => !finished.has(c.index)).map((c) => c.index);
@@ -338,7 +357,17 @@ async function runChunks(
 
   const runOne = async (index: number): Promise<void> => {
     const chunk = manifest.chunks[index]!;
-    const object = manifest.objects[chunk.object]!;
+    const segments: TaskSegment[] = chunkSegments(chunk, manifest.objects).map((s) => {
+      const { bucket: b, key, size, etag, versionId, gzip, header } = manifest.objects[s.object]!;
+      return {
+        object: { bucket: b, key, size, etag, ...(versionId !== undefined && { versionId }) },
+        start: s.start,
+        end: s.end,
+        gzip,
+        ...(header !== undefined && s.start > 0 && { header }),
+      };
+    });
+    const bytes = segments.reduce((sum, s) => sum + s.end - s.start, 0);
     let throttled = 0;
     for (let attemptThisRun = 1; ; attemptThisRun++) {
       chunk.attempts += 1;
@@ -351,17 +380,7 @@ async function runChunks(
         bucket,
         index,
         attempt: chunk.attempts,
-        object: {
-          bucket: object.bucket,
-          key: object.key,
-          size: object.size,
-          etag: object.etag,
-          ...(object.versionId !== undefined && { versionId: object.versionId }),
-        },
-        start: chunk.start,
-        end: chunk.end,
-        gzip: object.gzip,
-        ...(object.header !== undefined && { header: object.header }),
+        segments,
       };
       const started = clock.now();
       try {
@@ -370,7 +389,7 @@ async function runChunks(
         });
         chunk.durationMs = Math.round(clock.now() - started);
         counts.records += summary.recordsIn;
-        counts.bytes += chunk.end - chunk.start;
+        counts.bytes += bytes;
         return;
       } catch (error) {
         if (error instanceof ThrottledError && throttled < maxThrottled) {
@@ -432,21 +451,21 @@ export function backoff(attempt: number, random: () => number, retryAfterSeconds
   return Math.max(jittered, (retryAfterSeconds ?? 0) * 1000);
 }
 
-/** A chunk's final failure, named so the job's error says which range of which object. */
+/** A chunk's final failure, named so the job's error says which bytes of which objects. */
 function chunkFailure(manifest: Manifest, index: number, error: unknown): FanoutError {
   const chunk = manifest.chunks[index]!;
-  const object = manifest.objects[chunk.object]!;
+  const place = chunkPlace(chunk, manifest.objects);
   if (error instanceof FunctionError && error.errorType === 'DatasetChangedError') {
-    return new DatasetChangedError(object.key, { cause: error, context: { chunk: index } });
+    // The worker's message names the object that changed; the chunk may read several.
+    const changed =
+      /input object (.+) changed while the job ran/.exec(error.message)?.[1] ?? place.key;
+    return new DatasetChangedError(changed, { cause: error, context: { chunk: index } });
   }
   const message = error instanceof Error ? error.message : String(error);
   return new FanoutError(
     error instanceof FanoutError ? error.code : 'CHUNK_FAILED',
-    `chunk ${index} (bytes ${chunk.start}-${chunk.end} of ${object.key}) failed after ${chunk.attempts} attempt(s): ${message}`,
-    {
-      cause: error,
-      context: { chunk: index, key: object.key, start: chunk.start, end: chunk.end },
-    },
+    `chunk ${index} (${describePlace(place)}) failed after ${chunk.attempts} attempt(s): ${message}`,
+    { cause: error, context: { chunk: index, ...place } },
   );
 }
 

@@ -5,6 +5,7 @@
  */
 import type { ErrorInfo } from './errors.ts';
 import type { BadRecordPolicy } from './job.ts';
+import type { ChunkRange } from './plan.ts';
 import type { ObjectInfo } from './ports.ts';
 import type { RecordFormat } from './records.ts';
 
@@ -34,8 +35,11 @@ export interface JobRequest {
 /** A chunk that failed for good, as listed in a partial result or a failed job. */
 export interface FailedChunk {
   index: number;
+  /** The chunk's first object, and the byte of it where the chunk begins. */
   key: string;
   start: number;
+  /** The chunk's last object, when it reads more than one; the chunk ends at byte `end` of it. */
+  lastKey?: string;
   end: number;
   error: ErrorInfo;
 }
@@ -86,6 +90,21 @@ export interface JobStatus {
   };
 }
 
+/** One byte range `[start, end)` of one pinned input object, as a worker reads it. */
+export interface TaskSegment {
+  /** The input object, pinned (ETag / VersionId) at planning. */
+  object: ObjectInfo;
+  start: number;
+  end: number;
+  /** A gzip object: always a whole-object segment, decompressed as it streams. */
+  gzip: boolean;
+  /**
+   * CSV only, for a segment that begins inside its object: the object's header, read once at
+   * planning. A segment that begins at byte 0 reads the header line itself.
+   */
+  header?: string[];
+}
+
 /** What a worker needs to process one chunk: references, never records. */
 export interface ChunkTask {
   jobId: string;
@@ -99,44 +118,51 @@ export interface ChunkTask {
   index: number;
   /** 1 for the first attempt at this chunk; retries, continuations and redrives count on. */
   attempt: number;
-  /** The input object, pinned (ETag / VersionId) at planning. */
-  object: ObjectInfo;
-  start: number;
-  end: number;
-  gzip: boolean;
-  /** CSV only: the object's header, read once at planning. */
-  header?: string[];
+  /** What the chunk reads, in dataset order: one segment per object. */
+  segments: TaskSegment[];
 }
 
 /** A malformed record that was skipped (`onBadRecord: 'skip'`). */
 export interface BadRecordSample {
-  /** Byte offset of the record in its object. */
+  /** The object that holds the record. */
+  key: string;
+  /** Byte offset of the record in its object (in the decompressed bytes of a gzip object). */
   offset: number;
   snippet: string;
   reason: string;
 }
+
+/**
+ * What a chunk produced. A reduce's accumulator and a small map-only output travel inside the
+ * outcome itself (one PUT per chunk, one GET for the reducer); a map-only output larger than
+ * {@link INLINE_OUTPUT_CHARS} streams to its own part object.
+ */
+export type ChunkOutput =
+  | { kind: 'acc'; value: unknown }
+  | { kind: 'inline'; text: string }
+  | { kind: 'part'; key: string; bytes: number; etag: string };
+
+/** Map-only output up to this many characters of JSONL is kept inline in the chunk's outcome. */
+export const INLINE_OUTPUT_CHARS = 256 * 1024;
 
 /** jobs/{id}/chunks/{i}.json: written by the worker when its chunk succeeded. */
 export interface ChunkOutcome {
   index: number;
   /** The attempt that produced this outcome (a rerun overwrites it). */
   attempt: number;
-  key: string;
-  start: number;
-  end: number;
+  /** Input bytes the chunk owns: the sum of its segments' lengths. */
+  bytes: number;
+  /** Objects the chunk read (its segments). */
+  objects: number;
   /** Records seen (malformed ones included). */
   recordsIn: number;
   /** Map outputs kept (not `undefined`). */
   recordsOut: number;
   badRecords: { count: number; samples: BadRecordSample[] };
-  /** Bytes fetched from S3, including the look-behind byte and the read-past-end tail. */
+  /** Bytes fetched from S3, including look-behind bytes and read-past-end tails. */
   bytesRead: number;
   durationMs: number;
-  /**
-   * The part as written. `etag` lets the reducer read (and pin) it without a HEAD request; it is
-   * absent in outcomes written before it was recorded, and the reducer then asks S3.
-   */
-  part: { key: string; bytes: number; etag?: string };
+  output: ChunkOutput;
 }
 
 /** What the worker returns to the coordinator (kept small: it travels in a Lambda payload). */
@@ -145,12 +171,11 @@ export type ChunkSummary = Pick<
   'index' | 'recordsIn' | 'recordsOut' | 'bytesRead' | 'durationMs'
 > & { badRecords: number };
 
-/** One chunk in the manifest. */
-export interface ManifestChunk {
-  index: number;
-  object: number;
-  start: number;
-  end: number;
+/**
+ * One chunk in the manifest: its place in the dataset (see {@link ChunkRange}: from byte
+ * `start` of object `object` to byte `end` of object `lastObject ?? object`) and its history.
+ */
+export interface ManifestChunk extends ChunkRange {
   /** Attempts over the job's life (retries, continuations, redrives). */
   attempts: number;
   durationMs?: number;
@@ -170,8 +195,30 @@ export interface Manifest {
   mapOnly: boolean;
   concurrency: number;
   chunkSize?: number;
-  /** Split on record boundaries (small input) rather than byte ranges. */
+  /** Split into tasks (records or whole objects: a small input) rather than byte ranges. */
   recordSplit: boolean;
   objects: (ObjectInfo & { gzip: boolean; header?: string[] })[];
   chunks: ManifestChunk[];
+}
+
+/** Where a chunk lies, by key: from byte `start` of `key` to byte `end` of `lastKey ?? key`. */
+export type ChunkPlace = Pick<FailedChunk, 'key' | 'start' | 'lastKey' | 'end'>;
+
+/** A chunk's place in the dataset, by key, for errors and reports. */
+export function chunkPlace(chunk: ChunkRange, objects: readonly { key: string }[]): ChunkPlace {
+  const key = objects[chunk.object]?.key ?? '';
+  const lastKey = chunk.lastObject === undefined ? undefined : objects[chunk.lastObject]?.key;
+  return {
+    key,
+    start: chunk.start,
+    ...(lastKey !== undefined && { lastKey }),
+    end: chunk.end,
+  };
+}
+
+/** `bytes 0-1024 of a.jsonl`, or `a.jsonl byte 0 to c.jsonl byte 300` for several objects. */
+export function describePlace(place: ChunkPlace): string {
+  return place.lastKey === undefined
+    ? `bytes ${place.start}-${place.end} of ${place.key}`
+    : `${place.key} byte ${place.start} to ${place.lastKey} byte ${place.end}`;
 }

@@ -1,11 +1,17 @@
 /**
- * Chunk planning: which byte ranges of which objects each worker gets. Pure arithmetic over
- * object sizes (and, for small inputs, record offsets), so it is property-tested directly.
+ * Chunk planning: which bytes of which objects each worker gets. Pure arithmetic over object
+ * sizes (and, for small inputs, record offsets), so it is property-tested directly.
+ *
+ * A dataset is its objects laid end to end, in order. The planner cuts that sequence at a few
+ * positions; each run between two cuts is a chunk. A chunk is therefore a contiguous stretch of
+ * the dataset: a byte range of one big object, or several small objects packed together (as Step
+ * Functions' ItemBatcher packs items), or the tail of one object and the head of the next. Its
+ * {@link chunkSegments} are the byte ranges of the objects it touches, one per object.
  */
 import { ValidationError } from './errors.ts';
 
 export const MiB = 1024 * 1024;
-/** Inputs up to this size are split on record boundaries instead of byte ranges. */
+/** Inputs up to this size are split on record (or object) boundaries instead of byte ranges. */
 export const SMALL_INPUT_BYTES = MiB;
 /** The default chunk size never goes below this: per-invocation overhead would dominate. */
 export const MIN_DEFAULT_CHUNK = MiB;
@@ -13,19 +19,37 @@ export const MIN_DEFAULT_CHUNK = MiB;
 export const MAX_DEFAULT_CHUNK = 256 * MiB;
 /** Chunks per unit of concurrency: enough that a slow chunk does not leave the pool idle. */
 export const CHUNKS_PER_SLOT = 4;
+/**
+ * The most objects one chunk reads: each is a GET of its own, and a worker's time (and its
+ * task's payload, which names every object) must stay bounded however small the objects are.
+ */
+export const MAX_OBJECTS_PER_CHUNK = 1000;
 
 /** One input object as the planner sees it. */
 export interface PlanObject {
   size: number;
-  /** gzip objects are not splittable: one chunk each. */
+  /** gzip objects cannot be cut: a chunk holds all of one or none of it. */
   gzip?: boolean;
-  /** Sorted offsets where each record begins; given for small inputs only. */
+  /** Sorted offsets where each record begins; given for small inputs that must be cut inside. */
   recordStarts?: readonly number[];
 }
 
-/** One chunk: the byte range `[start, end)` of object number `object`. */
+/**
+ * One chunk: from byte `start` of object `object` to byte `end` of object `lastObject` (or of
+ * `object` itself when `lastObject` is absent); every object in between is read whole. Both
+ * ends are non-empty: `start` is below the first object's size and `end` is above 0.
+ */
 export interface ChunkRange {
   index: number;
+  object: number;
+  start: number;
+  /** The chunk's last object, when it is not `object`. */
+  lastObject?: number;
+  end: number;
+}
+
+/** The byte range `[start, end)` of one object that a chunk reads. */
+export interface Segment {
   object: number;
   start: number;
   end: number;
@@ -37,6 +61,8 @@ export interface PlanOptions {
   concurrency: number;
   chunkSize?: number;
   chunks?: number;
+  /** @default MAX_OBJECTS_PER_CHUNK */
+  maxObjectsPerChunk?: number;
 }
 
 const positiveInt = (name: string, value: number | undefined) => {
@@ -52,135 +78,190 @@ export function defaultChunkSize(totalBytes: number, concurrency: number): numbe
 }
 
 /**
- * Plans the chunks of a dataset (objects in dataset order). Every object's ranges cover
- * `[0, size)` exactly; empty objects get none; gzip objects get one.
+ * True when a small input needs its records' offsets to be split the way {@link planChunks}
+ * splits it: fewer splittable objects than tasks, so some object must be cut between records.
+ * With at least as many objects as tasks, whole objects are dealt out and nothing need be read.
+ */
+export function needsRecordStarts(
+  objects: readonly Pick<PlanObject, 'size' | 'gzip'>[],
+  options: PlanOptions,
+): boolean {
+  const total = objects.reduce((sum, o) => sum + o.size, 0);
+  if (total > SMALL_INPUT_BYTES || options.chunkSize !== undefined) return false;
+  const units = objects.filter((o) => o.size > 0).length;
+  return units < (options.chunks ?? options.concurrency);
+}
+
+/**
+ * Plans the chunks of a dataset (objects in dataset order). The chunks, in order, read every
+ * byte of every object exactly once; empty objects are read by none; no chunk cuts a gzip object.
  *
- * Small inputs (≤ 1 MiB, no `chunkSize`, record offsets given) are split like
- * `ProcessPoolExecutor.map`: the records are dealt into `chunks ?? concurrency` groups (at most
- * one per record) of near-equal counts; a group that spans two objects becomes one range in
- * each. Larger inputs are cut into byte ranges of `chunkSize`, or into `chunks` ranges.
+ * - Small inputs (≤ 1 MiB, no `chunkSize`) are split like `ProcessPoolExecutor.map`: their tasks
+ *   (each record of an object whose `recordStarts` are given, else each whole object) are dealt
+ *   into `chunks ?? concurrency` groups of near-equal counts, at most one per task.
+ * - Larger inputs are cut every `chunkSize` bytes (default: {@link defaultChunkSize}), or into
+ *   `chunks` near-equal runs, across object boundaries: small objects are packed together and
+ *   big ones cut into ranges.
+ *
+ * No chunk holds more than `maxObjectsPerChunk` objects; a chunk that would is cut between two.
  *
  * @example
  * ```ts
  * planChunks([{ size: 10 * MiB }], { concurrency: 2, chunkSize: 4 * MiB });
- * // → [{index 0, object 0, 0..4 MiB}, {index 1, 4..8 MiB}, {index 2, 8..10 MiB}]
+ * // → [{ index: 0, object: 0, start: 0, end: 4 MiB }, { index: 1, object: 0, start: 4 MiB,
+ * //      end: 8 MiB }, { index: 2, object: 0, start: 8 MiB, end: 10 MiB }]
+ * planChunks([{ size: 300 }, { size: 200 }, { size: 900 }], { concurrency: 1, chunkSize: 1000 });
+ * // → [{ index: 0, object: 0, start: 0, lastObject: 2, end: 500 },
+ * //    { index: 1, object: 2, start: 500, end: 900 }]
  * ```
  */
 export function planChunks(objects: readonly PlanObject[], options: PlanOptions): ChunkRange[] {
   const { concurrency, chunkSize, chunks } = options;
-  positiveInt('concurrency', concurrency);
+  const maxObjects = options.maxObjectsPerChunk ?? MAX_OBJECTS_PER_CHUNK;
   if (concurrency === undefined) throw new ValidationError('concurrency is required');
+  positiveInt('concurrency', concurrency);
   positiveInt('chunkSize', chunkSize);
   positiveInt('chunks', chunks);
+  positiveInt('maxObjectsPerChunk', maxObjects);
   if (chunkSize !== undefined && chunks !== undefined) {
     throw new ValidationError('give chunkSize or chunks, not both');
   }
+  // Where each object begins in the dataset laid end to end.
+  const offsets: number[] = [];
+  let total = 0;
   for (const [i, o] of objects.entries()) {
     if (!(Number.isSafeInteger(o.size) && o.size >= 0)) {
       throw new ValidationError(`object ${i} has an invalid size ${JSON.stringify(o.size)}`);
     }
+    offsets.push(total);
+    total += o.size;
   }
-  const total = objects.reduce((sum, o) => sum + o.size, 0);
-  const splittable = objects.filter((o) => o.size > 0 && !o.gzip);
-  const small =
-    total <= SMALL_INPUT_BYTES &&
-    chunkSize === undefined &&
-    splittable.every((o) => o.recordStarts !== undefined);
-  const ranges = small
-    ? planByRecords(objects, chunks ?? concurrency)
-    : planByBytes(objects, { concurrency, chunkSize, chunks, total });
-  return ranges.map((r, index) => ({ index, ...r }));
+  if (total === 0) return [];
+  const cuts =
+    total <= SMALL_INPUT_BYTES && chunkSize === undefined
+      ? dealTasks(objects, offsets, chunks ?? concurrency)
+      : chunks !== undefined
+        ? Array.from({ length: chunks - 1 }, (_, k) => Math.floor(((k + 1) * total) / chunks))
+        : everyChunk(total, chunkSize ?? defaultChunkSize(total, concurrency));
+  return materialize(objects, offsets, total, cuts, maxObjects);
 }
 
-type Range = Omit<ChunkRange, 'index'>;
-
-function planByRecords(objects: readonly PlanObject[], groups: number): Range[] {
-  // Every record in dataset order, as (object, position in that object's recordStarts).
-  const owners: { object: number; k: number }[] = [];
-  for (const [object, o] of objects.entries()) {
-    if (o.size === 0 || o.gzip) continue;
-    for (let k = 0; k < (o.recordStarts?.length ?? 0); k++) owners.push({ object, k });
-  }
-  const n = owners.length;
-  const k = Math.min(groups, n);
-  // Group g holds records [floor(g n / k), floor((g+1) n / k)): counts differ by at most one.
-  const groupOf = (r: number) => Math.floor(((r + 1) * k - 1) / n);
-  const out: Range[] = [];
-  for (const [object, o] of objects.entries()) {
-    if (o.size === 0) continue;
-    const starts = o.recordStarts ?? [];
-    if (o.gzip || starts.length === 0) {
-      out.push({ object, start: 0, end: o.size });
-      continue;
-    }
-    const first = owners.findIndex((r) => r.object === object);
-    let rangeStart = 0;
-    for (let k2 = 1; k2 < starts.length; k2++) {
-      if (groupOf(first + k2) !== groupOf(first + k2 - 1)) {
-        const boundary = starts[k2] as number;
-        out.push({ object, start: rangeStart, end: boundary });
-        rangeStart = boundary;
-      }
-    }
-    out.push({ object, start: rangeStart, end: o.size });
-  }
-  return out;
+function everyChunk(total: number, size: number): number[] {
+  const cuts: number[] = [];
+  for (let at = size; at < total; at += size) cuts.push(at);
+  return cuts;
 }
 
-function planByBytes(
+/**
+ * Small inputs: the positions where each task begins, dealt into `groups` groups of near-equal
+ * counts; returns where groups 1.. begin. An object's first task begins at the object's start
+ * (bytes before its first record hold no record, so no chunk need read them separately).
+ */
+function dealTasks(
   objects: readonly PlanObject[],
-  options: { concurrency: number; chunkSize?: number; chunks?: number; total: number },
-): Range[] {
-  const counts: (number | undefined)[] = objects.map((o) =>
-    o.size > 0 && !o.gzip ? 0 : undefined,
-  );
-  if (options.chunks !== undefined) {
-    // Largest-remainder allocation of N over the splittable bytes, each object at least one.
-    const splittable = objects.reduce((s, o) => s + (o.size > 0 && !o.gzip ? o.size : 0), 0);
-    const shares = objects.map((o) =>
-      o.size > 0 && !o.gzip ? ((options.chunks as number) * o.size) / splittable : 0,
-    );
-    const base = shares.map((s) => Math.floor(s));
-    let left = (options.chunks as number) - base.reduce((a, b) => a + b, 0);
-    const order = shares
-      .map((s, i) => ({ i, frac: s - Math.floor(s) }))
-      .sort((a, b) => b.frac - a.frac || a.i - b.i);
-    for (const { i } of order) {
-      if (left <= 0) break;
-      if (counts[i] === undefined) continue;
-      base[i] = (base[i] as number) + 1;
-      left -= 1;
-    }
-    for (const [i, o] of objects.entries()) {
-      if (counts[i] !== undefined) counts[i] = Math.min(o.size, Math.max(1, base[i] as number));
-    }
-  } else {
-    const size = options.chunkSize ?? defaultChunkSize(options.total, options.concurrency);
-    const out: Range[] = [];
-    for (const [object, o] of objects.entries()) {
-      if (o.size === 0) continue;
-      if (o.gzip) out.push({ object, start: 0, end: o.size });
-      else
-        for (let at = 0; at < o.size; at += size)
-          out.push({ object, start: at, end: Math.min(o.size, at + size) });
-    }
-    return out;
-  }
-  const out: Range[] = [];
-  for (const [object, o] of objects.entries()) {
+  offsets: readonly number[],
+  groups: number,
+): number[] {
+  const tasks: number[] = [];
+  for (const [i, o] of objects.entries()) {
     if (o.size === 0) continue;
-    if (o.gzip) {
-      out.push({ object, start: 0, end: o.size });
-      continue;
+    const base = offsets[i] as number;
+    const starts = o.gzip ? undefined : o.recordStarts;
+    tasks.push(base);
+    for (const s of starts?.slice(1) ?? []) if (s > 0 && s < o.size) tasks.push(base + s);
+  }
+  const n = tasks.length;
+  const k = Math.min(groups, n);
+  // Group g holds tasks [floor(g n / k), floor((g+1) n / k)): counts differ by at most one.
+  return Array.from({ length: k - 1 }, (_, g) => tasks[Math.floor(((g + 1) * n) / k)] as number);
+}
+
+/**
+ * Turns cut positions into chunks: moves a cut that falls inside a gzip object to its end, drops
+ * duplicates, and adds cuts between objects where a chunk would hold more than `maxObjects`.
+ */
+function materialize(
+  objects: readonly PlanObject[],
+  offsets: readonly number[],
+  total: number,
+  cuts: readonly number[],
+  maxObjects: number,
+): ChunkRange[] {
+  const out: ChunkRange[] = [];
+  let object = 0; // the object holding the current position
+  let from = 0; // where the current chunk begins
+  let objectsInChunk = 0;
+  const emit = (to: number) => {
+    if (to <= from) return;
+    while (offsets[object]! + objects[object]!.size <= from) object++;
+    const first = object;
+    let last = first;
+    while (offsets[last]! + objects[last]!.size < to) last++;
+    const range: ChunkRange = {
+      index: out.length,
+      object: first,
+      start: from - offsets[first]!,
+      end: to - offsets[last]!,
+    };
+    if (last !== first) range.lastObject = last;
+    out.push(range);
+    from = to;
+    object = last;
+  };
+  let next = 0; // the next cut to apply
+  for (const [i, o] of objects.entries()) {
+    if (o.size === 0) continue;
+    const begin = offsets[i] as number;
+    const end = begin + o.size;
+    if (objectsInChunk === maxObjects) {
+      emit(begin);
+      objectsInChunk = 0;
     }
-    const n = counts[object] as number;
-    for (let c = 0; c < n; c++) {
-      out.push({
-        object,
-        start: Math.floor((c * o.size) / n),
-        end: Math.floor(((c + 1) * o.size) / n),
-      });
+    // Cuts at or before this object's start end the chunk before it.
+    while (next < cuts.length && (cuts[next] as number) <= begin) {
+      emit(cuts[next] as number);
+      next++;
     }
+    if (from === begin) objectsInChunk = 0;
+    objectsInChunk += 1;
+    let cutInside = false;
+    while (next < cuts.length && (cuts[next] as number) < end) {
+      cutInside = true;
+      if (!o.gzip) {
+        emit(cuts[next] as number);
+        objectsInChunk = 1;
+      }
+      next++;
+    }
+    // A gzip object is read whole by one chunk: a cut inside it moves to its end.
+    if (o.gzip && cutInside) emit(end);
+  }
+  emit(total);
+  return out;
+}
+
+/**
+ * The segments of a chunk: one byte range per object it reads, in order (empty objects in
+ * between are left out).
+ */
+export function chunkSegments(
+  chunk: Pick<ChunkRange, 'object' | 'start' | 'lastObject' | 'end'>,
+  objects: readonly { size: number }[],
+): Segment[] {
+  const last = chunk.lastObject ?? chunk.object;
+  const out: Segment[] = [];
+  for (let object = chunk.object; object <= last; object++) {
+    const start = object === chunk.object ? chunk.start : 0;
+    const end = object === last ? chunk.end : (objects[object] as { size: number }).size;
+    if (end > start) out.push({ object, start, end });
   }
   return out;
+}
+
+/** The bytes a chunk reads (the sum of its segments). */
+export function chunkBytes(
+  chunk: Pick<ChunkRange, 'object' | 'start' | 'lastObject' | 'end'>,
+  objects: readonly { size: number }[],
+): number {
+  return chunkSegments(chunk, objects).reduce((sum, s) => sum + s.end - s.start, 0);
 }

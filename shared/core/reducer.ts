@@ -8,7 +8,13 @@ import { FanoutError } from './errors.ts';
 import type { AnyJob } from './job.ts';
 import { findJob } from './job.ts';
 import { jobKeys } from './keys.ts';
-import type { ChunkOutcome, FailedChunk, JobStatus, Manifest } from './model.ts';
+import {
+  type ChunkOutcome,
+  chunkPlace,
+  type FailedChunk,
+  type JobStatus,
+  type Manifest,
+} from './model.ts';
 import { stringifyResult } from './ordered.ts';
 import { orderedMap } from './ordered-map.ts';
 import {
@@ -39,10 +45,15 @@ export interface ReducerDeps {
   fanIn?: number;
 }
 
-/** A contiguous group of the included chunks (positions, not chunk indexes), for tree reduce. */
+/**
+ * One group of a tree reduce: the chunks whose outcomes it merges (a contiguous run of the
+ * included chunks, positions `from` to `to`), and the job, so it needs no manifest.
+ */
 export interface ReduceGroup {
+  job: string;
   from: number;
   to: number;
+  chunks: number[];
 }
 
 /** What a group reducer returns: where its accumulator is, and its counts. */
@@ -52,49 +63,52 @@ export interface GroupResult {
   badRecords: number;
 }
 
-/** The merge of a range of parts: the accumulator and the counts from their outcomes. */
-async function mergeRange(
+/** The accumulator a reduce job's chunk left in its outcome. */
+function accumulatorOf(outcome: ChunkOutcome, jobId: string): unknown {
+  if (outcome.output.kind !== 'acc') {
+    throw new FanoutError(
+      'BAD_OUTCOME',
+      `chunk ${outcome.index} of job ${jobId} holds a ${outcome.output.kind} output, not an accumulator`,
+      { context: { jobId, chunk: outcome.index } },
+    );
+  }
+  return outcome.output.value;
+}
+
+/** The merge of the given chunks' accumulators, in order, and the counts from their outcomes. */
+async function mergeChunks(
   jobId: string,
-  included: readonly number[],
-  range: ReduceGroup,
+  chunks: readonly number[],
   reduce: NonNullable<AnyJob['reduce']>,
   deps: ReducerDeps,
 ) {
   const keys = jobKeys(jobId);
-  const parallelism = deps.parallelism ?? 16;
   let acc: unknown = reduce.init();
   let records = 0;
   let badRecords = 0;
-  for await (const [outcome, part] of orderedMap(range.to - range.from, parallelism, async (k) => {
-    const index = included[range.from + k] as number;
-    const outcome = (await readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(index)))
-      .value;
-    return [
-      outcome,
-      (await readJson<unknown>(deps.store, deps.bucket, outcome.part.key)).value,
-    ] as const;
-  })) {
+  for await (const outcome of orderedMap(chunks.length, deps.parallelism ?? 16, async (k) =>
+    readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(chunks[k] as number)).then(
+      (r) => r.value,
+    ),
+  )) {
     records += outcome.recordsOut;
     badRecords += outcome.badRecords.count;
-    acc = reduce.merge(acc, part);
+    acc = reduce.merge(acc, accumulatorOf(outcome, jobId));
   }
   return { acc, records, badRecords };
 }
 
-/** Tree reduce, one group: merges its parts and writes the accumulator under jobs/{id}/merged/. */
+/** Tree reduce, one group: merges its chunks and writes the accumulator under jobs/{id}/merged/. */
 export async function reduceGroup(
   jobId: string,
   group: ReduceGroup,
   deps: ReducerDeps,
 ): Promise<GroupResult> {
-  const keys = jobKeys(jobId);
-  const { value: manifest } = await readJson<Manifest>(deps.store, deps.bucket, keys.manifest);
-  const reduce = findJob(deps.jobs, manifest.job).reduce;
+  const reduce = findJob(deps.jobs, group.job).reduce;
   if (reduce === undefined)
-    throw new FanoutError('NOT_A_REDUCE', `job ${manifest.job} has no reduce to merge`);
-  const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
-  const { acc, records, badRecords } = await mergeRange(jobId, included, group, reduce, deps);
-  const key = `${keys.root}/merged/${group.from}-${group.to}.json`;
+    throw new FanoutError('NOT_A_REDUCE', `job ${group.job} has no reduce to merge`);
+  const { acc, records, badRecords } = await mergeChunks(jobId, group.chunks, reduce, deps);
+  const key = `${jobKeys(jobId).root}/merged/${group.from}-${group.to}.json`;
   await deps.store.put(deps.bucket, key, JSON.stringify(acc), { contentType: 'application/json' });
   return { key, records, badRecords };
 }
@@ -121,14 +135,12 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
       { context: { jobId } },
     );
   }
-  // Chunks that failed within the job's tolerance have no part: the result is partial.
+  // Chunks that failed within the job's tolerance have no output: the result is partial.
   const failedChunks: FailedChunk[] = manifest.chunks
     .filter((c) => c.failed === true)
     .map((c) => ({
       index: c.index,
-      key: manifest.objects[c.object]?.key ?? '',
-      start: c.start,
-      end: c.end,
+      ...chunkPlace(c, manifest.objects),
       error: c.errors?.at(-1) ?? { code: 'UNKNOWN', name: 'Error', message: 'no error recorded' },
     }));
   const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
@@ -148,7 +160,7 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
       records += outcome.recordsOut;
       badRecords += outcome.badRecords.count;
     }
-    result = await concatenateParts(outcomes, keys.result(true), parallelism, deps);
+    result = await concatenateOutputs(outcomes, keys.result(true), parallelism, deps);
   } else {
     const reduce = job.reduce;
     const fanIn = deps.fanIn ?? 1000;
@@ -158,16 +170,17 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
       const { invoker, reducerFunction } = deps;
       const count = Math.ceil(n / fanIn);
       acc = reduce.init();
-      for await (const group of orderedMap(count, parallelism, (g) =>
-        invoker.invoke<GroupResult>(
-          reducerFunction,
-          {
-            jobId,
-            group: { from: Math.floor((g * n) / count), to: Math.floor(((g + 1) * n) / count) },
-          },
-          { timeoutMs: 15 * 60_000 + 30_000 },
-        ),
-      )) {
+      for await (const group of orderedMap(count, parallelism, (g) => {
+        const from = Math.floor((g * n) / count);
+        const to = Math.floor(((g + 1) * n) / count);
+        const payload = {
+          jobId,
+          group: { job: job.name, from, to, chunks: included.slice(from, to) },
+        };
+        return invoker.invoke<GroupResult>(reducerFunction, payload, {
+          timeoutMs: 15 * 60_000 + 30_000,
+        });
+      })) {
         acc = reduce.merge(
           acc,
           (await readJson<unknown>(deps.store, deps.bucket, group.key)).value,
@@ -176,13 +189,7 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
         badRecords += group.badRecords;
       }
     } else {
-      ({ acc, records, badRecords } = await mergeRange(
-        jobId,
-        included,
-        { from: 0, to: n },
-        reduce,
-        deps,
-      ));
+      ({ acc, records, badRecords } = await mergeChunks(jobId, included, reduce, deps));
     }
     const value = reduce.finish ? reduce.finish(acc, manifest.params) : acc;
     const body = textEncoder.encode(stringifyResult(value));
@@ -218,36 +225,33 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
 const PREFETCH_PART_BYTES = 1024 * 1024;
 
 /**
- * Map-only: the parts in chunk order, as one JSONL object. When every part but the last is at
- * least 5 MiB, S3 assembles them itself (multipart UploadPartCopy): no byte passes through the
- * reducer. Otherwise the parts stream through it in order; small ones are fetched ahead in
- * parallel (at most `parallelism` × 1 MiB held), large ones are streamed when their turn comes,
- * so memory stays flat. Every read is pinned to the part's ETag.
+ * Map-only: the chunks' outputs in chunk order, as one JSONL object. Small outputs are inline in
+ * their outcomes; large ones are part objects. When every output is a part and all but the last
+ * are at least 5 MiB, S3 assembles them itself (multipart UploadPartCopy): no byte passes through
+ * the reducer. Otherwise the outputs stream through it in order; small parts are fetched ahead
+ * in parallel (at most `parallelism` × 1 MiB held), large ones are streamed when their turn
+ * comes, so memory stays flat. Every part read is pinned to its ETag.
  */
-async function concatenateParts(
+async function concatenateOutputs(
   outcomes: ChunkOutcome[],
   key: string,
   parallelism: number,
   deps: ReducerDeps,
 ): Promise<{ key: string; bytes: number }> {
   const { store, bucket } = deps;
-  const parts: ObjectInfo[] = [];
-  // An outcome records its part's size and ETag; one from before they were recorded needs a HEAD.
-  for await (const part of orderedMap(outcomes.length, parallelism, async (i) => {
-    const { key: partKey, bytes, etag } = outcomes[i]!.part;
-    return etag === undefined
-      ? store.head(bucket, partKey)
-      : { bucket, key: partKey, size: bytes, etag };
-  })) {
-    parts.push(part);
-  }
-  const nonEmpty = parts.filter((p) => p.size > 0);
+  const outputs = outcomes
+    .map((o) => o.output)
+    .filter((o) => (o.kind === 'inline' ? o.text !== '' : o.kind === 'part' && o.bytes > 0));
+  const parts = outputs.flatMap((o): ObjectInfo[] =>
+    o.kind === 'part' ? [{ bucket, key: o.key, size: o.bytes, etag: o.etag }] : [],
+  );
   const composable =
-    nonEmpty.length > 1 &&
-    nonEmpty.length <= 10_000 &&
-    nonEmpty.slice(0, -1).every((p) => p.size >= MIN_COMPOSE_PART);
+    parts.length > 1 &&
+    parts.length === outputs.length &&
+    parts.length <= 10_000 &&
+    parts.slice(0, -1).every((p) => p.size >= MIN_COMPOSE_PART);
   if (composable) {
-    const { size } = await store.compose(bucket, key, nonEmpty, {
+    const { size } = await store.compose(bucket, key, parts, {
       contentType: 'application/x-ndjson',
     });
     return { key, bytes: size };
@@ -258,8 +262,11 @@ async function concatenateParts(
     return pieces;
   };
   async function* body() {
-    for await (const fetched of orderedMap(nonEmpty.length, parallelism, async (i) => {
-      const part = nonEmpty[i]!;
+    for await (const fetched of orderedMap(outputs.length, parallelism, async (i) => {
+      const output = outputs[i]!;
+      if (output.kind === 'inline') return [textEncoder.encode(output.text)];
+      if (output.kind !== 'part') throw new Error(`unexpected ${output.kind} output`);
+      const part = { bucket, key: output.key, size: output.bytes, etag: output.etag };
       return part.size <= PREFETCH_PART_BYTES ? readAll(part) : part;
     })) {
       if (Array.isArray(fetched)) yield* fetched;

@@ -1,24 +1,39 @@
 /**
- * One chunk, start to finish: read the owned records of a byte range, map them, and write the
- * chunk's part and outcome. Memory stays flat whatever the chunk size: bytes stream in, map-only
- * outputs stream out through a bounded pipe, and a reduce keeps only its accumulator.
+ * One chunk, start to finish: read the owned records of each of the chunk's segments (a byte
+ * range of one object each), map them in dataset order, and write the chunk's outcome (and, for
+ * a large map-only output, its part). Memory stays flat whatever the chunk size: bytes stream
+ * in, a large map-only output streams out through a bounded pipe, and a reduce keeps only its
+ * accumulator. Small objects are fetched ahead, several at a time, so a chunk of many objects
+ * does not pay one request latency after another.
  */
+import { readAll } from './bytes.ts';
 import { BadRecordError, FanoutError } from './errors.ts';
 import type { AnyJob } from './job.ts';
 import { findJob, parseParams } from './job.ts';
 import { jobKeys } from './keys.ts';
 import { type ReadRange, scanOwnedLines } from './lines.ts';
-import type { BadRecordSample, ChunkOutcome, ChunkSummary, ChunkTask } from './model.ts';
+import {
+  type BadRecordSample,
+  type ChunkOutcome,
+  type ChunkOutput,
+  type ChunkSummary,
+  type ChunkTask,
+  INLINE_OUTPUT_CHARS,
+  type TaskSegment,
+} from './model.ts';
+import { orderedMap } from './ordered-map.ts';
 import { createBytePipe } from './pipe.ts';
 import type { Clock, ObjectStore } from './ports.ts';
-import { createRecordDecoder, RecordSyntaxError, SKIP } from './records.ts';
+import { createRecordDecoder, csvHeader, RecordSyntaxError, SKIP } from './records.ts';
 import { writeJson } from './status.ts';
 
 /** How many skipped bad records a chunk outcome keeps as samples. */
 export const BAD_RECORD_SAMPLES = 10;
 const SNIPPET_CHARS = 120;
-/** Map outputs are encoded in batches of about this many characters before entering the pipe. */
-const OUTPUT_BATCH_CHARS = 256 * 1024;
+/** Whole objects up to this size are fetched ahead of their turn (at most this × the window). */
+export const PREFETCH_OBJECT_BYTES = 1024 * 1024;
+/** GETs a worker keeps in flight for a chunk's small objects. */
+export const SEGMENT_PARALLELISM = 8;
 
 /** What {@link runChunk} needs from its surroundings. */
 export interface WorkerDeps {
@@ -27,6 +42,8 @@ export interface WorkerDeps {
   clock: Clock;
   /** Decompresses a gzip stream (the handler supplies node:zlib; the core stays pure). */
   gunzip: (compressed: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
+  /** GETs in flight for small objects. @default SEGMENT_PARALLELISM */
+  parallelism?: number;
 }
 
 const textDecoder = new TextDecoder();
@@ -42,9 +59,14 @@ const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   typeof value === 'object' &&
   typeof (value as { then?: unknown }).then === 'function';
 
+/** A whole object small enough to fetch ahead: its bytes are read before its turn comes. */
+const fetchedAhead = (s: TaskSegment) =>
+  s.start === 0 && s.end === s.object.size && s.object.size <= PREFETCH_OBJECT_BYTES;
+
 /**
- * Processes one chunk and writes `parts/{i}` and `chunks/{i}.json`. Returns a small summary.
- * A retried or duplicated invocation overwrites the same keys, so reruns are idempotent.
+ * Processes one chunk and writes `chunks/{i}.json` (and `parts/{i}.jsonl` for a large map-only
+ * output). Returns a small summary. A retried or duplicated invocation overwrites the same keys,
+ * so reruns are idempotent.
  */
 export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<ChunkSummary> {
   const started = deps.clock.now();
@@ -52,42 +74,34 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
   const params = parseParams(job, task.params);
   const reduce = job.reduce;
   const keys = jobKeys(task.jobId);
-  const partKey = keys.part(task.index, reduce === undefined);
-  const decode = createRecordDecoder(task.format, task.header);
-  const context = { jobId: task.jobId, chunk: task.index, key: task.object.key };
 
   let recordsIn = 0;
   let recordsOut = 0;
+  let bytesRead = 0;
   const bad = { count: 0, samples: [] as BadRecordSample[] };
   let acc: unknown = reduce?.init();
-  const pipe = reduce === undefined ? createBytePipe() : undefined;
-  const upload =
-    pipe &&
-    deps.store.upload(task.bucket, partKey, pipe.readable, {
-      contentType: 'application/x-ndjson',
-    });
-  // Keep the upload's rejection observed even while we are still scanning.
-  upload?.catch(() => undefined);
-  let batch = '';
+  const output = reduce === undefined ? mapOutput(task, deps) : undefined;
 
-  const flush = (): undefined | Promise<void> => {
-    if (batch === '' || pipe === undefined) return undefined;
-    const bytes = textEncoder.encode(batch);
-    batch = '';
-    return pipe.write(bytes);
-  };
+  // Per segment: the object being read, and the decoder of its records (a CSV object's decoder
+  // is made from its header line, which a segment from byte 0 reads first).
+  let segment = task.segments[0] as TaskSegment;
+  let decode: ((line: Uint8Array) => unknown) | undefined;
+  const where = () => ({ jobId: task.jobId, chunk: task.index, key: segment.object.key });
 
   const badRecord = (line: Uint8Array, offset: number, error: unknown) => {
     const reason = error instanceof Error ? error.message : String(error);
     const snippet = snippetOf(line);
+    const { key } = segment.object;
     if (task.onBadRecord === 'fail') {
       throw new BadRecordError(
-        `malformed record at byte ${offset} of ${task.object.key} (chunk ${task.index}): ${reason}; record starts: ${snippet}`,
-        { cause: error, context: { ...context, offset, snippet } },
+        `malformed record at byte ${offset} of ${key} (chunk ${task.index}): ${reason}; record starts: ${snippet}`,
+        { cause: error, context: { ...where(), offset, snippet } },
       );
     }
     bad.count += 1;
-    if (bad.samples.length < BAD_RECORD_SAMPLES) bad.samples.push({ offset, snippet, reason });
+    if (bad.samples.length < BAD_RECORD_SAMPLES) {
+      bad.samples.push({ key, offset, snippet, reason });
+    }
   };
 
   const emit = (out: unknown): undefined | Promise<void> => {
@@ -97,13 +111,15 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
       acc = reduce.add(acc, out);
       return undefined;
     }
-    batch += `${JSON.stringify(out)}\n`;
-    return batch.length >= OUTPUT_BATCH_CHARS ? flush() : undefined;
+    return output?.write(out);
   };
 
   const onLine = (line: Uint8Array, offset: number): undefined | Promise<void> => {
-    // A CSV object's first line is its header (handed to every chunk), not a record.
-    if (offset === 0 && task.format === 'csv') return undefined;
+    if (decode === undefined) {
+      // A CSV object's first line is its header, not a record.
+      decode = createRecordDecoder('csv', csvHeader(line));
+      return undefined;
+    }
     let record: unknown;
     try {
       record = decode(line);
@@ -120,61 +136,70 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
       out = job.map(record, params);
     } catch (error) {
       // A job signals "this record is malformed" by throwing RecordSyntaxError from map.
-      if (!(error instanceof RecordSyntaxError)) throw withContext(error, context, offset);
+      if (!(error instanceof RecordSyntaxError)) throw withContext(error, where(), offset);
       badRecord(line, offset, error);
       return undefined;
     }
     if (!isThenable(out)) return emit(out);
     // The line's bytes are only valid during this call: keep a copy for a late bad-record report.
     const copy = line.slice();
+    const context = where();
     return Promise.resolve(out).then(emit, (error) => {
       if (!(error instanceof RecordSyntaxError)) throw withContext(error, context, offset);
       badRecord(copy, offset, error);
     });
   };
 
-  const read: ReadRange = task.gzip
-    ? () => deps.gunzip(deps.store.readRange(task.object, 0, task.object.size))
-    : (start, end) => deps.store.readRange(task.object, start, end);
-  // A gzip object is one chunk whose decompressed length is unknown until the stream ends.
-  const range = task.gzip
-    ? { start: 0, end: Number.MAX_SAFE_INTEGER, size: Number.MAX_SAFE_INTEGER }
-    : { start: task.start, end: task.end, size: task.object.size };
-
-  let bytesRead: number;
-  let partBytes: number;
-  let partEtag: string;
   try {
-    ({ bytesRead } = await scanOwnedLines(read, range, onLine));
-    if (pipe !== undefined && upload !== undefined) {
-      await flush();
-      pipe.close();
-      ({ size: partBytes, etag: partEtag } = await upload);
-    } else {
-      const body = JSON.stringify(acc);
-      const bytes = textEncoder.encode(body);
-      ({ etag: partEtag } = await deps.store.put(task.bucket, partKey, bytes, {
-        contentType: 'application/json',
-      }));
-      partBytes = bytes.length;
+    // Small whole objects are fetched up to `parallelism` ahead; the others stream in their turn.
+    const ahead = orderedMap(task.segments.length, deps.parallelism ?? SEGMENT_PARALLELISM, (i) => {
+      const s = task.segments[i] as TaskSegment;
+      return fetchedAhead(s)
+        ? readAll(deps.store.readRange(s.object, 0, s.end))
+        : Promise.resolve(undefined);
+    });
+    let i = 0;
+    for await (const bytes of ahead) {
+      segment = task.segments[i++] as TaskSegment;
+      decode =
+        task.format === 'csv' && segment.start === 0
+          ? undefined
+          : createRecordDecoder(task.format, segment.header);
+      if (bytes !== undefined) bytesRead += bytes.length;
+      const fetch: ReadRange =
+        bytes === undefined
+          ? (start, end) => deps.store.readRange(segment.object, start, end)
+          : async function* (start, end) {
+              yield bytes.subarray(start, end);
+            };
+      const read: ReadRange = segment.gzip
+        ? () => deps.gunzip(fetch(0, segment.object.size))
+        : fetch;
+      // A gzip object is one segment whose decompressed length is unknown until it ends.
+      const range = segment.gzip
+        ? { start: 0, end: Number.MAX_SAFE_INTEGER, size: Number.MAX_SAFE_INTEGER }
+        : { start: segment.start, end: segment.end, size: segment.object.size };
+      const scanned = await scanOwnedLines(read, range, onLine);
+      if (bytes === undefined) bytesRead += scanned.bytesRead;
     }
   } catch (error) {
-    pipe?.fail(error);
+    output?.fail(error);
     throw error;
   }
 
+  const result: ChunkOutput =
+    output === undefined ? { kind: 'acc', value: acc } : await output.finish();
   const outcome: ChunkOutcome = {
     index: task.index,
     attempt: task.attempt,
-    key: task.object.key,
-    start: task.start,
-    end: task.end,
+    bytes: task.segments.reduce((sum, s) => sum + s.end - s.start, 0),
+    objects: task.segments.length,
     recordsIn,
     recordsOut,
     badRecords: bad,
     bytesRead,
     durationMs: Math.round(deps.clock.now() - started),
-    part: { key: partKey, bytes: partBytes, etag: partEtag },
+    output: result,
   };
   await writeJson(deps.store, task.bucket, keys.outcome(task.index), outcome);
   return {
@@ -184,6 +209,50 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     badRecords: bad.count,
     bytesRead,
     durationMs: outcome.durationMs,
+  };
+}
+
+/**
+ * A map-only chunk's output: JSONL kept in memory while it is small (it then travels inside the
+ * outcome), and streamed to `parts/{i}.jsonl` through a bounded pipe once it outgrows
+ * {@link INLINE_OUTPUT_CHARS}.
+ */
+function mapOutput(task: ChunkTask, deps: WorkerDeps) {
+  const key = jobKeys(task.jobId).part(task.index, true);
+  let batch = '';
+  let part:
+    | { pipe: ReturnType<typeof createBytePipe>; upload: Promise<{ etag: string; size: number }> }
+    | undefined;
+  const flush = () => {
+    if (part === undefined) {
+      const pipe = createBytePipe();
+      const upload = deps.store.upload(task.bucket, key, pipe.readable, {
+        contentType: 'application/x-ndjson',
+      });
+      // Keep the upload's rejection observed while the scan goes on.
+      upload.catch(() => undefined);
+      part = { pipe, upload };
+    }
+    const bytes = textEncoder.encode(batch);
+    batch = '';
+    return part.pipe.write(bytes);
+  };
+  return {
+    /** Appends one output; returns a promise when the pipe is full (backpressure). */
+    write(out: unknown): undefined | Promise<void> {
+      batch += `${JSON.stringify(out)}\n`;
+      return batch.length >= INLINE_OUTPUT_CHARS ? flush() : undefined;
+    },
+    async finish(): Promise<ChunkOutput> {
+      if (part === undefined) return { kind: 'inline', text: batch };
+      if (batch !== '') await flush();
+      part.pipe.close();
+      const { etag, size } = await part.upload;
+      return { kind: 'part', key, bytes: size, etag };
+    },
+    fail(error: unknown) {
+      part?.pipe.fail(error);
+    },
   };
 }
 

@@ -3,6 +3,7 @@
  * an invoker that calls the core functions directly.
  */
 
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { coordinateJob } from '#core/coordinator.ts';
@@ -10,7 +11,7 @@ import { createRegistry, defineJob } from '#core/job.ts';
 import { jobKeys } from '#core/keys.ts';
 import type { ChunkTask, Manifest } from '#core/model.ts';
 import { systemClock } from '#core/ports.ts';
-import { reduceGroup, reduceJob } from '#core/reducer.ts';
+import { type ReduceGroup, reduceGroup, reduceJob } from '#core/reducer.ts';
 import { submitJob } from '#core/submit.ts';
 import { runChunk } from '#core/worker.ts';
 import { jobs as builtIns } from '#jobs/index.ts';
@@ -32,12 +33,18 @@ const csvTotal = defineJob({
 });
 const jobs = createRegistry([...builtIns.values(), csvTotal]);
 
+async function* gunzip(source: AsyncIterable<Uint8Array>) {
+  const pieces: Uint8Array[] = [];
+  for await (const piece of source) pieces.push(piece);
+  yield gunzipSync(Buffer.concat(pieces));
+}
+
 function harness(fanIn?: number) {
   const store = new MemoryStore();
   const deps = { store, jobs, clock: systemClock, bucket: BUCKET };
   const invoker: DirectInvoker = new DirectInvoker({
-    worker: (task: ChunkTask) => runChunk(task, { ...deps, gunzip: (x) => x }),
-    reducer: ({ jobId, group }: { jobId: string; group?: { from: number; to: number } }) => {
+    worker: (task: ChunkTask) => runChunk(task, { ...deps, gunzip }),
+    reducer: ({ jobId, group }: { jobId: string; group?: ReduceGroup }) => {
       const reducerDeps = {
         ...deps,
         invoker,
@@ -161,45 +168,87 @@ describe('coordinateJob', () => {
     expect(small.store.composed).toBe(0);
   });
 
-  it('concatenates map-only parts from their outcomes, with a HEAD only for outcomes without an ETag', async () => {
+  it('concatenates map-only outputs, inline and parts, in order; a changed part is refused', async () => {
     const { store, submit } = harness();
-    const lines = Array.from({ length: 12 }, (_, i) =>
-      JSON.stringify({ name: `s${i}`, field: 'f', born: 1900 + i, nobel: false }),
+    // Chunk 1's output is large enough for a part; the others stay inline in their outcomes.
+    const line = (i: number, width: number) =>
+      JSON.stringify({ name: `s${i}`.padEnd(width, '.'), field: 'f', born: 1900, nobel: false });
+    await store.put(BUCKET, 'datasets/a.jsonl', `${line(0, 10)}\n`);
+    await store.put(
+      BUCKET,
+      'datasets/b.jsonl',
+      `${Array.from({ length: 3000 }, (_, i) => line(i + 1, 100)).join('\n')}\n`,
     );
-    await store.put(BUCKET, 'datasets/s.jsonl', `${lines.join('\n')}\n`);
+    await store.put(BUCKET, 'datasets/c.jsonl', `${line(3001, 10)}\n`);
     const { job, status } = await submit({
       job: 'scientists',
-      input: `s3://${BUCKET}/datasets/s.jsonl`,
-      concurrency: 5,
+      input: `s3://${BUCKET}/datasets/`,
+      concurrency: 3,
     });
-    expect(status.status).toBe('SUCCEEDED');
+    expect(status).toMatchObject({ status: 'SUCCEEDED', chunks: { total: 3 } });
     const keys = jobKeys(job.jobId);
-    const expected = store.text(BUCKET, keys.result(true));
-    expect(expected.trim().split('\n')).toHaveLength(12);
-
-    // Reduce again from outcomes as an older worker wrote them (no part ETag): same result.
-    const reduceAgain = async () => {
-      const running = { ...status, status: 'RUNNING' as const };
-      delete running.result;
-      delete running.finishedAt;
-      await store.put(BUCKET, keys.status, JSON.stringify(running));
-      const deps = { store, jobs, clock: systemClock, bucket: BUCKET };
-      return reduceJob(job.jobId, deps);
-    };
-    for (let i = 0; i < 5; i++) {
-      const outcome = JSON.parse(store.text(BUCKET, keys.outcome(i)));
-      expect(outcome.part.etag).toMatch(/^"/);
-      delete outcome.part.etag;
-      await store.put(BUCKET, keys.outcome(i), JSON.stringify(outcome));
-    }
-    expect((await reduceAgain()).status).toBe('SUCCEEDED');
-    expect(store.text(BUCKET, keys.result(true))).toBe(expected);
+    const kinds = [0, 1, 2].map((i) => JSON.parse(store.text(BUCKET, keys.outcome(i))).output.kind);
+    expect(kinds).toEqual(['inline', 'part', 'inline']);
+    const names = store
+      .text(BUCKET, keys.result(true))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).name.replace(/\.+$/, ''));
+    expect(names).toEqual(Array.from({ length: 3002 }, (_, i) => `s${i}`));
 
     // A part that changed after its outcome recorded it is not concatenated.
-    const outcome = JSON.parse(store.text(BUCKET, keys.outcome(2)));
-    outcome.part.etag = '"stale"';
-    await store.put(BUCKET, keys.outcome(2), JSON.stringify(outcome));
-    await expect(reduceAgain()).rejects.toThrow();
+    const running = { ...status, status: 'RUNNING' as const };
+    delete running.result;
+    delete running.finishedAt;
+    await store.put(BUCKET, keys.status, JSON.stringify(running));
+    const outcome = JSON.parse(store.text(BUCKET, keys.outcome(1)));
+    await store.put(BUCKET, outcome.output.key, 'changed\n');
+    await expect(
+      reduceJob(job.jobId, { store, jobs, clock: systemClock, bucket: BUCKET }),
+    ).rejects.toMatchObject({ code: 'DATASET_CHANGED' });
+  });
+
+  it('packs many small objects, empty and gzip ones among them, into a few chunks', async () => {
+    const { store, invoker, submit } = harness();
+    const record = (i: number) =>
+      JSON.stringify({
+        name: `s${i}`,
+        field: ['math', 'physics'][i % 2],
+        born: 1900,
+        nobel: i % 3 === 0,
+      });
+    const all: string[] = [];
+    for (let f = 0; f < 60; f++) {
+      const rows = Array.from({ length: f % 7 }, (_, k) => record(f * 10 + k));
+      all.push(...rows);
+      const body = rows.length === 0 ? '' : `${rows.join('\n')}\n`;
+      const key = `datasets/dir/f${String(f).padStart(3, '0')}.jsonl`;
+      if (f % 10 === 3) await store.put(BUCKET, `${key}.gz`, gzipSync(body));
+      else await store.put(BUCKET, key, body);
+    }
+    const { job, status } = await submit({
+      job: 'by-field',
+      input: `s3://${BUCKET}/datasets/dir/`,
+      concurrency: 4,
+      chunkSize: 1000,
+    });
+    expect(status).toMatchObject({ status: 'SUCCEEDED', records: all.length });
+    const manifest: Manifest = JSON.parse(store.text(BUCKET, jobKeys(job.jobId).manifest));
+    expect(manifest.chunks.length).toBeLessThan(20);
+    expect(manifest.chunks.some((c) => c.lastObject !== undefined)).toBe(true);
+    const tasks = invoker.calls.filter((c) => c.functionName === 'worker');
+    expect(tasks.some((c) => (c.payload as ChunkTask).segments.length > 3)).toBe(true);
+    // The same answer as one pass over every record.
+    const single = harness();
+    await single.store.put(BUCKET, 'datasets/one.jsonl', `${all.join('\n')}\n`);
+    const one = await single.submit({
+      job: 'by-field',
+      input: `s3://${BUCKET}/datasets/one.jsonl`,
+      concurrency: 1,
+    });
+    expect(store.text(BUCKET, jobKeys(job.jobId).result(false))).toBe(
+      single.store.text(BUCKET, jobKeys(one.job.jobId).result(false)),
+    );
   });
 
   it('merges a large fan-in as a tree of reducer invocations, with the same result', async () => {
@@ -234,10 +283,10 @@ describe('coordinateJob', () => {
       (c) => (c.payload as { group?: unknown }).group !== undefined,
     );
     expect(groups.map((c) => (c.payload as { group: unknown }).group)).toEqual([
-      { from: 0, to: 2 },
-      { from: 2, to: 5 },
-      { from: 5, to: 7 },
-      { from: 7, to: 10 },
+      { job: 'by-field', from: 0, to: 2, chunks: [0, 1] },
+      { job: 'by-field', from: 2, to: 5, chunks: [2, 3, 4] },
+      { job: 'by-field', from: 5, to: 7, chunks: [5, 6] },
+      { job: 'by-field', from: 7, to: 10, chunks: [7, 8, 9] },
     ]);
   });
 

@@ -1,26 +1,51 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type ChunkRange, defaultChunkSize, MiB, type PlanObject, planChunks } from '#core/plan.ts';
+import {
+  type ChunkRange,
+  chunkSegments,
+  defaultChunkSize,
+  MiB,
+  needsRecordStarts,
+  type PlanObject,
+  planChunks,
+  type Segment,
+} from '#core/plan.ts';
 
-/** Each object's ranges, in order, tile [0, size) with no gap or overlap. */
-function expectCoverage(objects: PlanObject[], chunks: ChunkRange[]) {
+/**
+ * The chunks' segments, in chunk order, read every byte of every object exactly once and in
+ * dataset order: concatenated, they are each non-empty object's [0, size), object after object.
+ * No segment is empty, no gzip object is cut, and no chunk reads more than `maxObjects` objects.
+ */
+function expectTiling(objects: PlanObject[], chunks: ChunkRange[], maxObjects = 1000) {
   expect(chunks.map((c) => c.index)).toEqual(chunks.map((_, i) => i));
-  for (const [i, o] of objects.entries()) {
-    const mine = chunks.filter((c) => c.object === i);
-    if (o.size === 0) {
-      expect(mine).toEqual([]);
-      continue;
-    }
+  const segments: Segment[] = [];
+  for (const chunk of chunks) {
+    const mine = chunkSegments(chunk, objects);
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.length).toBeLessThanOrEqual(maxObjects);
+    expect(mine[0]?.object).toBe(chunk.object);
+    expect(mine[0]?.start).toBe(chunk.start);
+    expect(mine.at(-1)?.object).toBe(chunk.lastObject ?? chunk.object);
+    expect(mine.at(-1)?.end).toBe(chunk.end);
+    if (chunk.lastObject !== undefined) expect(chunk.lastObject).toBeGreaterThan(chunk.object);
+    segments.push(...mine);
+  }
+  const expected: Segment[] = [];
+  for (const [object, o] of objects.entries()) {
+    if (o.size === 0) continue;
+    const mine = segments.filter((s) => s.object === object);
     let at = 0;
-    for (const c of mine) {
-      expect(c.start).toBe(at);
-      expect(c.end).toBeGreaterThan(c.start);
-      at = c.end;
+    for (const s of mine) {
+      expect(s.start).toBe(at);
+      expect(s.end).toBeGreaterThan(s.start);
+      at = s.end;
     }
     expect(at).toBe(o.size);
+    if (o.gzip) expect(mine).toEqual([{ object, start: 0, end: o.size }]);
+    expected.push(...mine);
   }
-  const objectOrder = chunks.map((c) => c.object);
-  expect(objectOrder).toEqual([...objectOrder].sort((a, b) => a - b));
+  // Dataset order: segments come object after object, each object's ranges in order.
+  expect(segments).toEqual(expected);
 }
 
 describe('defaultChunkSize', () => {
@@ -58,17 +83,70 @@ describe('planChunks', () => {
     expect(planChunks([seven], { concurrency: 2 })).toHaveLength(2);
   });
 
-  it('gives gzip objects one chunk and empty objects none', () => {
+  it('deals many small objects whole, one task each, without their record offsets', () => {
+    const objects = Array.from({ length: 10 }, () => ({ size: 100 }));
+    expect(needsRecordStarts(objects, { concurrency: 4 })).toBe(false);
+    expect(needsRecordStarts([{ size: 100 }], { concurrency: 4 })).toBe(true);
+    expect(needsRecordStarts([{ size: 2 * MiB }], { concurrency: 4 })).toBe(false);
+    const chunks = planChunks(objects, { concurrency: 4 });
+    expect(chunks.map((c) => [c.object, c.lastObject])).toEqual([
+      [0, 1],
+      [2, 4],
+      [5, 6],
+      [7, 9],
+    ]);
+    expect(chunks.every((c) => c.start === 0 && c.end === 100)).toBe(true);
+  });
+
+  it('packs small objects up to the chunk size and cuts big ones, across objects', () => {
+    const chunks = planChunks([{ size: 300 }, { size: 200 }, { size: 900 }, { size: 0 }], {
+      concurrency: 1,
+      chunkSize: 1000,
+    });
+    expect(chunks).toEqual([
+      { index: 0, object: 0, start: 0, lastObject: 2, end: 500 },
+      { index: 1, object: 2, start: 500, end: 900 },
+    ]);
+    expect(chunkSegments(chunks[0]!, [{ size: 300 }, { size: 200 }, { size: 900 }])).toEqual([
+      { object: 0, start: 0, end: 300 },
+      { object: 1, start: 0, end: 200 },
+      { object: 2, start: 0, end: 500 },
+    ]);
+  });
+
+  it('packs 2,000 small objects into a few chunks', () => {
+    const objects = Array.from({ length: 2000 }, () => ({ size: 3500 }));
+    const chunks = planChunks(objects, { concurrency: 2 });
+    expect(chunks).toHaveLength(7); // 7 MB in 1 MiB chunks
+    expectTiling(objects, chunks);
+  });
+
+  it('bounds the objects per chunk', () => {
+    const objects = Array.from({ length: 25 }, () => ({ size: 10 }));
+    const chunks = planChunks(objects, {
+      concurrency: 1,
+      chunkSize: 10_000,
+      maxObjectsPerChunk: 10,
+    });
+    expect(chunks.map((c) => [c.object, c.lastObject])).toEqual([
+      [0, 9],
+      [10, 19],
+      [20, 24],
+    ]);
+  });
+
+  it('reads gzip objects whole and skips empty ones', () => {
     const chunks = planChunks([{ size: 0 }, { size: 5 * MiB, gzip: true }, { size: 3 * MiB }], {
       concurrency: 1,
       chunkSize: MiB,
     });
-    expect(chunks.map((c) => [c.object, c.start, c.end])).toEqual([
-      [1, 0, 5 * MiB],
-      [2, 0, MiB],
-      [2, MiB, 2 * MiB],
-      [2, 2 * MiB, 3 * MiB],
+    expect(chunks).toEqual([
+      { index: 0, object: 1, start: 0, end: 5 * MiB },
+      { index: 1, object: 2, start: 0, end: MiB },
+      { index: 2, object: 2, start: MiB, end: 2 * MiB },
+      { index: 3, object: 2, start: 2 * MiB, end: 3 * MiB },
     ]);
+    expect(planChunks([{ size: 0 }], { concurrency: 1 })).toEqual([]);
   });
 
   it('rejects bad options with what was expected', () => {
@@ -79,29 +157,55 @@ describe('planChunks', () => {
       /not both/,
     );
     expect(() => planChunks([seven], { concurrency: 1, chunkSize: 1.5 })).toThrow(/chunkSize/);
+    expect(() => planChunks([{ size: -1 }], { concurrency: 1 })).toThrow(/invalid size -1/);
   });
 
+  // Any mix of sizes: empty objects, tiny ones, ones bigger than a chunk; some gzip.
   const objects = fc.array(
     fc.record({
-      size: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 5000 })),
+      size: fc.oneof(
+        fc.constant(0),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 5000 }),
+      ),
       gzip: fc.boolean(),
     }),
-    { minLength: 1, maxLength: 5 },
+    { minLength: 1, maxLength: 30 },
   );
 
-  it('property: byte ranges tile every object; chunks: N on one object gives N', () => {
+  it('property: chunks tile the dataset exactly once, in order, for any mix of objects', () => {
     fc.assert(
       fc.property(
         objects,
         fc.integer({ min: 1, max: 600 }),
         fc.integer({ min: 1, max: 50 }),
-        (os, chunkSize, n) => {
-          expectCoverage(os, planChunks(os, { concurrency: 3, chunkSize }));
-          expectCoverage(os, planChunks(os, { concurrency: 3, chunks: n }));
+        fc.integer({ min: 1, max: 8 }),
+        (os, chunkSize, n, maxObjects) => {
+          const options = { concurrency: 3, maxObjectsPerChunk: maxObjects };
+          expectTiling(os, planChunks(os, { ...options, chunkSize }), maxObjects);
+          expectTiling(os, planChunks(os, { ...options, chunks: n }), maxObjects);
+          expectTiling(os, planChunks(os, options), maxObjects);
         },
       ),
+      { numRuns: 300 },
+    );
+  }, 60_000);
+
+  it('property: chunks never exceed the chunk size but to hold a whole gzip object', () => {
+    fc.assert(
+      fc.property(objects, fc.integer({ min: 1, max: 600 }), (os, chunkSize) => {
+        for (const chunk of planChunks(os, { concurrency: 1, chunkSize })) {
+          const segments = chunkSegments(chunk, os);
+          const bytes = segments.reduce((s, g) => s + g.end - g.start, 0);
+          const gzip = segments.some((s) => os[s.object]?.gzip);
+          if (!gzip) expect(bytes).toBeLessThanOrEqual(chunkSize);
+        }
+      }),
       { numRuns: 200 },
     );
+  });
+
+  it('property: chunks: N on one object gives N', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 10_000 }),
@@ -136,21 +240,29 @@ describe('planChunks', () => {
         fc.integer({ min: 1, max: 20 }),
         (os, k) => {
           const chunks = planChunks(os, { concurrency: k });
-          expectCoverage(os, chunks);
-          const records = os.reduce((s, o) => s + o.recordStarts.length, 0);
+          expectTiling(os, chunks);
+          // A task is a record, or an object's first bytes up to its second record.
+          const tasks = os.reduce(
+            (s, o) => s + (o.size === 0 ? 0 : Math.max(1, o.recordStarts.length)),
+            0,
+          );
           const perChunk = chunks.map((c) => {
             const o = os[c.object]!;
             expect(c.start === 0 || o.recordStarts.includes(c.start)).toBe(true);
-            return o.recordStarts.filter((s) => s >= c.start && s < c.end).length;
+            return chunkSegments(c, os).reduce((n, s) => {
+              // An object's first task begins at its start, whatever bytes precede its first record.
+              const starts = os[s.object]!.recordStarts.slice(1);
+              return (
+                n + (s.start === 0 ? 1 : 0) + starts.filter((r) => r >= s.start && r < s.end).length
+              );
+            }, 0);
           });
-          expect(perChunk.reduce((a, b) => a + b, 0)).toBe(records);
-          if (os.length === 1 && records > 0) {
-            expect(chunks).toHaveLength(Math.min(k, records));
-            expect(Math.max(...perChunk) - Math.min(...perChunk)).toBeLessThanOrEqual(1);
-          }
+          expect(perChunk.reduce((a, b) => a + b, 0)).toBe(tasks);
+          expect(chunks).toHaveLength(Math.min(k, tasks));
+          expect(Math.max(...perChunk) - Math.min(...perChunk)).toBeLessThanOrEqual(1);
         },
       ),
-      { numRuns: 200 },
+      { numRuns: 300 },
     );
   });
 });

@@ -68,10 +68,7 @@ describe('worker memory', () => {
       bucket: 'b',
       index: 0,
       attempt: 1,
-      object,
-      start: 0,
-      end: SIZE,
-      gzip: false,
+      segments: [{ object, start: 0, end: SIZE, gzip: false }],
     };
     globalThis.gc?.();
     const before = used();

@@ -1,5 +1,7 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createRegistry, defineJob } from '#core/job.ts';
 import type { ChunkTask } from '#core/model.ts';
 import { systemClock } from '#core/ports.ts';
 import { runChunk } from '#core/worker.ts';
@@ -32,10 +34,7 @@ async function setup(text: string | Uint8Array, key = 'datasets/in.jsonl') {
     bucket: BUCKET,
     index: 0,
     attempt: 1,
-    object,
-    start: 0,
-    end: object.size,
-    gzip: false,
+    segments: [{ object, start: 0, end: object.size, gzip: key.endsWith('.gz') }],
     ...over,
   });
   return { store, deps, task };
@@ -47,29 +46,107 @@ const lines = [
 ];
 
 describe('runChunk', () => {
-  it('writes a map-only part in input order and an outcome', async () => {
+  it('keeps a small map-only output inline in the outcome, in input order', async () => {
     const { store, deps, task } = await setup(`${lines.join('\n')}\n`);
     const summary = await runChunk(task({}), deps);
     expect(summary).toMatchObject({ index: 0, recordsIn: 2, recordsOut: 2, badRecords: 0 });
-    expect(store.text(BUCKET, `jobs/${JOB_ID}/parts/0.jsonl`)).toBe(
-      '{"name":"Ada Lovelace","age":202}\n{"name":"Marie Curie","age":150}\n',
-    );
     const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
-    const part = await store.head(BUCKET, `jobs/${JOB_ID}/parts/0.jsonl`);
     expect(outcome).toMatchObject({
       recordsIn: 2,
       recordsOut: 2,
-      part: { key: part.key, bytes: part.size, etag: part.etag },
+      objects: 1,
+      bytes: lines.join('\n').length + 1,
+      output: {
+        kind: 'inline',
+        text: '{"name":"Ada Lovelace","age":202}\n{"name":"Marie Curie","age":150}\n',
+      },
+    });
+    expect([...store.objects.keys()].some((k) => k.includes('/parts/'))).toBe(false);
+  });
+
+  it('streams a large map-only output to its part and records its size and ETag', async () => {
+    const many = Array.from({ length: 8000 }, (_, i) =>
+      JSON.stringify({ name: `n${i}`.padEnd(40, '.'), field: 'f', born: 1900, nobel: false }),
+    );
+    const { store, deps, task } = await setup(`${many.join('\n')}\n`);
+    await runChunk(task({}), deps);
+    const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    const part = await store.head(BUCKET, `jobs/${JOB_ID}/parts/0.jsonl`);
+    expect(outcome.output).toEqual({
+      kind: 'part',
+      key: part.key,
+      bytes: part.size,
+      etag: part.etag,
+    });
+    const out = store.text(BUCKET, part.key).trim().split('\n');
+    expect(out).toHaveLength(8000);
+    expect(JSON.parse(out[7999]!).name).toBe('n7999'.padEnd(40, '.'));
+  });
+
+  it('keeps a reduce accumulator in the outcome', async () => {
+    const { store, deps, task } = await setup(`${lines.join('\n')}\n`);
+    await runChunk(task({ job: 'by-field' }), deps);
+    const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    expect(outcome.output).toEqual({
+      kind: 'acc',
+      value: {
+        math: { count: 1, nobels: 0, ageSum: 202 },
+        physics: { count: 1, nobels: 1, ageSum: 150 },
+      },
     });
   });
 
-  it('writes a reduce part holding the accumulator', async () => {
-    const { store, deps, task } = await setup(`${lines.join('\n')}\n`);
-    await runChunk(task({ job: 'by-field' }), deps);
-    expect(JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/parts/0.json`))).toEqual({
-      math: { count: 1, nobels: 0, ageSum: 202 },
-      physics: { count: 1, nobels: 1, ageSum: 150 },
+  it('reads several objects in order: ranges, whole objects, gzip, CSV headers per object', async () => {
+    const store = new MemoryStore();
+    const put = async (key: string, body: string | Uint8Array) => {
+      await store.put(BUCKET, key, body);
+      return store.head(BUCKET, key);
+    };
+    const a = await put('d/a.csv', 'id,v\n1,x\n2,y\n3,z\n');
+    const b = await put('d/b.csv', 'v,id\nw,4\n');
+    const c = await put('d/c.csv.gz', gzipSync('id,v\n5,u\n6,t'));
+    const d = await put('d/d.csv', 'id,v\n7,s\n8,r\n');
+    const lineAt = (text: string, n: number) => text.split('\n').slice(0, n).join('\n').length + 1;
+    const aText = 'id,v\n1,x\n2,y\n3,z\n';
+    const task: ChunkTask = {
+      jobId: JOB_ID,
+      job: 'rows',
+      params: {},
+      format: 'csv',
+      onBadRecord: 'fail',
+      bucket: BUCKET,
+      index: 3,
+      attempt: 1,
+      segments: [
+        // From a.csv's last line (its header handed over), b whole, c gzip, d's header and 7,s.
+        { object: a, start: lineAt(aText, 3), end: a.size, gzip: false, header: ['id', 'v'] },
+        { object: b, start: 0, end: b.size, gzip: false },
+        { object: c, start: 0, end: c.size, gzip: true },
+        { object: d, start: 0, end: 6, gzip: false },
+      ],
+    };
+    const rows = defineJob({
+      name: 'rows',
+      format: 'csv',
+      params: z.object({}).strict(),
+      map: (r: Record<string, string>) => `${r.id}${r.v}`,
     });
+    const deps = {
+      store,
+      jobs: createRegistry([rows]),
+      clock: systemClock,
+      gunzip: async function* (src: AsyncIterable<Uint8Array>) {
+        const pieces: Uint8Array[] = [];
+        for await (const p of src) pieces.push(p);
+        yield gunzipSync(Buffer.concat(pieces));
+      },
+      parallelism: 2,
+    };
+    const summary = await runChunk(task, deps);
+    expect(summary).toMatchObject({ recordsIn: 5, recordsOut: 5 });
+    const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/3.json`));
+    expect(outcome.output.text).toBe('"3z"\n"4w"\n"5u"\n"6t"\n"7s"\n');
+    expect(outcome).toMatchObject({ objects: 4 });
   });
 
   it("fails the chunk at a malformed record with its offset under 'fail'", async () => {
@@ -88,6 +165,7 @@ describe('runChunk', () => {
     expect(summary).toMatchObject({ recordsIn: 4, recordsOut: 2, badRecords: 2 });
     const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
     expect(outcome.badRecords.samples.map((s: { offset: number }) => s.offset)).toEqual([65, 80]);
+    expect(outcome.badRecords.samples[0].key).toBe('datasets/in.jsonl');
   });
 
   it('reads a gzip object whole', async () => {
@@ -95,9 +173,10 @@ describe('runChunk', () => {
       gzipSync(`${lines.join('\n')}`),
       'datasets/in.jsonl.gz',
     );
-    const summary = await runChunk(task({ gzip: true }), deps);
+    const summary = await runChunk(task({}), deps);
     expect(summary.recordsOut).toBe(2);
-    expect(store.text(BUCKET, `jobs/${JOB_ID}/parts/0.jsonl`).split('\n')).toHaveLength(3);
+    const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    expect(outcome.output.text.split('\n')).toHaveLength(3);
   });
 
   it('fails with DatasetChangedError when the pinned object changed', async () => {
