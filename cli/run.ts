@@ -3,15 +3,15 @@
  * a progress bar, and deliver the result. Split from the argument parsing so `npm start`, the
  * benchmarks and the tests run jobs through exactly this path.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { basename, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { resolveInput } from '#core/coordinator.ts';
-import { JobFailedError, ValidationError } from '#core/errors.ts';
+import { JobFailedError, NotFoundError, ValidationError } from '#core/errors.ts';
 import { findJob, parseParams } from '#core/job.ts';
-import { formatS3Uri, newJobId, parseS3Uri } from '#core/keys.ts';
+import { formatS3Uri, parseS3Uri } from '#core/keys.ts';
 import { describePlace, type JobStatus } from '#core/model.ts';
 import { SMALL_INPUT_BYTES } from '#core/plan.ts';
 import { readStatus, TERMINAL_STATES } from '#core/status.ts';
@@ -79,8 +79,14 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
       Math.min(expectedWorkers, LOCAL_DEFAULTS.workerSandboxes),
     ),
   ]).catch(() => undefined);
-  const inputUri = await stageInput(runtime, options.input, stderr);
-  const objects = await resolveInput(inputUri, runtime.store);
+  const uri = await inputUri(runtime, options.input);
+  const objects = await resolveInput(uri, runtime.store).catch((error: unknown) => {
+    // A local directory with no files in it is a usage error, like a missing file.
+    if (error instanceof NotFoundError && !options.input.startsWith('s3://')) {
+      throw new ValidationError(`input directory ${JSON.stringify(options.input)} holds no files`);
+    }
+    throw error;
+  });
   const totalBytes = objects.reduce((sum, o) => sum + o.size, 0);
   const small = totalBytes <= SMALL_INPUT_BYTES && options.chunkSize === undefined;
   const concurrency =
@@ -89,7 +95,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
 
   await warming;
   const request = await submitJob(
-    { ...options, job: job.name, input: inputUri, params: options.params ?? {}, concurrency },
+    { ...options, job: job.name, input: uri, params: options.params ?? {}, concurrency },
     submitDeps(runtime),
   );
 
@@ -134,12 +140,12 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   return { jobId: request.jobId, status, durationMs, output: null, resultText };
 }
 
-/** Uploads a local file or directory to datasets/ and returns its S3 URI; passes s3:// through. */
-async function stageInput(
-  runtime: LocalRuntime,
-  input: string,
-  stderr: NodeJS.WriteStream,
-): Promise<string> {
+/**
+ * The S3 URI of the input: an s3:// URI as it is; a local file or directory served in place by
+ * the local S3 server as a read-only bucket (nothing is copied; a file edited while the job
+ * runs fails it with DatasetChangedError, as an overwritten S3 object would).
+ */
+async function inputUri(runtime: LocalRuntime, input: string): Promise<string> {
   if (input.startsWith('s3://')) {
     if (parseS3Uri(input) === undefined) {
       throw new ValidationError(
@@ -149,36 +155,13 @@ async function stageInput(
     return input;
   }
   const info = await stat(input).catch(() => undefined);
-  if (info === undefined) {
+  if (info === undefined || !(info.isFile() || info.isDirectory())) {
     throw new ValidationError(
       `input ${JSON.stringify(input)} does not exist; expected a local file, a local directory, or s3://bucket/key`,
     );
   }
-  const files = info.isDirectory() ? await listFiles(input) : [input];
-  if (files.length === 0) {
-    throw new ValidationError(`input directory ${JSON.stringify(input)} holds no files`);
-  }
-  // A fresh prefix per run: a persistent --dir never mixes this run's files with older ones.
-  const prefix = `datasets/${newJobId()}/`;
-  const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
-  const total = sizes.reduce((a, b) => a + b, 0);
-  const progress = createProgress('upload', stderr);
-  let sent = 0;
-  for (const [i, file] of files.entries()) {
-    const key = info.isDirectory()
-      ? `${prefix}${relative(input, file)}`
-      : `${prefix}${basename(file)}`;
-    const before = sent;
-    // The size is known: one streaming PUT rather than a multipart upload of copied parts.
-    await runtime.store.upload(runtime.bucket, key, createReadStream(file), {
-      contentLength: sizes[i] ?? 0,
-      onProgress: (bytes) => progress.update(before + bytes, total, formatBytes(before + bytes)),
-    });
-    sent = before + (sizes[i] ?? 0);
-  }
-  if (total > SMALL_INPUT_BYTES) progress.done(`${files.length} file(s), ${formatBytes(total)}`);
-  const key = info.isDirectory() ? prefix : `${prefix}${basename(input)}`;
-  return formatS3Uri(runtime.bucket, key);
+  if (info.isDirectory()) return formatS3Uri(await runtime.s3.mount(input), '');
+  return formatS3Uri(await runtime.s3.mount(dirname(input)), basename(input));
 }
 
 /** Bytes of a local file, or of all files under a local directory. */

@@ -24,14 +24,17 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, realpath, rename, rm, stat } from 'node:fs/promises';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
+import { FileBucket } from './files.ts';
 import { KeyLocks } from './locks.ts';
+import { parseRange, renderListV2, s3ErrorXml, sendS3Error } from './protocol.ts';
 
 /** Options of {@link startS3Server}. */
 export interface S3ServerOptions {
@@ -51,17 +54,20 @@ export interface LocalS3Server {
   endpoint: string;
   port: number;
   dir: string;
+  /**
+   * Serves a local directory in place as a read-only bucket (see local/s3/files.ts) and returns
+   * the bucket's name; the same directory always gets the same bucket. Nothing is copied.
+   */
+  mount(directory: string): Promise<string>;
   close(): Promise<void>;
 }
 
 type Ctx = Parameters<S3rver['middleware'][number]>[0];
 
-const xmlEscape = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
-
 function sendError(ctx: Ctx, status: number, code: string, message: string, extra = '') {
   ctx.status = status;
   ctx.type = 'application/xml';
-  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message>${extra}<RequestId>local</RequestId></Error>`;
+  ctx.body = s3ErrorXml(code, message, extra);
 }
 
 function parsePath(path: string): { bucket: string; key: string } {
@@ -96,28 +102,31 @@ async function listObjectsV2(ctx: Ctx, bucket: string) {
           ...(startAfter && { startAfter }),
         });
   const last = result.objects.at(-1)?.key;
-  const contents = result.objects
-    .map(
-      (o) =>
-        `<Contents><Key>${xmlEscape(o.key)}</Key><LastModified>${o.lastModifiedDate.toISOString()}</LastModified><ETag>${xmlEscape(o.metadata.etag ?? '')}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
-    )
-    .join('');
-  const prefixes = result.commonPrefixes
-    .map((p) => `<CommonPrefixes><Prefix>${xmlEscape(p)}</Prefix></CommonPrefixes>`)
-    .join('');
   ctx.status = 200;
   ctx.type = 'application/xml';
-  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${xmlEscape(bucket)}</Name><Prefix>${xmlEscape(q.prefix ?? '')}</Prefix>${token ? `<ContinuationToken>${xmlEscape(token)}</ContinuationToken>` : ''}${!token && q['start-after'] ? `<StartAfter>${xmlEscape(q['start-after'])}</StartAfter>` : ''}<KeyCount>${result.objects.length}</KeyCount><MaxKeys>${maxKeys}</MaxKeys>${q.delimiter ? `<Delimiter>${xmlEscape(q.delimiter)}</Delimiter>` : ''}<IsTruncated>${result.isTruncated}</IsTruncated>${result.isTruncated && last ? `<NextContinuationToken>${encodeToken(last)}</NextContinuationToken>` : ''}${contents}${prefixes}</ListBucketResult>`;
+  ctx.body = renderListV2({
+    bucket,
+    prefix: q.prefix ?? '',
+    delimiter: q.delimiter ?? '',
+    maxKeys,
+    ...(token && { token }),
+    ...(q['start-after'] && { startAfter: q['start-after'] }),
+    contents: result.objects.map((o) => ({
+      key: o.key,
+      size: o.size,
+      etag: o.metadata.etag ?? '',
+      lastModified: o.lastModifiedDate,
+    })),
+    prefixes: result.commonPrefixes,
+    ...(result.isTruncated && last && { next: encodeToken(last) }),
+  });
 }
 
 type Metadata = Record<string, string> | undefined;
 
-function compatLayer(locks: KeyLocks, faults: S3ServerOptions['faults']) {
+function compatLayer(locks: KeyLocks) {
   return async (ctx: Ctx, next: () => Promise<void>) => {
     const { bucket, key } = parsePath(ctx.path);
-    if (faults?.({ method: ctx.method, bucket, key }) === 'slowdown') {
-      return sendError(ctx, 503, 'SlowDown', 'Please reduce your request rate.');
-    }
     if (key === '') {
       if (ctx.method === 'GET' && ctx.query['list-type'] === '2' && bucket !== '') {
         return listObjectsV2(ctx, bucket);
@@ -282,22 +291,13 @@ async function serveObject(
   const meta = await metadataOf();
   if (meta === undefined) return false; // s3rver answers NoSuchKey / NoSuchBucket itself
   const size = Number(meta['content-length']);
-  const rangeHeader = header(ctx, 'range');
-  let start = 0;
-  let end = size - 1;
-  if (rangeHeader !== undefined) {
-    const m = /^bytes=(\d*)-(\d*)$/.exec(rangeHeader.trim());
-    if (m === null || (m[1] === '' && m[2] === '')) return false;
-    if (m[1] === '') start = Math.max(0, size - Number(m[2]));
-    else {
-      start = Number(m[1]);
-      if (m[2] !== '') end = Math.min(end, Number(m[2]));
-    }
-    if (start >= size || start > end) return false; // s3rver answers InvalidRange
+  const range = parseRange(header(ctx, 'range'), size);
+  if (range === 'invalid') return false; // s3rver answers InvalidRange (or ignores the header)
+  const [start, end] = range ?? [0, size - 1];
+  if (range === undefined) ctx.status = 200;
+  else {
     ctx.status = 206;
     ctx.set('Content-Range', `bytes ${start}-${end}/${size}`);
-  } else {
-    ctx.status = 200;
   }
   for (const name of [
     'content-type',
@@ -424,15 +424,56 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
     configureBuckets: (options.buckets ?? []).map((name) => ({ name })),
   });
   // Koa composes its middleware list per request, so a layer put first sees every request.
-  server.middleware.unshift(
-    compatLayer(new KeyLocks(), options.faults) as S3rver['middleware'][number],
-  );
+  server.middleware.unshift(compatLayer(new KeyLocks()) as S3rver['middleware'][number]);
   server.on('error', () => undefined); // per-request errors are answered; don't crash the host
   const { port } = await server.run();
+
+  // In front of s3rver's Koa app: fault injection for every request, and the file buckets,
+  // which never reach Koa.
+  const mounts = new Map<string, FileBucket>();
+  const httpServer = server.httpServer as Server;
+  const [koa] = httpServer.listeners('request') as ((
+    req: IncomingMessage,
+    res: ServerResponse,
+  ) => void)[];
+  httpServer.removeAllListeners('request');
+  httpServer.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    let target: { bucket: string; key: string };
+    try {
+      target = parsePath(q < 0 ? url : url.slice(0, q));
+    } catch {
+      req.resume();
+      return sendS3Error(res, 400, 'InvalidURI', "Couldn't parse the specified URI.");
+    }
+    if (options.faults?.({ method: req.method ?? 'GET', ...target }) === 'slowdown') {
+      req.resume();
+      return sendS3Error(res, 503, 'SlowDown', 'Please reduce your request rate.');
+    }
+    const files = mounts.get(target.bucket);
+    if (files === undefined) return koa?.(req, res);
+    files
+      .handle(req, res, target.key, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)))
+      .catch((error: Error) => {
+        if (!res.headersSent) sendS3Error(res, 500, 'InternalError', error.message);
+        else res.destroy();
+      });
+  });
+
   return {
     endpoint: `http://127.0.0.1:${port}`,
     port,
     dir,
+    async mount(directory) {
+      const root = await realpath(directory);
+      if (!(await stat(root)).isDirectory()) {
+        throw new Error(`${directory} is not a directory`);
+      }
+      const name = `fanout-files-${createHash('sha256').update(root).digest('hex').slice(0, 12)}`;
+      if (!mounts.has(name)) mounts.set(name, new FileBucket(name, root));
+      return name;
+    },
     async close() {
       server.httpServer?.closeAllConnections();
       await server.close();

@@ -2,14 +2,17 @@
  * The whole pipeline on the embedded runtime: real local S3 server, real Lambda Invoke API
  * server running the function bundles, the real SDK clients in between.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
+import { readStatus } from '#core/status.ts';
+import { submitJob } from '#core/submit.ts';
+import { type LocalRuntime, startRuntime, submitDeps } from '#local/runtime.ts';
 import { byFieldSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
-import { runJob } from '../../cli/run.ts';
+import { followJob, runJob } from '../../cli/run.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const lesson = join(root, 'examples/scientists.jsonl');
@@ -113,6 +116,119 @@ describe('byte-range chunks', () => {
       params: { top: 3 },
     });
     expect(result.resultText).toBe('{"the":11,"it":10,"of":10}');
+  });
+});
+
+describe('many objects', () => {
+  const record = (i: number) =>
+    JSON.stringify({
+      name: `s${i}`,
+      field: ['math', 'physics', 'chemistry'][i % 3],
+      born: 1800 + (i % 200),
+      nobel: i % 7 === 0,
+    });
+
+  it('packs a directory of many small files into a few chunks, read in place', async () => {
+    const many = join(dir, 'many');
+    await mkdir(many, { recursive: true });
+    const all: string[] = [];
+    for (let f = 0; f < 400; f++) {
+      const rows = Array.from({ length: 25 }, (_, k) => record(f * 25 + k));
+      all.push(...rows);
+      await writeFile(
+        join(many, `part-${String(f).padStart(4, '0')}.jsonl`),
+        `${rows.join('\n')}\n`,
+      );
+    }
+    const single = join(dir, 'many-single.jsonl');
+    await writeFile(single, `${all.join('\n')}\n`);
+    const expected = JSON.stringify((await byFieldSinglePass(single)).result);
+    const result = await run({ job: 'by-field', input: many, chunkSize: 64 * 1024 });
+    expect(result.resultText).toBe(expected);
+    expect(result.status.chunks.total).toBeLessThanOrEqual(16);
+    expect(result.status.records).toBe(10_000);
+    // Served in place: nothing was copied into the S3 server's datasets/.
+    expect(await runtime.store.list(runtime.bucket, 'datasets/')).toEqual([]);
+  });
+
+  it('gives the single-pass answer over a prefix of empty, small, large and .gz objects', async () => {
+    const all: string[] = [];
+    const objects: [string, string | Uint8Array][] = [];
+    let n = 0;
+    const rows = (count: number) => {
+      const out = Array.from({ length: count }, () => record(n++));
+      all.push(...out);
+      return out.length === 0 ? '' : `${out.join('\n')}\n`;
+    };
+    objects.push(['datasets/mixed/a-empty.jsonl', rows(0)]);
+    objects.push(['datasets/mixed/b-small.jsonl', rows(3)]);
+    objects.push(['datasets/mixed/c-large.jsonl', rows(3000)]);
+    objects.push(['datasets/mixed/d-small.jsonl.gz', gzipSync(rows(40))]);
+    objects.push(['datasets/mixed/e-empty.jsonl.gz', gzipSync(rows(0))]);
+    objects.push(['datasets/mixed/f-tiny.jsonl', rows(1).trimEnd()]);
+    objects.push(['datasets/mixed/g-large.jsonl.gz', gzipSync(rows(2000))]);
+    objects.push(['datasets/mixed/h-small.jsonl', rows(5)]);
+    for (const [key, body] of objects) await runtime.store.put(runtime.bucket, key, body);
+    const single = join(dir, 'mixed-single.jsonl');
+    await writeFile(single, `${all.join('\n')}\n`);
+    const expected = JSON.stringify((await byFieldSinglePass(single)).result);
+    for (const chunkSize of [10_000, 100_000, 1_000_000]) {
+      const result = await run({
+        job: 'by-field',
+        input: `s3://${runtime.bucket}/datasets/mixed/`,
+        chunkSize,
+      });
+      expect(result.resultText, `chunkSize ${chunkSize}`).toBe(expected);
+      expect(result.status.records).toBe(all.length);
+    }
+    // Map-only: every record once, in dataset order.
+    const ordered = await run({
+      job: 'scientists',
+      input: `s3://${runtime.bucket}/datasets/mixed/`,
+      chunkSize: 30_000,
+    });
+    expect(
+      ordered
+        .resultText!.trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).name),
+    ).toEqual(all.map((l) => JSON.parse(l).name));
+  });
+
+  it('fails with DatasetChangedError when a local file is edited while the job runs', async () => {
+    const edited = join(dir, 'edited');
+    await mkdir(edited, { recursive: true });
+    await writeFile(join(edited, 'a.jsonl'), `${record(1)}\n`);
+    await writeFile(join(edited, 'b.jsonl'), `${[2, 3, 4].map(record).join('\n')}\n`);
+    const bucket = await runtime.s3.mount(edited);
+    // A chunk per record, one at a time, one second each: the edit lands while b.jsonl's
+    // chunks wait.
+    const { jobId } = await submitJob(
+      {
+        job: 'scientists',
+        input: `s3://${bucket}/`,
+        params: { sleepMs: 1000 },
+        chunks: 4,
+        concurrency: 1,
+      },
+      submitDeps(runtime),
+    );
+    for (;;) {
+      const status = await readStatus(runtime.store, runtime.bucket, jobId);
+      if (status.chunks.succeeded >= 1) break;
+      expect(status.status).not.toMatch(/SUCCEEDED|FAILED/);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await appendFile(join(edited, 'b.jsonl'), `${record(5)}\n`);
+    const status = await followJob(runtime, jobId, {
+      pollMs: 50,
+      stallMs: 15_000,
+      stderr: quiet,
+      label: 'edited',
+    });
+    expect(status).toMatchObject({ status: 'FAILED', error: { code: 'DATASET_CHANGED' } });
+    expect(status.error?.message).toMatch(/input object b\.jsonl changed/);
+    expect(status.result).toBeUndefined();
   });
 });
 

@@ -1,0 +1,267 @@
+/**
+ * Read-only file buckets: a local directory served in place as an S3 bucket, so `fanout run
+ * FILE|DIR` reads its input where it lies, through the same S3 API (HEAD, ranged GET with
+ * If-Match, ListObjectsV2) that workers use on AWS, without copying a byte into the S3 server.
+ *
+ * An object is a regular file under the directory; its key is the file's path relative to it,
+ * with `/` separators. Its ETag is derived from the file's identity and change times (device,
+ * inode, size, mtime and ctime in nanoseconds), so any write to the file, in place or by
+ * replacing it, gives it a new ETag, and a read pinned to the old one fails with 412, which the
+ * worker reports as DatasetChangedError. The ETag is not an MD5 of the bytes (S3 makes no such
+ * promise either); it carries a `-1` suffix, as multipart ETags do, so clients that would check
+ * a body against an MD5-looking ETag do not.
+ */
+import { createHash } from 'node:crypto';
+import { type BigIntStats, createReadStream } from 'node:fs';
+import { type FileHandle, lstat, open, readdir, realpath } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join, relative, sep } from 'node:path';
+import { parseRange, renderListV2, sendS3Error } from './protocol.ts';
+
+/** Bodies up to this size are read into memory and checked for a change before they are sent. */
+const SMALL_BODY = 1024 * 1024;
+
+/** The ETag of a file as it is now: changes with every write to it or replacement of it. */
+export function fileEtag(stats: BigIntStats): string {
+  const identity = `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+  return `"${createHash('md5').update(identity).digest('hex')}-1"`;
+}
+
+/** A key that names a path under the root and nothing else: no `.`/`..`/empty segments. */
+function isSafeKey(key: string): boolean {
+  if (key === '' || key.includes('\\') || key.includes('\0')) return false;
+  return key.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
+}
+
+/** S3 lists keys in the order of their UTF-8 bytes. */
+const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+/** One directory served as a read-only bucket. */
+export class FileBucket {
+  /** Listings in progress: the sorted keys of one walk, reused by its later pages. */
+  private readonly walks = new Map<string, { keys: string[]; at: number }>();
+  private nextWalk = 1;
+
+  constructor(
+    readonly name: string,
+    /** The directory, as a real path (symlinks resolved). */
+    readonly root: string,
+  ) {}
+
+  /** Serves one request; `key` is the decoded object key ('' for bucket-level requests). */
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    key: string,
+    query: URLSearchParams,
+  ): Promise<void> {
+    req.resume();
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD') {
+      return sendS3Error(res, 403, 'AccessDenied', `bucket ${this.name} is read-only`);
+    }
+    if (key === '') {
+      if (method === 'HEAD') return void res.writeHead(200, { 'content-length': 0 }).end();
+      if (query.get('list-type') !== '2') {
+        return sendS3Error(
+          res,
+          501,
+          'NotImplemented',
+          'a file bucket answers ListObjectsV2 (list-type=2) only',
+        );
+      }
+      return this.list(res, query);
+    }
+    if (!isSafeKey(key)) {
+      return sendS3Error(
+        res,
+        400,
+        'InvalidArgument',
+        `key ${JSON.stringify(key)} is not canonical: no empty, "." or ".." segments, backslashes or NUL`,
+      );
+    }
+    const path = await this.resolve(key);
+    if (path === undefined) {
+      return sendS3Error(res, 404, 'NoSuchKey', 'The specified key does not exist.');
+    }
+    let file: FileHandle;
+    try {
+      file = await open(path, 'r');
+    } catch {
+      return sendS3Error(res, 404, 'NoSuchKey', 'The specified key does not exist.');
+    }
+    let streaming = false;
+    try {
+      const stats = await file.stat({ bigint: true });
+      if (!stats.isFile()) {
+        return sendS3Error(res, 404, 'NoSuchKey', 'The specified key does not exist.');
+      }
+      const etag = fileEtag(stats);
+      const ifMatch = req.headers['if-match'];
+      if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== etag) {
+        return sendS3Error(
+          res,
+          412,
+          'PreconditionFailed',
+          'At least one of the pre-conditions you specified did not hold',
+          '<Condition>If-Match</Condition>',
+        );
+      }
+      const size = Number(stats.size);
+      const range = parseRange(req.headers.range, size);
+      if (range === 'invalid') {
+        return sendS3Error(res, 416, 'InvalidRange', 'The requested range is not satisfiable');
+      }
+      const [start, end] = range ?? [0, size - 1];
+      const length = size === 0 ? 0 : end - start + 1;
+      const headers: Record<string, string | number> = {
+        'content-type': 'application/octet-stream',
+        'content-length': length,
+        etag,
+        'last-modified': new Date(Number(stats.mtimeMs)).toUTCString(),
+        'accept-ranges': 'bytes',
+        ...(range !== undefined && { 'content-range': `bytes ${start}-${end}/${size}` }),
+      };
+      const status = range === undefined ? 200 : 206;
+      if (method === 'HEAD' || length === 0) return void res.writeHead(status, headers).end();
+      if (length <= SMALL_BODY) {
+        const body = Buffer.allocUnsafe(length);
+        const { bytesRead } = await file.read(body, 0, length, start);
+        // A write during the read may have torn it: answer as if the condition failed.
+        if (bytesRead !== length || fileEtag(await file.stat({ bigint: true })) !== etag) {
+          return sendS3Error(
+            res,
+            412,
+            'PreconditionFailed',
+            'The object changed while it was read',
+            '<Condition>If-Match</Condition>',
+          );
+        }
+        return void res.writeHead(status, headers).end(body);
+      }
+      // A large body streams; if the file changes meanwhile, the response is cut short, which
+      // the client sees as a failed read (and its retry, pinned, as 412).
+      res.writeHead(status, headers);
+      streaming = true;
+      const stream = createReadStream('', {
+        fd: file,
+        start,
+        end,
+        highWaterMark: SMALL_BODY,
+        autoClose: false,
+      });
+      stream.on('error', () => res.destroy());
+      stream.pipe(res, { end: false });
+      stream.once('end', () => {
+        void file
+          .stat({ bigint: true })
+          .then((after) => (fileEtag(after) === etag ? res.end() : res.destroy()))
+          .catch(() => res.destroy())
+          .finally(() => void file.close());
+      });
+      res.once('close', () => stream.destroy());
+    } finally {
+      if (!streaming) await file.close();
+    }
+  }
+
+  /** The file a key names, if it is a regular file that really lies under the root. */
+  private async resolve(key: string): Promise<string | undefined> {
+    try {
+      const path = await realpath(join(this.root, ...key.split('/')));
+      return path.startsWith(this.root + sep) ? path : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** ListObjectsV2 over the directory's regular files, in UTF-8 key order. */
+  private async list(res: ServerResponse, query: URLSearchParams) {
+    const prefix = query.get('prefix') ?? '';
+    const delimiter = query.get('delimiter') ?? '';
+    const maxKeys = Math.min(1000, Math.max(0, Number(query.get('max-keys') ?? 1000) || 0));
+    const token = query.get('continuation-token');
+    let walkId: string;
+    let after: string | undefined;
+    if (token) {
+      [walkId, after] = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as [
+        string,
+        string,
+      ];
+    } else {
+      walkId = String(this.nextWalk++);
+      after = query.get('start-after') ?? undefined;
+    }
+    // A listing walks the directory once; its later pages reuse that walk (while it is fresh).
+    let walk = this.walks.get(walkId);
+    if (walk === undefined) {
+      walk = { keys: await this.walk(), at: performance.now() };
+      this.walks.set(walkId, walk);
+    }
+    for (const [id, w] of this.walks) if (performance.now() - w.at > 60_000) this.walks.delete(id);
+    const keys = walk.keys.filter(
+      (k) => k.startsWith(prefix) && (after === undefined || byUtf8(k, after) > 0),
+    );
+    const contents: { key: string; size: number; etag: string; lastModified: Date }[] = [];
+    const prefixes: string[] = [];
+    let last: string | undefined;
+    let truncated = false;
+    for (const key of keys) {
+      const rest = key.slice(prefix.length);
+      const cut = delimiter === '' ? -1 : rest.indexOf(delimiter);
+      const common = cut < 0 ? undefined : prefix + rest.slice(0, cut + delimiter.length);
+      if (common !== undefined && common === prefixes.at(-1)) continue;
+      if (contents.length + prefixes.length >= maxKeys) {
+        truncated = true;
+        break;
+      }
+      if (common !== undefined) {
+        prefixes.push(common);
+        last = common;
+        continue;
+      }
+      const stats = await this.statKey(key);
+      if (stats === undefined) continue; // removed since the walk
+      contents.push({
+        key,
+        size: Number(stats.size),
+        etag: fileEtag(stats),
+        lastModified: new Date(Number(stats.mtimeMs)),
+      });
+      last = key;
+    }
+    if (!truncated || last === undefined) this.walks.delete(walkId);
+    res.writeHead(200, { 'content-type': 'application/xml' });
+    res.end(
+      renderListV2({
+        bucket: this.name,
+        prefix,
+        delimiter,
+        maxKeys,
+        ...(token !== null && { token }),
+        contents,
+        prefixes,
+        ...(truncated &&
+          last !== undefined && {
+            next: Buffer.from(JSON.stringify([walkId, last])).toString('base64url'),
+          }),
+      }),
+    );
+  }
+
+  private async statKey(key: string): Promise<BigIntStats | undefined> {
+    const stats = await lstat(join(this.root, ...key.split('/')), { bigint: true }).catch(
+      () => undefined,
+    );
+    return stats?.isFile() ? stats : undefined;
+  }
+
+  /** Every regular file under the root (symlinks are not followed), as keys, in S3 order. */
+  private async walk(): Promise<string[]> {
+    const entries = await readdir(this.root, { recursive: true, withFileTypes: true });
+    return entries
+      .filter((e) => e.isFile())
+      .map((e) => relative(this.root, join(e.parentPath, e.name)).split(sep).join('/'))
+      .sort(byUtf8);
+  }
+}
