@@ -355,17 +355,19 @@ async function runChunks(
   // dispatch: lanes stop within one write's time if it reports one.
   status.touch();
 
+  // Each object's pinned identity, built once and shared by every task that reads it.
+  const pinned: ObjectInfo[] = manifest.objects.map(({ bucket: b, key, size, etag, versionId }) =>
+    versionId === undefined
+      ? { bucket: b, key, size, etag }
+      : { bucket: b, key, size, etag, versionId },
+  );
   const runOne = async (index: number): Promise<void> => {
     const chunk = manifest.chunks[index]!;
     const segments: TaskSegment[] = chunkSegments(chunk, manifest.objects).map((s) => {
-      const { bucket: b, key, size, etag, versionId, gzip, header } = manifest.objects[s.object]!;
-      return {
-        object: { bucket: b, key, size, etag, ...(versionId !== undefined && { versionId }) },
-        start: s.start,
-        end: s.end,
-        gzip,
-        ...(header !== undefined && s.start > 0 && { header }),
-      };
+      const { gzip, header } = manifest.objects[s.object]!;
+      const segment: TaskSegment = { object: pinned[s.object]!, start: s.start, end: s.end, gzip };
+      if (header !== undefined && s.start > 0) segment.header = header;
+      return segment;
     });
     const bytes = segments.reduce((sum, s) => sum + s.end - s.start, 0);
     let throttled = 0;

@@ -99,9 +99,10 @@ export function needsRecordStarts(
  * - Small inputs (≤ 1 MiB, no `chunkSize`) are split like `ProcessPoolExecutor.map`: their tasks
  *   (each record of an object whose `recordStarts` are given, else each whole object) are dealt
  *   into `chunks ?? concurrency` groups of near-equal counts, at most one per task.
- * - Larger inputs are cut every `chunkSize` bytes (default: {@link defaultChunkSize}), or into
- *   `chunks` near-equal runs, across object boundaries: small objects are packed together and
- *   big ones cut into ranges.
+ * - Larger inputs are packed into chunks of at most `chunkSize` bytes (default:
+ *   {@link defaultChunkSize}): small objects together, each read whole by one chunk, and objects
+ *   bigger than a chunk cut into ranges. With `chunks`, the dataset is cut into that many
+ *   near-equal runs instead, wherever the cuts fall.
  *
  * No chunk holds more than `maxObjectsPerChunk` objects; a chunk that would is cut between two.
  *
@@ -110,9 +111,9 @@ export function needsRecordStarts(
  * planChunks([{ size: 10 * MiB }], { concurrency: 2, chunkSize: 4 * MiB });
  * // → [{ index: 0, object: 0, start: 0, end: 4 MiB }, { index: 1, object: 0, start: 4 MiB,
  * //      end: 8 MiB }, { index: 2, object: 0, start: 8 MiB, end: 10 MiB }]
- * planChunks([{ size: 300 }, { size: 200 }, { size: 900 }], { concurrency: 1, chunkSize: 1000 });
+ * planChunks([{ size: 300 }, { size: 200 }, { size: 2500 }], { concurrency: 1, chunkSize: 1000 });
  * // → [{ index: 0, object: 0, start: 0, lastObject: 2, end: 500 },
- * //    { index: 1, object: 2, start: 500, end: 900 }]
+ * //    { index: 1, object: 2, start: 500, end: 1500 }, { index: 2, object: 2, start: 1500, end: 2500 }]
  * ```
  */
 export function planChunks(objects: readonly PlanObject[], options: PlanOptions): ChunkRange[] {
@@ -142,13 +143,33 @@ export function planChunks(objects: readonly PlanObject[], options: PlanOptions)
       ? dealTasks(objects, offsets, chunks ?? concurrency)
       : chunks !== undefined
         ? Array.from({ length: chunks - 1 }, (_, k) => Math.floor(((k + 1) * total) / chunks))
-        : everyChunk(total, chunkSize ?? defaultChunkSize(total, concurrency));
+        : packCuts(objects, offsets, total, chunkSize ?? defaultChunkSize(total, concurrency));
   return materialize(objects, offsets, total, cuts, maxObjects);
 }
 
-function everyChunk(total: number, size: number): number[] {
+/**
+ * Cuts for chunks of at most `size` bytes, filled in order: a chunk ends where the next `size`
+ * bytes end, unless that falls inside an object that fits in a chunk of its own (and does not
+ * begin the chunk), which then starts the next chunk instead: an object is read by one chunk
+ * (one GET) whenever it can be, and only objects bigger than a chunk are cut into ranges.
+ */
+function packCuts(
+  objects: readonly PlanObject[],
+  offsets: readonly number[],
+  total: number,
+  size: number,
+): number[] {
   const cuts: number[] = [];
-  for (let at = size; at < total; at += size) cuts.push(at);
+  let object = 0;
+  for (let from = 0; from + size < total; ) {
+    const target = from + size;
+    while (offsets[object]! + objects[object]!.size <= target) object++;
+    const begin = offsets[object] as number;
+    const whole = objects[object]!.size <= size || objects[object]!.gzip === true;
+    const cut = whole && begin > from ? begin : target;
+    cuts.push(cut);
+    from = cut;
+  }
   return cuts;
 }
 

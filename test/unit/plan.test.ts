@@ -99,18 +99,29 @@ describe('planChunks', () => {
   });
 
   it('packs small objects up to the chunk size and cuts big ones, across objects', () => {
-    const chunks = planChunks([{ size: 300 }, { size: 200 }, { size: 900 }, { size: 0 }], {
+    const objects = [{ size: 300 }, { size: 200 }, { size: 2500 }, { size: 0 }];
+    const chunks = planChunks(objects, { concurrency: 1, chunkSize: 1000 });
+    expect(chunks).toEqual([
+      { index: 0, object: 0, start: 0, lastObject: 2, end: 500 },
+      { index: 1, object: 2, start: 500, end: 1500 },
+      { index: 2, object: 2, start: 1500, end: 2500 },
+    ]);
+    expect(chunkSegments(chunks[0]!, objects)).toEqual([
+      { object: 0, start: 0, end: 300 },
+      { object: 1, start: 0, end: 200 },
+      { object: 2, start: 0, end: 500 },
+    ]);
+  });
+
+  it('never cuts an object that fits in a chunk of its own', () => {
+    const chunks = planChunks([{ size: 300 }, { size: 200 }, { size: 900 }, { size: 600 }], {
       concurrency: 1,
       chunkSize: 1000,
     });
     expect(chunks).toEqual([
-      { index: 0, object: 0, start: 0, lastObject: 2, end: 500 },
-      { index: 1, object: 2, start: 500, end: 900 },
-    ]);
-    expect(chunkSegments(chunks[0]!, [{ size: 300 }, { size: 200 }, { size: 900 }])).toEqual([
-      { object: 0, start: 0, end: 300 },
-      { object: 1, start: 0, end: 200 },
-      { object: 2, start: 0, end: 500 },
+      { index: 0, object: 0, start: 0, lastObject: 1, end: 200 },
+      { index: 1, object: 2, start: 0, end: 900 },
+      { index: 2, object: 3, start: 0, end: 600 },
     ]);
   });
 
@@ -191,7 +202,7 @@ describe('planChunks', () => {
     );
   }, 60_000);
 
-  it('property: chunks never exceed the chunk size but to hold a whole gzip object', () => {
+  it('property: chunks never exceed the chunk size but to hold a whole gzip object, nor cut an object that fits', () => {
     fc.assert(
       fc.property(objects, fc.integer({ min: 1, max: 600 }), (os, chunkSize) => {
         for (const chunk of planChunks(os, { concurrency: 1, chunkSize })) {
@@ -199,6 +210,11 @@ describe('planChunks', () => {
           const bytes = segments.reduce((s, g) => s + g.end - g.start, 0);
           const gzip = segments.some((s) => os[s.object]?.gzip);
           if (!gzip) expect(bytes).toBeLessThanOrEqual(chunkSize);
+          // An object that fits in a chunk is read whole, by one chunk: one GET.
+          for (const s of segments) {
+            const size = os[s.object]!.size;
+            if (size <= chunkSize) expect([s.start, s.end]).toEqual([0, size]);
+          }
         }
       }),
       { numRuns: 200 },
