@@ -9,9 +9,12 @@ import { createReadStream } from 'node:fs';
 /** Per-field totals, keys sorted, exactly as the by-field job reports them. */
 export type ByField = Record<string, { count: number; nobels: number; ageSum: number }>;
 
-/** by-field over a local JSONL file in one pass; returns the result and the records seen. */
+/**
+ * by-field over a local JSONL file (or several, one after another) in one pass; returns the
+ * result and the records seen.
+ */
 export async function byFieldSinglePass(
-  file: string,
+  files: string | readonly string[],
   year = 2017,
 ): Promise<{ result: ByField; records: number }> {
   const stats = new Map<string, { count: number; nobels: number; ageSum: number }>();
@@ -31,18 +34,21 @@ export async function byFieldSinglePass(
       s.ageSum += age;
     }
   };
-  for await (const piece of createReadStream(file, {
-    highWaterMark: 1 << 20,
-  }) as AsyncIterable<Buffer>) {
-    const buf = carry === undefined ? piece : Buffer.concat([carry, piece]);
-    let from = 0;
-    for (let nl = buf.indexOf(10, from); nl >= 0; nl = buf.indexOf(10, from)) {
-      take(buf.subarray(from, nl));
-      from = nl + 1;
+  for (const file of typeof files === 'string' ? [files] : files) {
+    for await (const piece of createReadStream(file, {
+      highWaterMark: 1 << 20,
+    }) as AsyncIterable<Buffer>) {
+      const buf = carry === undefined ? piece : Buffer.concat([carry, piece]);
+      let from = 0;
+      for (let nl = buf.indexOf(10, from); nl >= 0; nl = buf.indexOf(10, from)) {
+        take(buf.subarray(from, nl));
+        from = nl + 1;
+      }
+      carry = from < buf.length ? buf.subarray(from) : undefined;
     }
-    carry = from < buf.length ? buf.subarray(from) : undefined;
+    if (carry !== undefined) take(carry);
+    carry = undefined;
   }
-  if (carry !== undefined) take(carry);
   const result: ByField = {};
   for (const field of [...stats.keys()].sort()) result[field] = stats.get(field)!;
   return { result, records };

@@ -1,6 +1,7 @@
 """The Python process-pool baselines fanout is compared with, in the same run.
 
   python3 bench/pool.py by-field FILE [--processes N]   multiprocessing.Pool.map over byte-range chunks
+  python3 bench/pool.py by-field-files DIR [--processes N]  multiprocessing.Pool.map, one task per file
   python3 bench/pool.py lesson FILE                      ProcessPoolExecutor.map, time.sleep(1) per record
 
 Prints one JSON line: {"seconds": s, "records": n, "result": ...}.
@@ -47,7 +48,16 @@ def by_field(path, processes):
     size = os.path.getsize(path)
     chunks = processes * 4
     step = -(-size // chunks)
-    ranges = [(path, i, min(size, i + step)) for i in range(0, size, step)]
+    return by_field_ranges([(path, i, min(size, i + step)) for i in range(0, size, step)], processes)
+
+
+def by_field_files(directory, processes):
+    names = sorted(os.listdir(directory))
+    files = [os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))]
+    return by_field_ranges([(f, 0, os.path.getsize(f)) for f in files], processes)
+
+
+def by_field_ranges(ranges, processes):
     started = time.perf_counter()
     with Pool(processes) as pool:
         parts = pool.map(by_field_chunk, ranges)
@@ -81,5 +91,10 @@ def lesson(path):
 if __name__ == '__main__':
     mode, path = sys.argv[1], sys.argv[2]
     processes = int(sys.argv[sys.argv.index('--processes') + 1]) if '--processes' in sys.argv else os.cpu_count()
-    seconds, records, result = by_field(path, processes) if mode == 'by-field' else lesson(path)
+    if mode == 'by-field':
+        seconds, records, result = by_field(path, processes)
+    elif mode == 'by-field-files':
+        seconds, records, result = by_field_files(path, processes)
+    else:
+        seconds, records, result = lesson(path)
     print(json.dumps({'seconds': seconds, 'records': records, 'result': result}))

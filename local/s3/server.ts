@@ -48,6 +48,16 @@ export interface S3ServerOptions {
   faults?: (request: { method: string; bucket: string; key: string }) => 'slowdown' | undefined;
 }
 
+/** Request counts of a local S3 server. */
+export interface S3Requests {
+  get: number;
+  put: number;
+  head: number;
+  list: number;
+  post: number;
+  delete: number;
+}
+
 /** A running local S3 server. */
 export interface LocalS3Server {
   /** `http://127.0.0.1:PORT` */
@@ -59,6 +69,11 @@ export interface LocalS3Server {
    * the bucket's name; the same directory always gets the same bucket. Nothing is copied.
    */
   mount(directory: string): Promise<string>;
+  /**
+   * Requests answered so far, by kind as S3 bills them: `list` is a bucket-level GET
+   * (ListObjectsV2), `get` an object GET; the others are by method.
+   */
+  requests(): S3Requests;
   close(): Promise<void>;
 }
 
@@ -437,6 +452,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
     res: ServerResponse,
   ) => void)[];
   httpServer.removeAllListeners('request');
+  const counts: S3Requests = { get: 0, put: 0, head: 0, list: 0, post: 0, delete: 0 };
   httpServer.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -447,6 +463,9 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
       req.resume();
       return sendS3Error(res, 400, 'InvalidURI', "Couldn't parse the specified URI.");
     }
+    const method = (req.method ?? 'GET').toLowerCase();
+    if (method === 'get' && target.key === '') counts.list += 1;
+    else if (method in counts) counts[method as keyof S3Requests] += 1;
     if (options.faults?.({ method: req.method ?? 'GET', ...target }) === 'slowdown') {
       req.resume();
       return sendS3Error(res, 503, 'SlowDown', 'Please reduce your request rate.');
@@ -465,6 +484,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
     endpoint: `http://127.0.0.1:${port}`,
     port,
     dir,
+    requests: () => ({ ...counts }),
     async mount(directory) {
       const root = await realpath(directory);
       if (!(await stat(root)).isDirectory()) {

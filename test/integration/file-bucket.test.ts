@@ -32,6 +32,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'é.txt'), 'accent');
   await writeFile(join(outside, 'secret'), 'not yours');
   await symlink(join(outside, 'secret'), join(dir, 'link'));
+  await symlink(outside, join(dir, 'linkdir'));
   bucket = await s3.mount(dir);
 });
 afterAll(async () => {
@@ -117,9 +118,11 @@ describe('a file bucket', () => {
       expect(status, key).toBe(400);
       expect(body).toMatch(/not canonical/);
     }
-    const viaLink = await rawGet(`/${bucket}/link`);
-    expect(viaLink.status).toBe(404);
-    expect(viaLink.body).not.toMatch(/not yours/);
+    for (const key of ['link', 'linkdir/secret']) {
+      const viaLink = await rawGet(`/${bucket}/${key}`);
+      expect(viaLink.status, key).toBe(404);
+      expect(viaLink.body).not.toMatch(/not yours/);
+    }
   });
 
   it('answers 404 for a missing key and 416 for a range past the end', async () => {
