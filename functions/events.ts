@@ -2,7 +2,7 @@
  * zod schemas of the events the functions receive. A malformed event fails fast with zod's
  * message instead of half-running a chunk.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { JOB_ID } from '#core/keys.ts';
 import type { ChunkTask } from '#core/model.ts';
 import { MAX_OBJECTS_PER_CHUNK } from '#core/plan.ts';

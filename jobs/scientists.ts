@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { defineJob } from '#core/job.ts';
 import { RecordSyntaxError } from '#core/records.ts';
 

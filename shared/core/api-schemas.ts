@@ -1,5 +1,5 @@
 /** Request bodies of the HTTP API, as zod schemas (validation and the OpenAPI document). */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** S3's object size limit: 5 TiB. */
 const MAX_UPLOAD_BYTES = 5 * 1024 ** 4;

@@ -55,7 +55,7 @@ const JOB_NAME = /^[a-z][a-z0-9-]{0,62}$/;
  *
  * @example
  * ```ts
- * import { z } from 'zod';
+ * import * as z from 'zod';
  * import { defineJob } from '#core/job.ts';
  *
  * export const lengths = defineJob({

@@ -3,7 +3,7 @@
  * from the same zod schemas that validate them; test/unit/api.test.ts checks that every route is
  * documented and every documented operation is routed.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { completeSchema, submitSchema, uploadSchema } from './api-schemas.ts';
 
 const error = {

@@ -5,7 +5,7 @@
 
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import * as z from 'zod';
 import { coordinateJob } from '#core/coordinator.ts';
 import { createRegistry, defineJob } from '#core/job.ts';
 import { jobKeys } from '#core/keys.ts';

@@ -1,6 +1,6 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import * as z from 'zod';
 import { createRegistry, defineJob } from '#core/job.ts';
 import type { ChunkTask } from '#core/model.ts';
 import { systemClock } from '#core/ports.ts';
