@@ -1,4 +1,4 @@
 /** `npm run fanout -- …`: the CLI run directly by tsx. */
 import { main } from './main.ts';
 
-process.exitCode = await main(process.argv.slice(2));
+process.exit(await main(process.argv.slice(2)));

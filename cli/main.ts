@@ -74,7 +74,10 @@ Commands:
 ${REMOTE_HELP}
 `;
 
-/** Runs the CLI; returns the exit code. */
+/**
+ * Runs the CLI; returns the exit code. The caller exits the process next (cli/bin.mjs,
+ * cli/entry.ts): a local runtime's sandboxes are left to end with it.
+ */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -228,6 +231,6 @@ async function runCommand(args: string[]): Promise<number> {
     return 0;
   } finally {
     process.off('SIGINT', interrupted);
-    await runtime.close();
+    await runtime.close({ exiting: true });
   }
 }

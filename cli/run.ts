@@ -4,8 +4,8 @@
  * benchmarks and the tests run jobs through exactly this path.
  */
 import { createWriteStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { basename, dirname, join, relative } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { resolveInput } from '#core/coordinator.ts';
@@ -59,24 +59,18 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   const job = findJob(jobs, options.job);
   parseParams(job, options.params);
 
-  // A job is about to run: start its sandboxes while the input uploads, as provisioned
-  // concurrency would, so cold starts do not add to the job's time. Best effort. A small local
-  // input runs one record per task (up to 16 at once): warm up to 8 workers for it; a large one
-  // runs one chunk per core.
-  const localSize = options.input.startsWith('s3://')
-    ? undefined
-    : await localInputSize(options.input).catch(() => undefined);
-  const expectedWorkers =
-    options.concurrency ??
-    (localSize !== undefined && localSize <= SMALL_INPUT_BYTES && options.chunkSize === undefined
-      ? 8
-      : LOCAL_DEFAULTS.byteRangeConcurrency);
+  // A job is about to run: start its sandboxes while the input is resolved, as provisioned
+  // concurrency would, so cold starts do not add to the job's time. Best effort. A job opens
+  // one lane per core at first (FANOUT_INITIAL_CONCURRENCY): warm as many workers.
   const warming = Promise.all([
     runtime.lambda.prewarm(runtime.functions.coordinator, 1),
     runtime.lambda.prewarm(runtime.functions.reducer, 1),
     runtime.lambda.prewarm(
       runtime.functions.worker,
-      Math.min(expectedWorkers, LOCAL_DEFAULTS.workerSandboxes),
+      Math.min(
+        options.concurrency ?? LOCAL_DEFAULTS.byteRangeConcurrency,
+        LOCAL_DEFAULTS.byteRangeConcurrency,
+      ),
     ),
   ]).catch(() => undefined);
   const uri = await inputUri(runtime, options.input);
@@ -162,23 +156,6 @@ async function inputUri(runtime: LocalRuntime, input: string): Promise<string> {
   }
   if (info.isDirectory()) return formatS3Uri(await runtime.s3.mount(input), '');
   return formatS3Uri(await runtime.s3.mount(dirname(input)), basename(input));
-}
-
-/** Bytes of a local file, or of all files under a local directory. */
-async function localInputSize(input: string): Promise<number> {
-  const info = await stat(input);
-  if (!info.isDirectory()) return info.size;
-  const sizes = await Promise.all((await listFiles(input)).map(async (f) => (await stat(f)).size));
-  return sizes.reduce((a, b) => a + b, 0);
-}
-
-/** Every file under a directory, sorted by relative path (the dataset's record order). */
-async function listFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile())
-    .map((e) => join(e.parentPath, e.name))
-    .sort((a, b) => (relative(dir, a) < relative(dir, b) ? -1 : 1));
 }
 
 /**

@@ -24,6 +24,11 @@ export const ENV = {
   defaultConcurrency: 'FANOUT_DEFAULT_CONCURRENCY',
   /** The most chunks in flight a request may ask for. Default: 1000 */
   maxConcurrency: 'FANOUT_MAX_CONCURRENCY',
+  /**
+   * Chunks a job dispatches at first; the rest of its concurrency opens once a chunk runs long
+   * (see CoordinatorDeps.initialLanes). Default: all at once. The local runtime sets its cores.
+   */
+  initialConcurrency: 'FANOUT_INITIAL_CONCURRENCY',
   /** Standard AWS SDK variables; set only when talking to the local runtime. */
   s3Endpoint: 'AWS_ENDPOINT_URL_S3',
   lambdaEndpoint: 'AWS_ENDPOINT_URL_LAMBDA',

@@ -9,7 +9,9 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { repoRoot } from '../paths.ts';
 
 /** One function the server runs. */
 export interface FunctionSpec {
@@ -68,7 +70,12 @@ export interface LocalLambdaServer {
   stats(name: string): FunctionStats;
   /** Kills a function's sandboxes now; in-flight invocations fail like a crash. */
   terminateSandboxes(name: string): void;
-  close(): Promise<void>;
+  /**
+   * Stops the server and its sandboxes. With `exiting`, the process is about to exit and the
+   * sandboxes' threads end with it: they are not terminated one by one, which costs about
+   * 35 ms of CPU each.
+   */
+  close(options?: { exiting?: boolean }): Promise<void>;
 }
 
 const MAX_PAYLOAD = 6 * 1024 * 1024;
@@ -97,7 +104,7 @@ interface FunctionState {
   stats: FunctionStats;
 }
 
-const sandboxScript = new URL('./sandbox.mjs', import.meta.url);
+const sandboxScript = join(repoRoot, 'local/lambda/sandbox.mjs');
 
 /** Starts the Invoke API server on 127.0.0.1. */
 export async function startLambdaServer(
@@ -510,11 +517,12 @@ export async function startLambdaServer(
         });
       }
     },
-    async close() {
+    async close(closeOptions = {}) {
       closing = true;
       clearInterval(sweeper);
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (closeOptions.exiting === true) return;
       await Promise.all(
         [...functions.values()].flatMap((fn) => [...fn.all].map((s) => s.worker.terminate())),
       );

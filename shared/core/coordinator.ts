@@ -54,6 +54,14 @@ export interface CoordinatorDeps {
   maxThrottledAttempts?: number;
   /** Milliseconds between status.json writes while the job runs. @default 500 */
   statusIntervalMs?: number;
+  /**
+   * Lanes opened at first; the others open once a chunk has run `rampMs` while chunks wait.
+   * The local runtime opens one per core, so that tiny chunks that compute do not start a
+   * sandbox each. @default all of the job's concurrency at once
+   */
+  initialLanes?: number;
+  /** See `initialLanes`. @default 250 */
+  rampMs?: number;
   /** Waits between retries; injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
@@ -413,6 +421,8 @@ async function runChunks(
   };
 
   let next = 0;
+  // When each in-flight chunk was dispatched, for widening (below).
+  const inFlight = new Map<number, number>();
   const lane = async () => {
     while (stop === undefined && next < todo.length) {
       if (timeShort()) {
@@ -422,6 +432,7 @@ async function runChunks(
       const index = todo[next++] as number;
       dispatched += 1;
       counts.running += 1;
+      inFlight.set(index, clock.now());
       status.touch();
       try {
         await runOne(index);
@@ -433,11 +444,31 @@ async function runChunks(
         if (counts.failed > tolerated) stop = 'failed';
       } finally {
         counts.running -= 1;
+        inFlight.delete(index);
       }
     }
   };
   const lanes = Math.max(1, Math.min(manifest.concurrency, todo.length));
-  await Promise.all(Array.from({ length: lanes }, lane));
+  // Lanes open `initialLanes` at a time at first; the rest open once a chunk has been running
+  // for `rampMs` while others wait: chunks that wait (on I/O, a sleep) gain from more lanes,
+  // short ones that compute finish first and never open them.
+  const first = Math.min(lanes, deps.initialLanes ?? lanes);
+  const rampMs = deps.rampMs ?? 250;
+  const running = Array.from({ length: first }, lane);
+  let widened = first === lanes;
+  const widen = async () => {
+    while (!widened && stop === undefined && next < todo.length) {
+      await sleep(rampMs);
+      if (widened || stop !== undefined || next >= todo.length) return;
+      if (clock.now() - Math.min(...inFlight.values()) >= rampMs) {
+        widened = true;
+        for (let i = first; i < lanes; i++) running.push(lane());
+      }
+    }
+  };
+  void widen();
+  while (running.length > 0) await Promise.all(running.splice(0));
+  widened = true;
   await status.close();
 
   if (stop === 'failed' && failure !== undefined) return { reason: 'failed', error: failure.error };

@@ -43,7 +43,7 @@ describe('the lesson', () => {
     expect(result.status.result).toMatchObject({ records: 7 });
   });
 
-  it('scientists keeps input order, and seven 1-second records take about a second', async () => {
+  it('scientists keeps input order, and seven 1-second records run side by side', async () => {
     await runtime.lambda.prewarm(runtime.functions.worker, 7);
     const result = await run({ job: 'scientists', input: lesson, params: { sleepMs: 1000 } });
     const ages = result
@@ -52,7 +52,9 @@ describe('the lesson', () => {
       .map((l) => JSON.parse(l).age);
     expect(ages).toEqual([202, 135, 150, 87, 78, 89, 66]);
     expect(result.status.chunks.total).toBe(7);
-    expect(result.durationMs).toBeLessThan(1500);
+    // One at a time they take 7 s; side by side about 1.3 s (bench 2 measures it). The bound
+    // sits far from both, so a loaded machine cannot miss it and a serial run cannot meet it.
+    expect(result.durationMs).toBeLessThan(5000);
   });
 });
 

@@ -39,11 +39,19 @@ async function* gunzip(source: AsyncIterable<Uint8Array>) {
   yield gunzipSync(Buffer.concat(pieces));
 }
 
-function harness(fanIn?: number) {
+function harness(fanIn?: number, lanes: { initialLanes?: number; rampMs?: number } = {}) {
   const store = new MemoryStore();
   const deps = { store, jobs, clock: systemClock, bucket: BUCKET };
+  const concurrent = { now: 0, max: 0 };
   const invoker: DirectInvoker = new DirectInvoker({
-    worker: (task: ChunkTask) => runChunk(task, { ...deps, gunzip }),
+    worker: async (task: ChunkTask) => {
+      concurrent.max = Math.max(concurrent.max, ++concurrent.now);
+      try {
+        return await runChunk(task, { ...deps, gunzip });
+      } finally {
+        concurrent.now -= 1;
+      }
+    },
     reducer: ({ jobId, group }: { jobId: string; group?: ReduceGroup }) => {
       const reducerDeps = {
         ...deps,
@@ -64,7 +72,10 @@ function harness(fanIn?: number) {
         coordinatorFunction: 'coordinator',
         workerTimeoutMs: 60_000,
         statusIntervalMs: 0,
-        sleep: async () => undefined,
+        // Widening waits for real; retries in these tests need not.
+        ...(lanes.initialLanes === undefined
+          ? { sleep: async () => undefined }
+          : { ...lanes, sleep: (ms: number) => new Promise((r) => setTimeout(r, ms)) }),
       }),
   });
   const submit = async (request: Parameters<typeof submitJob>[0]) => {
@@ -77,7 +88,7 @@ function harness(fanIn?: number) {
     const status = JSON.parse(store.text(BUCKET, jobKeys(job.jobId).status));
     return { job, status };
   };
-  return { store, invoker, submit };
+  return { store, invoker, submit, concurrent };
 }
 
 describe('coordinateJob', () => {
@@ -288,6 +299,28 @@ describe('coordinateJob', () => {
       { job: 'by-field', from: 5, to: 7, chunks: [5, 6] },
       { job: 'by-field', from: 7, to: 10, chunks: [7, 8, 9] },
     ]);
+  });
+
+  it('opens its initial lanes first, and the rest only once a chunk runs long', async () => {
+    const lines = Array.from({ length: 6 }, (_, i) =>
+      JSON.stringify({ name: `s${i}`, field: 'f', born: 1900 + i, nobel: false }),
+    );
+    const run = async (sleepMs: number) => {
+      const h = harness(undefined, { initialLanes: 1, rampMs: 50 });
+      await h.store.put(BUCKET, 'datasets/s.jsonl', `${lines.join('\n')}\n`);
+      const { status } = await h.submit({
+        job: 'scientists',
+        input: `s3://${BUCKET}/datasets/s.jsonl`,
+        params: { sleepMs },
+        concurrency: 6,
+      });
+      expect(status).toMatchObject({ status: 'SUCCEEDED', chunks: { total: 6 } });
+      return h.concurrent.max;
+    };
+    // Chunks of a millisecond finish long before 50 ms: one lane is all they get.
+    expect(await run(0)).toBe(1);
+    // Chunks that wait 300 ms each open the other five lanes.
+    expect(await run(300)).toBe(6);
   });
 
   it('fails with a clear error when the input does not exist', async () => {

@@ -1,0 +1,96 @@
+// esbuild bundles cached by the content of their sources. Plain JavaScript, so the `fanout`
+// executable (cli/bin.mjs) can load its own bundle with no TypeScript loader, and the local
+// runtime (local/bundle.ts) its functions' bundles, through one piece of code.
+
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+
+/**
+ * The path of `entry`'s bundle, built with esbuild only when one of its own source files
+ * (outside node_modules), package-lock.json or the build options changed since the cached one.
+ *
+ * @param {import('./bundle-cache.d.mts').BundleSpec} spec
+ * @returns {Promise<string>}
+ */
+export async function cachedBundle(spec) {
+  const { name, entry, rootDir, cacheDir, options } = spec;
+  await mkdir(cacheDir, { recursive: true });
+  const lock =
+    spec.lock ?? (await readFile(join(rootDir, 'package-lock.json')).catch(() => Buffer.alloc(0)));
+  const inputsFile = join(cacheDir, `${name}.inputs.json`);
+  /** @type {string[] | undefined} */
+  const known = await readFile(inputsFile, 'utf8')
+    .then((text) => JSON.parse(text))
+    .catch(() => undefined);
+  if (known !== undefined) {
+    const key = await contentKey(rootDir, entry, known, lock, options);
+    const cached = join(cacheDir, `${name}-${key}.mjs`);
+    if (key !== undefined && existsSync(cached)) return cached;
+  }
+  // esbuild is loaded only to build: a cache hit does not pay for it.
+  const { build } = await import('esbuild');
+  const outfile = join(cacheDir, `${name}-build-${process.pid}-${Date.now()}.mjs`);
+  const result = await build({
+    ...options,
+    entryPoints: [entry],
+    outfile,
+    absWorkingDir: rootDir,
+    metafile: true,
+  });
+  const inputs = Object.keys(result.metafile.inputs)
+    .filter((p) => !p.includes('node_modules/'))
+    .map((p) => resolve(rootDir, p))
+    .sort();
+  const key = await contentKey(rootDir, entry, inputs, lock, options);
+  const final = join(cacheDir, `${name}-${key}.mjs`);
+  // Rename is atomic: a concurrent process sees the old bundle or the new one, never half.
+  await rename(outfile, final);
+  await rename(`${outfile}.map`, `${final}.map`).catch(() => undefined);
+  await writeFile(inputsFile, JSON.stringify(inputs));
+  await pruneStale(cacheDir, name, final);
+  return final;
+}
+
+/**
+ * Removes a bundle's older versions, so the cache holds one per name.
+ *
+ * @param {string} cacheDir
+ * @param {string} name
+ * @param {string} keep
+ */
+async function pruneStale(cacheDir, name, keep) {
+  const mine = new RegExp(`^${name}-[0-9a-f]{16}\\.mjs(\\.map)?$`);
+  for (const file of await readdir(cacheDir)) {
+    const path = join(cacheDir, file);
+    if (mine.test(file) && path !== keep && path !== `${keep}.map`) {
+      await rm(path, { force: true });
+    }
+  }
+}
+
+/**
+ * Hash of the build options, the entry, its source files' contents and the lock file; undefined
+ * when a source file went away (rebuild).
+ *
+ * @param {string} rootDir
+ * @param {string} entry
+ * @param {string[]} inputs
+ * @param {Uint8Array} lock
+ * @param {object} options
+ * @returns {Promise<string | undefined>}
+ */
+async function contentKey(rootDir, entry, inputs, lock, options) {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify(options));
+  hash.update(relative(rootDir, resolve(rootDir, entry)));
+  hash.update(lock);
+  for (const file of inputs) {
+    const content = await readFile(file).catch(() => undefined);
+    if (content === undefined) return undefined;
+    hash.update(relative(rootDir, file));
+    hash.update(content);
+  }
+  return hash.digest('hex').slice(0, 16);
+}
