@@ -1,5 +1,6 @@
 /** Printing and saving benchmark reports: a table for people, JSON for tools. */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -63,6 +64,32 @@ export async function runIfMain(url: string, run: () => Promise<Report>): Promis
     print(report);
     await save(report);
   }
+}
+
+/**
+ * Runs a command to its end; returns its stdout, wall time and peak RSS (the kernel's VmHWM of
+ * the process, read every 10 ms while it runs: a Node process's worker threads are in it).
+ */
+export async function measured(
+  command: string,
+  args: string[],
+): Promise<{ stdout: string; wallMs: number; peakRssMb: number; code: number }> {
+  const started = performance.now();
+  const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
+  let stdout = '';
+  child.stdout.on('data', (piece: Buffer) => {
+    stdout += piece.toString('utf8');
+  });
+  let peakKb = 0;
+  const sample = async () => {
+    const status = await readFile(`/proc/${child.pid}/status`, 'utf8').catch(() => '');
+    const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+    peakKb = Math.max(peakKb, kb);
+  };
+  const timer = setInterval(() => void sample(), 10);
+  const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
+  clearInterval(timer);
+  return { stdout, wallMs: performance.now() - started, peakRssMb: peakKb / 1024, code };
 }
 
 /** Milliseconds to a readable figure. */
