@@ -29,7 +29,10 @@ export interface RunOptions extends JobFlagValues {
   input: string;
   /** Write the result here instead of returning it. */
   output?: string;
-  /** Status polling interval. @default 50 */
+  /**
+   * The longest wait between status polls. Polls start 10 ms apart and slow down to this, so
+   * a short job is seen to end promptly and a long one is not polled needlessly. @default 250
+   */
   pollMs?: number;
   /**
    * The job is reported stalled (and the run fails) when no function of the runtime has run or
@@ -87,14 +90,15 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     options.concurrency ??
     (small ? LOCAL_DEFAULTS.workerSandboxes : LOCAL_DEFAULTS.byteRangeConcurrency);
 
-  await warming;
+  // The job need not wait for the warm-up: an invocation takes a sandbox still warming up.
+  void warming;
   const request = await submitJob(
     { ...options, job: job.name, input: uri, params: options.params ?? {}, concurrency },
     submitDeps(runtime),
   );
 
   const status = await followJob(runtime, request.jobId, {
-    pollMs: options.pollMs ?? 50,
+    pollMs: options.pollMs ?? 250,
     stallMs: options.stallMs ?? 15_000,
     stderr,
     label: job.name,
@@ -170,6 +174,7 @@ export async function followJob(
 ): Promise<JobStatus> {
   const progress = createProgress(options.label, options.stderr);
   let idleSince: number | undefined;
+  let wait = Math.min(10, options.pollMs);
   for (;;) {
     const status = await readStatus(runtime.store, runtime.bucket, jobId);
     const { total, succeeded } = status.chunks;
@@ -192,6 +197,7 @@ export async function followJob(
         { context: { jobId } },
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs));
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    wait = Math.min(options.pollMs, wait * 1.25);
   }
 }

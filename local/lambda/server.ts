@@ -96,6 +96,8 @@ interface Sandbox {
 interface FunctionState {
   spec: FunctionSpec;
   idle: Sandbox[];
+  /** Sandboxes started ahead of demand (prewarm) that are not ready yet. */
+  warming: Sandbox[];
   all: Set<Sandbox>;
   inFlight: number;
   events: { event: unknown; attempt: number }[];
@@ -121,6 +123,7 @@ export async function startLambdaServer(
     functions.set(spec.name, {
       spec,
       idle: [],
+      warming: [],
       all: new Set(),
       inFlight: 0,
       events: [],
@@ -142,6 +145,7 @@ export async function startLambdaServer(
   const discard = (fn: FunctionState, sandbox: Sandbox) => {
     fn.all.delete(sandbox);
     fn.idle = fn.idle.filter((s) => s !== sandbox);
+    fn.warming = fn.warming.filter((s) => s !== sandbox);
     fn.stats.sandboxes = fn.all.size;
     void sandbox.worker.terminate();
   };
@@ -239,7 +243,10 @@ export async function startLambdaServer(
   );
   sweeper.unref();
 
-  const acquire = (fn: FunctionState): Sandbox => fn.idle.pop() ?? startSandbox(fn);
+  // An invocation that finds no idle sandbox takes one still warming up before it starts
+  // another: it waits for that one's init, which is already under way.
+  const acquire = (fn: FunctionState): Sandbox =>
+    fn.idle.pop() ?? fn.warming.shift() ?? startSandbox(fn);
 
   /** Runs one invocation in a sandbox. The caller has already taken a concurrency slot. */
   const run = async (fn: FunctionState, event: unknown, type: string): Promise<Outcome> => {
@@ -494,7 +501,16 @@ export async function startLambdaServer(
       const starting: Promise<void>[] = [];
       while (fn.all.size < Math.min(count, fn.spec.concurrency)) {
         const sandbox = startSandbox(fn);
-        starting.push(sandbox.ready.then(() => release(fn, sandbox)));
+        fn.warming.push(sandbox);
+        starting.push(
+          sandbox.ready.then(() => {
+            // Unless an invocation took it meanwhile, it is now idle.
+            const at = fn.warming.indexOf(sandbox);
+            if (at < 0) return;
+            fn.warming.splice(at, 1);
+            release(fn, sandbox);
+          }),
+        );
       }
       await Promise.all(starting);
     },
