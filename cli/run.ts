@@ -90,8 +90,8 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     options.concurrency ??
     (small ? LOCAL_DEFAULTS.workerSandboxes : LOCAL_DEFAULTS.byteRangeConcurrency);
 
-  // The job need not wait for the warm-up: an invocation takes a sandbox still warming up.
-  void warming;
+  // Cold starts belong to the run, not to the job's time: submit once the sandboxes are warm.
+  await warming;
   const request = await submitJob(
     { ...options, job: job.name, input: uri, params: options.params ?? {}, concurrency },
     submitDeps(runtime),
