@@ -4,12 +4,12 @@
  * benchmarks and the tests run jobs through exactly this path.
  */
 import { createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { resolveInput } from '#core/coordinator.ts';
-import { JobFailedError, NotFoundError, ValidationError } from '#core/errors.ts';
+import { JobFailedError, ValidationError } from '#core/errors.ts';
 import { findJob, parseParams } from '#core/job.ts';
 import { formatS3Uri, parseS3Uri } from '#core/keys.ts';
 import { describePlace, type JobStatus } from '#core/model.ts';
@@ -77,14 +77,11 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     ),
   ]).catch(() => undefined);
   const uri = await inputUri(runtime, options.input);
-  const objects = await resolveInput(uri, runtime.store).catch((error: unknown) => {
-    // A local directory with no files in it is a usage error, like a missing file.
-    if (error instanceof NotFoundError && !options.input.startsWith('s3://')) {
-      throw new ValidationError(`input directory ${JSON.stringify(options.input)} holds no files`);
-    }
-    throw error;
-  });
-  const totalBytes = objects.reduce((sum, o) => sum + o.size, 0);
+  // The size decides the default concurrency. A local input is measured on disk: listing it
+  // through S3 costs the CLI an XML parse per object (0.3-0.4 s for 2,000 files).
+  const totalBytes = options.input.startsWith('s3://')
+    ? (await resolveInput(uri, runtime.store)).reduce((sum, o) => sum + o.size, 0)
+    : await localSize(options.input);
   const small = totalBytes <= SMALL_INPUT_BYTES && options.chunkSize === undefined;
   const concurrency =
     options.concurrency ??
@@ -160,6 +157,19 @@ async function inputUri(runtime: LocalRuntime, input: string): Promise<string> {
   }
   if (info.isDirectory()) return formatS3Uri(await runtime.s3.mount(input), '');
   return formatS3Uri(await runtime.s3.mount(dirname(input)), basename(input));
+}
+
+/** Bytes of a local file, or of the regular files under a directory (at least one). */
+async function localSize(input: string): Promise<number> {
+  const info = await stat(input);
+  if (!info.isDirectory()) return info.size;
+  const entries = await readdir(input, { recursive: true, withFileTypes: true });
+  const files = entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+  if (files.length === 0) {
+    throw new ValidationError(`input directory ${JSON.stringify(input)} holds no files`);
+  }
+  const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 /**
