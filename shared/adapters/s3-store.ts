@@ -22,6 +22,8 @@ import {
   ValidationError,
 } from '#core/errors.ts';
 import type { ObjectInfo, ObjectStore, PutOptions, UploadOptions, UrlSigner } from '#core/ports.ts';
+import { keepAliveAgents } from './http.ts';
+import { LeanGet, LeanGetError } from './s3-get.ts';
 
 /** S3's largest single PUT. */
 const MAX_SINGLE_PUT = 5 * 1024 ** 3;
@@ -53,10 +55,14 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
   private readonly partSize: number;
   private readonly queueSize: number;
 
+  /** Dataset reads: one signed GET each, without the SDK's request path (see s3-get.ts). */
+  private readonly lean: LeanGet;
+
   constructor(
     private readonly client: S3Client,
     options: S3ObjectStoreOptions = {},
   ) {
+    this.lean = new LeanGet(client, keepAliveAgents(64));
     this.pageSize = options.pageSize ?? 1000;
     this.partSize = options.partSize ?? 8 * 1024 * 1024;
     this.queueSize = options.queueSize ?? 4;
@@ -192,7 +198,19 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
   async *readRange(object: ObjectInfo, start: number, end: number): AsyncIterable<Uint8Array> {
     const stop = Math.min(end, object.size);
     if (start >= stop) return;
-    let body: AsyncIterable<Uint8Array>;
+    let body: AsyncIterable<Uint8Array> | undefined;
+    try {
+      body = await this.lean.open(object, start, stop);
+    } catch (error) {
+      if (error instanceof LeanGetError && (error.status === 404 || error.status === 412)) {
+        throw new DatasetChangedError(object.key, { cause: error });
+      }
+      throw error;
+    }
+    if (body !== undefined) {
+      yield* body;
+      return;
+    }
     try {
       const out = await this.client.send(
         new GetObjectCommand({
