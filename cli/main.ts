@@ -9,6 +9,7 @@ import { parseChaos } from '#local/chaos.ts';
 import { LOCAL_DEFAULTS, startRuntime } from '#local/runtime.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
 import { ApiError } from './client.ts';
+import { DEMO_HELP, demoCommand } from './demo.ts';
 import { DEV_HELP, devCommand } from './dev.ts';
 import { JOB_FLAGS, parseJobFlags } from './job-flags.ts';
 import { printFunctionLog } from './logs.ts';
@@ -68,6 +69,7 @@ const MAIN_HELP = `Usage: fanout <command> [options]
 Commands:
   run <job> <input>   run a job on the embedded local runtime and print its result
   dev                 serve the HTTP API, S3 and Lambda locally until Ctrl-C
+  demo                run the lesson's two jobs on the local runtime (npm start)
   list-jobs           list the jobs fanout can run (by-field, scientists, …)
   help [command]      show help ('fanout help run', 'fanout help dev')
 
@@ -100,6 +102,12 @@ export async function main(argv: string[]): Promise<number> {
         return await cancelCommand(rest);
       case 'redrive':
         return await redriveCommand(rest);
+      case 'demo':
+        if (rest.includes('--help') || rest.includes('-h')) {
+          process.stdout.write(DEMO_HELP);
+          return 0;
+        }
+        return await demoCommand();
       case 'list-jobs':
         for (const job of [...jobs.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
           const kind = job.reduce ? 'reduce' : 'map-only';
@@ -118,7 +126,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       default:
         throw new ValidationError(
-          `unknown command ${JSON.stringify(command)}; expected one of: run, dev, upload, submit, status, result, jobs, cancel, redrive, list-jobs, help`,
+          `unknown command ${JSON.stringify(command)}; expected one of: run, dev, demo, upload, submit, status, result, jobs, cancel, redrive, list-jobs, help`,
         );
     }
   } catch (error) {
