@@ -32,15 +32,17 @@ Runs a job on the embedded local runtime (a local S3 server and a local Lambda s
 
 Arguments:
   <job>      one of: ${[...jobs.keys()].sort().join(', ')}
-  <input>    a local file, a local directory (all files, sorted by name), or
-             s3://bucket/key or s3://bucket/prefix/ on the local S3 server (its data
-             lives in --dir; without --dir every run starts with an empty server)
+  <input>    a local file, or a local directory (its regular files, recursively, in S3
+             key order), read in place and never copied; or s3://bucket/key or
+             s3://bucket/prefix/ on the local S3 server (its data lives in --dir;
+             without --dir every run starts with an empty server)
 
 Options:
   --chunk-size SIZE    bytes per chunk, e.g. 8MiB (default: about 4 chunks per unit of
                        concurrency, 1 MiB..256 MiB; inputs up to 1 MiB are split on records)
   --chunks N           split the input into N chunks instead (not with --chunk-size)
-  --concurrency N      chunks in flight (default: ${LOCAL_DEFAULTS.workerSandboxes} for inputs up to 1 MiB, one per core above)
+  --concurrency N      chunks in flight (default: ${LOCAL_DEFAULTS.workerSandboxes} for inputs up to 1 MiB, one per core above;
+                       a job starts one worker per core and widens once a chunk runs 250 ms)
   --params JSON        job parameters, e.g. '{"year":2020}'
   --on-bad-record P    fail (default: the chunk fails at the first malformed record) or skip
                        (malformed records are counted and the first 10 kept in the outcome)
