@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { resolveInput } from '#core/coordinator.ts';
 import { JobFailedError, ValidationError } from '#core/errors.ts';
 import { findJob, parseParams } from '#core/job.ts';
-import { formatS3Uri, parseS3Uri } from '#core/keys.ts';
+import { formatS3Uri, parseInputUri } from '#core/keys.ts';
 import { describePlace, type JobStatus } from '#core/model.ts';
 import { SMALL_INPUT_BYTES } from '#core/plan.ts';
 import { readStatus, TERMINAL_STATES } from '#core/status.ts';
@@ -142,11 +142,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
  */
 async function inputUri(runtime: LocalRuntime, input: string): Promise<string> {
   if (input.startsWith('s3://')) {
-    if (parseS3Uri(input) === undefined) {
-      throw new ValidationError(
-        `input ${JSON.stringify(input)} is not a valid S3 URI; expected s3://bucket/key or s3://bucket/prefix/`,
-      );
-    }
+    parseInputUri(input);
     return input;
   }
   const info = await stat(input).catch(() => undefined);

@@ -31,6 +31,7 @@ import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
+import { keyProblem } from '#core/keys.ts';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
 import { FileBucket } from './files.ts';
 import { KeyLocks } from './locks.ts';
@@ -94,6 +95,34 @@ const header = (ctx: Ctx, name: string) => {
   const value = ctx.headers[name];
   return Array.isArray(value) ? value[0] : value;
 };
+
+/** Why a request names a non-canonical key, list prefix or copy source; undefined if none. */
+function nonCanonical(
+  key: string,
+  query: URLSearchParams,
+  copySource: string | string[] | undefined,
+): string | undefined {
+  if (key !== '') {
+    const problem = keyProblem(key);
+    if (problem !== undefined) return `the key ${JSON.stringify(key)} ${problem}`;
+  }
+  const prefix = query.get('prefix');
+  if (prefix !== null && keyProblem(prefix, true) !== undefined) {
+    return `the prefix ${JSON.stringify(prefix)} ${keyProblem(prefix, true)}`;
+  }
+  if (typeof copySource === 'string') {
+    let source: string;
+    try {
+      source = decodeURIComponent(copySource.split('?')[0] ?? '').replace(/^\//, '');
+    } catch {
+      return 'the copy source is not a valid URI';
+    }
+    const sourceKey = source.slice(source.indexOf('/') + 1);
+    const problem = keyProblem(sourceKey);
+    if (problem !== undefined) return `the copy source key ${JSON.stringify(sourceKey)} ${problem}`;
+  }
+  return undefined;
+}
 
 /** Our continuation tokens: the last key of the page, base64url. Opaque to clients, as on S3. */
 const encodeToken = (key: string) => Buffer.from(key, 'utf8').toString('base64url');
@@ -464,6 +493,15 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
       return sendS3Error(res, 400, 'InvalidURI', "Couldn't parse the specified URI.");
     }
     const method = (req.method ?? 'GET').toLowerCase();
+    // Keys map to file paths here: a key that is not canonical (`..`, `.` or empty segments,
+    // backslashes, %2e, control characters) could name another object's file, so it is refused
+    // before anything reads or writes it, as are such list prefixes and copy sources.
+    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    const problem = nonCanonical(target.key, query, req.headers['x-amz-copy-source']);
+    if (problem !== undefined) {
+      req.resume();
+      return sendS3Error(res, 400, 'InvalidArgument', problem);
+    }
     if (method === 'get' && target.key === '') counts.list += 1;
     else if (method in counts) counts[method as keyof S3Requests] += 1;
     if (options.faults?.({ method: req.method ?? 'GET', ...target }) === 'slowdown') {
@@ -472,12 +510,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
     }
     const files = mounts.get(target.bucket);
     if (files === undefined) return koa?.(req, res);
-    files
-      .handle(req, res, target.key, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)))
-      .catch((error: Error) => {
-        if (!res.headersSent) sendS3Error(res, 500, 'InternalError', error.message);
-        else res.destroy();
-      });
+    files.handle(req, res, target.key, query).catch((error: Error) => {
+      if (!res.headersSent) sendS3Error(res, 500, 'InternalError', error.message);
+      else res.destroy();
+    });
   });
 
   return {

@@ -21,7 +21,7 @@ import { ValidationError } from './errors.ts';
 import { type ApiRequest, type ApiResponse, errorResponse, HttpError, json } from './http.ts';
 import type { AnyJob } from './job.ts';
 import { findJob } from './job.ts';
-import { JOB_ID, jobKeys, parseS3Uri } from './keys.ts';
+import { JOB_ID, jobKeys, keyProblem, parseInputUri } from './keys.ts';
 import type { JobStatus } from './model.ts';
 import { openApiDocument } from './openapi.ts';
 import type { Clock, Invoker, ObjectStore, UrlSigner } from './ports.ts';
@@ -76,19 +76,9 @@ function parseBody<T>(schema: z.ZodType<T>, body: string | undefined): T {
  * backslashes. `my/data.jsonl` and `datasets/my/data.jsonl` name the same object.
  */
 export function datasetKey(raw: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we reject
-  if (/[\u0000-\u001f\u007f\\]/.test(raw)) {
-    throw new HttpError(
-      400,
-      'BAD_REQUEST',
-      'key must not contain control characters or backslashes',
-    );
-  }
-  if (raw.startsWith('/'))
-    throw new HttpError(400, 'BAD_REQUEST', 'key must be relative, not start with /');
-  const segments = raw.split('/');
-  if (segments.some((s) => s === '..' || s === '.' || s === '')) {
-    throw new HttpError(400, 'BAD_REQUEST', 'key must not contain empty, "." or ".." segments');
+  const problem = keyProblem(raw);
+  if (problem !== undefined) {
+    throw new HttpError(400, 'BAD_REQUEST', `key ${JSON.stringify(raw)} ${problem}`);
   }
   return raw.startsWith('datasets/') ? raw : `datasets/${raw}`;
 }
@@ -169,12 +159,7 @@ async function postJob(
 ): Promise<ApiResponse> {
   const body = parseBody(submitSchema, request.body);
   findJob(deps.jobs, body.job);
-  const uri = parseS3Uri(body.input);
-  if (uri === undefined) {
-    throw new ValidationError(
-      `input ${JSON.stringify(body.input)} is not an S3 URI; expected s3://bucket/key or s3://bucket/prefix/`,
-    );
-  }
+  parseInputUri(body.input);
   if (!deps.allowedInputs.some((allowed) => body.input.startsWith(allowed))) {
     throw new HttpError(
       400,

@@ -11,11 +11,10 @@ import {
   NotFoundError,
   ThrottledError,
   toErrorInfo,
-  ValidationError,
 } from './errors.ts';
 import type { AnyJob } from './job.ts';
 import { findJob, parseParams } from './job.ts';
-import { jobKeys, parseS3Uri } from './keys.ts';
+import { jobKeys, parseInputUri } from './keys.ts';
 import { scanOwnedLines } from './lines.ts';
 import {
   type ChunkOutcome,
@@ -261,12 +260,7 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
 
 /** The objects an input URI names: one key, or every non-empty object under a prefix. */
 export async function resolveInput(input: string, store: ObjectStore): Promise<ObjectInfo[]> {
-  const uri = parseS3Uri(input);
-  if (uri === undefined) {
-    throw new ValidationError(
-      `input ${JSON.stringify(input)} is not an S3 URI; expected s3://bucket/key or s3://bucket/prefix/`,
-    );
-  }
+  const uri = parseInputUri(input);
   if (!uri.isPrefix) return [await store.head(uri.bucket, uri.key)];
   const objects = (await store.list(uri.bucket, uri.key)).filter(
     (o) => !o.key.endsWith('/') && o.size > 0,

@@ -6,7 +6,7 @@
 import { ValidationError } from './errors.ts';
 import type { AnyJob, BadRecordPolicy } from './job.ts';
 import { findJob, parseParams } from './job.ts';
-import { jobKeys, newJobId, parseS3Uri } from './keys.ts';
+import { jobKeys, newJobId, parseInputUri } from './keys.ts';
 import type { JobRequest, JobStatus } from './model.ts';
 import type { Clock, Invoker, ObjectStore } from './ports.ts';
 import { writeJson } from './status.ts';
@@ -48,11 +48,7 @@ const positiveInt = (name: string, value: number | undefined) => {
 export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promise<JobRequest> {
   const job = findJob(deps.jobs, request.job);
   parseParams(job, request.params);
-  if (parseS3Uri(request.input) === undefined) {
-    throw new ValidationError(
-      `input ${JSON.stringify(request.input)} is not an S3 URI; expected s3://bucket/key or s3://bucket/prefix/`,
-    );
-  }
+  parseInputUri(request.input);
   positiveInt('chunkSize', request.chunkSize);
   positiveInt('chunks', request.chunks);
   positiveInt('concurrency', request.concurrency);

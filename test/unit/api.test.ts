@@ -136,6 +136,49 @@ describe('POST /jobs', () => {
       /not both/,
     ],
     ['bad policy', { job: 'by-field', input, onBadRecord: 'ignore' }, 400, /onBadRecord/],
+    // Non-canonical keys: `..` would read another job's result through an allowed prefix.
+    [
+      'a ".." segment',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets/../jobs/x/result.json` },
+      400,
+      /key must not contain "\." or "\.\." segments/,
+    ],
+    [
+      'a "." segment',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets/./lesson.jsonl` },
+      400,
+      /"\." or "\.\." segments/,
+    ],
+    [
+      'an empty segment',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets//lesson.jsonl` },
+      400,
+      /empty segments/,
+    ],
+    [
+      'a backslash',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets\\lesson.jsonl` },
+      400,
+      /backslashes/,
+    ],
+    [
+      'a percent-encoded dot',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets/%2e%2e/x.jsonl` },
+      400,
+      /percent-encoded dots/,
+    ],
+    [
+      'a control character',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets/a\u0007.jsonl` },
+      400,
+      /control characters/,
+    ],
+    [
+      'a prefix with a ".." segment',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets/../` },
+      400,
+      /prefix must not contain/,
+    ],
   ];
   for (const [name, body, status, message] of rejected) {
     it(`rejects ${name} with ${status} and writes nothing`, async () => {
@@ -266,12 +309,16 @@ describe('POST /uploads', () => {
     'a//b',
     'bad\u0001key',
     'back\\slash',
+    'a/%2E%2E/b',
+    'a/./b',
     '',
   ]) {
     it(`rejects the key ${JSON.stringify(key)}`, async () => {
       const { store, call } = await setup();
       const before = store.objects.size;
-      expect((await call('POST', '/uploads', { key })).status).toBe(400);
+      const res = await call('POST', '/uploads', { key });
+      expect(res.status).toBe(400);
+      expect(res.json.error.message).toMatch(/must|key/);
       expect(store.objects.size).toBe(before);
     });
   }

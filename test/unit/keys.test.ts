@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { JOB_ID, jobKeys, newJobId, parseS3Uri } from '#core/keys.ts';
+import { JOB_ID, jobKeys, keyProblem, newJobId, parseInputUri, parseS3Uri } from '#core/keys.ts';
 import { parseJsonObject, parsePositiveInt, parseSize } from '../../cli/args.ts';
 
 describe('S3 URIs', () => {
@@ -14,16 +15,83 @@ describe('S3 URIs', () => {
   });
 
   it('rejects what is not an S3 URI', () => {
-    for (const bad of [
-      '',
-      'http://x/y',
-      's3://',
-      's3://A_B/key',
-      's3://b/\u0000',
-      'my-bucket/key',
-    ]) {
+    for (const bad of ['', 'http://x/y', 's3://', 's3://A_B/key', 'my-bucket/key']) {
       expect(parseS3Uri(bad)).toBeUndefined();
     }
+  });
+});
+
+describe('canonical keys', () => {
+  it('refuses each non-canonical form, naming the rule', () => {
+    const cases: [string, RegExp][] = [
+      ['datasets/../jobs/x/result.json', /"\." or "\.\." segments/],
+      ['datasets/./x.jsonl', /"\." or "\.\." segments/],
+      ['..', /"\." or "\.\." segments/],
+      ['datasets//x.jsonl', /empty segments/],
+      ['/datasets/x.jsonl', /empty segments/],
+      ['datasets/x.jsonl/', /empty segments/],
+      ['datasets\\x.jsonl', /backslashes/],
+      ['datasets/%2e%2e/x', /percent-encoded dots/],
+      ['datasets/%2E/x', /percent-encoded dots/],
+      ['datasets/a\u0000b', /control characters/],
+      ['datasets/a\nb', /control characters/],
+      ['datasets/a\u007fb', /control characters/],
+      ['datasets/a\u0085b', /control characters/],
+    ];
+    for (const [key, rule] of cases) expect(keyProblem(key), key).toMatch(rule);
+    expect(keyProblem('')).toMatch(/empty segments/);
+  });
+
+  it('accepts canonical keys and prefixes', () => {
+    for (const key of ['a', 'datasets/x.jsonl', 'a/b.c/..d/e..', 'd/%20/x', 'ü/日本.jsonl']) {
+      expect(keyProblem(key), key).toBeUndefined();
+    }
+    for (const prefix of ['', 'datasets/', 'a/b/', 'a/b']) {
+      expect(keyProblem(prefix, true), prefix).toBeUndefined();
+    }
+    expect(keyProblem('a//', true)).toMatch(/empty segments/);
+    expect(keyProblem('a/../', true)).toMatch(/segments/);
+  });
+
+  // Segments made of anything but the forbidden characters, and not `.`/`..`.
+  const segment = fc
+    .string({ minLength: 1, maxLength: 8, unit: 'grapheme' })
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are excluded
+    .filter((s) => !/[/\\%\u0000-\u001f\u007f-\u009f]/.test(s) && s !== '.' && s !== '..');
+  const key = fc.array(segment, { minLength: 1, maxLength: 5 }).map((s) => s.join('/'));
+
+  it('property: keys joined from canonical segments are canonical', () => {
+    fc.assert(fc.property(key, (k) => keyProblem(k) === undefined));
+  });
+
+  it('property: one forbidden feature anywhere makes a key non-canonical', () => {
+    const bad = fc.constantFrom(
+      '/../',
+      '/./',
+      '//',
+      '\\',
+      '%2e',
+      '%2E',
+      '\u0000',
+      '\u001f',
+      '\u007f',
+    );
+    fc.assert(
+      fc.property(key, bad, fc.nat(), (k, b, at) => {
+        const i = at % (k.length + 1);
+        const mutated = `${k.slice(0, i)}${b}${k.slice(i)}`;
+        return keyProblem(mutated) !== undefined && keyProblem(mutated, true) !== undefined;
+      }),
+    );
+  });
+
+  it('input URIs carry the rule in a ValidationError', () => {
+    expect(() => parseInputUri('s3://my-bucket/datasets/../jobs/x')).toThrow(
+      /input "s3:\/\/my-bucket\/datasets\/..\/jobs\/x": an input's key must not contain "\." or "\.\." segments/,
+    );
+    expect(() => parseInputUri('s3://my-bucket/datasets/./')).toThrow(/an input's prefix must not/);
+    expect(() => parseInputUri('http://b/x')).toThrow(/not an S3 URI/);
+    expect(parseInputUri('s3://my-bucket/datasets/')).toMatchObject({ isPrefix: true });
   });
 });
 
