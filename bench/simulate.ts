@@ -185,6 +185,10 @@ class SimStore implements ObjectStore {
       'the simulation never reads dataset bytes: simulated workers model their reads',
     );
   }
+  async delete(_bucket: string, key: string) {
+    this.docs.delete(key);
+  }
+
   async getBytes(_bucket: string, key: string) {
     this.requests.get += 1;
     const doc = this.docs.get(key);

@@ -29,6 +29,15 @@ export const ENV = {
    * (see CoordinatorDeps.initialLanes). Default: all at once. The local runtime sets its cores.
    */
   initialConcurrency: 'FANOUT_INITIAL_CONCURRENCY',
+  /** Seconds between the coordinator's heartbeats in status.json. Default: 10 */
+  heartbeatSeconds: 'FANOUT_HEARTBEAT_SECONDS',
+  /**
+   * Seconds of silence after which a RUNNING job's coordinator counts as lost: the sweeper
+   * resumes the job, cancel ends it at once, redrive may resume it. Default: 120
+   */
+  staleAfterSeconds: 'FANOUT_STALE_AFTER_SECONDS',
+  /** Resumes of a job whose coordinator keeps getting lost, before it FAILS. Default: 3 */
+  maxResumes: 'FANOUT_MAX_RESUMES',
   /** Standard AWS SDK variables; set only when talking to the local runtime. */
   s3Endpoint: 'AWS_ENDPOINT_URL_S3',
   lambdaEndpoint: 'AWS_ENDPOINT_URL_LAMBDA',

@@ -10,6 +10,19 @@ import { MAX_OBJECTS_PER_CHUNK } from '#core/plan.ts';
 /** `{ jobId }`: the coordinator's event. */
 export const jobEventSchema = z.object({ jobId: z.string().regex(JOB_ID) });
 
+/**
+ * The sweeper's events: Lambda's invocation record for a coordinator event that failed for good
+ * (the coordinator's on-failure destination; only the fields read), or anything else (the
+ * schedule's event), which means "sweep every active job".
+ */
+export const failureRecordSchema = z.object({
+  requestContext: z.object({ condition: z.string() }),
+  requestPayload: jobEventSchema,
+  responsePayload: z
+    .object({ errorType: z.string().optional(), errorMessage: z.string().optional() })
+    .nullish(),
+});
+
 /** The reducer's event: the whole job, or one group of its chunks (tree reduce). */
 export const reduceEventSchema = z.object({
   jobId: z.string().regex(JOB_ID),

@@ -1,8 +1,10 @@
 /**
  * Fault injection for the local runtime: `--chaos worker-error=0.1,worker-timeout=0.02,
- * throttle=0.05,s3-slowdown=0.02 --seed N` makes that fraction of worker invocations throw, hang
- * past the timeout or answer 429, and that fraction of S3 requests answer 503 SlowDown. The
- * draws come from one seeded generator per kind, so a seed gives the same sequence of faults.
+ * throttle=0.05,s3-slowdown=0.02,coordinator-crash=0.5 --seed N` makes that fraction of worker
+ * invocations throw, hang past the timeout or answer 429, that fraction of S3 requests answer
+ * 503 SlowDown, and that fraction of the coordinator's asynchronous invocations crash before
+ * they do anything (as an out-of-memory kill would). The draws come from one seeded generator
+ * per kind, so a seed gives the same sequence of faults.
  */
 import { ValidationError } from '#core/errors.ts';
 import { mulberry32 } from '#core/random.ts';
@@ -13,6 +15,7 @@ export interface ChaosSpec {
   workerTimeout: number;
   throttle: number;
   s3Slowdown: number;
+  coordinatorCrash: number;
 }
 
 const KEYS: Record<string, keyof ChaosSpec> = {
@@ -20,11 +23,18 @@ const KEYS: Record<string, keyof ChaosSpec> = {
   'worker-timeout': 'workerTimeout',
   throttle: 'throttle',
   's3-slowdown': 's3Slowdown',
+  'coordinator-crash': 'coordinatorCrash',
 };
 
 /** Parses `worker-error=0.1,throttle=0.05`. Throws ValidationError naming what is wrong. */
 export function parseChaos(text: string): ChaosSpec {
-  const spec: ChaosSpec = { workerError: 0, workerTimeout: 0, throttle: 0, s3Slowdown: 0 };
+  const spec: ChaosSpec = {
+    workerError: 0,
+    workerTimeout: 0,
+    throttle: 0,
+    s3Slowdown: 0,
+    coordinatorCrash: 0,
+  };
   for (const part of text
     .split(',')
     .map((p) => p.trim())
@@ -48,15 +58,27 @@ export function parseChaos(text: string): ChaosSpec {
 }
 
 /** The fault hooks of the Lambda and S3 servers for a spec and seed. */
-export function chaosFaults(spec: ChaosSpec, seed: number, workerFunction: string) {
+export function chaosFaults(
+  spec: ChaosSpec,
+  seed: number,
+  functions: { worker: string; coordinator: string },
+) {
   const lambdaDraw = mulberry32(seed);
   const s3Draw = mulberry32(seed ^ 0x5bd1e995);
+  const crashDraw = mulberry32(seed ^ 0x27d4eb2f);
   return {
     lambda(
       functionName: string,
       invocationType: string,
     ): 'error' | 'timeout' | 'throttle' | undefined {
-      if (functionName !== workerFunction || invocationType !== 'RequestResponse') return undefined;
+      if (functionName === functions.coordinator && invocationType === 'Event') {
+        return spec.coordinatorCrash > 0 && crashDraw() < spec.coordinatorCrash
+          ? 'error'
+          : undefined;
+      }
+      if (functionName !== functions.worker || invocationType !== 'RequestResponse') {
+        return undefined;
+      }
       const r = lambdaDraw();
       if (r < spec.throttle) return 'throttle';
       if (r < spec.throttle + spec.workerError) return 'error';

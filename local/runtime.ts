@@ -8,8 +8,10 @@ import { resolve } from 'node:path';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
+import { ValidationError } from '#core/errors.ts';
 import { type Invoker, type ObjectStore, systemClock } from '#core/ports.ts';
 import type { SubmitDeps } from '#core/submit.ts';
+import { rescueJob, type SweepDeps, sweepJobs } from '#core/sweep.ts';
 import { jobs } from '#jobs/index.ts';
 import { bundleFunctions } from './bundle.ts';
 import { type ChaosSpec, chaosFaults } from './chaos.ts';
@@ -46,6 +48,17 @@ export const LOCAL_DEFAULTS = {
   reducerTimeoutSeconds: 300,
   /** Chunks in flight for inputs split into byte ranges: one per core (CPU-bound work). */
   byteRangeConcurrency: availableParallelism(),
+  /** The coordinator's heartbeat: every second (on AWS every 10 s; writes are free here). */
+  heartbeatSeconds: 1,
+  /**
+   * A job silent this long has lost its coordinator (ten missed heartbeats, a margin a busy
+   * two-core machine does not miss). `FANOUT_STALE_AFTER_SECONDS` overrides it.
+   */
+  staleAfterSeconds: 10,
+  /** A runtime with a persistent data directory sweeps its jobs this often (and at start). */
+  sweepSeconds: 2,
+  /** Resumes of a job whose coordinator keeps getting lost, before it FAILS. */
+  maxResumes: 3,
 } as const;
 
 /** Options of {@link startRuntime}. */
@@ -62,6 +75,12 @@ export interface RuntimeOptions {
   log?: (functionName: string, text: string) => void;
   /** Fault injection (see local/chaos.ts). */
   chaos?: { spec: ChaosSpec; seed: number };
+  /**
+   * Sweep jobs whose coordinator was lost (shared/core/sweep.ts), at start and every
+   * `LOCAL_DEFAULTS.sweepSeconds`. @default true when `dir` is given: jobs there outlive the
+   * process that ran them
+   */
+  sweep?: boolean;
   /** Fixed ports (0: any free port). */
   s3Port?: number;
   lambdaPort?: number;
@@ -108,7 +127,17 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     reducer: 'fanout-reducer',
     api: 'fanout-api',
   };
-  const faults = options.chaos && chaosFaults(options.chaos.spec, options.chaos.seed, names.worker);
+  const faults = options.chaos && chaosFaults(options.chaos.spec, options.chaos.seed, names);
+  const staleAfterSeconds = Number(
+    process.env.FANOUT_STALE_AFTER_SECONDS ?? LOCAL_DEFAULTS.staleAfterSeconds,
+  );
+  if (!(Number.isSafeInteger(staleAfterSeconds) && staleAfterSeconds > 0)) {
+    throw new ValidationError(
+      `FANOUT_STALE_AFTER_SECONDS must be a positive integer; got ${JSON.stringify(process.env.FANOUT_STALE_AFTER_SECONDS)}`,
+    );
+  }
+  // Late-bound: the sweeper's S3 and Lambda clients exist once both servers run.
+  let sweepDeps: SweepDeps | undefined;
   // Under chaos S3 answers SlowDown now and then; every client retries it, as on AWS, with
   // enough attempts that a run of bad luck does not fail a job.
   const s3Attempts = faults ? 10 : undefined;
@@ -147,6 +176,9 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       // Two cores cannot run sixteen cold sandboxes at once for chunks that take milliseconds:
       // a job opens one lane per core, and the rest once a chunk runs long (it is waiting).
       FANOUT_INITIAL_CONCURRENCY: String(availableParallelism()),
+      FANOUT_HEARTBEAT_SECONDS: String(LOCAL_DEFAULTS.heartbeatSeconds),
+      FANOUT_STALE_AFTER_SECONDS: String(staleAfterSeconds),
+      FANOUT_MAX_RESUMES: String(LOCAL_DEFAULTS.maxResumes),
       AWS_ENDPOINT_URL_S3: s3.endpoint,
       AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
       AWS_REGION: 'us-east-1',
@@ -163,6 +195,17 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       env,
       timeoutSeconds: options.coordinatorTimeoutSeconds ?? LOCAL_DEFAULTS.coordinatorTimeoutSeconds,
       concurrency: LOCAL_DEFAULTS.coordinatorSandboxes,
+      // The on-failure destination, as the stack configures it on AWS: a coordinator whose
+      // event failed three times is resumed (or its job failed) without waiting for a sweep.
+      onFailure: (record) => {
+        const jobId = (record.requestPayload as { jobId?: unknown } | null)?.jobId;
+        if (sweepDeps === undefined || typeof jobId !== 'string') return;
+        const { errorType, errorMessage } = record.responsePayload;
+        rescueJob(jobId, sweepDeps, { force: true, reason: `${errorType}: ${errorMessage}` }).catch(
+          (error: Error) =>
+            options.log?.(names.coordinator, `rescue of ${jobId}: ${error.message}\n`),
+        );
+      },
     });
     lambda.register({
       name: names.worker,
@@ -196,6 +239,41 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     }),
   );
   const invoker = new LambdaInvoker({ endpoint: lambda.endpoint });
+  sweepDeps = {
+    store,
+    invoker,
+    clock: systemClock,
+    bucket,
+    coordinatorFunction: names.coordinator,
+    staleAfterMs: staleAfterSeconds * 1000,
+    maxResumes: LOCAL_DEFAULTS.maxResumes,
+  };
+  // Jobs in a persistent directory outlive the process that ran them: one killed mid-job left
+  // them RUNNING with no coordinator. A new runtime on the directory sweeps at once, then keeps
+  // sweeping. No event queued in an earlier process survives it, so at start a QUEUED job that
+  // went quiet is an orphan too; later, a QUEUED job is only waiting for a sandbox.
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+  if (options.sweep ?? options.dir !== undefined) {
+    const deps = sweepDeps;
+    let sweeping = false; // one sweep at a time: a slow one is not joined by the next
+    const sweep = async (queuedStaleAfterMs: number) => {
+      if (sweeping) return;
+      sweeping = true;
+      await sweepJobs({ ...deps, queuedStaleAfterMs })
+        .catch((error: Error) =>
+          options.log?.('fanout-sweeper', `sweep failed: ${error.message}\n`),
+        )
+        .finally(() => {
+          sweeping = false;
+        });
+    };
+    void sweep(deps.staleAfterMs);
+    sweeper = setInterval(
+      () => void sweep(Number.POSITIVE_INFINITY),
+      LOCAL_DEFAULTS.sweepSeconds * 1000,
+    );
+    sweeper.unref();
+  }
   return {
     bucket,
     s3,
@@ -204,6 +282,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     invoker,
     functions: names,
     async close(options) {
+      if (sweeper !== undefined) clearInterval(sweeper);
       await lambda.close(options);
       await s3.close();
     },

@@ -20,6 +20,7 @@ const deps = {
     .filter(Boolean),
   defaultConcurrency: optionalInt(process.env, ENV.defaultConcurrency, 100),
   maxConcurrency: optionalInt(process.env, ENV.maxConcurrency, 1000),
+  staleAfterMs: optionalInt(process.env, ENV.staleAfterSeconds, 120) * 1000,
   log: (message: string, detail: unknown) => console.error(message, detail),
 };
 

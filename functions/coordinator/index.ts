@@ -23,6 +23,7 @@ const deps = {
   // Lambda sets the function's own name; a long job continues by invoking it again.
   coordinatorFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),
   workerTimeoutMs: optionalInt(process.env, ENV.workerTimeoutSeconds, 900) * 1000,
+  heartbeatMs: optionalInt(process.env, ENV.heartbeatSeconds, 10) * 1000,
   ...(process.env[ENV.initialConcurrency] !== undefined && {
     initialLanes: optionalInt(process.env, ENV.initialConcurrency, 1),
   }),

@@ -11,7 +11,7 @@ const repoRoot = resolve(import.meta.dirname, '../..');
 /** Props of {@link FanoutFunction}. */
 export interface FanoutFunctionProps {
   /** The handler's directory under functions/, e.g. `worker`. */
-  readonly handler: 'api' | 'coordinator' | 'worker' | 'reducer';
+  readonly handler: 'api' | 'coordinator' | 'worker' | 'reducer' | 'sweeper';
   /** @default 1024 */
   readonly memorySize?: number;
   /** @default Duration.minutes(15) */

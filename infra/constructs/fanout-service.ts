@@ -8,8 +8,10 @@ import {
 } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
+import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { Grant, type IGrantable, Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
-import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { EventInvokeConfig, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
@@ -41,6 +43,13 @@ export interface FanoutServiceProps {
   readonly reducerMemoryMb?: number;
   /** Retention of the functions' and the API's logs. @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
+  /**
+   * How often the sweeper looks for jobs whose coordinator was lost (and resumes them).
+   * @default Duration.minutes(1)
+   */
+  readonly sweepInterval?: Duration;
+  /** Resumes of a job whose coordinator keeps getting lost, before it FAILS. @default 3 */
+  readonly maxResumes?: number;
   /** Steady-state requests per second the API accepts. @default 50 */
   readonly apiRateLimit?: number;
   /** Burst of requests the API accepts. @default 100 */
@@ -65,6 +74,7 @@ export class FanoutService extends Construct {
     coordinator: IFunction;
     worker: IFunction;
     reducer: IFunction;
+    sweeper: IFunction;
   };
 
   constructor(scope: Construct, id: string, props: FanoutServiceProps = {}) {
@@ -126,7 +136,44 @@ export class FanoutService extends Construct {
         FANOUT_MAX_CONCURRENCY: String(props.maxConcurrency ?? 1000),
       },
     }).function;
-    this.functions = { api, coordinator, worker, reducer };
+    // Crash-only jobs (shared/core/sweep.ts): the sweeper resumes a job whose coordinator is
+    // gone, on a schedule and as the coordinator's on-failure destination.
+    const sweeper = new FanoutFunction(this, 'Sweeper', {
+      ...common,
+      handler: 'sweeper',
+      memorySize: 256,
+      timeout: Duration.minutes(1),
+      environment: {
+        FANOUT_BUCKET: bucket.bucketName,
+        FANOUT_COORDINATOR_FUNCTION: coordinator.functionName,
+        FANOUT_MAX_RESUMES: String(props.maxResumes ?? 3),
+      },
+    }).function;
+    // Lambda retries a failed coordinator event twice, keeps it at most an hour (while the
+    // coordinator is throttled), then hands the record to the sweeper, which resumes the job or
+    // fails it with the reason. The destination is given by ARN, and its invoke permission sits
+    // in a policy of its own, so the coordinator does not depend on the sweeper that depends on
+    // it (as LambdaDestination's grant in the default policy would make it).
+    new EventInvokeConfig(this, 'CoordinatorAsyncInvoke', {
+      function: coordinator,
+      retryAttempts: 2,
+      maxEventAge: Duration.hours(1),
+      onFailure: { bind: () => ({ destination: sweeper.functionArn }) },
+    });
+    new Policy(this, 'CoordinatorFailureDestination', {
+      statements: [
+        new PolicyStatement({
+          actions: ['lambda:InvokeFunction'],
+          resources: [sweeper.functionArn],
+        }),
+      ],
+    }).attachToRole(coordinator.role!);
+    new Rule(this, 'SweepSchedule', {
+      description: 'fanout: resume jobs whose coordinator was lost',
+      schedule: Schedule.rate(props.sweepInterval ?? Duration.minutes(1)),
+      targets: [new LambdaFunction(sweeper, { retryAttempts: 0 })],
+    });
+    this.functions = { api, coordinator, worker, reducer, sweeper };
 
     // Least privilege, by S3 prefix (ARCHITECTURE.md "S3 layout").
     const allow = (fn: IFunction, actions: string[], resources: string[]) =>
@@ -167,7 +214,16 @@ export class FanoutService extends Construct {
       jobs('result.json'),
       jobs('result.jsonl'),
     ]);
-    allow(api, ['s3:PutObject'], [jobs('job.json'), jobs('status.json'), ...inputs]);
+    allow(
+      api,
+      ['s3:PutObject'],
+      [jobs('job.json'), jobs('status.json'), bucket.arnForObjects('active/*'), ...inputs],
+    );
+    allow(sweeper, ['s3:GetObject'], [jobs('status.json')]);
+    allow(sweeper, ['s3:PutObject'], [jobs('status.json')]);
+    allow(sweeper, ['s3:DeleteObject'], [bucket.arnForObjects('active/*')]);
+    listUnder(sweeper, ['active/*']);
+    coordinator.grantInvoke(sweeper);
     listUnder(api, [...prefixes.map((p) => `${p}*`), 'jobs/']);
     worker.grantInvoke(coordinator);
     // A long job continues in a new coordinator invocation. The statement lives in its own
@@ -217,7 +273,7 @@ export class FanoutService extends Construct {
     });
     this.apiUrl = stage.url;
 
-    for (const fn of [api, coordinator, worker, reducer]) {
+    for (const fn of [api, coordinator, worker, reducer, sweeper]) {
       Validations.of(fn).acknowledge({
         id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
         reason: "AWSLambdaBasicExecutionRole only allows writing the function's own logs",

@@ -27,6 +27,27 @@ export interface FunctionSpec {
   concurrency: number;
   /** Heap limit of each sandbox, like Lambda's memory setting. @default none */
   memoryMb?: number;
+  /**
+   * The on-failure destination of asynchronous invocations: called with Lambda's invocation
+   * record (condition `RetriesExhausted`) once an Event invocation has failed its three attempts.
+   * On AWS the record goes to a function; locally to this callback. @default dropped
+   */
+  onFailure?: (record: FailureRecord) => void;
+}
+
+/** The record Lambda sends an on-failure destination (the fields fanout reads). */
+export interface FailureRecord {
+  version: '1.0';
+  timestamp: string;
+  requestContext: {
+    requestId: string;
+    functionArn: string;
+    condition: 'RetriesExhausted';
+    approximateInvokeCount: number;
+  };
+  requestPayload: unknown;
+  responseContext: { statusCode: number; executedVersion: string; functionError: 'Unhandled' };
+  responsePayload: { errorType: string; errorMessage: string };
 }
 
 /** Options of {@link startLambdaServer}. */
@@ -335,6 +356,24 @@ export async function startLambdaServer(
             fn.events.push({ event: item.event, attempt: item.attempt + 1 });
             drainEvents(fn);
           }, 1000 * item.attempt).unref();
+        } else if (outcome.kind === 'function-error' && !closing) {
+          fn.spec.onFailure?.({
+            version: '1.0',
+            timestamp: new Date().toISOString(),
+            requestContext: {
+              requestId: randomUUID(),
+              functionArn: `arn:aws:lambda:us-east-1:000000000000:function:${fn.spec.name}:$LATEST`,
+              condition: 'RetriesExhausted',
+              approximateInvokeCount: item.attempt,
+            },
+            requestPayload: item.event,
+            responseContext: {
+              statusCode: 200,
+              executedVersion: '$LATEST',
+              functionError: 'Unhandled',
+            },
+            responsePayload: { errorType: outcome.errorType, errorMessage: outcome.errorMessage },
+          });
         }
         drainEvents(fn);
       });

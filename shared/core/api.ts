@@ -43,6 +43,11 @@ export interface ApiDeps {
   defaultConcurrency: number;
   /** The most chunks in flight a request may ask for. */
   maxConcurrency: number;
+  /**
+   * A RUNNING job silent this long has lost its coordinator: cancel ends it at once, redrive
+   * resumes it. @default SWEEP_DEFAULTS.staleAfterMs
+   */
+  staleAfterMs?: number;
   log: (message: string, detail: unknown) => void;
 }
 

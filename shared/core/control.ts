@@ -3,10 +3,11 @@
  * status.json so they never lose an update against the coordinator.
  */
 import { ConflictError, DatasetChangedError, NotFoundError } from './errors.ts';
-import { jobKeys } from './keys.ts';
+import { activeKey, jobKeys } from './keys.ts';
 import type { JobStatus, Manifest } from './model.ts';
 import type { Clock, Invoker, ObjectStore } from './ports.ts';
 import { readJson, TERMINAL_STATES, updateStatus } from './status.ts';
+import { lastSignOfLife, SWEEP_DEFAULTS } from './sweep.ts';
 
 /** What cancel and redrive need. */
 export interface ControlDeps {
@@ -15,11 +16,24 @@ export interface ControlDeps {
   clock: Clock;
   bucket: string;
   coordinatorFunction: string;
+  /**
+   * A RUNNING job whose heartbeat is older than this has lost its coordinator: cancel ends it at
+   * once and redrive resumes it. @default SWEEP_DEFAULTS.staleAfterMs
+   */
+  staleAfterMs?: number;
+}
+
+/** Whether a RUNNING job's coordinator is gone: its heartbeat is older than the limit. */
+function coordinatorLost(s: JobStatus, deps: ControlDeps): boolean {
+  const limit = deps.staleAfterMs ?? SWEEP_DEFAULTS.staleAfterMs;
+  return s.status === 'RUNNING' && deps.clock.now() - lastSignOfLife(s) > limit;
 }
 
 /**
  * Cancels a job: a QUEUED job ends CANCELLED at once; a RUNNING one is marked, its coordinator
- * stops dispatching and ends it CANCELLED once in-flight chunks finish. No result is written.
+ * sees the mark before its next dispatch and ends it CANCELLED once in-flight chunks finish. A
+ * RUNNING job whose coordinator is lost (stale heartbeat) ends CANCELLED at once, since no
+ * coordinator would. No result is written.
  * Throws ConflictError for a job that has already ended.
  */
 export async function cancelJob(jobId: string, deps: ControlDeps): Promise<JobStatus> {
@@ -29,25 +43,33 @@ export async function cancelJob(jobId: string, deps: ControlDeps): Promise<JobSt
         `job ${jobId} has already ended ${s.status}; there is nothing to cancel`,
       );
     }
-    if (s.status === 'QUEUED') {
+    if (s.status === 'QUEUED' || coordinatorLost(s, deps)) {
       return { ...s, status: 'CANCELLED', cancelRequested: true, finishedAt: deps.clock.iso() };
     }
     return { ...s, cancelRequested: true };
   });
 }
 
+const redrivable = (s: JobStatus, deps: ControlDeps) =>
+  s.status === 'FAILED' || s.status === 'CANCELLED' || coordinatorLost(s, deps);
+
+function notRedrivable(jobId: string, s: JobStatus) {
+  const since =
+    s.status === 'RUNNING' ? ` (its coordinator's last heartbeat was ${s.heartbeatAt})` : '';
+  return new ConflictError(
+    `job ${jobId} is ${s.status}${since}; only FAILED or CANCELLED jobs, or RUNNING ones whose coordinator was lost, can be redriven`,
+  );
+}
+
 /**
- * Redrives a FAILED or CANCELLED job: reruns only the chunks without a successful outcome, then
- * reduces. Allowed only while every pinned input is unchanged (same ETag and VersionId).
+ * Redrives a FAILED or CANCELLED job, or a RUNNING one whose coordinator was lost: reruns only
+ * the chunks without a successful outcome, then reduces. Allowed only while every pinned input
+ * is unchanged (same ETag and VersionId).
  */
 export async function redriveJob(jobId: string, deps: ControlDeps): Promise<JobStatus> {
   const keys = jobKeys(jobId);
   const current = (await readJson<JobStatus>(deps.store, deps.bucket, keys.status)).value;
-  if (current.status !== 'FAILED' && current.status !== 'CANCELLED') {
-    throw new ConflictError(
-      `job ${jobId} is ${current.status}; only FAILED or CANCELLED jobs can be redriven`,
-    );
-  }
+  if (!redrivable(current, deps)) throw notRedrivable(jobId, current);
   const manifest = await readJson<Manifest>(deps.store, deps.bucket, keys.manifest)
     .then((r) => r.value)
     .catch((error: unknown) => {
@@ -61,14 +83,20 @@ export async function redriveJob(jobId: string, deps: ControlDeps): Promise<JobS
     }
   }
   const redriven = await updateStatus(deps.store, deps.bucket, jobId, (s) => {
-    if (s.status !== 'FAILED' && s.status !== 'CANCELLED') {
-      throw new ConflictError(
-        `job ${jobId} is ${s.status}; only FAILED or CANCELLED jobs can be redriven`,
-      );
-    }
+    if (!redrivable(s, deps)) throw notRedrivable(jobId, s);
     const { error: _error, finishedAt: _finishedAt, cancelRequested: _cancel, ...rest } = s;
-    return { ...rest, status: 'RUNNING', redrives: (s.redrives ?? 0) + 1 };
+    // A new epoch: a lost coordinator that comes back stops at its next status write. The
+    // heartbeat and the resume budget start afresh, since a person chose to run it again.
+    return {
+      ...rest,
+      status: 'RUNNING',
+      redrives: (s.redrives ?? 0) + 1,
+      epoch: (s.epoch ?? 0) + 1,
+      heartbeatAt: deps.clock.iso(),
+      resumes: 0,
+    };
   });
+  await deps.store.put(deps.bucket, activeKey(jobId), jobId);
   await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
   return redriven;
 }

@@ -32,6 +32,7 @@ import { chunkSegments, needsRecordStarts, planChunks } from './plan.ts';
 import type { Clock, Invoker, ObjectInfo, ObjectStore } from './ports.ts';
 import { csvHeader, recordStarts } from './records.ts';
 import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from './status.ts';
+import { SWEEP_DEFAULTS } from './sweep.ts';
 
 /** What {@link coordinateJob} needs from its surroundings. */
 export interface CoordinatorDeps {
@@ -53,6 +54,12 @@ export interface CoordinatorDeps {
   maxThrottledAttempts?: number;
   /** Milliseconds between status.json writes while the job runs. @default 500 */
   statusIntervalMs?: number;
+  /**
+   * Milliseconds between heartbeats (`heartbeatAt` in status.json), written from takeover to
+   * the end of the run, planning and reducing included, so the sweeper can tell a live
+   * coordinator from a lost one. @default 10_000
+   */
+  heartbeatMs?: number;
   /**
    * Lanes opened at first; the others open once a chunk has run `rampMs` while chunks wait.
    * The local runtime opens one per core, so that tiny chunks that compute do not start a
@@ -93,6 +100,9 @@ const DETERMINISTIC = new Set([
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Thrown by a chunk's retry loop when the job was cancelled or taken over meanwhile. */
+const NOT_RETRIED = Symbol('not retried');
+
 /** Why a coordinator run stopped dispatching. */
 type Stop = 'done' | 'failed' | 'cancelled' | 'superseded' | 'continue';
 
@@ -115,10 +125,42 @@ export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promi
         return { ...s, status: 'CANCELLED', finishedAt: deps.clock.iso() };
       }
       epoch = (s.epoch ?? 0) + 1;
-      return { ...s, status: 'RUNNING', startedAt: s.startedAt ?? deps.clock.iso(), epoch };
+      const now = deps.clock.iso();
+      return { ...s, status: 'RUNNING', startedAt: s.startedAt ?? now, epoch, heartbeatAt: now };
     }),
   ]);
   if (taken.status !== 'RUNNING' || taken.epoch !== epoch) return taken;
+  const heart = heartbeat(jobId, epoch, deps);
+  try {
+    return await driveJob(jobId, request, epoch, deps);
+  } finally {
+    heart.stop();
+  }
+}
+
+/**
+ * Keeps `heartbeatAt` current while this run owns the job (best effort: a missed beat only
+ * brings the sweeper closer; twelve in a row let it take the job over).
+ */
+function heartbeat(jobId: string, epoch: number, deps: CoordinatorDeps) {
+  const beat = () =>
+    updateStatus(deps.store, deps.bucket, jobId, (s) =>
+      s.epoch === epoch && !TERMINAL_STATES.has(s.status)
+        ? { ...s, heartbeatAt: deps.clock.iso() }
+        : undefined,
+    ).catch(() => undefined);
+  const timer = setInterval(beat, deps.heartbeatMs ?? SWEEP_DEFAULTS.heartbeatMs);
+  return { stop: () => clearInterval(timer) };
+}
+
+/** The run after its takeover: plan or read the plan, run the chunks, reduce or end the job. */
+async function driveJob(
+  jobId: string,
+  request: JobRequest,
+  epoch: number,
+  deps: CoordinatorDeps,
+): Promise<JobStatus> {
+  const keys = jobKeys(jobId);
   // Epoch 1: no run before this one got past its takeover, so there is no manifest and no
   // chunk outcome yet; a fresh job skips looking for them.
   const fresh = epoch === 1;
@@ -374,6 +416,13 @@ async function runChunks(
     const bytes = segments.reduce((sum, s) => sum + s.end - s.start, 0);
     let throttled = 0;
     for (let attemptThisRun = 1; ; attemptThisRun++) {
+      // A retry is a new dispatch: none starts once the job is cancelled or taken over.
+      if (
+        (attemptThisRun > 1 || throttled > 0) &&
+        (stop === 'cancelled' || stop === 'superseded')
+      ) {
+        throw NOT_RETRIED;
+      }
       chunk.attempts += 1;
       const task: ChunkTask = {
         jobId: manifest.jobId,
@@ -414,6 +463,20 @@ async function runChunks(
     }
   };
 
+  // Before each dispatch the lane reads status.json, so a cancel (or a takeover) acknowledged
+  // before the dispatch stops it: no chunk starts after a cancel was answered. Lanes that ask
+  // together share one read, but never one that began before they asked.
+  let nextRead: Promise<void> | undefined;
+  const checkStatus = (): Promise<void> =>
+    (nextRead ??= (async () => {
+      await Promise.resolve(); // lanes asking in this same turn join this read
+      nextRead = undefined; // from here on, a lane that asks needs a newer read
+      const s = await readStatus(deps.store, bucket, manifest.jobId).catch(() => undefined);
+      if (s === undefined) return; // best effort: the status writer reports errors
+      if (s.epoch !== epoch || TERMINAL_STATES.has(s.status)) stop ??= 'superseded';
+      else if (s.cancelRequested === true) stop ??= 'cancelled';
+    })());
+
   let next = 0;
   // When each in-flight chunk was dispatched, for widening (below).
   const inFlight = new Map<number, number>();
@@ -423,6 +486,8 @@ async function runChunks(
         stop = 'continue';
         break;
       }
+      await checkStatus();
+      if (stop !== undefined || next >= todo.length) break;
       const index = todo[next++] as number;
       dispatched += 1;
       counts.running += 1;
@@ -432,6 +497,7 @@ async function runChunks(
         await runOne(index);
         counts.succeeded += 1;
       } catch (error) {
+        if (error === NOT_RETRIED) continue; // left without an outcome, for a later run
         counts.failed += 1;
         manifest.chunks[index]!.failed = true;
         if (failure === undefined || index < failure.index) failure = { index, error };

@@ -19,6 +19,16 @@ export function jobKeys(jobId: string) {
   };
 }
 
+/**
+ * Markers of jobs that may still need a coordinator: `active/{jobId}`, written when a job is
+ * submitted or redriven. The sweeper lists only these (not every job ever run), and deletes a
+ * marker once its job has ended, so the list stays as short as the set of live jobs.
+ */
+export const ACTIVE_PREFIX = 'active/';
+
+/** The marker of a job that may still need a coordinator. */
+export const activeKey = (jobId: string) => `${ACTIVE_PREFIX}${jobId}`;
+
 /** Ids count down from this instant (base 36 `zzzzzzzzz` ms, in the year 5138). */
 const ID_EPOCH_END = 36 ** 9 - 1;
 

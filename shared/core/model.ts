@@ -72,6 +72,14 @@ export interface JobStatus {
   epoch?: number;
   /** Coordinator runs that continued the job before their time ran out. */
   continuations?: number;
+  /**
+   * When the coordinator that owns the job last showed it is alive (ISO time). It writes this
+   * every few seconds while it runs; a RUNNING job whose heartbeat is older than the sweeper's
+   * limit has lost its coordinator and is resumed (see shared/core/sweep.ts).
+   */
+  heartbeatAt?: string;
+  /** How often the sweeper resumed the job after its coordinator was lost; bounded. */
+  resumes?: number;
   /** How often the job was redriven. */
   redrives?: number;
   /**

@@ -63,6 +63,8 @@ export interface ObjectStore {
   readRange(object: ObjectInfo, start: number, end: number): AsyncIterable<Uint8Array>;
   /** The whole object. Throws NotFoundError. */
   getBytes(bucket: string, key: string): Promise<{ body: Uint8Array; etag: string }>;
+  /** Deletes an object; deleting one that does not exist succeeds, as on S3. */
+  delete(bucket: string, key: string): Promise<void>;
   /** One-request write. Throws PreconditionFailedError when a condition in `options` fails. */
   put(
     bucket: string,

@@ -6,7 +6,7 @@
 import { ValidationError } from './errors.ts';
 import type { AnyJob, BadRecordPolicy } from './job.ts';
 import { findJob, parseParams } from './job.ts';
-import { jobKeys, newJobId, parseInputUri } from './keys.ts';
+import { activeKey, jobKeys, newJobId, parseInputUri } from './keys.ts';
 import type { JobRequest, JobStatus } from './model.ts';
 import type { Clock, Invoker, ObjectStore } from './ports.ts';
 import { writeJson } from './status.ts';
@@ -104,6 +104,9 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
   const keys = jobKeys(jobId);
   await writeJson(deps.store, deps.bucket, keys.job, stored, { ifNoneMatch: '*' });
   await writeJson(deps.store, deps.bucket, keys.status, status, { ifNoneMatch: '*' });
+  // Marked active before the coordinator is started: if its event is lost, the sweeper finds
+  // the job and starts one (shared/core/sweep.ts).
+  await deps.store.put(deps.bucket, activeKey(jobId), jobId);
   await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
   return stored;
 }

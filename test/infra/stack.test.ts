@@ -64,11 +64,11 @@ describe('FanoutStack', () => {
     expect(() => app.synth()).not.toThrow();
   });
 
-  it('creates four Node.js 24 ARM64 functions with source maps and log retention', () => {
+  it('creates five Node.js 24 ARM64 functions with source maps and log retention', () => {
     template.resourcePropertiesCountIs(
       'AWS::Lambda::Function',
       { Runtime: 'nodejs24.x', Architectures: ['arm64'] },
-      4,
+      5,
     );
     template.allResourcesProperties('AWS::Lambda::Function', {
       Environment: {
@@ -173,6 +173,7 @@ describe('FanoutStack', () => {
     const statements = statementsOf('Api');
     const writes = statements.filter((s) => actionsOf([s]).includes('s3:PutObject'));
     expect(writes.flatMap(resources).sort()).toEqual([
+      '/active/*',
       '/datasets/*',
       '/jobs/*/job.json',
       '/jobs/*/status.json',
@@ -181,6 +182,70 @@ describe('FanoutStack', () => {
     expect(invoke.flatMap(resources).sort()).toEqual([
       'FanoutCoordinatorFunction',
       'FanoutCoordinatorFunction:*',
+    ]);
+  });
+
+  it("retries the coordinator's async events twice for at most an hour, then hands them to the sweeper", () => {
+    const configs = template.findResources('AWS::Lambda::EventInvokeConfig');
+    expect(Object.keys(configs)).toHaveLength(1);
+    const config = Object.values(configs)[0] as {
+      Properties: {
+        FunctionName: unknown;
+        MaximumRetryAttempts: number;
+        MaximumEventAgeInSeconds: number;
+        DestinationConfig: { OnFailure: { Destination: unknown } };
+      };
+    };
+    expect(config.Properties.MaximumRetryAttempts).toBe(2);
+    expect(config.Properties.MaximumEventAgeInSeconds).toBe(3600);
+    expect(JSON.stringify(config.Properties.FunctionName)).toMatch(/FanoutCoordinatorFunction/);
+    expect(JSON.stringify(config.Properties.DestinationConfig.OnFailure.Destination)).toMatch(
+      /FanoutSweeperFunction\w+","Arn"/,
+    );
+    // The coordinator may invoke its destination, through a policy of its own (no cycle).
+    const policies = template.findResources('AWS::IAM::Policy');
+    const destination = Object.entries(policies).find(([id]) =>
+      id.startsWith('FanoutCoordinatorFailureDestination'),
+    );
+    expect(JSON.stringify(destination?.[1])).toMatch(
+      /"Action":"lambda:InvokeFunction","Effect":"Allow","Resource":\{"Fn::GetAtt":\["FanoutSweeperFunction\w+","Arn"\]\}/,
+    );
+  });
+
+  it('runs the sweeper every minute, with no retry of a missed sweep', () => {
+    const rules = Object.values(template.findResources('AWS::Events::Rule')) as {
+      Properties: { ScheduleExpression: string; Targets: { Arn: unknown; RetryPolicy?: unknown }[] };
+    }[];
+    expect(rules).toHaveLength(1);
+    expect(rules[0]!.Properties.ScheduleExpression).toBe('rate(1 minute)');
+    expect(rules[0]!.Properties.Targets).toHaveLength(1);
+    expect(JSON.stringify(rules[0]!.Properties.Targets[0]!.Arn)).toMatch(/FanoutSweeperFunction/);
+    expect(rules[0]!.Properties.Targets[0]!.RetryPolicy).toEqual({ MaximumRetryAttempts: 0 });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      FunctionName: { 'Fn::GetAtt': [Match.stringLikeRegexp('FanoutSweeperFunction'), 'Arn'] },
+    });
+  });
+
+  it('lets the sweeper list active/, read and write status, delete markers and invoke the coordinator, nothing else', () => {
+    const statements = statementsOf('Sweeper');
+    expect(
+      statements.map((s) => [actionsOf([s]).sort(), resources(s).sort(), s.Condition ?? null]),
+    ).toEqual([
+      [['s3:GetObject'], ['/jobs/*/status.json'], null],
+      [['s3:PutObject'], ['/jobs/*/status.json'], null],
+      [['s3:DeleteObject'], ['/active/*'], null],
+      [
+        ['s3:ListBucket'],
+        [expect.stringContaining('FanoutBucket')],
+        { StringLike: { 's3:prefix': ['active/*'] } },
+      ],
+      [
+        ['lambda:InvokeFunction'],
+        ['FanoutCoordinatorFunction', 'FanoutCoordinatorFunction:*'],
+        null,
+      ],
     ]);
   });
 

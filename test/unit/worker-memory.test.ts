@@ -31,6 +31,7 @@ function syntheticStore(): ObjectStore & { uploaded: number; peak: number } {
     peak: 0,
     head: async (bucket, key) => ({ bucket, key, size: SIZE, etag: '"synthetic"' }),
     list: async () => [],
+    delete: async () => undefined,
     listPrefixes: async () => ({ prefixes: [] }),
     async *readRange(_object: ObjectInfo, start: number, end: number) {
       for (let at = start; at < Math.min(end, SIZE); at += MiB) {

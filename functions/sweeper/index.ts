@@ -1,0 +1,57 @@
+/**
+ * Sweeper Lambda: keeps every job on its way to a terminal state (shared/core/sweep.ts).
+ * - Every minute (an EventBridge schedule) it looks at the jobs marked active and resumes those
+ *   whose coordinator's heartbeat is stale, or fails them after too many resumes.
+ * - As the coordinator's on-failure destination it gets Lambda's record of a coordinator event
+ *   that failed its attempts (or grew too old), and rescues that job at once.
+ */
+import { systemClock } from '#core/ports.ts';
+import {
+  type Rescue,
+  rescueJob,
+  SWEEP_DEFAULTS,
+  type SweepReport,
+  sweepJobs,
+} from '#core/sweep.ts';
+import {
+  ENV,
+  invokerFromEnv,
+  optionalInt,
+  primeClients,
+  requireEnv,
+  storeFromEnv,
+} from '../config.ts';
+import { failureRecordSchema } from '../events.ts';
+
+const deps = {
+  store: storeFromEnv(),
+  invoker: invokerFromEnv(),
+  clock: systemClock,
+  bucket: requireEnv(process.env, ENV.bucket),
+  coordinatorFunction: requireEnv(process.env, ENV.coordinatorFunction),
+  staleAfterMs:
+    optionalInt(process.env, ENV.staleAfterSeconds, SWEEP_DEFAULTS.staleAfterMs / 1000) * 1000,
+  queuedStaleAfterMs: SWEEP_DEFAULTS.queuedStaleAfterMs,
+  maxResumes: optionalInt(process.env, ENV.maxResumes, SWEEP_DEFAULTS.maxResumes),
+};
+await primeClients(process.env, { store: deps.store });
+
+/** Lambda entry point: a failure record rescues its job; any other event sweeps. */
+export const handler = async (
+  event: unknown,
+): Promise<SweepReport | { jobId: string; rescue: Rescue }> => {
+  const record = failureRecordSchema.safeParse(event);
+  if (record.success) {
+    const { jobId } = record.data.requestPayload;
+    const error = record.data.responsePayload;
+    const reason = `${record.data.requestContext.condition}${error?.errorType ? `: ${error.errorType}` : ''}${error?.errorMessage ? `: ${error.errorMessage}` : ''}`;
+    const rescue = await rescueJob(jobId, deps, { force: true, reason });
+    console.log(JSON.stringify({ message: 'coordinator failure record', jobId, reason, rescue }));
+    return { jobId, rescue };
+  }
+  const report = await sweepJobs(deps);
+  if (report.resumed.length + report.failed.length + report.cancelled.length > 0) {
+    console.log(JSON.stringify({ message: 'sweep', ...report }));
+  }
+  return report;
+};
