@@ -26,7 +26,7 @@ export interface ControlDeps {
 /** Whether a RUNNING job's coordinator is gone: its heartbeat is older than the limit. */
 function coordinatorLost(s: JobStatus, deps: ControlDeps): boolean {
   const limit = deps.staleAfterMs ?? SWEEP_DEFAULTS.staleAfterMs;
-  return s.status === 'RUNNING' && deps.clock.now() - lastSignOfLife(s) > limit;
+  return s.status === 'RUNNING' && Date.parse(deps.clock.iso()) - lastSignOfLife(s) > limit;
 }
 
 /**

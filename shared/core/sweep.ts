@@ -68,7 +68,8 @@ export async function rescueJob(
   options: { force?: boolean; reason?: string } = {},
 ): Promise<Rescue> {
   let outcome = 'alive' as Rescue;
-  const now = deps.clock.now();
+  // Clock.now is monotonic (durations); heartbeats are wall-clock times.
+  const now = Date.parse(deps.clock.iso());
   await updateStatus(deps.store, deps.bucket, jobId, (s) => {
     if (TERMINAL_STATES.has(s.status)) {
       outcome = 'ended';

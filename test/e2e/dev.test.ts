@@ -3,65 +3,31 @@
  * a job submitted with plain HTTP, status polled until SUCCEEDED, and the result compared with
  * what `fanout run` prints for the same file.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsS3Copy } from '../fixtures/aws-cli.ts';
+import { bin, type DevProcess, root, startDev } from '../fixtures/dev-process.ts';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'cli/bin.mjs');
 const lesson = join(root, 'examples/scientists.jsonl');
 
-/** A free loopback port (the OS picks; we release it for the child to bind). */
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
-let dev: ChildProcess;
+let dev: DevProcess;
 let dir: string;
 let api: string;
 let s3: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'fanout-dev-'));
-  const [port, s3Port] = [await freePort(), await freePort()];
-  dev = spawn(
-    process.execPath,
-    [bin, 'dev', '--port', String(port), '--s3-port', String(s3Port), '--dir', join(dir, 'data')],
-    {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let out = '';
-  await new Promise<void>((ready, fail) => {
-    dev.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('Ctrl-C to stop')) ready();
-    });
-    dev.once('exit', (code) => fail(new Error(`fanout dev exited ${code}: ${out}`)));
-  });
-  api = `http://127.0.0.1:${port}`;
-  s3 = `http://127.0.0.1:${s3Port}`;
-  expect(out).toContain(`export FANOUT_API_URL=${api}`);
-  expect(out).toContain(`AWS_ENDPOINT_URL_S3=${s3}`);
+  dev = await startDev(join(dir, 'data'));
+  ({ api, s3 } = dev);
+  expect(dev.output()).toContain(`export FANOUT_API_URL=${api}`);
+  expect(dev.output()).toContain(`AWS_ENDPOINT_URL_S3=${s3}`);
 });
 afterAll(async () => {
-  if (dev?.exitCode === null) {
-    const exited = new Promise((r) => dev.once('exit', r));
-    dev.kill('SIGINT');
-    await exited;
-  }
+  await dev?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -214,7 +214,10 @@ describe('FanoutStack', () => {
 
   it('runs the sweeper every minute, with no retry of a missed sweep', () => {
     const rules = Object.values(template.findResources('AWS::Events::Rule')) as {
-      Properties: { ScheduleExpression: string; Targets: { Arn: unknown; RetryPolicy?: unknown }[] };
+      Properties: {
+        ScheduleExpression: string;
+        Targets: { Arn: unknown; RetryPolicy?: unknown }[];
+      };
     }[];
     expect(rules).toHaveLength(1);
     expect(rules[0]!.Properties.ScheduleExpression).toBe('rate(1 minute)');

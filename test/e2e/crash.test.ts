@@ -1,0 +1,116 @@
+/**
+ * No job left behind: `fanout dev` killed with SIGKILL mid-job and started again on the same
+ * --dir finishes the job with exactly the single-pass result, with no client action; and a job
+ * whose coordinator crashes on every attempt ends FAILED, naming why, after the bounded resumes.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobStatus } from '#core/model.ts';
+import { bin, type DevProcess, root, startDev } from '../fixtures/dev-process.ts';
+
+let dir: string;
+const running: DevProcess[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fanout-crash-'));
+});
+afterAll(async () => {
+  for (const dev of running) await dev.kill();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const people = Array.from(
+  { length: 12 },
+  (_, i) =>
+    `${JSON.stringify({ name: `p${i}`, field: `f${i % 3}`, born: 1900 + i, nobel: false })}\n`,
+).join('');
+
+async function status(api: string, jobId: string): Promise<JobStatus> {
+  return (await (await fetch(`${api}/jobs/${jobId}`)).json()) as JobStatus;
+}
+
+/** Polls until `done` holds (or `ms` pass), then returns the last status. */
+async function until(api: string, jobId: string, done: (s: JobStatus) => boolean, ms: number) {
+  const end = Date.now() + ms;
+  let s = await status(api, jobId);
+  while (!done(s) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 100));
+    s = await status(api, jobId);
+  }
+  return s;
+}
+
+async function submit(dev: DevProcess, params: unknown): Promise<string> {
+  // Straight into the local S3 server (it takes unsigned requests), as `aws s3 cp` would.
+  const put = await fetch(`${dev.s3}/fanout-local/datasets/crash/people.jsonl`, {
+    method: 'PUT',
+    body: people,
+  });
+  expect(put.status).toBe(200);
+  const submitted = await fetch(`${dev.api}/jobs`, {
+    method: 'POST',
+    body: JSON.stringify({
+      job: 'scientists',
+      input: 's3://fanout-local/datasets/crash/people.jsonl',
+      params,
+      concurrency: 2,
+      chunks: 12,
+    }),
+  });
+  expect(submitted.status).toBe(202);
+  return ((await submitted.json()) as { jobId: string }).jobId;
+}
+
+describe('a crashed fanout dev', () => {
+  it('finishes a job it was killed in the middle of, once started again on the same --dir', async () => {
+    const data = join(dir, 'killed');
+    // Stale after 2 s instead of 10: the restarted runtime takes the job over sooner.
+    const env = { FANOUT_STALE_AFTER_SECONDS: '2' };
+    const first = await startDev(data, [], env);
+    running.push(first);
+    const jobId = await submit(first, { year: 2020, sleepMs: 400 });
+    const midway = await until(first.api, jobId, (s) => s.chunks.succeeded >= 2, 30_000);
+    expect(midway).toMatchObject({ status: 'RUNNING' });
+    await first.kill();
+    expect(midway.chunks.succeeded).toBeLessThan(12);
+
+    const second = await startDev(data, [], env);
+    running.push(second);
+    // No client action: only reads of the status until the job ends.
+    const ended = await until(second.api, jobId, (s) => s.status !== 'RUNNING', 40_000);
+    expect(ended).toMatchObject({ status: 'SUCCEEDED', resumes: 1, records: 12 });
+
+    const result = await (await fetch(`${second.api}/jobs/${jobId}/result`)).text();
+    const input = join(dir, 'people.jsonl');
+    await writeFile(input, people);
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [bin, 'run', 'scientists', input, '--params', '{"year":2020}'],
+      { cwd: root },
+    );
+    expect(result.trim()).toBe(stdout.trim());
+    await second.stop();
+  });
+
+  it('fails a job whose coordinator crashes on every attempt, after its resumes, naming why', async () => {
+    const dev = await startDev(join(dir, 'crashing'), ['--chaos', 'coordinator-crash=1']);
+    running.push(dev);
+    const jobId = await submit(dev, { year: 2020 });
+    // Each round: three attempts (retried after 1 s and 2 s), then the failure destination
+    // resumes the job; the fourth round's failure ends it.
+    const ended = await until(dev.api, jobId, (s) => s.status === 'FAILED', 50_000);
+    expect(ended).toMatchObject({
+      status: 'FAILED',
+      resumes: 3,
+      error: { code: 'COORDINATOR_LOST' },
+    });
+    expect(ended.error?.message).toMatch(/stopped without finishing it 4 times/);
+    expect(ended.error?.message).toMatch(/last error: InjectedFault/);
+    expect(ended.result).toBeUndefined();
+    await dev.stop();
+  });
+});
