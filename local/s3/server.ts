@@ -24,7 +24,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -190,6 +190,27 @@ function compatLayer(locks: KeyLocks) {
       ctx.req = decoded as unknown as Ctx['req'];
     }
     const isPart = ctx.query.partNumber !== undefined;
+    const uploadId = ctx.query.uploadId === undefined ? undefined : String(ctx.query.uploadId);
+    // Multipart requests are checked against the upload before s3rver sees them: it answers
+    // an unknown upload with 500 or by creating it, and a completion naming a part never
+    // uploaded crashed the whole process (an unhandled ENOENT on the part's file).
+    if (uploadId !== undefined && (ctx.method === 'PUT' || ctx.method === 'DELETE')) {
+      const problem = await checkUpload(ctx, bucket, key, uploadId);
+      if (problem !== undefined) return sendError(ctx, ...problem);
+      if (ctx.method === 'DELETE') return abortUpload(ctx, bucket, uploadId, locks, key);
+      if (isPart) {
+        const partNumber = Number(ctx.query.partNumber);
+        if (!(Number.isInteger(partNumber) && partNumber >= 1 && partNumber <= 10_000)) {
+          return sendError(
+            ctx,
+            400,
+            'InvalidArgument',
+            'Part number must be an integer between 1 and 10000, inclusive',
+          );
+        }
+        ctx.query = { ...ctx.query, partNumber: String(partNumber) };
+      }
+    }
     if (isPart && ctx.method === 'PUT' && header(ctx, 'x-amz-copy-source') !== undefined) {
       return uploadPartCopy(ctx, bucket, locks);
     }
@@ -252,6 +273,10 @@ function compatLayer(locks: KeyLocks) {
               );
         }
       }
+      if (ctx.method === 'POST' && uploadId !== undefined) {
+        const problem = await checkCompletion(ctx, bucket, key, uploadId);
+        if (problem !== undefined) return sendError(ctx, ...problem);
+      }
       if (ctx.method === 'GET' && (await serveObject(ctx, bucket, key, metadataOf))) return;
       if (ctx.method === 'PUT' && !isPart && (await putObject(ctx, bucket, key))) return;
       await next();
@@ -260,6 +285,118 @@ function compatLayer(locks: KeyLocks) {
       throw error;
     }
   };
+}
+
+type S3Problem = [status: number, code: string, message: string];
+
+const NO_SUCH_UPLOAD: S3Problem = [
+  404,
+  'NoSuchUpload',
+  'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+];
+
+/** s3rver's directory of one upload (its parts, `key` and `metadata` files). */
+const uploadDir = (ctx: Ctx, bucket: string, uploadId: string) =>
+  join(ctx.store.getResourcePath(bucket, '', 'uploads'), uploadId);
+
+/** NoSuchUpload unless `uploadId` names an upload in progress for this very key. */
+async function checkUpload(
+  ctx: Ctx,
+  bucket: string,
+  key: string,
+  uploadId: string,
+): Promise<S3Problem | undefined> {
+  // s3rver's ids are 32 hex digits; anything else (`../x`) must not become a path.
+  if (!/^[0-9a-f]{32}$/.test(uploadId)) return NO_SUCH_UPLOAD;
+  const owner = await readFile(join(uploadDir(ctx, bucket, uploadId), 'key'), 'utf8').catch(
+    () => undefined,
+  );
+  return owner === key ? undefined : NO_SUCH_UPLOAD;
+}
+
+/** S3's minimum size of every part but the last. */
+const MIN_PART_BYTES = 5 * 1024 * 1024;
+
+/**
+ * CompleteMultipartUpload, checked as S3 checks it before s3rver assembles anything: the upload
+ * exists (404 NoSuchUpload), the body lists parts (400 MalformedXML) in strictly ascending order
+ * (400 InvalidPartOrder), each uploaded in full with the ETag given (400 InvalidPart), all but
+ * the last at least 5 MiB (400 EntityTooSmall). The body is read here and handed on to s3rver.
+ */
+async function checkCompletion(
+  ctx: Ctx,
+  bucket: string,
+  key: string,
+  uploadId: string,
+): Promise<S3Problem | undefined> {
+  const missing = await checkUpload(ctx, bucket, key, uploadId);
+  if (missing !== undefined) return missing;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const piece of ctx.req as AsyncIterable<Buffer>) {
+    size += piece.length;
+    if (size > 1024 * 1024) return [400, 'MalformedXML', 'The XML you provided was too large.'];
+    chunks.push(piece);
+  }
+  const body = Buffer.concat(chunks);
+  const headers = ctx.req.headers;
+  ctx.req = Object.assign(Readable.from([body]), { headers }) as unknown as Ctx['req'];
+  const parts = [...body.toString('utf8').matchAll(/<Part>([\s\S]*?)<\/Part>/g)].map((m) => ({
+    number: Number(/<PartNumber>\s*(\d+)\s*<\/PartNumber>/.exec(m[1] ?? '')?.[1]),
+    etag: (/<ETag>([\s\S]*?)<\/ETag>/.exec(m[1] ?? '')?.[1] ?? '')
+      .replace(/&quot;|&#34;|"/g, '')
+      .trim()
+      .toLowerCase(),
+  }));
+  const malformed: S3Problem = [
+    400,
+    'MalformedXML',
+    'The XML you provided was not well-formed or did not validate against our published schema.',
+  ];
+  if (parts.length === 0 || parts.some((p) => !Number.isInteger(p.number) || p.etag === '')) {
+    return malformed;
+  }
+  if (parts.some((p, i) => i > 0 && p.number <= (parts[i - 1] as { number: number }).number)) {
+    return [400, 'InvalidPartOrder', 'The list of parts was not in ascending order.'];
+  }
+  const dir = uploadDir(ctx, bucket, uploadId);
+  for (const [i, part] of parts.entries()) {
+    const invalid: S3Problem = [
+      400,
+      'InvalidPart',
+      `One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag. (part ${part.number})`,
+    ];
+    // s3rver writes a part's .md5 once the whole part has arrived.
+    const md5 = await readFile(join(dir, `${part.number}.md5`), 'utf8').catch(() => undefined);
+    const stats = await stat(join(dir, String(part.number))).catch(() => undefined);
+    if (md5 === undefined || stats === undefined || md5.trim() !== part.etag) return invalid;
+    if (i < parts.length - 1 && stats.size < MIN_PART_BYTES) {
+      return [
+        400,
+        'EntityTooSmall',
+        `Your proposed upload is smaller than the minimum allowed object size. (part ${part.number}: ${stats.size} bytes; every part but the last must be at least 5 MiB)`,
+      ];
+    }
+  }
+  return undefined;
+}
+
+/** AbortMultipartUpload (s3rver answers 405 and keeps the parts): removes the upload. */
+async function abortUpload(
+  ctx: Ctx,
+  bucket: string,
+  uploadId: string,
+  locks: KeyLocks,
+  key: string,
+) {
+  const release = await locks.acquire(`${bucket}/${key}`, true);
+  try {
+    await rm(uploadDir(ctx, bucket, uploadId), { recursive: true, force: true });
+    ctx.status = 204;
+    ctx.body = '';
+  } finally {
+    release();
+  }
 }
 
 /** UploadPartCopy: copies (a range of) a source object into a multipart upload's part. */

@@ -51,6 +51,14 @@ const isConditionFailed = (error: unknown) =>
   ['PreconditionFailed', 'ConditionalRequestConflict'].includes(nameOf(error) ?? '');
 
 /** S3 implementation of {@link ObjectStore} and {@link UrlSigner}; the client is injected. */
+/** S3's answers to a CompleteMultipartUpload whose part list is wrong. */
+const COMPLETION_ERRORS = new Set([
+  'InvalidPart',
+  'InvalidPartOrder',
+  'EntityTooSmall',
+  'MalformedXML',
+]);
+
 export class S3ObjectStore implements ObjectStore, UrlSigner {
   private readonly pageSize: number;
   private readonly partSize: number;
@@ -188,9 +196,18 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
       return { etag: out.ETag ?? '' };
     } catch (error) {
       if (isMissing(error) || nameOf(error) === 'NoSuchUpload') {
-        throw new NotFoundError(`no multipart upload ${uploadId} for s3://${bucket}/${key}`, {
-          cause: error,
-        });
+        throw new NotFoundError(
+          `no multipart upload ${uploadId} for s3://${bucket}/${key} (unknown, completed or aborted)`,
+          { cause: error },
+        );
+      }
+      // The parts the client listed do not make an upload (S3's 400s): the caller's mistake.
+      const code = nameOf(error);
+      if (code !== undefined && COMPLETION_ERRORS.has(code)) {
+        throw new ValidationError(
+          `cannot complete the upload of s3://${bucket}/${key}: ${code}: ${(error as Error).message}; list every uploaded part once, in ascending order, with the ETag its upload returned`,
+          { cause: error },
+        );
       }
       throw error;
     }
