@@ -27,7 +27,16 @@ import { readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, relative, sep } from 'node:path';
 import { keyProblem } from '#core/keys.ts';
-import { parseRange, renderListV2, sendS3Error } from './protocol.ts';
+import {
+  byUtf8,
+  decodeCursor,
+  encodeCursor,
+  type ListCursor,
+  listPage,
+  parseRange,
+  renderListV2,
+  sendS3Error,
+} from './protocol.ts';
 
 /** Bodies up to this size are read into memory and checked for a change before they are sent. */
 const SMALL_BODY = 1024 * 1024;
@@ -37,9 +46,6 @@ export function fileEtag(stats: BigIntStats): string {
   const identity = `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
   return `"${createHash('md5').update(identity).digest('hex')}-1"`;
 }
-
-/** S3 lists keys in the order of their UTF-8 bytes. */
-const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
 /** One directory served as a read-only bucket. */
 export class FileBucket {
@@ -212,15 +218,23 @@ export class FileBucket {
     const maxKeys = Math.min(1000, Math.max(0, Number(query.get('max-keys') ?? 1000) || 0));
     const token = query.get('continuation-token');
     let walkId: string;
-    let after: string | undefined;
+    let after: ListCursor | undefined;
     if (token) {
-      [walkId, after] = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as [
-        string,
-        string,
-      ];
+      const decoded = decodeCursor(token);
+      if (decoded === undefined || typeof decoded.extra[0] !== 'string') {
+        return sendS3Error(
+          res,
+          400,
+          'InvalidArgument',
+          'The continuation token provided is incorrect',
+        );
+      }
+      after = decoded.cursor;
+      walkId = decoded.extra[0];
     } else {
       walkId = String(this.nextWalk++);
-      after = query.get('start-after') ?? undefined;
+      const startAfter = query.get('start-after');
+      if (startAfter !== null) after = { after: startAfter, isPrefix: false };
     }
     // A listing walks the directory once; its later pages reuse that walk (while it is fresh).
     let walk = this.walks.get(walkId);
@@ -229,27 +243,9 @@ export class FileBucket {
       this.walks.set(walkId, walk);
     }
     for (const [id, w] of this.walks) if (performance.now() - w.at > 60_000) this.walks.delete(id);
-    const keys = walk.keys.filter(
-      (k) => k.startsWith(prefix) && (after === undefined || byUtf8(k, after) > 0),
-    );
+    const page = listPage(walk.keys, { prefix, delimiter, maxKeys, ...(after && { after }) });
     const contents: { key: string; size: number; etag: string; lastModified: Date }[] = [];
-    const prefixes: string[] = [];
-    let last: string | undefined;
-    let truncated = false;
-    for (const key of keys) {
-      const rest = key.slice(prefix.length);
-      const cut = delimiter === '' ? -1 : rest.indexOf(delimiter);
-      const common = cut < 0 ? undefined : prefix + rest.slice(0, cut + delimiter.length);
-      if (common !== undefined && common === prefixes.at(-1)) continue;
-      if (contents.length + prefixes.length >= maxKeys) {
-        truncated = true;
-        break;
-      }
-      if (common !== undefined) {
-        prefixes.push(common);
-        last = common;
-        continue;
-      }
+    for (const key of page.keys) {
       const stats = this.statKey(key);
       if (stats === undefined) continue; // removed since the walk
       contents.push({
@@ -258,9 +254,8 @@ export class FileBucket {
         etag: fileEtag(stats),
         lastModified: new Date(Number(stats.mtimeMs)),
       });
-      last = key;
     }
-    if (!truncated || last === undefined) this.walks.delete(walkId);
+    if (page.next === undefined) this.walks.delete(walkId);
     res.writeHead(200, { 'content-type': 'application/xml' });
     res.end(
       renderListV2({
@@ -270,11 +265,8 @@ export class FileBucket {
         maxKeys,
         ...(token !== null && { token }),
         contents,
-        prefixes,
-        ...(truncated &&
-          last !== undefined && {
-            next: Buffer.from(JSON.stringify([walkId, last])).toString('base64url'),
-          }),
+        prefixes: page.prefixes,
+        ...(page.next !== undefined && { next: encodeCursor(page.next, [walkId]) }),
       }),
     );
   }

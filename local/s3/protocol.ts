@@ -54,6 +54,77 @@ export function renderListV2(page: ListPage): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${xmlEscape(page.bucket)}</Name><Prefix>${xmlEscape(page.prefix)}</Prefix>${page.token ? `<ContinuationToken>${xmlEscape(page.token)}</ContinuationToken>` : ''}${!page.token && page.startAfter ? `<StartAfter>${xmlEscape(page.startAfter)}</StartAfter>` : ''}<KeyCount>${keyCount}</KeyCount><MaxKeys>${page.maxKeys}</MaxKeys>${page.delimiter ? `<Delimiter>${xmlEscape(page.delimiter)}</Delimiter>` : ''}<IsTruncated>${page.next !== undefined}</IsTruncated>${page.next !== undefined ? `<NextContinuationToken>${page.next}</NextContinuationToken>` : ''}${contents}${prefixes}</ListBucketResult>`;
 }
 
+/** S3 lists keys in the order of their UTF-8 bytes. */
+export const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+/** Where a listing page ended: its last key, or its last common prefix. */
+export interface ListCursor {
+  after: string;
+  isPrefix: boolean;
+}
+
+/** A continuation token for a cursor (opaque to clients, as on S3), and back. */
+export const encodeCursor = (cursor: ListCursor, extra: unknown[] = []) =>
+  Buffer.from(JSON.stringify([cursor.after, cursor.isPrefix, ...extra]), 'utf8').toString(
+    'base64url',
+  );
+export function decodeCursor(token: string): { cursor: ListCursor; extra: unknown[] } | undefined {
+  try {
+    const [after, isPrefix, ...extra] = JSON.parse(
+      Buffer.from(token, 'base64url').toString('utf8'),
+    );
+    if (typeof after !== 'string' || typeof isPrefix !== 'boolean') return undefined;
+    return { cursor: { after, isPrefix }, extra };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One ListObjectsV2 page over keys sorted in S3 order ({@link byUtf8}), as S3 pages: keys under
+ * `prefix` after the cursor, those with `delimiter` past the prefix rolled up into common
+ * prefixes, keys and common prefixes together counted against `maxKeys`. The page ends early
+ * (with `next`) when more remain. A page that ended on a common prefix resumes after every key
+ * under it, so no prefix is listed twice and none is lost; likewise a StartAfter that is a
+ * common prefix skips it.
+ */
+export function listPage(
+  sorted: readonly string[],
+  options: { prefix: string; delimiter: string; maxKeys: number; after?: ListCursor },
+): { keys: string[]; prefixes: string[]; next?: ListCursor } {
+  const { prefix, delimiter, maxKeys, after } = options;
+  const keys: string[] = [];
+  const prefixes: string[] = [];
+  let last: ListCursor | undefined;
+  for (const key of sorted) {
+    if (!key.startsWith(prefix)) continue;
+    if (
+      after !== undefined &&
+      (byUtf8(key, after.after) <= 0 || (after.isPrefix && key.startsWith(after.after)))
+    ) {
+      continue;
+    }
+    const rest = key.slice(prefix.length);
+    const cut = delimiter === '' ? -1 : rest.indexOf(delimiter);
+    const common = cut < 0 ? undefined : prefix + rest.slice(0, cut + delimiter.length);
+    if (common !== undefined && last?.isPrefix === true && common === last.after) continue;
+    // As on S3, a common prefix at or before the start (StartAfter `a/` after a page that ended
+    // on `a/`) is not listed again, though keys under it sort after the start.
+    if (common !== undefined && after !== undefined && byUtf8(common, after.after) <= 0) continue;
+    if (keys.length + prefixes.length >= maxKeys) {
+      return last === undefined ? { keys, prefixes } : { keys, prefixes, next: last };
+    }
+    if (common === undefined) {
+      keys.push(key);
+      last = { after: key, isPrefix: false };
+    } else {
+      prefixes.push(common);
+      last = { after: common, isPrefix: true };
+    }
+  }
+  return { keys, prefixes };
+}
+
 /**
  * A `Range` header (`bytes=a-b`, `bytes=a-` or `bytes=-n`) over an object of `size` bytes: the
  * inclusive byte range, `undefined` without a header, or `'invalid'` (416) when it is malformed

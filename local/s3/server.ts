@@ -24,10 +24,10 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
@@ -35,7 +35,17 @@ import { keyProblem } from '#core/keys.ts';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
 import { FileBucket } from './files.ts';
 import { KeyLocks } from './locks.ts';
-import { parseRange, renderListV2, s3ErrorXml, sendS3Error } from './protocol.ts';
+import {
+  byUtf8,
+  decodeCursor,
+  encodeCursor,
+  type ListCursor,
+  listPage,
+  parseRange,
+  renderListV2,
+  s3ErrorXml,
+  sendS3Error,
+} from './protocol.ts';
 
 /** Options of {@link startS3Server}. */
 export interface S3ServerOptions {
@@ -124,45 +134,85 @@ function nonCanonical(
   return undefined;
 }
 
-/** Our continuation tokens: the last key of the page, base64url. Opaque to clients, as on S3. */
-const encodeToken = (key: string) => Buffer.from(key, 'utf8').toString('base64url');
-const decodeToken = (token: string) => Buffer.from(token, 'base64url').toString('utf8');
+const OBJECT_SUFFIX = '._S3rver_object';
 
+/**
+ * The keys of a bucket's objects under `prefix`, in S3 order, from s3rver's files: only the
+ * directory that holds the prefix is walked, and uploads in progress are not objects.
+ */
+async function keysUnder(ctx: Ctx, bucket: string, prefix: string): Promise<string[]> {
+  const root = dirname(ctx.store.getResourcePath(bucket, 'x', 'object'));
+  const slash = prefix.lastIndexOf('/');
+  const start = slash < 0 ? root : join(root, ...prefix.slice(0, slash).split('/'));
+  const entries = await readdir(start, { recursive: true, withFileTypes: true }).catch(() => []);
+  const keys: string[] = [];
+  for (const e of entries) {
+    if (!e.isFile() || !e.name.endsWith(OBJECT_SUFFIX)) continue;
+    const path = relative(root, join(e.parentPath, e.name));
+    if (path.split(sep).some((part) => part.startsWith('._S3rver_'))) continue;
+    const key = path.slice(0, -OBJECT_SUFFIX.length).split(sep).join('/');
+    if (key.startsWith(prefix)) keys.push(key);
+  }
+  return keys.sort(byUtf8);
+}
+
+/**
+ * ListObjectsV2, answered here rather than by s3rver, whose listing counts only keys against
+ * MaxKeys (a delimiter listing returned every common prefix), resumes after the last key (a
+ * prefix listed twice), walks in file-name order rather than S3's, and encrypts its tokens with
+ * DES, which OpenSSL 3 refuses.
+ */
 async function listObjectsV2(ctx: Ctx, bucket: string) {
   if ((await ctx.store.getBucket(bucket)) === null) {
     return sendError(ctx, 404, 'NoSuchBucket', 'The specified bucket does not exist');
   }
-  const q = ctx.query;
+  const q = ctx.query as Record<string, string | undefined>;
   const maxKeys = Math.min(1000, Math.max(0, Number(q['max-keys'] ?? 1000) || 0));
+  const prefix = q.prefix ?? '';
+  const delimiter = q.delimiter ?? '';
   const token = q['continuation-token'];
-  const startAfter = token ? decodeToken(token) : q['start-after'];
-  const result =
-    maxKeys === 0
-      ? { objects: [], commonPrefixes: [], isTruncated: false }
-      : await ctx.store.listObjects(bucket, {
-          ...(q.prefix && { prefix: q.prefix }),
-          ...(q.delimiter && { delimiter: q.delimiter }),
-          maxKeys,
-          ...(startAfter && { startAfter }),
-        });
-  const last = result.objects.at(-1)?.key;
+  let after: ListCursor | undefined;
+  if (token) {
+    after = decodeCursor(token)?.cursor;
+    if (after === undefined) {
+      return sendError(ctx, 400, 'InvalidArgument', 'The continuation token provided is incorrect');
+    }
+  } else if (q['start-after']) {
+    after = { after: q['start-after'], isPrefix: false };
+  }
+  const page = listPage(await keysUnder(ctx, bucket, prefix), {
+    prefix,
+    delimiter,
+    maxKeys,
+    ...(after && { after }),
+  });
+  const contents = (
+    await Promise.all(
+      page.keys.map(async (key) => {
+        const meta = await ctx.store.getMetadata(bucket, key).catch(() => undefined);
+        return meta === undefined
+          ? undefined // removed since the walk
+          : {
+              key,
+              size: Number(meta['content-length']),
+              etag: meta.etag ?? '',
+              lastModified: new Date(meta['last-modified'] ?? Date.now()),
+            };
+      }),
+    )
+  ).filter((c) => c !== undefined);
   ctx.status = 200;
   ctx.type = 'application/xml';
   ctx.body = renderListV2({
     bucket,
-    prefix: q.prefix ?? '',
-    delimiter: q.delimiter ?? '',
+    prefix,
+    delimiter,
     maxKeys,
     ...(token && { token }),
     ...(q['start-after'] && { startAfter: q['start-after'] }),
-    contents: result.objects.map((o) => ({
-      key: o.key,
-      size: o.size,
-      etag: o.metadata.etag ?? '',
-      lastModified: o.lastModifiedDate,
-    })),
-    prefixes: result.commonPrefixes,
-    ...(result.isTruncated && last && { next: encodeToken(last) }),
+    contents,
+    prefixes: page.prefixes,
+    ...(page.next !== undefined && { next: encodeCursor(page.next) }),
   });
 }
 

@@ -80,6 +80,13 @@ describe('fanout dev', () => {
     expect(result.stdout.split('\n')[0]).toBe('{"name":"Ada Lovelace","age":205}');
     const jobs = await cli('jobs', '--limit', '1');
     expect(jobs.stdout).toMatch(new RegExp(`^${jobId}\\s+SUCCEEDED\\s+scientists`));
+    // One job and the way to the next page (the earlier test's job), nothing more.
+    const lines = jobs.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/^more: fanout jobs --cursor [0-9a-z]{17}$/);
+    const rest = await cli('jobs', '--cursor', (lines[1] as string).split(' ').at(-1) as string);
+    expect(rest.stdout).not.toContain(jobId);
+    expect(rest.stdout).toMatch(/SUCCEEDED\s+by-field/);
     const bad = await cli('submit', 'nope', 's3://fanout-local/datasets/cli/lesson.jsonl');
     expect(bad).toMatchObject({
       code: 2,
