@@ -17,7 +17,7 @@ import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-c
 import { Construct } from 'constructs';
 import { ROUTES } from '../../shared/core/api.ts';
 import { FanoutFunction } from './fanout-function.ts';
-import { acknowledgeWildcardResources } from './nag.ts';
+import { acknowledgeWildcards } from './nag.ts';
 
 /** Props of {@link FanoutService}. All optional. */
 export interface FanoutServiceProps {
@@ -279,10 +279,49 @@ export class FanoutService extends Construct {
         reason: "AWSLambdaBasicExecutionRole only allows writing the function's own logs",
       });
     }
-    acknowledgeWildcardResources(
-      this,
-      'Wildcards are confined to S3 key prefixes (datasets/*, jobs/*/parts/*, …) because job ids and chunk numbers exist only at run time, and to the versions of our own functions (Arn:*)',
-    );
+    // Every wildcard resource, role by role: S3 key prefixes (job ids and chunk numbers exist
+    // only at run time) and the versions of our own functions (grantInvoke's `Arn:*`). Any other
+    // wildcard fails cdk-nag.
+    const why =
+      'Wildcards are confined to S3 key prefixes (datasets/*, jobs/*/parts/*, …) because job ids and chunk numbers exist only at run time, and to the versions of our own functions (Arn:*)';
+    const objects = (...paths: string[]) => paths.map((p) => jobs(p));
+    const versions = (fn: IFunction) => `${fn.functionArn}:*`;
+    const active = bucket.arnForObjects('active/*');
+    const wildcards: [IFunction, string[]][] = [
+      [worker, [...inputs, ...objects('parts/*', 'chunks/*')]],
+      [
+        reducer,
+        objects(
+          'manifest.json',
+          'chunks/*',
+          'parts/*',
+          'merged/*',
+          'status.json',
+          'result.json',
+          'result.jsonl',
+        ),
+      ],
+      [
+        coordinator,
+        [
+          ...inputs,
+          ...objects('job.json', 'status.json', 'manifest.json'),
+          versions(worker),
+          versions(reducer),
+        ],
+      ],
+      [
+        api,
+        [
+          ...inputs,
+          ...objects('job.json', 'status.json', 'manifest.json', 'result.json', 'result.jsonl'),
+          active,
+          versions(coordinator),
+        ],
+      ],
+      [sweeper, [...objects('status.json'), active, versions(coordinator)]],
+    ];
+    for (const [fn, resources] of wildcards) acknowledgeWildcards(fn.role!, resources, why);
     new CfnOutput(this, 'ApiUrl', {
       value: this.apiUrl,
       description: 'fanout HTTP API (SigV4): export FANOUT_API_URL=…',

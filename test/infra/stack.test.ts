@@ -4,7 +4,7 @@
  */
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Bucket } from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
@@ -16,7 +16,6 @@ const newApp = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
 
 function synth() {
   const app = newApp();
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   const stack = new FanoutStack(app, 'Test', {
     env: { account: '111111111111', region: 'eu-west-1' },
   });
@@ -24,7 +23,25 @@ function synth() {
   return { app, stack, template };
 }
 
-const { app, template } = synth();
+const { template } = synth();
+
+/**
+ * A fresh app with cdk-nag's AwsSolutions checks, synthesised once (its aspects acknowledge,
+ * then the plugin validates: an unacknowledged error fails the synthesis), and every finding
+ * that remains afterwards, warnings included, as `rule path`.
+ */
+function nag(change?: (stack: FanoutStack) => void): string[] {
+  const app = newApp();
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  const stack = new FanoutStack(app, 'Nag', {
+    env: { account: '111111111111', region: 'eu-west-1' },
+  });
+  change?.(stack);
+  app.synth();
+  return new AwsSolutionsChecks(app)
+    .validateScope(app)
+    .violations.flatMap((v) => v.violatingResources.map((r) => `${v.ruleName} ${r.constructPath}`));
+}
 const json = JSON.stringify(template.toJSON());
 
 /** The statements of the policy attached to the role of the function whose id starts with `name`. */
@@ -61,7 +78,20 @@ const actionsOf = (statements: { Action: string | string[] }[]) =>
 
 describe('FanoutStack', () => {
   it('passes cdk-nag AwsSolutions with every finding acknowledged', () => {
-    expect(() => app.synth()).not.toThrow();
+    expect(nag()).toEqual([]);
+  });
+
+  it('fails synthesis on a wildcard that is not on the list', () => {
+    expect(() =>
+      nag((stack) =>
+        stack.service.functions.coordinator.addToRolePolicy(
+          new PolicyStatement({
+            actions: ['s3:GetObject'],
+            resources: [stack.service.bucket.arnForObjects('*')],
+          }),
+        ),
+      ),
+    ).toThrow(/AwsSolutions-IAM5\[Resource::<FanoutBucket\w+\.Arn>\/\*\]/);
   });
 
   it('creates five Node.js 24 ARM64 functions with source maps and log retention', () => {
