@@ -73,6 +73,8 @@ export interface RuntimeOptions {
   coordinatorTimeoutSeconds?: number;
   /** Receives what the functions print (their console), like CloudWatch Logs. @default dropped */
   log?: (functionName: string, text: string) => void;
+  /** See LambdaServerOptions.onInvoke. */
+  onInvoke?: (functionName: string, event: unknown, invocationType: string) => void;
   /** Fault injection (see local/chaos.ts). */
   chaos?: { spec: ChaosSpec; seed: number };
   /**
@@ -161,6 +163,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       functions: [],
       ...(faults && { faults: faults.lambda }),
       ...(options.log && { log: options.log }),
+      ...(options.onInvoke && { onInvoke: options.onInvoke }),
     });
     const workerTimeoutSeconds =
       options.workerTimeoutSeconds ?? LOCAL_DEFAULTS.workerTimeoutSeconds;

@@ -60,6 +60,11 @@ export interface LambdaServerOptions {
     functionName: string,
     invocationType: string,
   ) => 'error' | 'timeout' | 'throttle' | undefined;
+  /**
+   * Called as each invocation starts (after fault injection, before it runs), with its event:
+   * what CloudTrail data events would show on AWS. Tests count invocations per chunk with it.
+   */
+  onInvoke?: (functionName: string, event: unknown, invocationType: string) => void;
   /** Receives what sandboxes print (console output). Default: dropped, like unread logs. */
   log?: (functionName: string, text: string) => void;
   /** Idle sandboxes are stopped after this long. @default 300_000 */
@@ -296,6 +301,7 @@ export async function startLambdaServer(
         await new Promise((r) => setTimeout(r, timeoutMs));
         return timedOut();
       }
+      options.onInvoke?.(fn.spec.name, event, type);
       const sandbox = acquire(fn);
       const deadline = Date.now() + timeoutMs;
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -67,6 +67,8 @@ export interface S3Requests {
   list: number;
   post: number;
   delete: number;
+  /** Requests that copy from another object (UploadPartCopy, CopyObject): also counted as PUTs. */
+  copy: number;
 }
 
 /** A running local S3 server. */
@@ -668,7 +670,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
     res: ServerResponse,
   ) => void)[];
   httpServer.removeAllListeners('request');
-  const counts: S3Requests = { get: 0, put: 0, head: 0, list: 0, post: 0, delete: 0 };
+  const counts: S3Requests = { get: 0, put: 0, head: 0, list: 0, post: 0, delete: 0, copy: 0 };
   httpServer.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -689,6 +691,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
       req.resume();
       return sendS3Error(res, 400, 'InvalidArgument', problem);
     }
+    if (req.headers['x-amz-copy-source'] !== undefined) counts.copy += 1;
     if (method === 'get' && target.key === '') counts.list += 1;
     else if (method in counts) counts[method as keyof S3Requests] += 1;
     if (options.faults?.({ method: req.method ?? 'GET', ...target }) === 'slowdown') {
