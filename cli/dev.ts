@@ -20,7 +20,9 @@ to use them; what the functions log goes to stderr, prefixed with the function's
 Options:
   --port N      the HTTP API's port (default 3000)
   --s3-port N   the S3 server's port (default 4569)
-  --dir DIR     data directory of the S3 server; survives restarts (default .fanout)
+  --dir DIR     data directory of the S3 server; survives restarts (default .fanout). Jobs
+                there whose coordinator was lost (a killed fanout dev) are resumed at start
+                and while it runs: stale after FANOUT_STALE_AFTER_SECONDS (default 10)
   --chaos SPEC  inject faults (see 'fanout run --help'); --seed N seeds them (default 1)
   --worker-timeout S
                 the worker function's timeout in seconds (default 300)

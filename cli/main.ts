@@ -57,7 +57,8 @@ Options:
   --dir DIR            keep the local S3 data in DIR (default: a temporary directory)
   --worker-timeout S   the local worker function's timeout in seconds (default 300)
   --chaos SPEC         inject faults, e.g. worker-error=0.1,worker-timeout=0.02,throttle=0.05,
-                       s3-slowdown=0.02 (fractions of worker invocations / S3 requests)
+                       s3-slowdown=0.02 (fractions of worker invocations / S3 requests);
+                       coordinator-crash=P crashes that fraction of coordinator invocations
   --seed N             seed of the --chaos draws (default 1)
   -h, --help           show this help
 

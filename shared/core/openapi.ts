@@ -163,7 +163,7 @@ export const openApiDocument = {
         parameters: [jobIdParam],
         responses: {
           202: ok(
-            'cancel requested: CANCELLED at once if QUEUED, else once in-flight chunks finish',
+            'cancel requested: CANCELLED at once if QUEUED or if its coordinator was lost, else once in-flight chunks finish (no chunk starts after this answer)',
             statusSchema,
           ),
           404: error,
@@ -176,7 +176,10 @@ export const openApiDocument = {
         operationId: 'redriveJob',
         parameters: [jobIdParam],
         responses: {
-          202: ok('rerunning the chunks without a successful outcome', statusSchema),
+          202: ok(
+            'rerunning the chunks without a successful outcome (a FAILED or CANCELLED job, or a RUNNING one whose coordinator was lost)',
+            statusSchema,
+          ),
           404: error,
           409: error,
         },
