@@ -464,17 +464,24 @@ async function runChunks(
   };
 
   // Before each dispatch the lane reads status.json, so a cancel (or a takeover) acknowledged
-  // before the dispatch stops it: no chunk starts after a cancel was answered. Lanes that ask
-  // together share one read, but never one that began before they asked.
+  // before the dispatch stops it: no chunk starts after a cancel was answered. Reads run one at
+  // a time; lanes that ask while one is in flight share the next, which starts when it ends and
+  // so after they asked. At 1,000 lanes that is a read per GET latency, not one per dispatch.
+  let reading: Promise<void> | undefined;
   let nextRead: Promise<void> | undefined;
+  const readStop = async () => {
+    const s = await readStatus(deps.store, bucket, manifest.jobId).catch(() => undefined);
+    if (s === undefined) return; // best effort: the status writer reports errors
+    if (s.epoch !== epoch || TERMINAL_STATES.has(s.status)) stop ??= 'superseded';
+    else if (s.cancelRequested === true) stop ??= 'cancelled';
+  };
   const checkStatus = (): Promise<void> =>
     (nextRead ??= (async () => {
-      await Promise.resolve(); // lanes asking in this same turn join this read
+      await reading; // the read in flight may have begun before this lane asked
       nextRead = undefined; // from here on, a lane that asks needs a newer read
-      const s = await readStatus(deps.store, bucket, manifest.jobId).catch(() => undefined);
-      if (s === undefined) return; // best effort: the status writer reports errors
-      if (s.epoch !== epoch || TERMINAL_STATES.has(s.status)) stop ??= 'superseded';
-      else if (s.cancelRequested === true) stop ??= 'cancelled';
+      const read = readStop();
+      reading = read;
+      await read;
     })());
 
   let next = 0;
