@@ -6,21 +6,10 @@
  */
 import { request } from 'node:http';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalApiServer, startApiServer } from '#local/api-server.ts';
-import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
+import { describe, expect, it } from 'vitest';
+import { useRuntimeWithApi } from '../fixtures/runtime-api.ts';
 
-let runtime: LocalRuntime;
-let api: LocalApiServer;
-
-beforeAll(async () => {
-  runtime = await startRuntime();
-  api = await startApiServer({ invoker: runtime.invoker, functionName: runtime.functions.api });
-});
-afterAll(async () => {
-  await api?.close();
-  await runtime?.close();
-});
+const env = useRuntimeWithApi();
 
 /** A raw request to the local S3 server: no SDK, no URL normalisation of `..`. */
 function s3(method: string, path: string, body?: string | Buffer) {
@@ -29,7 +18,7 @@ function s3(method: string, path: string, body?: string | Buffer) {
     const req = request(
       {
         host: '127.0.0.1',
-        port: runtime.s3.port,
+        port: env.runtime.s3.port,
         path,
         method,
         headers: body === undefined ? {} : { 'content-length': Buffer.byteLength(body) },
@@ -203,19 +192,19 @@ describe('multipart uploads on the local S3 server', () => {
     // Still answering: a plain write and read, and the API.
     expect((await s3('PUT', '/fanout-local/datasets/mp/alive.txt', 'ok')).status).toBe(200);
     expect((await s3('GET', '/fanout-local/datasets/mp/alive.txt')).body).toBe('ok');
-    expect((await fetch(`${api.url}/jobs?limit=1`)).status).toBe(200);
+    expect((await fetch(`${env.api.url}/jobs?limit=1`)).status).toBe(200);
   });
 });
 
 describe('multipart completion through the HTTP API', () => {
   it('answers an unknown upload with 404 and a part never uploaded with 400, in JSON', async () => {
-    const started = await fetch(`${api.url}/uploads`, {
+    const started = await fetch(`${env.api.url}/uploads`, {
       method: 'POST',
       body: JSON.stringify({ key: 'big3.jsonl', bytes: 100_000_000 }),
     });
     expect(started.status).toBe(201);
     const { multipart } = (await started.json()) as { multipart: { uploadId: string } };
-    const missing = await fetch(`${api.url}/uploads/complete`, {
+    const missing = await fetch(`${env.api.url}/uploads/complete`, {
       method: 'POST',
       body: JSON.stringify({
         key: 'big3.jsonl',
@@ -227,7 +216,7 @@ describe('multipart completion through the HTTP API', () => {
     expect(await missing.json()).toMatchObject({
       error: { code: 'VALIDATION', message: expect.stringMatching(/InvalidPart/) },
     });
-    const unknown = await fetch(`${api.url}/uploads/complete`, {
+    const unknown = await fetch(`${env.api.url}/uploads/complete`, {
       method: 'POST',
       body: JSON.stringify({
         key: 'big3.jsonl',
@@ -242,7 +231,7 @@ describe('multipart completion through the HTTP API', () => {
 
 describe('keys on the local S3 server', () => {
   it('refuses non-canonical keys, prefixes and copy sources with 400 naming the rule', async () => {
-    await runtime.store.put(runtime.bucket, 'jobs/secret/result.json', '{"secret":1}');
+    await env.runtime.store.put(env.runtime.bucket, 'jobs/secret/result.json', '{"secret":1}');
     const cases: [string, string, RegExp][] = [
       ['GET', '/fanout-local/datasets/../jobs/secret/result.json', /"\." or "\.\." segments/],
       ['GET', '/fanout-local/datasets/./x.jsonl', /"\." or "\.\." segments/],
