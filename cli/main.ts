@@ -49,7 +49,8 @@ Options:
   --output FILE        write the result to FILE (map-only jobs: JSONL; reduce jobs: JSON)
                        instead of stdout
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
-                       "bytes","durationMs","output"}
+                       "bytes","durationMs","output","cost"}; cost is what the job would cost
+                       on AWS with the deployed defaults (us-east-1, arm64; docs/COST.md)
   --max-attempts N     attempts per chunk before it counts as failed (default 3)
   --tolerated-failure-percent P, --tolerated-failure-count N
                        failed chunks tolerated (default 0): within them the job succeeds with
@@ -236,6 +237,7 @@ async function runCommand(args: string[]): Promise<number> {
           bytes: status.bytes,
           durationMs: result.durationMs,
           output: result.output,
+          ...(status.cost !== undefined && { cost: status.cost }),
         })}\n`,
       );
     }

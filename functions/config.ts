@@ -6,6 +6,7 @@
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
+import { DEPLOYED_MEMORY_MB, invocationUsage, type Usage } from '#core/cost.ts';
 import { ValidationError } from '#core/errors.ts';
 import type { ObjectStore } from '#core/ports.ts';
 
@@ -38,12 +39,57 @@ export const ENV = {
   staleAfterSeconds: 'FANOUT_STALE_AFTER_SECONDS',
   /** Resumes of a job whose coordinator keeps getting lost, before it FAILS. Default: 3 */
   maxResumes: 'FANOUT_MAX_RESUMES',
+  /** The worker function's memory in MB, for the cost of failed attempts. Default: 1769 */
+  workerMemoryMb: 'FANOUT_WORKER_MEMORY_MB',
+  /** The functions' architecture, for the cost estimate's prices: arm64 (default) or x86_64. */
+  architecture: 'FANOUT_ARCHITECTURE',
   /** Standard AWS SDK variables; set only when talking to the local runtime. */
   s3Endpoint: 'AWS_ENDPOINT_URL_S3',
   lambdaEndpoint: 'AWS_ENDPOINT_URL_LAMBDA',
 } as const;
 
 type Env = Record<string, string | undefined>;
+
+/** When this sandbox began its init: Lambda bills the init of a cold start too. */
+const initStarted = performance.now();
+/** How long the init took, once the handler module says it is done; billed once. */
+let initMs: number | undefined;
+
+/** Called by a handler module when its init (imports, priming) is done. */
+export function initDone(): void {
+  initMs ??= performance.now() - initStarted;
+}
+
+/**
+ * Measures one invocation for the cost estimate: its duration (with the sandbox's init on the
+ * first invocation, as Lambda bills it) at the function's memory (Lambda sets
+ * AWS_LAMBDA_FUNCTION_MEMORY_SIZE; the local runtime does not, and the deployed default is
+ * used, so a local job reports what it would cost deployed).
+ */
+export function meterInvocation(role: keyof typeof DEPLOYED_MEMORY_MB) {
+  const from = performance.now() - (initMs ?? 0);
+  initMs = 0;
+  return {
+    memoryMb: memoryMb(role),
+    /** The invocation's usage so far, with the S3 requests it sent. */
+    usage: (s3Requests?: Usage['s3Requests']): Usage =>
+      invocationUsage(performance.now() - from, memoryMb(role), s3Requests),
+  };
+}
+
+/** The function's configured memory in MB. */
+export function memoryMb(role: keyof typeof DEPLOYED_MEMORY_MB, env: Env = process.env): number {
+  const set = Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
+  return Number.isFinite(set) && set > 0 ? set : DEPLOYED_MEMORY_MB[role];
+}
+
+/** Where a job's cost is priced: the function's region and architecture (deployed: arm64). */
+export function pricingFromEnv(env: Env = process.env) {
+  return {
+    region: env.AWS_REGION ?? 'us-east-1',
+    architecture: env[ENV.architecture] === 'x86_64' ? ('x86_64' as const) : ('arm64' as const),
+  };
+}
 
 /** A required variable; throws naming it when absent or empty. */
 export function requireEnv(env: Env, name: string): string {

@@ -24,8 +24,25 @@ export const failureRecordSchema = z.object({
 });
 
 /** The reducer's event: the whole job, or one group of its chunks (tree reduce). */
+const usageSchema = z.object({
+  lambdaGbSeconds: z.number().nonnegative(),
+  lambdaRequests: z.number().int().nonnegative(),
+  s3Requests: z.object({
+    get: z.number().int().nonnegative(),
+    put: z.number().int().nonnegative(),
+    list: z.number().int().nonnegative(),
+  }),
+  apiRequests: z.number().int().nonnegative(),
+});
+
 export const reduceEventSchema = z.object({
   jobId: z.string().regex(JOB_ID),
+  /** The coordinator run's usage, its memory and the prices to use (see ReduceBilling). */
+  usage: usageSchema.optional(),
+  waitingMemoryMb: z.number().positive().optional(),
+  pricing: z
+    .object({ region: z.string().min(1), architecture: z.enum(['arm64', 'x86_64']) })
+    .optional(),
   group: z
     .object({
       job: z.string().min(1),

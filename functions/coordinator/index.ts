@@ -1,11 +1,14 @@
 /** Coordinator Lambda: plans a job and runs its chunks through the worker function. */
 import { coordinateJob } from '#core/coordinator.ts';
+import { DEPLOYED_MEMORY_MB } from '#core/cost.ts';
 import { systemClock } from '#core/ports.ts';
 import { jobs } from '#jobs/index.ts';
 import {
   ENV,
   invokerFromEnv,
+  memoryMb,
   optionalInt,
+  pricingFromEnv,
   primeClients,
   requireEnv,
   storeFromEnv,
@@ -24,6 +27,12 @@ const deps = {
   coordinatorFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),
   workerTimeoutMs: optionalInt(process.env, ENV.workerTimeoutSeconds, 900) * 1000,
   heartbeatMs: optionalInt(process.env, ENV.heartbeatSeconds, 10) * 1000,
+  // The cost estimate: this function's memory as Lambda reports it, the workers' as configured.
+  memoryMb: {
+    coordinator: memoryMb('coordinator'),
+    worker: optionalInt(process.env, ENV.workerMemoryMb, DEPLOYED_MEMORY_MB.worker),
+  },
+  pricing: pricingFromEnv(),
   ...(process.env[ENV.initialConcurrency] !== undefined && {
     initialLanes: optionalInt(process.env, ENV.initialConcurrency, 1),
   }),

@@ -1,8 +1,18 @@
 /** Reducer Lambda: merges a job's parts into its result and marks the job SUCCEEDED. */
+
+import { countingStore } from '#core/counting-store.ts';
 import { systemClock } from '#core/ports.ts';
 import { reduceGroup, reduceJob } from '#core/reducer.ts';
 import { jobs } from '#jobs/index.ts';
-import { ENV, invokerFromEnv, primeClients, requireEnv, storeFromEnv } from '../config.ts';
+import {
+  ENV,
+  initDone,
+  invokerFromEnv,
+  meterInvocation,
+  primeClients,
+  requireEnv,
+  storeFromEnv,
+} from '../config.ts';
 import { reduceEventSchema } from '../events.ts';
 
 const deps = {
@@ -20,12 +30,32 @@ await primeClients(process.env, {
   invoker: deps.invoker,
   dryRunFunction: deps.reducerFunction,
 });
+initDone();
 
 /**
  * Lambda entry point. `{ jobId }` reduces the job and returns its final status; `{ jobId,
  * group }` merges one group of parts for a tree reduce and returns where the merge is.
  */
 export const handler = async (event: unknown) => {
-  const { jobId, group } = reduceEventSchema.parse(event);
-  return group === undefined ? reduceJob(jobId, deps) : reduceGroup(jobId, group, deps);
+  const { jobId, group, usage, waitingMemoryMb, pricing } = reduceEventSchema.parse(event);
+  if (group !== undefined) return reduceGroup(jobId, group, deps);
+  const meter = meterInvocation('reducer');
+  const started = performance.now();
+  const counted = countingStore(deps.store);
+  return reduceJob(
+    jobId,
+    {
+      ...deps,
+      store: counted.store,
+      meter: () => ({
+        usage: meter.usage(counted.requests),
+        durationMs: performance.now() - started,
+      }),
+    },
+    {
+      ...(usage !== undefined && { usage }),
+      ...(waitingMemoryMb !== undefined && { waitingMemoryMb }),
+      ...(pricing !== undefined && { pricing }),
+    },
+  );
 };

@@ -121,6 +121,9 @@ export class FanoutService extends Construct {
         ),
         FANOUT_WORKER_FUNCTION: worker.functionName,
         FANOUT_REDUCER_FUNCTION: reducer.functionName,
+        // For the job's cost estimate: the workers' memory, and the functions' architecture.
+        FANOUT_WORKER_MEMORY_MB: String(props.workerMemoryMb ?? 1769),
+        FANOUT_ARCHITECTURE: 'arm64',
       },
     }).function;
     const api = new FanoutFunction(this, 'Api', {

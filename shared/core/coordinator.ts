@@ -5,6 +5,16 @@
  */
 import { readAll } from './bytes.ts';
 import {
+  addUsage,
+  DEFAULT_PRICING,
+  DEPLOYED_MEMORY_MB,
+  estimateCost,
+  invocationUsage,
+  noUsage,
+  type Usage,
+} from './cost.ts';
+import { countingStore } from './counting-store.ts';
+import {
   DatasetChangedError,
   FanoutError,
   FunctionError,
@@ -68,6 +78,13 @@ export interface CoordinatorDeps {
   initialLanes?: number;
   /** See `initialLanes`. @default 250 */
   rampMs?: number;
+  /**
+   * Memory of the coordinator and worker functions in MB, for the cost estimate (a failed
+   * worker attempt is billed for its measured duration). @default DEPLOYED_MEMORY_MB
+   */
+  memoryMb?: { coordinator: number; worker: number };
+  /** Region and architecture whose prices the cost estimate uses. @default us-east-1, arm64 */
+  pricing?: { region: string; architecture: 'arm64' | 'x86_64' };
   /** Waits between retries; injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
@@ -115,6 +132,9 @@ type Stop = 'done' | 'failed' | 'cancelled' | 'superseded' | 'continue';
  */
 export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promise<JobStatus> {
   const keys = jobKeys(jobId);
+  const counted = countingStore(deps.store);
+  const tally = tallyOf(deps, counted.requests);
+  deps = { ...deps, store: counted.store };
   let epoch = 0;
   // The request and the takeover are independent: one round trip instead of two.
   const [{ value: request }, taken] = await Promise.all([
@@ -132,10 +152,43 @@ export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promi
   if (taken.status !== 'RUNNING' || taken.epoch !== epoch) return taken;
   const heart = heartbeat(jobId, epoch, deps);
   try {
-    return await driveJob(jobId, request, epoch, deps);
+    return await driveJob(jobId, request, epoch, { ...deps, store: counted.store }, tally);
   } finally {
     heart.stop();
   }
+}
+
+/**
+ * What this coordinator run has used so far, for the job's cost: its own duration and S3
+ * requests, and its workers' invocations (their own reports, or for a failed attempt its
+ * measured duration).
+ */
+interface Tally {
+  workers: Usage;
+  /** This run's usage until now, its workers' included. */
+  now(): Usage;
+}
+
+function tallyOf(deps: CoordinatorDeps, requests: Usage['s3Requests']): Tally {
+  const started = deps.clock.now();
+  const memory = deps.memoryMb ?? DEPLOYED_MEMORY_MB;
+  const tally: Tally = {
+    workers: noUsage(),
+    now: () =>
+      addUsage(
+        tally.workers,
+        invocationUsage(deps.clock.now() - started, memory.coordinator, requests),
+      ),
+  };
+  return tally;
+}
+
+/** The status with this run's usage added, and (for a job that ends) its cost. */
+function withUsage(s: JobStatus, tally: Tally, deps: CoordinatorDeps, ending: boolean): JobStatus {
+  const usage = addUsage(s.usage, tally.now());
+  return ending
+    ? { ...s, usage, cost: estimateCost(usage, deps.pricing ?? DEFAULT_PRICING) }
+    : { ...s, usage };
 }
 
 /**
@@ -159,6 +212,7 @@ async function driveJob(
   request: JobRequest,
   epoch: number,
   deps: CoordinatorDeps,
+  tally: Tally,
 ): Promise<JobStatus> {
   const keys = jobKeys(jobId);
   // Epoch 1: no run before this one got past its takeover, so there is no manifest and no
@@ -179,25 +233,36 @@ async function driveJob(
             if (!(error instanceof NotFoundError)) throw error;
             return plan();
           });
-    const end = await runChunks(manifest, request, epoch, fresh, deps);
+    const end = await runChunks(manifest, request, epoch, fresh, deps, tally);
     // A run that was taken over leaves the manifest to the run that owns the job now.
     if (end.reason === 'superseded') return readStatus(deps.store, deps.bucket, jobId);
     await writeJson(deps.store, deps.bucket, keys.manifest, manifest);
     switch (end.reason) {
       case 'continue':
         await updateStatus(deps.store, deps.bucket, jobId, (s) =>
-          s.epoch === epoch ? { ...s, continuations: (s.continuations ?? 0) + 1 } : undefined,
+          s.epoch === epoch
+            ? withUsage({ ...s, continuations: (s.continuations ?? 0) + 1 }, tally, deps, false)
+            : undefined,
         );
         await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
         return readStatus(deps.store, deps.bucket, jobId);
       case 'cancelled':
-        return finish(jobId, epoch, deps, (s) => ({ ...s, status: 'CANCELLED' }));
+        return finish(jobId, epoch, deps, (s) =>
+          withUsage({ ...s, status: 'CANCELLED' }, tally, deps, true),
+        );
       case 'failed':
         throw end.error;
       case 'done':
+        // The reducer ends the job, so it prices it: it gets this run's usage, and the memory
+        // of this coordinator, which is billed while it waits for the reducer.
         await deps.invoker.invoke(
           deps.reducerFunction,
-          { jobId },
+          {
+            jobId,
+            usage: tally.now(),
+            waitingMemoryMb: (deps.memoryMb ?? DEPLOYED_MEMORY_MB).coordinator,
+            pricing: deps.pricing ?? DEFAULT_PRICING,
+          },
           { timeoutMs: 15 * 60_000 + 30_000 },
         );
         return readStatus(deps.store, deps.bucket, jobId);
@@ -205,9 +270,14 @@ async function driveJob(
   } catch (error) {
     return finish(jobId, epoch, deps, (s) =>
       // A cancel that arrived while the reducer ran makes the reducer refuse: that is a cancel.
-      s.cancelRequested === true
-        ? { ...s, status: 'CANCELLED' }
-        : { ...s, status: 'FAILED', error: toErrorInfo(error) },
+      withUsage(
+        s.cancelRequested === true
+          ? { ...s, status: 'CANCELLED' }
+          : { ...s, status: 'FAILED', error: toErrorInfo(error) },
+        tally,
+        deps,
+        true,
+      ),
     );
   }
 }
@@ -347,7 +417,9 @@ async function runChunks(
   epoch: number,
   fresh: boolean,
   deps: CoordinatorDeps,
+  tally: Tally,
 ): Promise<RunEnd> {
+  const workerMemoryMb = (deps.memoryMb ?? DEPLOYED_MEMORY_MB).worker;
   const { bucket, clock } = deps;
   const maxAttempts = request.maxAttempts ?? 3;
   const maxThrottled = deps.maxThrottledAttempts ?? 50;
@@ -441,6 +513,10 @@ async function runChunks(
           timeoutMs: deps.workerTimeoutMs + invocationMarginMs(deps.workerTimeoutMs),
         });
         chunk.durationMs = Math.round(clock.now() - started);
+        tally.workers = addUsage(
+          tally.workers,
+          summary.usage ?? invocationUsage(clock.now() - started, workerMemoryMb),
+        );
         counts.records += summary.recordsIn;
         counts.bytes += bytes;
         return;
@@ -454,6 +530,11 @@ async function runChunks(
           continue;
         }
         chunk.errors = [...(chunk.errors ?? []), toErrorInfo(error)];
+        // A failed invocation is billed for as long as it ran (a throttle, above, is not).
+        tally.workers = addUsage(
+          tally.workers,
+          invocationUsage(clock.now() - started, workerMemoryMb),
+        );
         const deterministic = error instanceof FunctionError && DETERMINISTIC.has(error.errorType);
         if (deterministic || attemptThisRun >= maxAttempts || stop === 'failed') {
           throw chunkFailure(manifest, index, error);

@@ -3,6 +3,7 @@
  * pinned inputs), status.json (progress), chunks/{i}.json (per-chunk outcomes). Plain data, so
  * the CLI, the handlers and (later) the HTTP API all read the same shapes.
  */
+import type { Cost, Usage } from './cost.ts';
 import type { ErrorInfo } from './errors.ts';
 import type { BadRecordPolicy } from './job.ts';
 import type { ChunkRange } from './plan.ts';
@@ -80,6 +81,10 @@ export interface JobStatus {
   heartbeatAt?: string;
   /** How often the sweeper resumed the job after its coordinator was lost; bounded. */
   resumes?: number;
+  /** Usage of the coordinator runs that handed over (continuations), and their workers'. */
+  usage?: Usage;
+  /** What the job cost on AWS (or would cost, run locally): set when it ends. */
+  cost?: Cost;
   /** How often the job was redriven. */
   redrives?: number;
   /**
@@ -177,7 +182,11 @@ export interface ChunkOutcome {
 export type ChunkSummary = Pick<
   ChunkOutcome,
   'index' | 'recordsIn' | 'recordsOut' | 'bytesRead' | 'durationMs'
-> & { badRecords: number };
+> & {
+  badRecords: number;
+  /** The worker invocation's own usage (billed duration, memory, S3 requests), for the cost. */
+  usage?: Usage;
+};
 
 /**
  * One chunk in the manifest: its place in the dataset (see {@link ChunkRange}: from byte

@@ -4,6 +4,7 @@
  * result, and only then marks the job SUCCEEDED. A missing outcome fails the job: nothing that
  * looks like a finished result is written from partial data.
  */
+import { addUsage, DEFAULT_PRICING, estimateCost, noUsage, type Usage } from './cost.ts';
 import { FanoutError } from './errors.ts';
 import type { AnyJob } from './job.ts';
 import { findJob } from './job.ts';
@@ -43,6 +44,19 @@ export interface ReducerDeps {
   reducerFunction?: string;
   /** @default 1000 */
   fanIn?: number;
+  /** This invocation's usage so far (the Lambda handler measures it), for the job's cost. */
+  meter?: () => { usage: Usage; durationMs: number };
+}
+
+/**
+ * What the coordinator hands the reducer so it can price the job as it ends it: the
+ * coordinator run's usage (its workers' included), the coordinator's memory (billed while it
+ * waits for the reducer) and where to price it.
+ */
+export interface ReduceBilling {
+  usage?: Usage;
+  waitingMemoryMb?: number;
+  pricing?: { region: string; architecture: 'arm64' | 'x86_64' };
 }
 
 /**
@@ -119,7 +133,11 @@ const textEncoder = new TextEncoder();
  * Reduces a job whose chunks all succeeded, or failed within its tolerance (the result is then
  * marked partial and lists them); returns the final status.
  */
-export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobStatus> {
+export async function reduceJob(
+  jobId: string,
+  deps: ReducerDeps,
+  billing: ReduceBilling = {},
+): Promise<JobStatus> {
   const keys = jobKeys(jobId);
   const parallelism = deps.parallelism ?? 16;
   const [{ value: manifest }, { value: before }] = await Promise.all([
@@ -206,10 +224,21 @@ export async function reduceJob(jobId: string, deps: ReducerDeps): Promise<JobSt
         { context: { jobId } },
       );
     }
+    const own = deps.meter?.();
+    const waiting =
+      own === undefined || billing.waitingMemoryMb === undefined
+        ? undefined
+        : {
+            ...noUsage(),
+            lambdaGbSeconds: (own.durationMs / 1000) * (billing.waitingMemoryMb / 1024),
+          };
+    const usage = addUsage(s.usage, billing.usage, own?.usage, waiting);
     return {
       ...s,
       status: 'SUCCEEDED',
       finishedAt: deps.clock.iso(),
+      usage,
+      cost: estimateCost(usage, billing.pricing ?? DEFAULT_PRICING),
       result: {
         key: result.key,
         bytes: result.bytes,

@@ -41,6 +41,13 @@ describe('the lesson', () => {
       '{"astronomy":{"count":1,"nobels":0,"ageSum":89},"chemistry":{"count":2,"nobels":2,"ageSum":165},"math":{"count":2,"nobels":0,"ageSum":337},"physics":{"count":2,"nobels":1,"ageSum":216}}',
     );
     expect(result.status.result).toMatchObject({ records: 7 });
+    // What it would cost deployed: every worker, the coordinator and the reducer, and their S3
+    // requests (docs/COST.md).
+    const { cost } = result.status;
+    expect(cost?.usd).toBeGreaterThan(0);
+    expect(cost?.lambdaRequests).toBe(result.status.chunks.total + 2);
+    expect(cost?.s3Requests.get).toBeGreaterThan(result.status.chunks.total);
+    expect(cost?.prices).toMatch(/^us-east-1 arm64 list prices checked \d{4}-\d{2}-\d{2}$/);
   });
 
   it('scientists keeps input order, and seven 1-second records run side by side', async () => {

@@ -135,6 +135,7 @@ describe('on the plain runtime', () => {
     const status = await waitFor(runtime, jobId, ended);
     expect(status.status).toBe('FAILED');
     expect(status.error).toMatchObject({ code: 'DATASET_CHANGED', name: 'DatasetChangedError' });
+    expect(status.cost?.usd).toBeGreaterThan(0); // a failed job is priced too
     expect(status.error?.message).toContain(key);
     expect(await exists(runtime, jobKeys(jobId).result(true))).toBe(false);
   });
