@@ -48,6 +48,8 @@ Options:
                        (malformed records are counted and the first 10 kept in the outcome)
   --output FILE        write the result to FILE (map-only jobs: JSONL; reduce jobs: JSON)
                        instead of stdout
+  --report FILE        write the job report to FILE once the job ends: one self-contained
+                       HTML page (timeline, concurrency, throughput, durations, errors, cost)
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
                        "bytes","durationMs","output","cost"}; cost is what the job would cost
                        on AWS with the deployed defaults (us-east-1, arm64; docs/COST.md)
@@ -168,6 +170,7 @@ async function runCommand(args: string[]): Promise<number> {
     options: {
       ...JOB_FLAGS,
       output: { type: 'string' },
+      report: { type: 'string' },
       json: { type: 'boolean' },
       dir: { type: 'string' },
       'worker-timeout': { type: 'string' },
@@ -191,6 +194,7 @@ async function runCommand(args: string[]): Promise<number> {
     input,
     ...parseJobFlags(values),
     ...(values.output !== undefined && { output: values.output }),
+    ...(values.report !== undefined && { report: values.report }),
   };
   const chaos =
     values.chaos === undefined

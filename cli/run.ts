@@ -3,8 +3,9 @@
  * a progress bar, and deliver the result. Split from the argument parsing so `npm start`, the
  * benchmarks and the tests run jobs through exactly this path.
  */
+
 import { createWriteStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +15,7 @@ import { findJob, parseParams } from '#core/job.ts';
 import { formatS3Uri, parseInputUri } from '#core/keys.ts';
 import { describePlace, type JobStatus } from '#core/model.ts';
 import { SMALL_INPUT_BYTES } from '#core/plan.ts';
+import { loadReport, renderReport } from '#core/report.ts';
 import { readStatus, TERMINAL_STATES } from '#core/status.ts';
 import { submitJob } from '#core/submit.ts';
 import { jobs } from '#jobs/index.ts';
@@ -29,6 +31,8 @@ export interface RunOptions extends JobFlagValues {
   input: string;
   /** Write the result here instead of returning it. */
   output?: string;
+  /** Write the job report (one self-contained HTML page) here once the job has ended. */
+  report?: string;
   /**
    * The longest wait between status polls. Polls start 10 ms apart and slow down to this, so
    * a short job is seen to end promptly and a long one is not polled needlessly. @default 250
@@ -100,6 +104,11 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     stderr,
     label: job.name,
   });
+  if (options.report !== undefined) {
+    // The report is written whatever the job's end: a failed job's is the one most read.
+    const html = renderReport(await loadReport(runtime.store, runtime.bucket, request.jobId));
+    await writeFile(options.report, html);
+  }
   const durationMs =
     status.finishedAt === undefined
       ? 0

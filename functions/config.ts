@@ -54,6 +54,9 @@ type Env = Record<string, string | undefined>;
 const initStarted = performance.now();
 /** How long the init took, once the handler module says it is done; billed once. */
 let initMs: number | undefined;
+let invoked = false;
+/** This sandbox's id: drawn once per execution environment, for the job report's timeline. */
+const SANDBOX = Math.random().toString(36).slice(2, 10);
 
 /** Called by a handler module when its init (imports, priming) is done. */
 export function initDone(): void {
@@ -67,10 +70,21 @@ export function initDone(): void {
  * used, so a local job reports what it would cost deployed).
  */
 export function meterInvocation(role: keyof typeof DEPLOYED_MEMORY_MB) {
-  const from = performance.now() - (initMs ?? 0);
+  const billedInit = initMs ?? 0;
+  const from = performance.now() - billedInit;
+  const coldStart = !invoked;
+  invoked = true;
   initMs = 0;
   return {
     memoryMb: memoryMb(role),
+    /** Where and when this invocation runs, for the attempt's record. */
+    info: () => ({
+      startedAt: Date.now(),
+      coldStart,
+      sandbox: SANDBOX,
+      memoryMb: memoryMb(role),
+      initMs: billedInit,
+    }),
     /** The invocation's usage so far, with the S3 requests it sent. */
     usage: (s3Requests?: Usage['s3Requests']): Usage =>
       invocationUsage(performance.now() - from, memoryMb(role), s3Requests),

@@ -85,4 +85,5 @@ export const chunkTaskSchema: z.ZodType<ChunkTask> = z.object({
     )
     .min(1)
     .max(MAX_OBJECTS_PER_CHUNK),
+  dispatchedAt: z.number().nonnegative().optional(),
 });

@@ -27,6 +27,7 @@ export const handler = async (event: unknown) => {
     jobs,
     clock: systemClock,
     gunzip,
+    invocation: meter.info(),
   });
   return { ...summary, usage: meter.usage(counted.requests) };
 };

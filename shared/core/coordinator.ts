@@ -506,8 +506,20 @@ async function runChunks(
         index,
         attempt: chunk.attempts,
         segments,
+        dispatchedAt: Date.parse(clock.iso()),
       };
       const started = clock.now();
+      const failed = (extra: { throttled?: boolean; error?: string }) => {
+        chunk.failures = [
+          ...(chunk.failures ?? []),
+          {
+            attempt: task.attempt,
+            dispatchedAt: task.dispatchedAt as number,
+            endedAt: Date.parse(clock.iso()),
+            ...extra,
+          },
+        ];
+      };
       try {
         const summary = await deps.invoker.invoke<ChunkSummary>(deps.workerFunction, task, {
           timeoutMs: deps.workerTimeoutMs + invocationMarginMs(deps.workerTimeoutMs),
@@ -523,6 +535,7 @@ async function runChunks(
       } catch (error) {
         if (error instanceof ThrottledError && throttled < maxThrottled) {
           // A throttle is not the chunk's fault: it does not use up an attempt.
+          failed({ throttled: true });
           throttled += 1;
           chunk.attempts -= 1;
           attemptThisRun -= 1;
@@ -530,6 +543,7 @@ async function runChunks(
           continue;
         }
         chunk.errors = [...(chunk.errors ?? []), toErrorInfo(error)];
+        failed({ error: error instanceof Error ? error.message : String(error) });
         // A failed invocation is billed for as long as it ran (a throttle, above, is not).
         tally.workers = addUsage(
           tally.workers,

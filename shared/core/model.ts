@@ -133,6 +133,42 @@ export interface ChunkTask {
   attempt: number;
   /** What the chunk reads, in dataset order: one segment per object. */
   segments: TaskSegment[];
+  /** When the coordinator sent this attempt (ms since the epoch), for the queue wait. */
+  dispatchedAt?: number;
+}
+
+/**
+ * Where and when one attempt ran, as the worker saw it: what a timeline and a cost need.
+ * Times are ms since the epoch.
+ */
+export interface AttemptRun {
+  dispatchedAt?: number;
+  startedAt: number;
+  endedAt: number;
+  /** The first invocation of its sandbox (its init is billed with it). */
+  coldStart: boolean;
+  /** The sandbox (execution environment) it ran in: a random id drawn at init. */
+  sandbox: string;
+  /** Billed duration (ms, init included on a cold start) and configured memory (MB). */
+  billedMs: number;
+  memoryMb: number;
+}
+
+/** What the handler tells the worker core about the invocation it runs in. */
+export type InvocationInfo = Omit<AttemptRun, 'dispatchedAt' | 'endedAt' | 'billedMs'> & {
+  /** Init time billed with this invocation (a cold start's), ms. */
+  initMs: number;
+};
+
+/** A chunk attempt that failed or was throttled, as the coordinator saw it (ms since epoch). */
+export interface FailedAttempt {
+  attempt: number;
+  dispatchedAt: number;
+  endedAt: number;
+  /** Answered 429: not the chunk's fault, not billed, no attempt used. */
+  throttled?: boolean;
+  /** The error's message (the full error is in `errors`). */
+  error?: string;
 }
 
 /** A malformed record that was skipped (`onBadRecord: 'skip'`). */
@@ -176,6 +212,8 @@ export interface ChunkOutcome {
   bytesRead: number;
   durationMs: number;
   output: ChunkOutput;
+  /** When and where the attempt ran (absent when the worker was run outside a handler). */
+  run?: AttemptRun;
 }
 
 /** What the worker returns to the coordinator (kept small: it travels in a Lambda payload). */
@@ -200,6 +238,8 @@ export interface ManifestChunk extends ChunkRange {
   errors?: ErrorInfo[];
   /** Failed for good (attempts used up, or a deterministic error). */
   failed?: boolean;
+  /** Attempts that failed or were throttled, with their times (successful ones: the outcome). */
+  failures?: FailedAttempt[];
 }
 
 /** jobs/{id}/manifest.json: the plan, the pinned inputs, and what happened to each chunk. */

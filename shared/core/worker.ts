@@ -19,6 +19,7 @@ import {
   type ChunkSummary,
   type ChunkTask,
   INLINE_OUTPUT_CHARS,
+  type InvocationInfo,
   type TaskSegment,
 } from './model.ts';
 import { orderedMap } from './ordered-map.ts';
@@ -44,6 +45,8 @@ export interface WorkerDeps {
   gunzip: (compressed: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
   /** GETs in flight for small objects. @default SEGMENT_PARALLELISM */
   parallelism?: number;
+  /** The invocation this chunk runs in (the handler knows), recorded in the outcome. */
+  invocation?: InvocationInfo;
 }
 
 const textDecoder = new TextDecoder();
@@ -201,6 +204,16 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     durationMs: Math.round(deps.clock.now() - started),
     output: result,
   };
+  if (deps.invocation !== undefined) {
+    const { initMs, ...where } = deps.invocation;
+    const endedAt = Date.parse(deps.clock.iso());
+    outcome.run = {
+      ...(task.dispatchedAt !== undefined && { dispatchedAt: task.dispatchedAt }),
+      ...where,
+      endedAt,
+      billedMs: Math.ceil(endedAt - where.startedAt + initMs),
+    };
+  }
   await writeJson(deps.store, task.bucket, keys.outcome(task.index), outcome);
   return {
     index: task.index,

@@ -1,0 +1,94 @@
+/**
+ * The job report's pure parts: every attempt becomes one bar of the right kind, and text from a
+ * job (names, inputs, error messages) cannot inject markup into the page.
+ */
+import { describe, expect, it } from 'vitest';
+import type { ChunkOutcome, JobStatus, Manifest } from '#core/model.ts';
+import { attemptBars, renderReport } from '#core/report.ts';
+
+const status: JobStatus = {
+  jobId: 'zzzz0000report01',
+  job: 'by-field',
+  status: 'FAILED',
+  input: 's3://b/datasets/<script>alert(1)</script>.jsonl',
+  createdAt: '2026-12-02T10:00:00.000Z',
+  startedAt: '2026-12-02T10:00:00.100Z',
+  chunks: { total: 2, pending: 0, running: 0, succeeded: 1, failed: 1 },
+  records: 10,
+  bytes: 100,
+  error: { code: 'CHUNK_FAILED', name: 'FanoutError', message: 'bad <b>record</b>' },
+};
+const t = Date.parse('2026-12-02T10:00:00.100Z');
+const manifest = {
+  chunks: [
+    {
+      index: 0,
+      object: 0,
+      start: 0,
+      end: 50,
+      attempts: 2,
+      failures: [{ attempt: 1, dispatchedAt: t, endedAt: t + 20, error: 'boom' }],
+    },
+    {
+      index: 1,
+      object: 0,
+      start: 50,
+      end: 100,
+      attempts: 3,
+      failures: [
+        { attempt: 1, dispatchedAt: t, endedAt: t + 5, throttled: true },
+        {
+          attempt: 1,
+          dispatchedAt: t + 10,
+          endedAt: t + 30,
+          error: '<img src=x onerror=alert(1)>',
+        },
+      ],
+      failed: true,
+    },
+  ],
+  params: {},
+  concurrency: 2,
+} as unknown as Manifest;
+const outcome = {
+  index: 0,
+  attempt: 2,
+  bytes: 50,
+  objects: 1,
+  recordsIn: 10,
+  recordsOut: 10,
+  badRecords: { count: 0, samples: [] },
+  bytesRead: 60,
+  durationMs: 40,
+  output: { kind: 'acc', value: {} },
+  run: {
+    startedAt: t + 25,
+    endedAt: t + 65,
+    coldStart: true,
+    sandbox: 'abc',
+    billedMs: 300,
+    memoryMb: 1769,
+  },
+} as ChunkOutcome;
+
+describe('the job report', () => {
+  it('draws one bar per attempt, of the right kind', () => {
+    const bars = attemptBars({ status, manifest, outcomes: [outcome, undefined] });
+    expect(bars.map((b) => [b.chunk, b.attempt, b.kind])).toEqual([
+      [0, 1, 'failed'],
+      [0, 2, 'retried'],
+      [1, 1, 'throttled'],
+      [1, 1, 'failed'],
+    ]);
+    const html = renderReport({ status, manifest, outcomes: [outcome, undefined] });
+    expect(html.match(/<rect class="attempt /g)).toHaveLength(4);
+  });
+
+  it('escapes what a job wrote, so nothing runs in the page', () => {
+    const html = renderReport({ status, manifest, outcomes: [outcome, undefined] });
+    expect(html).not.toMatch(/<script|<img|<b>/);
+    expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;');
+    expect(html).toContain('not estimated (the job has not ended)');
+  });
+});
