@@ -18,6 +18,7 @@ import {
   jobsCommand,
   REMOTE_HELP,
   redriveCommand,
+  reportCommand,
   resultCommand,
   statusCommand,
   submitCommand,
@@ -102,6 +103,8 @@ export async function main(argv: string[]): Promise<number> {
         return await statusCommand(rest);
       case 'result':
         return await resultCommand(rest);
+      case 'report':
+        return await reportCommand(rest);
       case 'jobs':
         return await jobsCommand(rest);
       case 'cancel':

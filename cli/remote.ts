@@ -30,6 +30,7 @@ Against a deployment, requests are signed with SigV4 from the standard AWS crede
   fanout status <jobId> [--watch]     print the job's status (--watch: a progress bar until it ends;
                                       exit 1 if it did not succeed)
   fanout result <jobId> [--output F]  print the result or write it to F
+  fanout report <jobId> [--output F]  the job report (one self-contained HTML page) to stdout or F
   fanout jobs [--limit N] [--cursor C]
                                       the most recent jobs
   fanout cancel <jobId>               stop dispatching; CANCELLED once in-flight chunks finish
@@ -169,7 +170,16 @@ export async function statusCommand(args: string[]): Promise<number> {
 }
 
 /** `fanout result <jobId> [--output FILE]` */
-export async function resultCommand(args: string[]): Promise<number> {
+export const resultCommand = (args: string[]) => downloadCommand(args, 'result');
+
+/** `fanout report <jobId> [--output FILE]`: the job report, one self-contained HTML page. */
+export const reportCommand = (args: string[]) => downloadCommand(args, 'report');
+
+/**
+ * GET /jobs/{id}/result or /report, to stdout or --output. A large one comes from S3 directly,
+ * by the presigned URL of a 303.
+ */
+async function downloadCommand(args: string[], what: 'result' | 'report'): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -178,17 +188,19 @@ export async function resultCommand(args: string[]): Promise<number> {
   });
   const [jobId, ...extra] = positionals;
   if (jobId === undefined || extra.length > 0)
-    throw new ValidationError('usage: fanout result <jobId> [--output FILE]');
+    throw new ValidationError(`usage: fanout ${what} <jobId> [--output FILE]`);
   const answer = await new ApiClient(values.api).request(
     'GET',
-    `/jobs/${encodeURIComponent(jobId)}/result`,
+    `/jobs/${encodeURIComponent(jobId)}/${what}`,
   );
   const out = values.output === undefined ? process.stdout : createWriteStream(values.output);
   if (answer.status === 303) {
-    // Large results come from S3 directly, by presigned URL.
     const res = await fetch(answer.headers.get('location') ?? '');
     if (!res.ok || res.body === null)
-      throw new FanoutError('RESULT_FAILED', `cannot download the result: HTTP ${res.status}`);
+      throw new FanoutError(
+        `${what.toUpperCase()}_FAILED`,
+        `cannot download the ${what}: HTTP ${res.status}`,
+      );
     await pipeline(Readable.fromWeb(res.body as never), out);
   } else {
     await pipeline(

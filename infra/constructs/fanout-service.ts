@@ -212,15 +212,24 @@ export class FanoutService extends Construct {
     );
     allow(api, read, [
       ...inputs,
+      jobs('job.json'),
       jobs('status.json'),
       jobs('manifest.json'),
+      jobs('chunks/*'),
       jobs('result.json'),
       jobs('result.jsonl'),
+      jobs('report.html'),
     ]);
     allow(
       api,
       ['s3:PutObject'],
-      [jobs('job.json'), jobs('status.json'), bucket.arnForObjects('active/*'), ...inputs],
+      [
+        jobs('job.json'),
+        jobs('status.json'),
+        jobs('report.html'),
+        bucket.arnForObjects('active/*'),
+        ...inputs,
+      ],
     );
     allow(sweeper, ['s3:GetObject'], [jobs('status.json')]);
     allow(sweeper, ['s3:PutObject'], [jobs('status.json')]);
@@ -317,7 +326,15 @@ export class FanoutService extends Construct {
         api,
         [
           ...inputs,
-          ...objects('job.json', 'status.json', 'manifest.json', 'result.json', 'result.jsonl'),
+          ...objects(
+            'job.json',
+            'status.json',
+            'manifest.json',
+            'chunks/*',
+            'result.json',
+            'result.jsonl',
+            'report.html',
+          ),
           active,
           versions(coordinator),
         ],

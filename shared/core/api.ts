@@ -4,6 +4,7 @@
  * - `POST /jobs` submit a job → 202 `{ jobId, status, links }`
  * - `GET /jobs` the most recent jobs, paginated (`?limit=&cursor=`)
  * - `GET /jobs/{jobId}` the status document
+ * - `GET /jobs/{jobId}/report` the job report (HTML; 303 to a presigned URL when large)
  * - `GET /jobs/{jobId}/result` the result (≤ 1 MB inline, else 303 to a presigned URL)
  * - `POST /jobs/{jobId}/cancel` stop dispatching; CANCELLED once in-flight chunks finish
  * - `POST /jobs/{jobId}/redrive` rerun the chunks of a FAILED or CANCELLED job that did not succeed
@@ -25,6 +26,7 @@ import { JOB_ID, jobKeys, keyProblem, parseInputUri } from './keys.ts';
 import type { JobStatus } from './model.ts';
 import { openApiDocument } from './openapi.ts';
 import type { Clock, Invoker, ObjectStore, UrlSigner } from './ports.ts';
+import { loadReport, renderReport } from './report.ts';
 import { readJson, readStatus } from './status.ts';
 import { submitJob } from './submit.ts';
 
@@ -101,6 +103,12 @@ export const ROUTES: readonly { method: string; path: string; pattern: RegExp; h
   { method: 'POST', path: '/jobs', pattern: /^\/jobs$/, handle: postJob },
   { method: 'GET', path: '/jobs', pattern: /^\/jobs$/, handle: listJobs },
   { method: 'GET', path: '/jobs/{jobId}', pattern: /^\/jobs\/([^/]+)$/, handle: getJob },
+  {
+    method: 'GET',
+    path: '/jobs/{jobId}/report',
+    pattern: /^\/jobs\/([^/]+)\/report$/,
+    handle: getReport,
+  },
   {
     method: 'GET',
     path: '/jobs/{jobId}/result',
@@ -235,6 +243,29 @@ async function getResult(
   }
   const { body } = await deps.store.getBytes(deps.bucket, key);
   return { status: 200, headers: { 'content-type': type }, body: new TextDecoder().decode(body) };
+}
+
+/** Reports up to this size are answered inline; larger ones are stored and presigned. */
+export const INLINE_REPORT_BYTES = 5_000_000;
+
+async function getReport(
+  _request: ApiRequest,
+  [jobId]: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  await statusOf(jobId as string, deps);
+  const html = renderReport(await loadReport(deps.store, deps.bucket, jobId as string));
+  if (html.length <= INLINE_REPORT_BYTES) {
+    return { status: 200, headers: { 'content-type': 'text/html; charset=utf-8' }, body: html };
+  }
+  const key = jobKeys(jobId as string).report;
+  await deps.store.put(deps.bucket, key, html, { contentType: 'text/html; charset=utf-8' });
+  const url = await deps.signer.presignGet(deps.bucket, key, PRESIGN_SECONDS);
+  return {
+    status: 303,
+    headers: { location: url, 'content-type': 'application/json' },
+    body: JSON.stringify({ url }),
+  };
 }
 
 async function postCancel(

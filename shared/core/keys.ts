@@ -16,6 +16,8 @@ export function jobKeys(jobId: string) {
     part: (index: number, mapOnly: boolean) =>
       `${root}/parts/${index}.${mapOnly ? 'jsonl' : 'json'}`,
     result: (mapOnly: boolean) => `${root}/result.${mapOnly ? 'jsonl' : 'json'}`,
+    /** The job report, stored when too large to answer inline. */
+    report: `${root}/report.html`,
   };
 }
 

@@ -142,6 +142,20 @@ export const openApiDocument = {
         responses: { 200: ok('the status document', statusSchema), 404: error },
       },
     },
+    '/jobs/{jobId}/report': {
+      get: {
+        operationId: 'getReport',
+        parameters: [jobIdParam],
+        responses: {
+          200: {
+            description:
+              'the job report: one self-contained HTML page (timeline, concurrency, throughput, durations, errors, cost), when at most 5 MB',
+          },
+          303: { description: 'a larger report: Location is a presigned S3 GET URL' },
+          404: error,
+        },
+      },
+    },
     '/jobs/{jobId}/result': {
       get: {
         operationId: 'getResult',

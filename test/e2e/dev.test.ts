@@ -78,6 +78,11 @@ describe('fanout dev', () => {
     expect(JSON.parse(watched.stdout)).toMatchObject({ jobId, status: 'SUCCEEDED' });
     const result = await cli('result', jobId);
     expect(result.stdout.split('\n')[0]).toBe('{"name":"Ada Lovelace","age":205}');
+    // The job report through the API: one self-contained page with the job's timeline.
+    const report = await cli('report', jobId);
+    expect(report.stdout).toMatch(/^<!doctype html>/);
+    expect(report.stdout).toContain(`fanout job <code>${jobId}</code>`);
+    expect(report.stdout.match(/<rect class="attempt /g)?.length).toBe(7);
     const jobs = await cli('jobs', '--limit', '1');
     expect(jobs.stdout).toMatch(new RegExp(`^${jobId}\\s+SUCCEEDED\\s+scientists`));
     // One job and the way to the next page (the earlier test's job), nothing more.

@@ -206,6 +206,7 @@ describe('FanoutStack', () => {
       '/active/*',
       '/datasets/*',
       '/jobs/*/job.json',
+      '/jobs/*/report.html',
       '/jobs/*/status.json',
     ]);
     const invoke = statements.filter((s) => actionsOf([s]).includes('lambda:InvokeFunction'));
