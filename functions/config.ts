@@ -3,11 +3,14 @@
  * variables are set by CDK on AWS and by the local runtime, so the handlers cannot tell which
  * one they run on. A missing or malformed variable fails naming it.
  */
+
+import { eventBridgeEvents, logEvents } from '#adapters/events.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
 import { DEPLOYED_MEMORY_MB, invocationUsage, type Usage } from '#core/cost.ts';
 import { ValidationError } from '#core/errors.ts';
+import type { JobEvents } from '#core/events.ts';
 import type { ObjectStore } from '#core/ports.ts';
 
 /** Environment variables the handlers read. */
@@ -39,6 +42,10 @@ export const ENV = {
   staleAfterSeconds: 'FANOUT_STALE_AFTER_SECONDS',
   /** Resumes of a job whose coordinator keeps getting lost, before it FAILS. Default: 3 */
   maxResumes: 'FANOUT_MAX_RESUMES',
+  /** The EventBridge bus job state changes go to (AWS). Unset: see `events`. */
+  eventBus: 'FANOUT_EVENT_BUS',
+  /** `log`: job state changes go to the function's log (the local runtime). Unset: none. */
+  events: 'FANOUT_EVENTS',
   /** The worker function's memory in MB, for the cost of failed attempts. Default: 1769 */
   workerMemoryMb: 'FANOUT_WORKER_MEMORY_MB',
   /** The functions' architecture, for the cost estimate's prices: arm64 (default) or x86_64. */
@@ -49,6 +56,13 @@ export const ENV = {
 } as const;
 
 type Env = Record<string, string | undefined>;
+
+/** Where job events go: EventBridge when a bus is set, the log under FANOUT_EVENTS=log. */
+export function eventsFromEnv(env: Env = process.env): JobEvents | undefined {
+  const bus = env[ENV.eventBus];
+  if (bus !== undefined && bus !== '') return eventBridgeEvents(bus);
+  return env[ENV.events] === 'log' ? logEvents() : undefined;
+}
 
 /** When this sandbox began its init: Lambda bills the init of a cold start too. */
 const initStarted = performance.now();

@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { logEvents } from '#adapters/events.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
@@ -179,6 +180,8 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       // Two cores cannot run sixteen cold sandboxes at once for chunks that take milliseconds:
       // a job opens one lane per core, and the rest once a chunk runs long (it is waiting).
       FANOUT_INITIAL_CONCURRENCY: String(availableParallelism()),
+      // Job state changes go to the functions' logs, which fanout dev prints (EventBridge on AWS).
+      FANOUT_EVENTS: 'log',
       FANOUT_HEARTBEAT_SECONDS: String(LOCAL_DEFAULTS.heartbeatSeconds),
       FANOUT_STALE_AFTER_SECONDS: String(staleAfterSeconds),
       FANOUT_MAX_RESUMES: String(LOCAL_DEFAULTS.maxResumes),
@@ -250,6 +253,9 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     coordinatorFunction: names.coordinator,
     staleAfterMs: staleAfterSeconds * 1000,
     maxResumes: LOCAL_DEFAULTS.maxResumes,
+    ...(options.log && {
+      events: logEvents((line) => options.log?.('fanout-sweeper', `${line}\n`)),
+    }),
   };
   // Jobs in a persistent directory outlive the process that ran them: one killed mid-job left
   // them RUNNING with no coordinator. A new runtime on the directory sweeps at once, then keeps

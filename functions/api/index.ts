@@ -2,7 +2,14 @@
 import { handleApiRequest } from '#core/api.ts';
 import { systemClock } from '#core/ports.ts';
 import { jobs } from '#jobs/index.ts';
-import { ENV, invokerFromEnv, optionalInt, requireEnv, storeFromEnv } from '../config.ts';
+import {
+  ENV,
+  eventsFromEnv,
+  invokerFromEnv,
+  optionalInt,
+  requireEnv,
+  storeFromEnv,
+} from '../config.ts';
 
 const bucket = requireEnv(process.env, ENV.bucket);
 const store = storeFromEnv();
@@ -12,6 +19,7 @@ const deps = {
   invoker: invokerFromEnv(),
   jobs,
   clock: systemClock,
+  events: eventsFromEnv(),
   bucket,
   coordinatorFunction: requireEnv(process.env, ENV.coordinatorFunction),
   allowedInputs: (process.env[ENV.allowedInputs] ?? `s3://${bucket}/datasets/`)

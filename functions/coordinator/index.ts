@@ -5,6 +5,7 @@ import { systemClock } from '#core/ports.ts';
 import { jobs } from '#jobs/index.ts';
 import {
   ENV,
+  eventsFromEnv,
   invokerFromEnv,
   memoryMb,
   optionalInt,
@@ -20,6 +21,7 @@ const deps = {
   invoker: invokerFromEnv(),
   jobs,
   clock: systemClock,
+  events: eventsFromEnv(),
   bucket: requireEnv(process.env, ENV.bucket),
   workerFunction: requireEnv(process.env, ENV.workerFunction),
   reducerFunction: requireEnv(process.env, ENV.reducerFunction),

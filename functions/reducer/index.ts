@@ -6,6 +6,7 @@ import { reduceGroup, reduceJob } from '#core/reducer.ts';
 import { jobs } from '#jobs/index.ts';
 import {
   ENV,
+  eventsFromEnv,
   initDone,
   invokerFromEnv,
   meterInvocation,
@@ -20,6 +21,7 @@ const deps = {
   invoker: invokerFromEnv(),
   jobs,
   clock: systemClock,
+  events: eventsFromEnv(),
   bucket: requireEnv(process.env, ENV.bucket),
   // Lambda sets the function's own name: a large fan-in is merged by groups of invocations.
   reducerFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),

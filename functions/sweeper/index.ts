@@ -15,6 +15,7 @@ import {
 } from '#core/sweep.ts';
 import {
   ENV,
+  eventsFromEnv,
   invokerFromEnv,
   optionalInt,
   primeClients,
@@ -27,6 +28,7 @@ const deps = {
   store: storeFromEnv(),
   invoker: invokerFromEnv(),
   clock: systemClock,
+  events: eventsFromEnv(),
   bucket: requireEnv(process.env, ENV.bucket),
   coordinatorFunction: requireEnv(process.env, ENV.coordinatorFunction),
   staleAfterMs:

@@ -19,6 +19,7 @@ import { completeSchema, submitSchema, uploadSchema } from './api-schemas.ts';
 import { cancelJob, redriveJob } from './control.ts';
 import { resolveInput } from './coordinator.ts';
 import { ValidationError } from './errors.ts';
+import type { JobEvents } from './events.ts';
 import { type ApiRequest, type ApiResponse, errorResponse, HttpError, json } from './http.ts';
 import type { AnyJob } from './job.ts';
 import { findJob } from './job.ts';
@@ -50,6 +51,8 @@ export interface ApiDeps {
    * resumes it. @default SWEEP_DEFAULTS.staleAfterMs
    */
   staleAfterMs?: number;
+  /** Where job state changes are published (EventBridge on AWS). @default none */
+  events?: JobEvents;
   log: (message: string, detail: unknown) => void;
 }
 

@@ -3,6 +3,7 @@
  * status.json so they never lose an update against the coordinator.
  */
 import { ConflictError, DatasetChangedError, NotFoundError } from './errors.ts';
+import type { JobEvents } from './events.ts';
 import { activeKey, jobKeys } from './keys.ts';
 import type { JobStatus, Manifest } from './model.ts';
 import type { Clock, Invoker, ObjectStore } from './ports.ts';
@@ -21,6 +22,8 @@ export interface ControlDeps {
    * once and redrive resumes it. @default SWEEP_DEFAULTS.staleAfterMs
    */
   staleAfterMs?: number;
+  /** Where job state changes are published (EventBridge on AWS). @default none */
+  events?: JobEvents;
 }
 
 /** Whether a RUNNING job's coordinator is gone: its heartbeat is older than the limit. */
@@ -37,17 +40,23 @@ function coordinatorLost(s: JobStatus, deps: ControlDeps): boolean {
  * Throws ConflictError for a job that has already ended.
  */
 export async function cancelJob(jobId: string, deps: ControlDeps): Promise<JobStatus> {
-  return updateStatus(deps.store, deps.bucket, jobId, (s) => {
-    if (TERMINAL_STATES.has(s.status)) {
-      throw new ConflictError(
-        `job ${jobId} has already ended ${s.status}; there is nothing to cancel`,
-      );
-    }
-    if (s.status === 'QUEUED' || coordinatorLost(s, deps)) {
-      return { ...s, status: 'CANCELLED', cancelRequested: true, finishedAt: deps.clock.iso() };
-    }
-    return { ...s, cancelRequested: true };
-  });
+  return updateStatus(
+    deps.store,
+    deps.bucket,
+    jobId,
+    (s) => {
+      if (TERMINAL_STATES.has(s.status)) {
+        throw new ConflictError(
+          `job ${jobId} has already ended ${s.status}; there is nothing to cancel`,
+        );
+      }
+      if (s.status === 'QUEUED' || coordinatorLost(s, deps)) {
+        return { ...s, status: 'CANCELLED', cancelRequested: true, finishedAt: deps.clock.iso() };
+      }
+      return { ...s, cancelRequested: true };
+    },
+    { events: deps.events },
+  );
 }
 
 const redrivable = (s: JobStatus, deps: ControlDeps) =>
@@ -82,20 +91,26 @@ export async function redriveJob(jobId: string, deps: ControlDeps): Promise<JobS
       throw new DatasetChangedError(pinned.key, { context: { jobId } });
     }
   }
-  const redriven = await updateStatus(deps.store, deps.bucket, jobId, (s) => {
-    if (!redrivable(s, deps)) throw notRedrivable(jobId, s);
-    const { error: _error, finishedAt: _finishedAt, cancelRequested: _cancel, ...rest } = s;
-    // A new epoch: a lost coordinator that comes back stops at its next status write. The
-    // heartbeat and the resume budget start afresh, since a person chose to run it again.
-    return {
-      ...rest,
-      status: 'RUNNING',
-      redrives: (s.redrives ?? 0) + 1,
-      epoch: (s.epoch ?? 0) + 1,
-      heartbeatAt: deps.clock.iso(),
-      resumes: 0,
-    };
-  });
+  const redriven = await updateStatus(
+    deps.store,
+    deps.bucket,
+    jobId,
+    (s) => {
+      if (!redrivable(s, deps)) throw notRedrivable(jobId, s);
+      const { error: _error, finishedAt: _finishedAt, cancelRequested: _cancel, ...rest } = s;
+      // A new epoch: a lost coordinator that comes back stops at its next status write. The
+      // heartbeat and the resume budget start afresh, since a person chose to run it again.
+      return {
+        ...rest,
+        status: 'RUNNING',
+        redrives: (s.redrives ?? 0) + 1,
+        epoch: (s.epoch ?? 0) + 1,
+        heartbeatAt: deps.clock.iso(),
+        resumes: 0,
+      };
+    },
+    { events: deps.events },
+  );
   await deps.store.put(deps.bucket, activeKey(jobId), jobId);
   await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
   return redriven;

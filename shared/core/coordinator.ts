@@ -22,6 +22,7 @@ import {
   ThrottledError,
   toErrorInfo,
 } from './errors.ts';
+import type { JobEvents } from './events.ts';
 import type { AnyJob } from './job.ts';
 import { findJob, parseParams } from './job.ts';
 import { jobKeys, parseInputUri } from './keys.ts';
@@ -85,6 +86,8 @@ export interface CoordinatorDeps {
   memoryMb?: { coordinator: number; worker: number };
   /** Region and architecture whose prices the cost estimate uses. @default us-east-1, arm64 */
   pricing?: { region: string; architecture: 'arm64' | 'x86_64' };
+  /** Where job state changes are published (EventBridge on AWS). @default none */
+  events?: JobEvents;
   /** Waits between retries; injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
@@ -139,15 +142,21 @@ export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promi
   // The request and the takeover are independent: one round trip instead of two.
   const [{ value: request }, taken] = await Promise.all([
     readJson<JobRequest>(deps.store, deps.bucket, keys.job),
-    updateStatus(deps.store, deps.bucket, jobId, (s) => {
-      if (TERMINAL_STATES.has(s.status)) return undefined;
-      if (s.cancelRequested === true) {
-        return { ...s, status: 'CANCELLED', finishedAt: deps.clock.iso() };
-      }
-      epoch = (s.epoch ?? 0) + 1;
-      const now = deps.clock.iso();
-      return { ...s, status: 'RUNNING', startedAt: s.startedAt ?? now, epoch, heartbeatAt: now };
-    }),
+    updateStatus(
+      deps.store,
+      deps.bucket,
+      jobId,
+      (s) => {
+        if (TERMINAL_STATES.has(s.status)) return undefined;
+        if (s.cancelRequested === true) {
+          return { ...s, status: 'CANCELLED', finishedAt: deps.clock.iso() };
+        }
+        epoch = (s.epoch ?? 0) + 1;
+        const now = deps.clock.iso();
+        return { ...s, status: 'RUNNING', startedAt: s.startedAt ?? now, epoch, heartbeatAt: now };
+      },
+      { events: deps.events },
+    ),
   ]);
   if (taken.status !== 'RUNNING' || taken.epoch !== epoch) return taken;
   const heart = heartbeat(jobId, epoch, deps);
@@ -289,10 +298,15 @@ function finish(
   deps: CoordinatorDeps,
   change: (s: JobStatus) => JobStatus,
 ) {
-  return updateStatus(deps.store, deps.bucket, jobId, (s) =>
-    TERMINAL_STATES.has(s.status) || s.epoch !== epoch
-      ? undefined
-      : { ...change(s), finishedAt: deps.clock.iso() },
+  return updateStatus(
+    deps.store,
+    deps.bucket,
+    jobId,
+    (s) =>
+      TERMINAL_STATES.has(s.status) || s.epoch !== epoch
+        ? undefined
+        : { ...change(s), finishedAt: deps.clock.iso() },
+    { events: deps.events },
   );
 }
 

@@ -4,8 +4,10 @@
  * result, and only then marks the job SUCCEEDED. A missing outcome fails the job: nothing that
  * looks like a finished result is written from partial data.
  */
+
 import { addUsage, DEFAULT_PRICING, estimateCost, noUsage, type Usage } from './cost.ts';
 import { FanoutError } from './errors.ts';
+import type { JobEvents } from './events.ts';
 import type { AnyJob } from './job.ts';
 import { findJob } from './job.ts';
 import { jobKeys } from './keys.ts';
@@ -44,6 +46,8 @@ export interface ReducerDeps {
   reducerFunction?: string;
   /** @default 1000 */
   fanIn?: number;
+  /** Where job state changes are published (EventBridge on AWS). @default none */
+  events?: JobEvents;
   /** This invocation's usage so far (the Lambda handler measures it), for the job's cost. */
   meter?: () => { usage: Usage; durationMs: number };
 }
@@ -216,38 +220,44 @@ export async function reduceJob(
     result = { key, bytes: body.length };
   }
 
-  return updateStatus(deps.store, deps.bucket, jobId, (s) => {
-    if (TERMINAL_STATES.has(s.status)) {
-      throw new FanoutError(
-        'JOB_NOT_RUNNING',
-        `job ${jobId} is already ${s.status}; the reducer will not overwrite it`,
-        { context: { jobId } },
-      );
-    }
-    const own = deps.meter?.();
-    const waiting =
-      own === undefined || billing.waitingMemoryMb === undefined
-        ? undefined
-        : {
-            ...noUsage(),
-            lambdaGbSeconds: (own.durationMs / 1000) * (billing.waitingMemoryMb / 1024),
-          };
-    const usage = addUsage(s.usage, billing.usage, own?.usage, waiting);
-    return {
-      ...s,
-      status: 'SUCCEEDED',
-      finishedAt: deps.clock.iso(),
-      usage,
-      cost: estimateCost(usage, billing.pricing ?? DEFAULT_PRICING),
-      result: {
-        key: result.key,
-        bytes: result.bytes,
-        records,
-        badRecords,
-        ...(failedChunks.length > 0 && { partial: true, failedChunks }),
-      },
-    };
-  });
+  return updateStatus(
+    deps.store,
+    deps.bucket,
+    jobId,
+    (s) => {
+      if (TERMINAL_STATES.has(s.status)) {
+        throw new FanoutError(
+          'JOB_NOT_RUNNING',
+          `job ${jobId} is already ${s.status}; the reducer will not overwrite it`,
+          { context: { jobId } },
+        );
+      }
+      const own = deps.meter?.();
+      const waiting =
+        own === undefined || billing.waitingMemoryMb === undefined
+          ? undefined
+          : {
+              ...noUsage(),
+              lambdaGbSeconds: (own.durationMs / 1000) * (billing.waitingMemoryMb / 1024),
+            };
+      const usage = addUsage(s.usage, billing.usage, own?.usage, waiting);
+      return {
+        ...s,
+        status: 'SUCCEEDED',
+        finishedAt: deps.clock.iso(),
+        usage,
+        cost: estimateCost(usage, billing.pricing ?? DEFAULT_PRICING),
+        result: {
+          key: result.key,
+          bytes: result.bytes,
+          records,
+          badRecords,
+          ...(failedChunks.length > 0 && { partial: true, failedChunks }),
+        },
+      };
+    },
+    { events: deps.events },
+  );
 }
 
 /** Parts up to this size are fetched ahead, `parallelism` at a time, when streamed. */

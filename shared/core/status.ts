@@ -1,9 +1,11 @@
 /**
  * status.json is written by more than one party (submitter, coordinator, reducer; later cancel
  * and redrive), so every update is a compare-and-swap on its ETag: read, change, write with
- * If-Match, and start over if someone else wrote in between. No update is ever lost.
+ * If-Match, and start over if someone else wrote in between. No update is ever lost. A write
+ * that changes the job's state is published as a job event when `events` is given.
  */
 import { PreconditionFailedError } from './errors.ts';
+import { type JobEvents, publishChange } from './events.ts';
 import { jobKeys } from './keys.ts';
 import type { JobState, JobStatus } from './model.ts';
 import type { ObjectStore } from './ports.ts';
@@ -48,15 +50,18 @@ export async function updateStatus(
   bucket: string,
   jobId: string,
   change: (current: JobStatus) => JobStatus | undefined,
-  maxConflicts = 50,
+  options: { events?: JobEvents | undefined; maxConflicts?: number } = {},
 ): Promise<JobStatus> {
   const key = jobKeys(jobId).status;
+  const maxConflicts = options.maxConflicts ?? 50;
   for (let attempt = 0; ; attempt++) {
     const { value, etag } = await readJson<JobStatus>(store, bucket, key);
     const next = change(value);
     if (next === undefined) return value;
     try {
       await writeJson(store, bucket, key, next, { ifMatch: etag });
+      // A change of state is an event (EventBridge on AWS); progress updates are not.
+      await publishChange(options.events, next, value);
       return next;
     } catch (error) {
       if (!(error instanceof PreconditionFailedError) || attempt >= maxConflicts) throw error;

@@ -4,6 +4,7 @@
  * CLI now and by the HTTP API's POST /jobs.
  */
 import { ValidationError } from './errors.ts';
+import { type JobEvents, publishChange } from './events.ts';
 import type { AnyJob, BadRecordPolicy } from './job.ts';
 import { findJob, parseParams } from './job.ts';
 import { activeKey, jobKeys, newJobId, parseInputUri } from './keys.ts';
@@ -36,6 +37,8 @@ export interface SubmitDeps {
   clock: Clock;
   bucket: string;
   coordinatorFunction: string;
+  /** Where job state changes are published (EventBridge on AWS). @default none */
+  events?: JobEvents;
 }
 
 const positiveInt = (name: string, value: number | undefined) => {
@@ -104,6 +107,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
   const keys = jobKeys(jobId);
   await writeJson(deps.store, deps.bucket, keys.job, stored, { ifNoneMatch: '*' });
   await writeJson(deps.store, deps.bucket, keys.status, status, { ifNoneMatch: '*' });
+  await publishChange(deps.events, status);
   // Marked active before the coordinator is started: if its event is lost, the sweeper finds
   // the job and starts one (shared/core/sweep.ts).
   await deps.store.put(deps.bucket, activeKey(jobId), jobId);

@@ -10,6 +10,7 @@
  * invocations calls {@link rescueJob} too, without waiting for the heartbeat to go stale.
  */
 import { NotFoundError } from './errors.ts';
+import type { JobEvents } from './events.ts';
 import { ACTIVE_PREFIX, activeKey, JOB_ID } from './keys.ts';
 import type { JobStatus } from './model.ts';
 import { orderedMap } from './ordered-map.ts';
@@ -33,6 +34,8 @@ export interface SweepDeps {
   queuedStaleAfterMs?: number;
   /** Resumes before a job whose coordinator keeps getting lost ends FAILED. */
   maxResumes: number;
+  /** Where job state changes are published (EventBridge on AWS). @default none */
+  events?: JobEvents;
 }
 
 /** Defaults on AWS: the coordinator beats every 10 s; the sweeper runs every minute. */
@@ -70,44 +73,50 @@ export async function rescueJob(
   let outcome = 'alive' as Rescue;
   // Clock.now is monotonic (durations); heartbeats are wall-clock times.
   const now = Date.parse(deps.clock.iso());
-  await updateStatus(deps.store, deps.bucket, jobId, (s) => {
-    if (TERMINAL_STATES.has(s.status)) {
-      outcome = 'ended';
-      return undefined;
-    }
-    const limit =
-      s.status === 'QUEUED' ? (deps.queuedStaleAfterMs ?? deps.staleAfterMs) : deps.staleAfterMs;
-    const silentMs = now - lastSignOfLife(s);
-    if (options.force !== true && !(silentMs > limit)) {
-      outcome = 'alive';
-      return undefined;
-    }
-    const at = deps.clock.iso();
-    if (s.cancelRequested === true) {
-      outcome = 'cancelled';
-      return { ...s, status: 'CANCELLED', finishedAt: at };
-    }
-    const resumes = s.resumes ?? 0;
-    if (resumes >= deps.maxResumes) {
-      outcome = 'failed';
-      const why = options.reason === undefined ? '' : `; last error: ${options.reason}`;
-      return {
-        ...s,
-        status: 'FAILED',
-        finishedAt: at,
-        error: {
-          code: 'COORDINATOR_LOST',
-          name: 'CoordinatorLostError',
-          message: `the job's coordinator stopped without finishing it ${resumes + 1} times (resumed ${resumes} times, the limit; last heartbeat ${new Date(lastSignOfLife(s)).toISOString()}${why}); redrive it once the cause is fixed`,
-        },
-      };
-    }
-    outcome = 'resumed';
-    // Raising the epoch takes the job from a coordinator that may only be slow: it stops
-    // dispatching at its next status write. The heartbeat is renewed so the next sweep waits
-    // for the new coordinator rather than resuming the job again.
-    return { ...s, epoch: (s.epoch ?? 0) + 1, resumes: resumes + 1, heartbeatAt: at };
-  });
+  await updateStatus(
+    deps.store,
+    deps.bucket,
+    jobId,
+    (s) => {
+      if (TERMINAL_STATES.has(s.status)) {
+        outcome = 'ended';
+        return undefined;
+      }
+      const limit =
+        s.status === 'QUEUED' ? (deps.queuedStaleAfterMs ?? deps.staleAfterMs) : deps.staleAfterMs;
+      const silentMs = now - lastSignOfLife(s);
+      if (options.force !== true && !(silentMs > limit)) {
+        outcome = 'alive';
+        return undefined;
+      }
+      const at = deps.clock.iso();
+      if (s.cancelRequested === true) {
+        outcome = 'cancelled';
+        return { ...s, status: 'CANCELLED', finishedAt: at };
+      }
+      const resumes = s.resumes ?? 0;
+      if (resumes >= deps.maxResumes) {
+        outcome = 'failed';
+        const why = options.reason === undefined ? '' : `; last error: ${options.reason}`;
+        return {
+          ...s,
+          status: 'FAILED',
+          finishedAt: at,
+          error: {
+            code: 'COORDINATOR_LOST',
+            name: 'CoordinatorLostError',
+            message: `the job's coordinator stopped without finishing it ${resumes + 1} times (resumed ${resumes} times, the limit; last heartbeat ${new Date(lastSignOfLife(s)).toISOString()}${why}); redrive it once the cause is fixed`,
+          },
+        };
+      }
+      outcome = 'resumed';
+      // Raising the epoch takes the job from a coordinator that may only be slow: it stops
+      // dispatching at its next status write. The heartbeat is renewed so the next sweep waits
+      // for the new coordinator rather than resuming the job again.
+      return { ...s, epoch: (s.epoch ?? 0) + 1, resumes: resumes + 1, heartbeatAt: at };
+    },
+    { events: deps.events },
+  );
   if (outcome === 'resumed') await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
   return outcome;
 }

@@ -49,6 +49,24 @@ describe('fanout dev', () => {
       status = (await (await fetch(`${api}/jobs/${jobId}`)).json()) as { status: string };
     }
     expect(status).toMatchObject({ status: 'SUCCEEDED', records: 7 });
+    // Each change of state was published as a job event (the functions' log under fanout dev).
+    // The reducer logs its event just after it writes the status: wait for the line.
+    for (let i = 0; i < 100 && !dev.logs().includes('"status":"SUCCEEDED"'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const events = dev
+      .logs()
+      .split('\n')
+      .flatMap((line) => {
+        const json = line.slice(line.indexOf('{'));
+        if (!json.includes('"Fanout Job Status Change"')) return [];
+        const event = JSON.parse(json) as {
+          source: string;
+          detail: { jobId: string; status: string };
+        };
+        return event.detail.jobId === jobId ? [`${event.source} ${event.detail.status}`] : [];
+      });
+    expect(events).toEqual(['fanout QUEUED', 'fanout RUNNING', 'fanout SUCCEEDED']);
     const result = await (await fetch(`${api}/jobs/${jobId}/result`)).text();
     const { stdout } = await promisify(execFile)(
       process.execPath,
