@@ -52,6 +52,12 @@ export const handler = async (
     return { jobId, rescue };
   }
   const report = await sweepJobs(deps);
+  // One line per job taken over or ended: the stack's metric filters count them (alarms).
+  for (const jobId of report.resumed)
+    console.log(JSON.stringify({ message: 'job resumed', jobId }));
+  for (const jobId of report.failed) {
+    console.log(JSON.stringify({ message: 'job failed: coordinator lost', jobId }));
+  }
   if (report.resumed.length + report.failed.length + report.cancelled.length > 0) {
     console.log(JSON.stringify({ message: 'sweep', ...report }));
   }

@@ -35,13 +35,15 @@ export interface FanoutFunctionProps {
 export class FanoutFunction extends Construct {
   /** The function. */
   readonly function: NodejsFunction;
+  /** Its log group (metric filters read it). */
+  readonly logGroup: LogGroup;
 
   constructor(scope: Construct, id: string, props: FanoutFunctionProps) {
     super(scope, id);
-    const logGroup = new LogGroup(this, 'Logs', {
+    const logGroup = (this.logGroup = new LogGroup(this, 'Logs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
-    });
+    }));
     this.function = new NodejsFunction(this, 'Function', {
       entry: resolve(repoRoot, `functions/${props.handler}/index.ts`),
       handler: 'handler',

@@ -8,11 +8,20 @@ import {
 } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
+import {
+  Alarm,
+  ComparisonOperator,
+  Dashboard,
+  GraphWidget,
+  type IMetric,
+  Metric,
+  TreatMissingData,
+} from 'aws-cdk-lib/aws-cloudwatch';
+import { EventBus, type IEventBus, Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { Grant, type IGrantable, Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { EventInvokeConfig, type IFunction } from 'aws-cdk-lib/aws-lambda';
-import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { FilterPattern, LogGroup, MetricFilter, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ROUTES } from '../../shared/core/api.ts';
@@ -50,6 +59,29 @@ export interface FanoutServiceProps {
   readonly sweepInterval?: Duration;
   /** Resumes of a job whose coordinator keeps getting lost, before it FAILS. @default 3 */
   readonly maxResumes?: number;
+  /**
+   * Where job state changes are published (`source: "fanout"`,
+   * `detail-type: "Fanout Job Status Change"`). @default the account's default event bus
+   */
+  readonly eventBus?: IEventBus;
+  /** A CloudWatch dashboard of jobs, chunks, errors, throttles, durations and concurrency. @default true */
+  readonly dashboard?: boolean;
+  /**
+   * CloudWatch alarms, each on unless turned off (they have no actions: add yours to `alarms`).
+   * @default all on
+   */
+  readonly alarms?: {
+    /** A function reported an error (any of the five), in 5 minutes. */
+    readonly functionErrors?: boolean;
+    /** The worker was throttled 100 times or more in 5 minutes. */
+    readonly throttles?: boolean;
+    /** A job ended FAILED. */
+    readonly jobsFailed?: boolean;
+    /** The sweeper resumed a job whose coordinator was lost. */
+    readonly jobsStuck?: boolean;
+    /** The coordinator's failure destination received a failed event. */
+    readonly coordinatorFailures?: boolean;
+  };
   /** Steady-state requests per second the API accepts. @default 50 */
   readonly apiRateLimit?: number;
   /** Burst of requests the API accepts. @default 100 */
@@ -67,6 +99,12 @@ export interface FanoutServiceProps {
 export class FanoutService extends Construct {
   readonly bucket: IBucket;
   readonly api: HttpApi;
+  /** The bus job state changes are published on. */
+  readonly eventBus: IEventBus;
+  /** The dashboard, unless turned off. */
+  readonly dashboard?: Dashboard;
+  /** The alarms that are on, by name, to attach actions to. */
+  readonly alarms: Record<string, Alarm> = {};
   /** The API's base URL. */
   readonly apiUrl: string;
   readonly functions: {
@@ -141,7 +179,7 @@ export class FanoutService extends Construct {
     }).function;
     // Crash-only jobs (shared/core/sweep.ts): the sweeper resumes a job whose coordinator is
     // gone, on a schedule and as the coordinator's on-failure destination.
-    const sweeper = new FanoutFunction(this, 'Sweeper', {
+    const sweeperFunction = new FanoutFunction(this, 'Sweeper', {
       ...common,
       handler: 'sweeper',
       memorySize: 256,
@@ -151,7 +189,9 @@ export class FanoutService extends Construct {
         FANOUT_COORDINATOR_FUNCTION: coordinator.functionName,
         FANOUT_MAX_RESUMES: String(props.maxResumes ?? 3),
       },
-    }).function;
+    });
+    const sweeper = sweeperFunction.function;
+    const sweeperLogs = sweeperFunction.logGroup;
     // Lambda retries a failed coordinator event twice, keeps it at most an hour (while the
     // coordinator is throttled), then hands the record to the sweeper, which resumes the job or
     // fails it with the reason. The destination is given by ARN, and its invoke permission sits
@@ -260,6 +300,14 @@ export class FanoutService extends Construct {
     reducer.grantInvoke(coordinator);
     coordinator.grantInvoke(api);
 
+    // Job events: every function that changes a job's state publishes to the bus.
+    this.eventBus = props.eventBus ?? EventBus.fromEventBusName(this, 'Events', 'default');
+    for (const fn of [api, coordinator, reducer, sweeper]) {
+      this.eventBus.grantPutEventsTo(fn);
+      fn.addEnvironment('FANOUT_EVENT_BUS', this.eventBus.eventBusName);
+    }
+    this.observe(props, { api, coordinator, worker, reducer, sweeper }, sweeperLogs);
+
     // The HTTP API: IAM (SigV4) authorization on every route, access logs, throttling.
     const integration = new HttpLambdaIntegration('Integration', api);
     this.api = new HttpApi(this, 'HttpApi', {
@@ -351,6 +399,126 @@ export class FanoutService extends Construct {
       description: 'datasets/ and jobs/',
     });
     void Stack.of(this);
+  }
+
+  /** The dashboard and the alarms (see the props). */
+  private observe(
+    props: FanoutServiceProps,
+    fns: Record<'api' | 'coordinator' | 'worker' | 'reducer' | 'sweeper', IFunction>,
+    sweeperLogs: LogGroup,
+  ): void {
+    const jobRule = (id: string, status: string) =>
+      new Rule(this, id, {
+        description: `fanout: jobs that end ${status} (counted; add a target to act on them)`,
+        eventBus: this.eventBus,
+        eventPattern: {
+          source: ['fanout'],
+          detailType: ['Fanout Job Status Change'],
+          detail: { status: [status] },
+        },
+      });
+    const ended = (rule: Rule, label: string) =>
+      new Metric({
+        namespace: 'AWS/Events',
+        metricName: 'MatchedEvents',
+        dimensionsMap: { RuleName: rule.ruleName },
+        statistic: 'Sum',
+        label,
+      });
+    const succeeded = ended(jobRule('JobsSucceeded', 'SUCCEEDED'), 'jobs succeeded');
+    const failed = ended(jobRule('JobsFailed', 'FAILED'), 'jobs failed');
+    const counted = (id: string, message: string, metricName: string) => {
+      new MetricFilter(this, id, {
+        logGroup: sweeperLogs,
+        filterPattern: FilterPattern.stringValue('$.message', '=', message),
+        metricNamespace: 'fanout',
+        metricName,
+        metricValue: '1',
+      });
+      return new Metric({ namespace: 'fanout', metricName, statistic: 'Sum' });
+    };
+    const resumed = counted('JobsResumedFilter', 'job resumed', 'JobsResumed');
+    const destination = counted(
+      'CoordinatorFailureFilter',
+      'coordinator failure record',
+      'CoordinatorFailureRecords',
+    );
+    const each = (metric: (fn: IFunction) => IMetric) => Object.values(fns).map(metric);
+
+    if (props.dashboard ?? true) {
+      const widget = (title: string, left: IMetric[]) =>
+        new GraphWidget({ title, left, width: 8, height: 6 });
+      (this as { dashboard?: Dashboard }).dashboard = new Dashboard(this, 'Dashboard', {
+        widgets: [
+          [
+            widget('Jobs', [succeeded, failed, resumed]),
+            widget('Chunks (worker invocations)', [
+              fns.worker.metricInvocations({ label: 'chunk attempts' }),
+            ]),
+            widget(
+              'Errors',
+              each((fn) => fn.metricErrors()),
+            ),
+          ],
+          [
+            widget(
+              'Throttles',
+              each((fn) => fn.metricThrottles()),
+            ),
+            widget('Duration', [
+              fns.worker.metricDuration({ statistic: 'p50', label: 'worker p50' }),
+              fns.worker.metricDuration({ statistic: 'p99', label: 'worker p99' }),
+              fns.coordinator.metricDuration({ statistic: 'Maximum', label: 'coordinator max' }),
+            ]),
+            widget('Concurrency', [
+              fns.worker.metric('ConcurrentExecutions', { statistic: 'Maximum' }),
+            ]),
+          ],
+        ],
+      });
+    }
+
+    const on = props.alarms ?? {};
+    const alarm = (id: string, metric: IMetric, threshold: number, description: string) => {
+      this.alarms[id] = new Alarm(this, `${id}Alarm`, {
+        alarmDescription: `fanout: ${description}`,
+        metric,
+        threshold,
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      });
+    };
+    if (on.functionErrors ?? true) {
+      for (const [name, fn] of Object.entries(fns)) {
+        alarm(
+          `${name[0]?.toUpperCase()}${name.slice(1)}Errors`,
+          fn.metricErrors(),
+          1,
+          `the ${name} function reported errors`,
+        );
+      }
+    }
+    if (on.throttles ?? true) {
+      alarm(
+        'WorkerThrottles',
+        fns.worker.metricThrottles(),
+        100,
+        'workers throttled 100+ times in 5 minutes',
+      );
+    }
+    if (on.jobsFailed ?? true) alarm('JobsFailed', failed, 1, 'a job ended FAILED');
+    if (on.jobsStuck ?? true) {
+      alarm('JobsStuck', resumed, 1, "a job's coordinator was lost and the sweeper resumed it");
+    }
+    if (on.coordinatorFailures ?? true) {
+      alarm(
+        'CoordinatorFailures',
+        destination,
+        1,
+        "the coordinator's failure destination received an event that failed every attempt",
+      );
+    }
   }
 
   /** Lets `grantee` call every route of the API (execute-api:Invoke). */

@@ -73,6 +73,24 @@ function resources(statement: { Resource: unknown }): string[] {
   });
 }
 
+/** The alarms of a template: the metric each watches (plain, or a labelled metric stat). */
+function alarmsOf(t: Template) {
+  return (
+    Object.values(t.findResources('AWS::CloudWatch::Alarm')) as {
+      Properties: {
+        MetricName?: string;
+        Namespace?: string;
+        Threshold: number;
+        Metrics?: { MetricStat: { Metric: { MetricName: string; Namespace: string } } }[];
+      };
+    }[]
+  ).map(({ Properties: p }) => ({
+    metric: p.MetricName ?? p.Metrics?.[0]?.MetricStat.Metric.MetricName,
+    namespace: p.Namespace ?? p.Metrics?.[0]?.MetricStat.Metric.Namespace,
+    threshold: p.Threshold,
+  }));
+}
+
 const actionsOf = (statements: { Action: string | string[] }[]) =>
   statements.flatMap((s) => [s.Action].flat());
 
@@ -244,12 +262,14 @@ describe('FanoutStack', () => {
   });
 
   it('runs the sweeper every minute, with no retry of a missed sweep', () => {
-    const rules = Object.values(template.findResources('AWS::Events::Rule')) as {
-      Properties: {
-        ScheduleExpression: string;
-        Targets: { Arn: unknown; RetryPolicy?: unknown }[];
-      };
-    }[];
+    const rules = (
+      Object.values(template.findResources('AWS::Events::Rule')) as {
+        Properties: {
+          ScheduleExpression?: string;
+          Targets: { Arn: unknown; RetryPolicy?: unknown }[];
+        };
+      }[]
+    ).filter((r) => r.Properties.ScheduleExpression !== undefined);
     expect(rules).toHaveLength(1);
     expect(rules[0]!.Properties.ScheduleExpression).toBe('rate(1 minute)');
     expect(rules[0]!.Properties.Targets).toHaveLength(1);
@@ -280,7 +300,76 @@ describe('FanoutStack', () => {
         ['FanoutCoordinatorFunction', 'FanoutCoordinatorFunction:*'],
         null,
       ],
+      [['events:PutEvents'], [expect.stringContaining('event-bus/default')], null],
     ]);
+  });
+
+  it('lets every function that changes a job state publish to the default bus, and tells it which', () => {
+    for (const name of ['Api', 'Coordinator', 'Reducer', 'Sweeper']) {
+      const put = statementsOf(name).filter((s) => actionsOf([s]).includes('events:PutEvents'));
+      expect(put.flatMap(resources), name).toEqual([expect.stringContaining(':event-bus/default')]);
+    }
+    expect(actionsOf(statementsOf('Worker'))).not.toContain('events:PutEvents');
+    template.resourcePropertiesCountIs(
+      'AWS::Lambda::Function',
+      { Environment: { Variables: Match.objectLike({ FANOUT_EVENT_BUS: 'default' }) } },
+      4,
+    );
+  });
+
+  it('counts jobs that end SUCCEEDED and FAILED with rules on the job events', () => {
+    for (const status of ['SUCCEEDED', 'FAILED']) {
+      template.hasResourceProperties('AWS::Events::Rule', {
+        EventPattern: {
+          source: ['fanout'],
+          'detail-type': ['Fanout Job Status Change'],
+          detail: { status: [status] },
+        },
+      });
+    }
+  });
+
+  it('draws a dashboard of jobs, chunks, errors, throttles, duration and concurrency', () => {
+    const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(dashboards).toHaveLength(1);
+    const body = JSON.stringify(dashboards[0]);
+    for (const title of [
+      'Jobs',
+      'Chunks (worker invocations)',
+      'Errors',
+      'Throttles',
+      'Duration',
+      'Concurrency',
+    ]) {
+      expect(body).toContain(`\\"title\\":\\"${title}\\"`);
+    }
+    for (const metric of [
+      'MatchedEvents',
+      'JobsResumed',
+      'Invocations',
+      'Errors',
+      'Throttles',
+      'Duration',
+      'ConcurrentExecutions',
+    ]) {
+      expect(body).toContain(metric);
+    }
+  });
+
+  it('alarms on function errors, throttles, failed and stuck jobs, and the failure destination', () => {
+    const alarms = alarmsOf(template);
+    const byMetric = (metric: string, namespace: string) =>
+      alarms.filter((a) => a.metric === metric && a.namespace === namespace);
+    expect(byMetric('Errors', 'AWS/Lambda')).toHaveLength(5); // one per function
+    expect(byMetric('Throttles', 'AWS/Lambda').map((a) => a.threshold)).toEqual([100]);
+    expect(byMetric('MatchedEvents', 'AWS/Events')).toHaveLength(1); // jobs FAILED
+    expect(byMetric('JobsResumed', 'fanout')).toHaveLength(1);
+    expect(byMetric('CoordinatorFailureRecords', 'fanout')).toHaveLength(1);
+    expect(alarms).toHaveLength(9);
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: '{ $.message = "coordinator failure record" }',
+      MetricTransformations: [Match.objectLike({ MetricName: 'CoordinatorFailureRecords' })],
+    });
   });
 
   it('lets only the coordinator and the reducer invoke themselves (continuations, tree reduce)', () => {
@@ -385,6 +474,21 @@ describe('FanoutService', () => {
       Roles: [{ Ref: Match.stringLikeRegexp('Client') }],
     });
     expect(JSON.stringify(t.toJSON())).toContain('/inputs/*');
+  });
+
+  it('leaves out the dashboard and each alarm when told to', () => {
+    const stack = new Stack(newApp(), 'Quiet');
+    new FanoutService(stack, 'Fanout', {
+      dashboard: false,
+      alarms: { functionErrors: false, throttles: false, jobsStuck: false },
+    });
+    const quiet = Template.fromStack(stack);
+    quiet.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    expect(
+      alarmsOf(quiet)
+        .map((a) => a.metric)
+        .sort(),
+    ).toEqual(['CoordinatorFailureRecords', 'MatchedEvents']);
   });
 
   it('refuses input prefixes inside jobs/ or without a trailing slash', () => {
