@@ -154,9 +154,14 @@ export function optionalInt(env: Env, name: string, fallback: number): number {
 }
 
 /** The object store every handler uses. */
-export function storeFromEnv(env: Env = process.env) {
+export function storeFromEnv(
+  env: Env = process.env,
+  trace: { captureClient<C>(client: C): C } = { captureClient: (c) => c },
+) {
   const endpoint = optionalUrl(env, ENV.s3Endpoint);
-  return new S3ObjectStore(createS3Client(endpoint === undefined ? {} : { endpoint }));
+  return new S3ObjectStore(
+    trace.captureClient(createS3Client(endpoint === undefined ? {} : { endpoint })),
+  );
 }
 
 /** The invoker the coordinator (and submitters) use. */

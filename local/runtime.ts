@@ -182,6 +182,11 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       FANOUT_INITIAL_CONCURRENCY: String(availableParallelism()),
       // Job state changes go to the functions' logs, which fanout dev prints (EventBridge on AWS).
       FANOUT_EVENTS: 'log',
+      // Powertools logs and metrics only where the logs are read: importing it costs each
+      // sandbox's start ~40 ms. No X-Ray here, so no tracer either.
+      FANOUT_OBSERVABILITY: options.log === undefined ? 'off' : 'on',
+      POWERTOOLS_SERVICE_NAME: 'fanout',
+      POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'INFO',
       FANOUT_HEARTBEAT_SECONDS: String(LOCAL_DEFAULTS.heartbeatSeconds),
       FANOUT_STALE_AFTER_SECONDS: String(staleAfterSeconds),
       FANOUT_MAX_RESUMES: String(LOCAL_DEFAULTS.maxResumes),

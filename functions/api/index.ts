@@ -10,9 +10,11 @@ import {
   requireEnv,
   storeFromEnv,
 } from '../config.ts';
+import { observability } from '../observability.ts';
 
 const bucket = requireEnv(process.env, ENV.bucket);
-const store = storeFromEnv();
+const obs = await observability('api');
+const store = storeFromEnv(process.env, obs);
 const deps = {
   store,
   signer: store,
@@ -29,7 +31,7 @@ const deps = {
   defaultConcurrency: optionalInt(process.env, ENV.defaultConcurrency, 100),
   maxConcurrency: optionalInt(process.env, ENV.maxConcurrency, 1000),
   staleAfterMs: optionalInt(process.env, ENV.staleAfterSeconds, 120) * 1000,
-  log: (message: string, detail: unknown) => console.error(message, detail),
+  log: (message: string, detail: unknown) => obs.error(message, detail),
 };
 
 /** The parts of an API Gateway HTTP API v2 event the handler reads. */
@@ -42,7 +44,14 @@ interface HttpApiEvent {
 }
 
 /** Lambda entry point. */
-export const handler = async (event: HttpApiEvent) => {
+export const handler = async (event: HttpApiEvent, context?: unknown) =>
+  obs.invocation(
+    context,
+    { route: `${event.requestContext?.http?.method ?? 'GET'} ${event.rawPath ?? '/'}` },
+    () => answer(event),
+  );
+
+async function answer(event: HttpApiEvent) {
   const body =
     event.isBase64Encoded && event.body
       ? Buffer.from(event.body, 'base64').toString('utf8')
@@ -57,5 +66,6 @@ export const handler = async (event: HttpApiEvent) => {
     },
     deps,
   );
+  if (response.status >= 500) obs.metric('ApiErrors', 'Count', 1);
   return { statusCode: response.status, headers: response.headers, body: response.body };
-};
+}

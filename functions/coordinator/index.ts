@@ -15,9 +15,11 @@ import {
   storeFromEnv,
 } from '../config.ts';
 import { jobEventSchema } from '../events.ts';
+import { observability } from '../observability.ts';
 
+const obs = await observability('coordinator');
 const deps = {
-  store: storeFromEnv(),
+  store: storeFromEnv(process.env, obs),
   invoker: invokerFromEnv(),
   jobs,
   clock: systemClock,
@@ -45,9 +47,33 @@ await primeClients(process.env, {
   dryRunFunction: deps.workerFunction,
 });
 
-/** Lambda entry point. The event is `{ jobId }`; the result the status when this run stopped. */
-export const handler = async (event: unknown, context: { getRemainingTimeInMillis(): number }) =>
-  coordinateJob(jobEventSchema.parse(event).jobId, {
-    ...deps,
-    remainingMs: () => context.getRemainingTimeInMillis(),
+/**
+ * Lambda entry point. The event is `{ jobId }`; the result the status when this run stopped.
+ * A job that ended in this run is measured: its outcome, duration, chunks and throughput.
+ */
+export const handler = async (event: unknown, context: { getRemainingTimeInMillis(): number }) => {
+  const { jobId } = jobEventSchema.parse(event);
+  return obs.invocation(context, { jobId }, async () => {
+    const status = await coordinateJob(jobId, {
+      ...deps,
+      remainingMs: () => context.getRemainingTimeInMillis(),
+      onRun: (run) => {
+        obs.metric('ChunksDispatched', 'Count', run.dispatched);
+        obs.metric('ChunksRetried', 'Count', run.retries);
+        obs.metric('Throttles', 'Count', run.throttles);
+      },
+    });
+    if (status.finishedAt !== undefined && status.status !== 'RUNNING') {
+      const seconds =
+        Math.max(1, Date.parse(status.finishedAt) - Date.parse(status.createdAt)) / 1000;
+      obs.metric(`Jobs${status.status[0]}${status.status.slice(1).toLowerCase()}`, 'Count', 1);
+      obs.metric('JobDuration', 'Milliseconds', seconds * 1000);
+      obs.metric('ChunksSucceeded', 'Count', status.chunks.succeeded);
+      obs.metric('ChunksFailed', 'Count', status.chunks.failed);
+      obs.metric('JobRecordsPerSecond', 'Count/Second', status.records / seconds);
+      obs.metric('JobBytesPerSecond', 'Bytes/Second', status.bytes / seconds);
+      obs.info('job ended', { status: status.status, chunks: status.chunks, cost: status.cost });
+    }
+    return status;
   });
+};

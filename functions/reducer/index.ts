@@ -15,9 +15,13 @@ import {
   storeFromEnv,
 } from '../config.ts';
 import { reduceEventSchema } from '../events.ts';
+import { observability } from '../observability.ts';
 
+type ReduceEvent = ReturnType<typeof reduceEventSchema.parse>;
+
+const obs = await observability('reducer');
 const deps = {
-  store: storeFromEnv(),
+  store: storeFromEnv(process.env, obs),
   invoker: invokerFromEnv(),
   jobs,
   clock: systemClock,
@@ -38,8 +42,12 @@ initDone();
  * Lambda entry point. `{ jobId }` reduces the job and returns its final status; `{ jobId,
  * group }` merges one group of parts for a tree reduce and returns where the merge is.
  */
-export const handler = async (event: unknown) => {
-  const { jobId, group, usage, waitingMemoryMb, pricing } = reduceEventSchema.parse(event);
+export const handler = async (event: unknown, context?: unknown) => {
+  const parsed = reduceEventSchema.parse(event);
+  return obs.invocation(context, { jobId: parsed.jobId }, () => reduce(parsed));
+};
+
+async function reduce({ jobId, group, usage, waitingMemoryMb, pricing }: ReduceEvent) {
   if (group !== undefined) return reduceGroup(jobId, group, deps);
   const meter = meterInvocation('reducer');
   const started = performance.now();
@@ -60,4 +68,4 @@ export const handler = async (event: unknown) => {
       ...(pricing !== undefined && { pricing }),
     },
   );
-};
+}

@@ -23,9 +23,11 @@ import {
   storeFromEnv,
 } from '../config.ts';
 import { failureRecordSchema } from '../events.ts';
+import { observability } from '../observability.ts';
 
+const obs = await observability('sweeper');
 const deps = {
-  store: storeFromEnv(),
+  store: storeFromEnv(process.env, obs),
   invoker: invokerFromEnv(),
   clock: systemClock,
   events: eventsFromEnv(),
@@ -39,16 +41,17 @@ const deps = {
 await primeClients(process.env, { store: deps.store });
 
 /** Lambda entry point: a failure record rescues its job; any other event sweeps. */
-export const handler = async (
-  event: unknown,
-): Promise<SweepReport | { jobId: string; rescue: Rescue }> => {
+export const handler = (event: unknown, context?: unknown) =>
+  obs.invocation(context, {}, () => sweep(event));
+
+async function sweep(event: unknown): Promise<SweepReport | { jobId: string; rescue: Rescue }> {
   const record = failureRecordSchema.safeParse(event);
   if (record.success) {
     const { jobId } = record.data.requestPayload;
     const error = record.data.responsePayload;
     const reason = `${record.data.requestContext.condition}${error?.errorType ? `: ${error.errorType}` : ''}${error?.errorMessage ? `: ${error.errorMessage}` : ''}`;
     const rescue = await rescueJob(jobId, deps, { force: true, reason });
-    console.log(JSON.stringify({ message: 'coordinator failure record', jobId, reason, rescue }));
+    obs.info('coordinator failure record', { jobId, reason, rescue });
     return { jobId, rescue };
   }
   const report = await sweepJobs(deps);
@@ -62,4 +65,4 @@ export const handler = async (
     console.log(JSON.stringify({ message: 'sweep', ...report }));
   }
   return report;
-};
+}

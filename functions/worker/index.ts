@@ -7,8 +7,10 @@ import { runChunk } from '#core/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { initDone, meterInvocation, primeClients, storeFromEnv } from '../config.ts';
 import { chunkTaskSchema } from '../events.ts';
+import { observability } from '../observability.ts';
 
-const store = storeFromEnv();
+const obs = await observability('worker');
+const store = storeFromEnv(process.env, obs);
 await primeClients(process.env, { store });
 initDone();
 
@@ -19,15 +21,31 @@ const gunzip = (compressed: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array
  * Lambda entry point. The event is a ChunkTask; the result a small ChunkSummary with the
  * invocation's usage (duration, memory, S3 requests) for the job's cost.
  */
-export const handler = async (event: unknown) => {
+export const handler = async (event: unknown, context?: unknown) => {
   const meter = meterInvocation('worker');
-  const counted = countingStore(store);
-  const summary = await runChunk(chunkTaskSchema.parse(event), {
-    store: counted.store,
-    jobs,
-    clock: systemClock,
-    gunzip,
-    invocation: meter.info(),
-  });
-  return { ...summary, usage: meter.usage(counted.requests) };
+  const task = chunkTaskSchema.parse(event);
+  return obs.invocation(
+    context,
+    { jobId: task.jobId, chunk: task.index, attempt: task.attempt },
+    async () => {
+      const counted = countingStore(store);
+      const summary = await runChunk(task, {
+        store: counted.store,
+        jobs,
+        clock: systemClock,
+        gunzip,
+        invocation: meter.info(),
+      }).catch((error: unknown) => {
+        obs.metric('ChunkErrors', 'Count', 1);
+        throw error;
+      });
+      const seconds = Math.max(summary.durationMs, 1) / 1000;
+      obs.metric('ChunksSucceeded', 'Count', 1);
+      obs.metric('ChunkDuration', 'Milliseconds', summary.durationMs);
+      obs.metric('RecordsPerSecond', 'Count/Second', summary.recordsIn / seconds);
+      obs.metric('BytesPerSecond', 'Bytes/Second', summary.bytesRead / seconds);
+      obs.info('chunk done', { ...summary });
+      return { ...summary, usage: meter.usage(counted.requests) };
+    },
+  );
 };

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -22,6 +22,8 @@ export interface FanoutFunctionProps {
   readonly environment?: Record<string, string>;
   /** @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
+  /** Powertools log level (DEBUG, INFO, WARN, ERROR, SILENT). @default INFO */
+  readonly logLevel?: string;
 }
 
 /**
@@ -57,7 +59,16 @@ export class FanoutFunction extends Construct {
         reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       }),
       logGroup,
-      environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+      // X-Ray traces (Powertools Tracer adds subsegments and annotations), and Powertools'
+      // logs (JSON, level from POWERTOOLS_LOG_LEVEL) and metrics (EMF, namespace fanout).
+      tracing: Tracing.ACTIVE,
+      environment: {
+        NODE_OPTIONS: '--enable-source-maps',
+        POWERTOOLS_SERVICE_NAME: 'fanout',
+        POWERTOOLS_METRICS_NAMESPACE: 'fanout',
+        POWERTOOLS_LOG_LEVEL: props.logLevel ?? 'INFO',
+        ...props.environment,
+      },
       bundling: {
         format: OutputFormat.ESM,
         target: 'node24',

@@ -52,6 +52,8 @@ export interface FanoutServiceProps {
   readonly reducerMemoryMb?: number;
   /** Retention of the functions' and the API's logs. @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
+  /** The functions' log level (Powertools: DEBUG, INFO, WARN, ERROR, SILENT). @default INFO */
+  readonly logLevel?: string;
   /**
    * How often the sweeper looks for jobs whose coordinator was lost (and resumes them).
    * @default Duration.minutes(1)
@@ -131,7 +133,10 @@ export class FanoutService extends Construct {
     const jobs = (suffix: string) => bucket.arnForObjects(`jobs/*/${suffix}`);
     const inputs = prefixes.map((p) => bucket.arnForObjects(`${p}*`));
 
-    const common = { logRetention };
+    const common = {
+      logRetention,
+      ...(props.logLevel !== undefined && { logLevel: props.logLevel }),
+    };
     const worker = new FanoutFunction(this, 'Worker', {
       ...common,
       handler: 'worker',
@@ -390,6 +395,15 @@ export class FanoutService extends Construct {
       [sweeper, [...objects('status.json'), active, versions(coordinator)]],
     ];
     for (const [fn, resources] of wildcards) acknowledgeWildcards(fn.role!, resources, why);
+    // Active tracing's grant: X-Ray's PutTraceSegments and PutTelemetryRecords have no
+    // resource-level permissions. The infra test allows `*` for those two actions only.
+    for (const fn of [worker, reducer, coordinator, api, sweeper]) {
+      acknowledgeWildcards(
+        fn.role!,
+        ['*'],
+        'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions',
+      );
+    }
     new CfnOutput(this, 'ApiUrl', {
       value: this.apiUrl,
       description: 'fanout HTTP API (SigV4): export FANOUT_API_URL=…',

@@ -88,6 +88,8 @@ export interface CoordinatorDeps {
   pricing?: { region: string; architecture: 'arm64' | 'x86_64' };
   /** Where job state changes are published (EventBridge on AWS). @default none */
   events?: JobEvents;
+  /** Told, when a run stops dispatching, what it dispatched, retried and was throttled on. */
+  onRun?: (run: { dispatched: number; retries: number; throttles: number }) => void;
   /** Waits between retries; injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
@@ -473,6 +475,8 @@ async function runChunks(
   let failure: { index: number; error: unknown } | undefined;
   // Each run dispatches at least one chunk, so a run that starts short of time still progresses.
   let dispatched = 0;
+  let retries = 0;
+  let throttles = 0;
   const timeShort = () =>
     dispatched > 0 &&
     deps.remainingMs !== undefined &&
@@ -550,6 +554,7 @@ async function runChunks(
         if (error instanceof ThrottledError && throttled < maxThrottled) {
           // A throttle is not the chunk's fault: it does not use up an attempt.
           failed({ throttled: true });
+          throttles += 1;
           throttled += 1;
           chunk.attempts -= 1;
           attemptThisRun -= 1;
@@ -567,6 +572,7 @@ async function runChunks(
         if (deterministic || attemptThisRun >= maxAttempts || stop === 'failed') {
           throw chunkFailure(manifest, index, error);
         }
+        retries += 1;
         await sleep(backoff(attemptThisRun, random));
       }
     }
@@ -646,6 +652,7 @@ async function runChunks(
   while (running.length > 0) await Promise.all(running.splice(0));
   widened = true;
   await status.close();
+  deps.onRun?.({ dispatched, retries, throttles });
 
   if (stop === 'failed' && failure !== undefined) return { reason: 'failed', error: failure.error };
   if (stop === 'cancelled' || stop === 'superseded' || stop === 'continue') return { reason: stop };

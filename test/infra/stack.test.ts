@@ -44,6 +44,11 @@ function nag(change?: (stack: FanoutStack) => void): string[] {
 }
 const json = JSON.stringify(template.toJSON());
 
+/** Active tracing's grant, the one statement allowed a `*` resource (X-Ray has no others). */
+const isXray = (st: { Action: unknown }) =>
+  JSON.stringify([st.Action].flat().sort()) ===
+  JSON.stringify(['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+
 /** The statements of the policy attached to the role of the function whose id starts with `name`. */
 function statementsOf(name: string) {
   const policies = template.findResources('AWS::IAM::Policy');
@@ -59,7 +64,7 @@ function statementsOf(name: string) {
         };
       };
     }
-  ).Properties.PolicyDocument.Statement;
+  ).Properties.PolicyDocument.Statement.filter((st) => !isXray(st));
 }
 
 /** Resource suffixes of a statement (`/jobs/*\/parts/*`), or the function it names. */
@@ -135,6 +140,27 @@ describe('FanoutStack', () => {
         Variables: { FANOUT_BUCKET: Match.anyValue(), NODE_OPTIONS: Match.anyValue() },
       },
     });
+  });
+
+  it('traces every function with X-Ray and configures Powertools logs and metrics', () => {
+    template.resourcePropertiesCountIs(
+      'AWS::Lambda::Function',
+      {
+        TracingConfig: { Mode: 'Active' },
+        Environment: {
+          Variables: Match.objectLike({
+            POWERTOOLS_SERVICE_NAME: 'fanout',
+            POWERTOOLS_METRICS_NAMESPACE: 'fanout',
+            POWERTOOLS_LOG_LEVEL: 'INFO',
+          }),
+        },
+      },
+      5,
+    );
+    const xray = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) =>
+      JSON.stringify(p).includes('xray:PutTraceSegments'),
+    );
+    expect(xray).toHaveLength(5);
   });
 
   it('keeps a versioned, encrypted, private, SSL-only bucket whose jobs/ expire', () => {
@@ -400,7 +426,7 @@ describe('FanoutStack', () => {
     }[];
     const allows = policies
       .flatMap((p) => p.Properties.PolicyDocument.Statement)
-      .filter((s) => s.Effect === 'Allow');
+      .filter((s) => s.Effect === 'Allow' && !isXray(s));
     expect(allows.length).toBeGreaterThan(10);
     for (const statement of allows) {
       expect([statement.Resource].flat()).not.toContain('*');
