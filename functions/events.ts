@@ -40,6 +40,16 @@ export const reduceEventSchema = z.object({
   /** The coordinator run's usage, its memory and the prices to use (see ReduceBilling). */
   usage: usageSchema.optional(),
   waitingMemoryMb: z.number().positive().optional(),
+  coordinatorRun: z
+    .object({
+      role: z.literal('coordinator'),
+      epoch: z.number().int().nonnegative().optional(),
+      startedAt: z.number().nonnegative(),
+      endedAt: z.number().nonnegative(),
+      billedMs: z.number().nonnegative(),
+      memoryMb: z.number().positive(),
+    })
+    .optional(),
   pricing: z
     .object({ region: z.string().min(1), architecture: z.enum(['arm64', 'x86_64']) })
     .optional(),

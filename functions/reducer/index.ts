@@ -47,10 +47,18 @@ export const handler = async (event: unknown, context?: unknown) => {
   return obs.invocation(context, { jobId: parsed.jobId }, () => reduce(parsed));
 };
 
-async function reduce({ jobId, group, usage, waitingMemoryMb, pricing }: ReduceEvent) {
+async function reduce({
+  jobId,
+  group,
+  usage,
+  coordinatorRun,
+  waitingMemoryMb,
+  pricing,
+}: ReduceEvent) {
   if (group !== undefined) return reduceGroup(jobId, group, deps);
   const meter = meterInvocation('reducer');
   const started = performance.now();
+  const startedAt = Date.now();
   const counted = countingStore(deps.store);
   return reduceJob(
     jobId,
@@ -60,10 +68,13 @@ async function reduce({ jobId, group, usage, waitingMemoryMb, pricing }: ReduceE
       meter: () => ({
         usage: meter.usage(counted.requests),
         durationMs: performance.now() - started,
+        startedAt,
+        memoryMb: meter.memoryMb,
       }),
     },
     {
       ...(usage !== undefined && { usage }),
+      ...(coordinatorRun !== undefined && { coordinatorRun }),
       ...(waitingMemoryMb !== undefined && { waitingMemoryMb }),
       ...(pricing !== undefined && { pricing }),
     },

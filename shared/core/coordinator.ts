@@ -33,6 +33,7 @@ import {
   type ChunkTask,
   chunkPlace,
   describePlace,
+  type FunctionRun,
   type JobRequest,
   type JobStatus,
   type Manifest,
@@ -178,10 +179,13 @@ interface Tally {
   workers: Usage;
   /** This run's usage until now, its workers' included. */
   now(): Usage;
+  /** This run as a record, ending now. */
+  run(epoch: number): FunctionRun;
 }
 
 function tallyOf(deps: CoordinatorDeps, requests: Usage['s3Requests']): Tally {
   const started = deps.clock.now();
+  const startedAt = Date.parse(deps.clock.iso());
   const memory = deps.memoryMb ?? DEPLOYED_MEMORY_MB;
   const tally: Tally = {
     workers: noUsage(),
@@ -190,6 +194,14 @@ function tallyOf(deps: CoordinatorDeps, requests: Usage['s3Requests']): Tally {
         tally.workers,
         invocationUsage(deps.clock.now() - started, memory.coordinator, requests),
       ),
+    run: (epoch) => ({
+      role: 'coordinator',
+      epoch,
+      startedAt,
+      endedAt: Date.parse(deps.clock.iso()),
+      billedMs: Math.ceil(deps.clock.now() - started),
+      memoryMb: memory.coordinator,
+    }),
   };
   return tally;
 }
@@ -197,9 +209,10 @@ function tallyOf(deps: CoordinatorDeps, requests: Usage['s3Requests']): Tally {
 /** The status with this run's usage added, and (for a job that ends) its cost. */
 function withUsage(s: JobStatus, tally: Tally, deps: CoordinatorDeps, ending: boolean): JobStatus {
   const usage = addUsage(s.usage, tally.now());
+  const runs = [...(s.runs ?? []), tally.run(s.epoch ?? 0)];
   return ending
-    ? { ...s, usage, cost: estimateCost(usage, deps.pricing ?? DEFAULT_PRICING) }
-    : { ...s, usage };
+    ? { ...s, usage, runs, cost: estimateCost(usage, deps.pricing ?? DEFAULT_PRICING) }
+    : { ...s, usage, runs };
 }
 
 /**
@@ -271,6 +284,7 @@ async function driveJob(
           {
             jobId,
             usage: tally.now(),
+            coordinatorRun: tally.run(epoch),
             waitingMemoryMb: (deps.memoryMb ?? DEPLOYED_MEMORY_MB).coordinator,
             pricing: deps.pricing ?? DEFAULT_PRICING,
           },

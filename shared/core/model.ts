@@ -85,6 +85,8 @@ export interface JobStatus {
   usage?: Usage;
   /** What the job cost on AWS (or would cost, run locally): set when it ends. */
   cost?: Cost;
+  /** Every coordinator run that reported (the first, continuations, resumes) and the reducer. */
+  runs?: FunctionRun[];
   /** How often the job was redriven. */
   redrives?: number;
   /**
@@ -159,6 +161,16 @@ export type InvocationInfo = Omit<AttemptRun, 'dispatchedAt' | 'endedAt' | 'bill
   /** Init time billed with this invocation (a cold start's), ms. */
   initMs: number;
 };
+
+/** One coordinator or reducer invocation, for the report's timeline (ms since the epoch). */
+export interface FunctionRun {
+  role: 'coordinator' | 'reducer';
+  epoch?: number;
+  startedAt: number;
+  endedAt: number;
+  billedMs: number;
+  memoryMb: number;
+}
 
 /** A chunk attempt that failed or was throttled, as the coordinator saw it (ms since epoch). */
 export interface FailedAttempt {

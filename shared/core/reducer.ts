@@ -15,6 +15,7 @@ import {
   type ChunkOutcome,
   chunkPlace,
   type FailedChunk,
+  type FunctionRun,
   type JobStatus,
   type Manifest,
 } from './model.ts';
@@ -49,7 +50,7 @@ export interface ReducerDeps {
   /** Where job state changes are published (EventBridge on AWS). @default none */
   events?: JobEvents;
   /** This invocation's usage so far (the Lambda handler measures it), for the job's cost. */
-  meter?: () => { usage: Usage; durationMs: number };
+  meter?: () => { usage: Usage; durationMs: number; startedAt?: number; memoryMb?: number };
 }
 
 /**
@@ -59,6 +60,8 @@ export interface ReducerDeps {
  */
 export interface ReduceBilling {
   usage?: Usage;
+  /** The coordinator run so far: it ends when the reducer returns to it. */
+  coordinatorRun?: FunctionRun;
   waitingMemoryMb?: number;
   pricing?: { region: string; architecture: 'arm64' | 'x86_64' };
 }
@@ -241,8 +244,24 @@ export async function reduceJob(
               lambdaGbSeconds: (own.durationMs / 1000) * (billing.waitingMemoryMb / 1024),
             };
       const usage = addUsage(s.usage, billing.usage, own?.usage, waiting);
+      const now = Date.parse(deps.clock.iso());
+      const runs: FunctionRun[] = [...(s.runs ?? [])];
+      if (billing.coordinatorRun !== undefined) {
+        const c = billing.coordinatorRun;
+        runs.push({ ...c, endedAt: now, billedMs: Math.ceil(c.billedMs + (own?.durationMs ?? 0)) });
+      }
+      if (own?.startedAt !== undefined) {
+        runs.push({
+          role: 'reducer',
+          startedAt: own.startedAt,
+          endedAt: now,
+          billedMs: Math.ceil(own.durationMs),
+          memoryMb: own.memoryMb ?? 0,
+        });
+      }
       return {
         ...s,
+        runs,
         status: 'SUCCEEDED',
         finishedAt: deps.clock.iso(),
         usage,

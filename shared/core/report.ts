@@ -6,7 +6,7 @@
  * simple charts do not earn a charting library's weight in every report.
  */
 import { jobKeys } from './keys.ts';
-import type { ChunkOutcome, JobRequest, JobStatus, Manifest } from './model.ts';
+import type { ChunkOutcome, FunctionRun, JobRequest, JobStatus, Manifest } from './model.ts';
 import { orderedMap } from './ordered-map.ts';
 import type { ObjectStore } from './ports.ts';
 import { readJson } from './status.ts';
@@ -107,8 +107,11 @@ const fmt = (n: number, digits = 0) =>
 const W = 960;
 
 /** A timeline: one row per sandbox, one bar per attempt. */
-function timeline(bars: AttemptBar[], t0: number, span: number): string {
-  const rows = [...new Set(bars.sort((a, b) => a.start - b.start).map((b) => b.sandbox))];
+function timeline(bars: AttemptBar[], runs: FunctionRun[], t0: number, span: number): string {
+  const rows = [
+    ...runs.map((r) => r.role),
+    ...bars.sort((a, b) => a.start - b.start).map((b) => b.sandbox),
+  ].filter((r, i, all) => all.indexOf(r) === i);
   const rowH = 16;
   const left = 150;
   const x = (t: number) => left + ((t - t0) / span) * (W - left - 10);
@@ -119,10 +122,18 @@ function timeline(bars: AttemptBar[], t0: number, span: number): string {
       return `<rect class="attempt attempt-${b.kind}" data-chunk="${b.chunk}" data-attempt="${b.attempt}" x="${x(b.start).toFixed(1)}" y="${y}" width="${Math.max(1, x(b.end) - x(b.start)).toFixed(1)}" height="${rowH - 4}" fill="${COLOURS[b.kind]}"><title>${esc(b.label)}</title></rect>`;
     })
     .join('');
+  // The coordinator and reducer runs, in their own rows above the sandboxes.
+  const functionRuns = runs
+    .map((r) => {
+      const y = rows.indexOf(r.role) * rowH + 4;
+      const label = `${r.role}${r.epoch === undefined ? '' : ` (epoch ${r.epoch})`}: ${fmt(r.endedAt - r.startedAt)} ms at ${r.memoryMb} MB`;
+      return `<rect class="run run-${r.role}" x="${x(r.startedAt).toFixed(1)}" y="${y}" width="${Math.max(1, x(r.endedAt) - x(r.startedAt)).toFixed(1)}" height="${rowH - 4}" fill="#a0aec0"><title>${esc(label)}</title></rect>`;
+    })
+    .join('');
   const labels = rows
     .map((r, i) => `<text x="4" y="${i * rowH + 15}" class="axis">${esc(r)}</text>`)
     .join('');
-  return `<svg class="chart timeline" width="${W}" height="${height}" viewBox="0 0 ${W} ${height}">${labels}${body}${axis(left, height - 12, span)}</svg>`;
+  return `<svg class="chart timeline" width="${W}" height="${height}" viewBox="0 0 ${W} ${height}">${labels}${functionRuns}${body}${axis(left, height - 12, span)}</svg>`;
 }
 
 function axis(left: number, y: number, span: number): string {
@@ -153,11 +164,13 @@ function series(values: number[], label: string, unit: string, span: number): st
 export function renderReport(input: ReportInput): string {
   const { status, manifest, request } = input;
   const bars = attemptBars(input);
+  const runs = status.runs ?? [];
   const t0 = Math.min(
     ...bars.map((b) => b.start),
+    ...runs.map((r) => r.startedAt),
     Date.parse(status.startedAt ?? status.createdAt),
   );
-  const tEnd = Math.max(...bars.map((b) => b.end), t0 + 1);
+  const tEnd = Math.max(...bars.map((b) => b.end), ...runs.map((r) => r.endedAt), t0 + 1);
   const span = tEnd - t0;
   const slots = 60;
   const slot = span / slots;
@@ -219,7 +232,7 @@ code{font-size:12px}
 <h1>fanout job <code>${esc(status.jobId)}</code>: ${esc(status.job)} <span class="status-${esc(status.status)}">${esc(status.status)}</span></h1>
 <p>${fmt(status.records)} records, ${fmt(status.bytes / 1e6, 1)} MB, ${status.chunks.total} chunks, ${bars.length} attempts over ${fmt(span / 1000, 2)} s.</p>
 <h2>Timeline</h2><p>${legend}</p>
-${timeline(bars, t0, span)}
+${timeline(bars, runs, t0, span)}
 <h2>Concurrency</h2>
 ${series(concurrency, 'attempts running', 'running', span)}
 <h2>Throughput</h2>

@@ -47,6 +47,8 @@ describe('the lesson', () => {
     expect(cost?.usd).toBeGreaterThan(0);
     expect(cost?.lambdaRequests).toBe(result.status.chunks.total + 2);
     expect(cost?.s3Requests.get).toBeGreaterThan(result.status.chunks.total);
+    // The coordinator and reducer runs, for the report's timeline.
+    expect(result.status.runs?.map((r) => r.role)).toEqual(['coordinator', 'reducer']);
     expect(cost?.prices).toMatch(/^us-east-1 arm64 list prices checked \d{4}-\d{2}-\d{2}$/);
   });
 

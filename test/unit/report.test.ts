@@ -80,8 +80,32 @@ describe('the job report', () => {
       [1, 1, 'throttled'],
       [1, 1, 'failed'],
     ]);
-    const html = renderReport({ status, manifest, outcomes: [outcome, undefined] });
+    const runs = [
+      {
+        role: 'coordinator' as const,
+        epoch: 1,
+        startedAt: t - 50,
+        endedAt: t + 90,
+        billedMs: 140,
+        memoryMb: 1024,
+      },
+      {
+        role: 'reducer' as const,
+        startedAt: t + 70,
+        endedAt: t + 90,
+        billedMs: 20,
+        memoryMb: 1769,
+      },
+    ];
+    const html = renderReport({
+      status: { ...status, runs },
+      manifest,
+      outcomes: [outcome, undefined],
+    });
     expect(html.match(/<rect class="attempt /g)).toHaveLength(4);
+    // The coordinator and reducer runs get rows of their own, not counted as attempts.
+    expect(html.match(/<rect class="run run-(coordinator|reducer)"/g)).toHaveLength(2);
+    expect(html).toContain('>coordinator</text>');
   });
 
   it('escapes what a job wrote, so nothing runs in the page', () => {
