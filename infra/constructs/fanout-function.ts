@@ -42,10 +42,11 @@ export class FanoutFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: FanoutFunctionProps) {
     super(scope, id);
-    const logGroup = (this.logGroup = new LogGroup(this, 'Logs', {
+    const logGroup = new LogGroup(this, 'Logs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
-    }));
+    });
+    this.logGroup = logGroup;
     this.function = new NodejsFunction(this, 'Function', {
       entry: resolve(repoRoot, `functions/${props.handler}/index.ts`),
       handler: 'handler',
