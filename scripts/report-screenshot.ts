@@ -17,7 +17,7 @@ try {
   const input = join(dir, 'people.jsonl');
   await generate({ records: 250_000, out: input, seed: 9 });
   const report = join(dir, 'report.html');
-  await runJob(runtime, { job: 'by-field', input, chunks: 24, report });
+  await runJob(runtime, { job: 'by-field', input, chunks: 24, maxAttempts: 8, report });
   const out = resolve(import.meta.dirname, '../docs/report.png');
   await renderPage(report, out);
   process.stdout.write(`wrote ${out}\n`);
