@@ -191,7 +191,7 @@ async function postJob(
   }
   // The input must exist now (404 otherwise); the coordinator pins it when the job starts.
   await resolveInput(body.input, deps.store);
-  const job = await submitJob({ ...body, concurrency }, deps);
+  const job = await submitJob({ ...body, concurrency }, { ...deps, viaApi: true });
   return json(
     202,
     {

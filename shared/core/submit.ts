@@ -3,6 +3,8 @@
  * QUEUED status.json (both create-only), and start the coordinator asynchronously. Used by the
  * CLI now and by the HTTP API's POST /jobs.
  */
+
+import { noUsage } from './cost.ts';
 import { ValidationError } from './errors.ts';
 import { type JobEvents, publishChange } from './events.ts';
 import type { AnyJob, BadRecordPolicy } from './job.ts';
@@ -39,6 +41,8 @@ export interface SubmitDeps {
   coordinatorFunction: string;
   /** Where job state changes are published (EventBridge on AWS). @default none */
   events?: JobEvents;
+  /** The job arrives through the HTTP API: its request counts in the job's cost. */
+  viaApi?: boolean;
 }
 
 const positiveInt = (name: string, value: number | undefined) => {
@@ -103,6 +107,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     chunks: { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 },
     records: 0,
     bytes: 0,
+    ...(deps.viaApi === true && { usage: { ...noUsage(), apiRequests: 1 } }),
   };
   const keys = jobKeys(jobId);
   await writeJson(deps.store, deps.bucket, keys.job, stored, { ifNoneMatch: '*' });

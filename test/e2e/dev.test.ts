@@ -49,6 +49,11 @@ describe('fanout dev', () => {
       status = (await (await fetch(`${api}/jobs/${jobId}`)).json()) as { status: string };
     }
     expect(status).toMatchObject({ status: 'SUCCEEDED', records: 7 });
+    // Submitted through the API: its request is part of the job's cost.
+    expect((status as { cost?: { apiRequests: number; usd: number } }).cost).toMatchObject({
+      apiRequests: 1,
+      usd: expect.any(Number),
+    });
     // Each change of state was published as a job event (the functions' log under fanout dev).
     // The reducer logs its event just after it writes the status: wait for the line.
     for (let i = 0; i < 100 && !dev.logs().includes('"status":"SUCCEEDED"'); i++) {
