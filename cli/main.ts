@@ -2,15 +2,19 @@
  * The `fanout` command. Exit codes: 0 the job succeeded, 1 the job failed (reason on stderr),
  * 2 usage error (unknown job, missing input, bad flag — the valid choices are listed).
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FanoutError, ValidationError } from '#core/errors.ts';
 import { jobs } from '#jobs/index.ts';
 import { parseChaos } from '#local/chaos.ts';
+import { repoRoot } from '#local/paths.ts';
 import { LOCAL_DEFAULTS, startRuntime } from '#local/runtime.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
 import { ApiError } from './client.ts';
 import { DEMO_HELP, demoCommand } from './demo.ts';
 import { DEV_HELP, devCommand } from './dev.ts';
+import { VERB_HELP } from './help.ts';
 import { JOB_FLAGS, parseJobFlags } from './job-flags.ts';
 import { printFunctionLog } from './logs.ts';
 import {
@@ -34,7 +38,7 @@ Runs a job on the embedded local runtime (a local S3 server and a local Lambda s
 Arguments:
   <job>      one of: ${[...jobs.keys()].sort().join(', ')}
   <input>    a local file, or a local directory (its regular files, recursively, in S3
-             key order), read in place and never copied; or s3://bucket/key or
+             key order, dotfiles and dot-directories skipped), read in place and never copied; or s3://bucket/key or
              s3://bucket/prefix/ on the local S3 server (its data lives in --dir;
              without --dir every run starts with an empty server)
 
@@ -52,7 +56,8 @@ Options:
   --report FILE        write the job report to FILE once the job ends: one self-contained
                        HTML page (timeline, concurrency, throughput, durations, errors, cost)
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
-                       "bytes","durationMs","output","cost"}; cost is what the job would cost
+                       "bytes","durationMs","output","cost"}, and "partial" and "failedChunks"
+                       when failed chunks were tolerated; cost is what the job would cost
                        on AWS with the deployed defaults (us-east-1, arm64; docs/COST.md)
   --max-attempts N     attempts per chunk before it counts as failed (default 3)
   --tolerated-failure-percent P, --tolerated-failure-count N
@@ -90,6 +95,12 @@ ${REMOTE_HELP}
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    // Every verb answers --help with its own usage.
+    const help = command === undefined ? undefined : helpOf(command);
+    if (help !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+      process.stdout.write(help);
+      return 0;
+    }
     switch (command) {
       case 'run':
         return await runCommand(rest);
@@ -112,41 +123,102 @@ export async function main(argv: string[]): Promise<number> {
       case 'redrive':
         return await redriveCommand(rest);
       case 'demo':
-        if (rest.includes('--help') || rest.includes('-h')) {
-          process.stdout.write(DEMO_HELP);
-          return 0;
-        }
         return await demoCommand();
       case 'list-jobs':
-        for (const job of [...jobs.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
-          const kind = job.reduce ? 'reduce' : 'map-only';
-          process.stdout.write(
-            `${job.name.padEnd(12)} ${job.format.padEnd(6)} ${kind.padEnd(8)} ${job.description ?? ''}\n`,
-          );
-        }
+        process.stdout.write(listJobs());
+        return 0;
+      case '--version':
+      case '-v':
+      case 'version':
+        process.stdout.write(`fanout ${version()}\n`);
         return 0;
       case undefined:
       case 'help':
       case '-h':
-      case '--help':
-        process.stdout.write(
-          rest[0] === 'run' ? RUN_HELP : rest[0] === 'dev' ? DEV_HELP : MAIN_HELP,
-        );
+      case '--help': {
+        if (rest[0] === undefined) {
+          process.stdout.write(MAIN_HELP);
+          return 0;
+        }
+        const text = helpOf(rest[0]);
+        if (text === undefined) throw unknownCommand(rest[0]);
+        process.stdout.write(text);
         return 0;
+      }
       default:
-        throw new ValidationError(
-          `unknown command ${JSON.stringify(command)}; expected one of: run, dev, demo, upload, submit, status, result, jobs, cancel, redrive, list-jobs, help`,
-        );
+        throw unknownCommand(command);
     }
   } catch (error) {
     return reportError(error);
   }
 }
 
+const COMMANDS = [
+  'run',
+  'dev',
+  'demo',
+  'upload',
+  'submit',
+  'status',
+  'result',
+  'report',
+  'jobs',
+  'cancel',
+  'redrive',
+  'list-jobs',
+  'help',
+];
+
+function unknownCommand(command: string) {
+  return new ValidationError(
+    `unknown command ${JSON.stringify(command)}; expected one of: ${COMMANDS.join(', ')}`,
+  );
+}
+
+/** A command's own help text, or undefined for an unknown command. */
+function helpOf(command: string): string | undefined {
+  if (command === 'run') return RUN_HELP;
+  if (command === 'dev') return DEV_HELP;
+  if (command === 'demo') return DEMO_HELP;
+  return VERB_HELP[command];
+}
+
+/** The registered jobs as aligned columns: name, format, kind, description. */
+function listJobs(): string {
+  const rows = [...jobs.values()]
+    .sort((a, b) => (a.name < b.name ? -1 : 1))
+    .map((job) => [
+      job.name,
+      job.format,
+      job.reduce ? 'reduce' : 'map-only',
+      job.description ?? '',
+    ]);
+  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
+  return rows
+    .map(
+      (r) =>
+        `${r
+          .slice(0, 3)
+          .map((cell, c) => cell.padEnd(widths[c] as number))
+          .join('  ')}  ${r[3]}\n`,
+    )
+    .join('');
+}
+
+/** The package's version, from its package.json. */
+function version(): string {
+  return (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string })
+    .version;
+}
+
+/**
+ * One exit-code contract: 0 ok; 1 the job or the request failed (a job that failed or is not
+ * ready, an unknown job id, a server error); 2 usage (a bad flag or value, refused as 400).
+ */
 function reportError(error: unknown): number {
   if (error instanceof ApiError && error.status < 500) {
     process.stderr.write(`fanout: ${error.message} (${error.status} ${error.code})\n`);
-    return 2;
+    return error.status === 400 ? 2 : 1;
   }
   if (error instanceof ValidationError || isParseArgsError(error)) {
     process.stderr.write(`fanout: ${(error as Error).message}\n`);
@@ -244,6 +316,10 @@ async function runCommand(args: string[]): Promise<number> {
           bytes: status.bytes,
           durationMs: result.durationMs,
           output: result.output,
+          ...(status.result?.partial === true && {
+            partial: true,
+            failedChunks: status.result.failedChunks ?? [],
+          }),
           ...(status.cost !== undefined && { cost: status.cost }),
         })}\n`,
       );

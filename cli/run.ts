@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { resolveInput } from '#core/coordinator.ts';
-import { JobFailedError, ValidationError } from '#core/errors.ts';
+import { JobFailedError, NotFoundError, ValidationError } from '#core/errors.ts';
 import { findJob, parseParams } from '#core/job.ts';
 import { formatS3Uri, parseInputUri } from '#core/keys.ts';
 import { describePlace, type JobStatus } from '#core/model.ts';
@@ -59,6 +59,34 @@ export interface RunResult {
   resultText?: string;
 }
 
+/**
+ * What a run that skipped malformed records says: the first samples themselves, since the local
+ * S3 data (and the outcomes holding them) are gone once a run without --dir ends; with --dir,
+ * where the rest are.
+ */
+async function skippedNote(runtime: LocalRuntime, jobId: string, job: string, count: number) {
+  const { outcomes } = await loadReport(runtime.store, runtime.bucket, jobId);
+  const samples = outcomes.flatMap((o) => o?.badRecords.samples ?? []).slice(0, 3);
+  const where = runtime.persistent
+    ? `; every chunk's first samples are in jobs/${jobId}/chunks/*.json under ${runtime.s3.dir}`
+    : '';
+  return `${job}: skipped ${count} malformed record(s)${where}${samples
+    .map((s) => `\n  ${s.key} byte ${s.offset}: ${s.reason}; record starts: ${s.snippet}`)
+    .join('')}\n`;
+}
+
+/**
+ * A missing s3:// input is a usage error, as a missing local file is (exit 2), and the local
+ * S3 server's data lives only as long as its --dir.
+ */
+function missingInput(error: unknown): never {
+  if (!(error instanceof NotFoundError)) throw error;
+  throw new ValidationError(
+    `${error.message}; the local S3 server keeps data only in --dir (without it every run starts with an empty server): give --dir, or a local file or directory`,
+    { cause: error },
+  );
+}
+
 /** Runs a job on a started runtime. Throws ValidationError (usage) or JobFailedError. */
 export async function runJob(runtime: LocalRuntime, options: RunOptions): Promise<RunResult> {
   const stderr = options.stderr ?? process.stderr;
@@ -80,11 +108,14 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
       ),
     ),
   ]).catch(() => undefined);
-  const uri = await inputUri(runtime, options.input);
+  const uri = await inputUri(runtime, options.input, options.chunks);
   // The size decides the default concurrency. A local input is measured on disk: listing it
   // through S3 costs the CLI an XML parse per object (0.3-0.4 s for 2,000 files).
   const totalBytes = options.input.startsWith('s3://')
-    ? (await resolveInput(uri, runtime.store)).reduce((sum, o) => sum + o.size, 0)
+    ? (await resolveInput(uri, runtime.store).catch(missingInput)).reduce(
+        (sum, o) => sum + o.size,
+        0,
+      )
     : await localSize(options.input);
   const small = totalBytes <= SMALL_INPUT_BYTES && options.chunkSize === undefined;
   const concurrency =
@@ -128,9 +159,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     );
   }
   if (status.result.badRecords > 0) {
-    stderr.write(
-      `${job.name}: skipped ${status.result.badRecords} malformed record(s); the first of each chunk are in jobs/${request.jobId}/chunks/*.json\n`,
-    );
+    stderr.write(await skippedNote(runtime, request.jobId, job.name, status.result.badRecords));
   }
   const result = await runtime.store.head(runtime.bucket, status.result.key);
   const body = runtime.store.readRange(result, 0, result.size);
@@ -149,7 +178,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
  * the local S3 server as a read-only bucket (nothing is copied; a file edited while the job
  * runs fails it with DatasetChangedError, as an overwritten S3 object would).
  */
-async function inputUri(runtime: LocalRuntime, input: string): Promise<string> {
+async function inputUri(runtime: LocalRuntime, input: string, chunks?: number): Promise<string> {
   if (input.startsWith('s3://')) {
     parseInputUri(input);
     return input;
@@ -158,6 +187,11 @@ async function inputUri(runtime: LocalRuntime, input: string): Promise<string> {
   if (info === undefined || !(info.isFile() || info.isDirectory())) {
     throw new ValidationError(
       `input ${JSON.stringify(input)} does not exist; expected a local file, a local directory, or s3://bucket/key`,
+    );
+  }
+  if (info.isFile() && input.endsWith('.gz') && (chunks ?? 1) > 1) {
+    throw new ValidationError(
+      `--chunks ${chunks}: ${basename(input)} is gzip, which is decompressed whole by one worker and cannot be split; split it into several .gz files (a directory of them runs one chunk per file), or decompress it`,
     );
   }
   if (info.isDirectory()) return formatS3Uri(await runtime.s3.mount(input), '');

@@ -93,6 +93,8 @@ export interface RuntimeOptions {
 export interface LocalRuntime {
   bucket: string;
   s3: LocalS3Server;
+  /** The S3 data lives in a directory the caller gave (`dir`), not a temporary one. */
+  persistent: boolean;
   lambda: LocalLambdaServer;
   /** The runtime's S3, through the same adapter the handlers use. */
   store: ObjectStore;
@@ -295,6 +297,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     store,
     invoker,
     functions: names,
+    persistent: options.dir !== undefined,
     async close(options) {
       if (sweeper !== undefined) clearInterval(sweeper);
       await lambda.close(options);

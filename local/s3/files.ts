@@ -280,12 +280,17 @@ export class FileBucket {
     }
   }
 
-  /** Every regular file under the root (symlinks are not followed), as keys, in S3 order. */
+  /**
+   * Every regular file under the root (symlinks are not followed), recursively, as keys, in S3
+   * order. Dotfiles and whatever is under a dot-directory (.git, .DS_Store, editors' swap files)
+   * are not data: they are skipped.
+   */
   private async walk(): Promise<string[]> {
     const entries = await readdir(this.root, { recursive: true, withFileTypes: true });
     return entries
       .filter((e) => e.isFile())
       .map((e) => relative(this.root, join(e.parentPath, e.name)).split(sep).join('/'))
+      .filter((key) => !key.split('/').some((segment) => segment.startsWith('.')))
       .sort(byUtf8);
   }
 }

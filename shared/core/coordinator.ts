@@ -116,6 +116,7 @@ export function handOverMs(workerTimeoutMs: number): number {
 /** Errors that will fail the same way however often the chunk is retried. */
 const DETERMINISTIC = new Set([
   'BadRecordError',
+  'CorruptInputError',
   'DatasetChangedError',
   'ValidationError',
   'NotFoundError',

@@ -61,6 +61,13 @@ export class DatasetChangedError extends FanoutError {
   }
 }
 
+/** An input object whose encoding is broken (a corrupt gzip): the same on every attempt. */
+export class CorruptInputError extends FanoutError {
+  constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super('CORRUPT_INPUT', message, options);
+  }
+}
+
 /** A record that does not parse under the job's format, with `onBadRecord: 'fail'`. */
 export class BadRecordError extends FanoutError {
   constructor(

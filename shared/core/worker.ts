@@ -7,7 +7,7 @@
  * does not pay one request latency after another.
  */
 import { readAll } from './bytes.ts';
-import { BadRecordError, FanoutError } from './errors.ts';
+import { BadRecordError, CorruptInputError, FanoutError } from './errors.ts';
 import type { AnyJob } from './job.ts';
 import { findJob, parseParams } from './job.ts';
 import { jobKeys } from './keys.ts';
@@ -54,13 +54,43 @@ const textEncoder = new TextEncoder();
 
 function snippetOf(line: Uint8Array): string {
   const text = textDecoder.decode(line.subarray(0, SNIPPET_CHARS * 4));
-  return text.length > SNIPPET_CHARS ? `${text.slice(0, SNIPPET_CHARS)}…` : text;
+  return escapeControl(text.length > SNIPPET_CHARS ? `${text.slice(0, SNIPPET_CHARS)}…` : text);
+}
+
+/** Control characters and undecodable bytes escaped: never written raw to a terminal or log. */
+function escapeControl(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we escape
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\ufffd]/g, (c) =>
+    c === '\ufffd' ? '\\ufffd' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   value !== null &&
   typeof value === 'object' &&
   typeof (value as { then?: unknown }).then === 'function';
+
+/**
+ * Decompressed bytes of a gzip object; a stream that cannot be decompressed (zlib's Z_* errors)
+ * is a CorruptInputError naming gzip and the key, which is not retried.
+ */
+async function* gunzipped(
+  bytes: AsyncIterable<Uint8Array>,
+  key: string,
+): AsyncIterable<Uint8Array> {
+  try {
+    yield* bytes;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('Z_')) {
+      throw new CorruptInputError(
+        `${key} is not valid gzip (${(error as Error).message}); a .gz object is decompressed whole, and this one cannot be`,
+        { cause: error, context: { key } },
+      );
+    }
+    throw error;
+  }
+}
 
 /** A whole object small enough to fetch ahead: its bytes are read before its turn comes. */
 const fetchedAhead = (s: TaskSegment) =>
@@ -92,7 +122,7 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
   const where = () => ({ jobId: task.jobId, chunk: task.index, key: segment.object.key });
 
   const badRecord = (line: Uint8Array, offset: number, error: unknown) => {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = escapeControl(error instanceof Error ? error.message : String(error));
     const snippet = snippetOf(line);
     const { key } = segment.object;
     if (task.onBadRecord === 'fail') {
@@ -175,8 +205,9 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
           : async function* (start, end) {
               yield bytes.subarray(start, end);
             };
+      const object = segment.object;
       const read: ReadRange = segment.gzip
-        ? () => deps.gunzip(fetch(0, segment.object.size))
+        ? () => gunzipped(deps.gunzip(fetch(0, object.size)), object.key)
         : fetch;
       // A gzip object is one segment whose decompressed length is unknown until it ends.
       const range = segment.gzip

@@ -2,10 +2,11 @@
  * The `fanout` command as a user runs it: a child process, exit codes, stdout and stderr.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { byFieldSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
@@ -112,6 +113,105 @@ describe('fanout run', () => {
       '1MiB',
     );
     expect(both.code).toBe(2);
+    // A missing s3:// input is a usage error too, and says the local S3 server starts empty.
+    const s3 = await fanout('run', 'by-field', 's3://fanout-local/datasets/none.jsonl');
+    expect(s3.code).toBe(2);
+    expect(s3.stderr).toMatch(/no object at .*every run starts with an empty server/);
+    // --chunks cannot split a gzip file: refused, with why.
+    const gz = join(dir, 'one.jsonl.gz');
+    await writeFile(gz, gzipSync('{"name":"A","field":"f","born":1900,"nobel":false}\n'));
+    const split = await fanout('run', 'by-field', gz, '--chunks', '4');
+    expect(split.code).toBe(2);
+    expect(split.stderr).toMatch(/is gzip, which is decompressed whole by one worker/);
+  });
+
+  it('fails a corrupt .gz at once, naming gzip (exit 1, one attempt)', async () => {
+    const bad = join(dir, 'bad.jsonl.gz');
+    await writeFile(bad, 'this is not gzip\n');
+    const { code, stderr } = await fanout('run', 'by-field', bad);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      /after 1 attempt\(s\): .*CorruptInputError: bad\.jsonl\.gz is not valid gzip/,
+    );
+  });
+
+  it('skips dotfiles in a directory, and shows skipped records escaped, with --json partial fields', async () => {
+    const data = join(dir, 'dotted');
+    await mkdir(join(data, '.git'), { recursive: true });
+    const good = '{"name":"A","field":"f","born":1900,"nobel":false}\n';
+    await writeFile(join(data, 'a.jsonl'), good);
+    await writeFile(join(data, '.hidden.jsonl'), 'garbage\n');
+    await writeFile(join(data, '.git', 'HEAD'), 'garbage\n');
+    await writeFile(join(data, 'b.jsonl'), `{"name": \u0007bell\u001b[31m}\n${good}`);
+    const skipped = await fanout('run', 'by-field', data, '--on-bad-record', 'skip', '--json');
+    expect(skipped.code).toBe(0);
+    const summary = JSON.parse(skipped.stdout.trim().split('\n').at(-1) as string);
+    expect(summary).toMatchObject({ status: 'SUCCEEDED', records: 3 }); // 2 good + 1 bad, no dotfile
+    // The sample itself, control characters escaped; no path into a temporary directory.
+    expect(skipped.stderr).toMatch(
+      /skipped 1 malformed record\(s\)\n {2}b\.jsonl byte 0: .*\\x07bell\\x1b\[31m/,
+    );
+    expect(skipped.stderr).not.toMatch(/chunks\/\*\.json/);
+    expect(skipped.stderr).not.toContain('\u001b');
+
+    // Tolerated failures: the summary says the result is partial, and which chunks.
+    await writeFile(join(data, 'b.jsonl'), `{"name": broken}\n${good}`);
+    const partial = await fanout(
+      'run',
+      'by-field',
+      data,
+      '--chunks',
+      '2',
+      '--tolerated-failure-count',
+      '1',
+      '--json',
+    );
+    expect(partial.code).toBe(0);
+    const last = JSON.parse(partial.stdout.trim().split('\n').at(-1) as string);
+    expect(last).toMatchObject({
+      partial: true,
+      failedChunks: [expect.objectContaining({ index: 1, key: 'b.jsonl' })],
+    });
+  });
+
+  it('answers --help on every verb and `help VERB` the same, with exit 0; --version', async () => {
+    for (const verb of [
+      'run',
+      'dev',
+      'demo',
+      'upload',
+      'submit',
+      'status',
+      'result',
+      'report',
+      'jobs',
+      'cancel',
+      'redrive',
+      'list-jobs',
+      'help',
+    ]) {
+      const own = await fanout(verb, '--help');
+      expect(own.code, verb).toBe(0);
+      expect(own.stdout, verb).toMatch(new RegExp(`^Usage: fanout ${verb}`));
+      const viaHelp = await fanout('help', verb);
+      expect(viaHelp, verb).toEqual(own);
+    }
+    const version = await fanout('--version');
+    expect(version).toMatchObject({ code: 0, stdout: 'fanout 0.1.0\n' });
+    const unknown = await fanout('help', 'nope');
+    expect(unknown.code).toBe(2);
+  });
+
+  it('lists jobs in aligned columns', async () => {
+    const { code, stdout } = await fanout('list-jobs');
+    expect(code).toBe(0);
+    const lines = stdout.trim().split('\n');
+    const at = (word: string) =>
+      lines.map((l) =>
+        l.indexOf(word === 'kind' ? (l.includes('map-only') ? 'map-only' : 'reduce') : word),
+      );
+    const kinds = at('kind');
+    expect(new Set(kinds).size).toBe(1); // the kind column starts at the same place on every line
   });
 
   it('documents itself', async () => {

@@ -82,8 +82,9 @@ describe('fanout dev', () => {
   });
 
   it('is driven by the CLI verbs: upload, submit, status --watch, result, jobs', async () => {
-    const cli = (...args: string[]) =>
-      promisify(execFile)(process.execPath, [bin, ...args, '--api', api], { cwd: root }).catch(
+    const cli = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      promisify(execFile)(process.execPath, [bin, ...args, '--api', api], { cwd: root }).then(
+        (r) => ({ code: 0, ...r }),
         (e: { code: number; stdout: string; stderr: string }) => e,
       );
     const uploaded = await cli('upload', lesson, 'cli/lesson.jsonl');
@@ -115,6 +116,14 @@ describe('fanout dev', () => {
     const rest = await cli('jobs', '--cursor', (lines[1] as string).split(' ').at(-1) as string);
     expect(rest.stdout).not.toContain(jobId);
     expect(rest.stdout).toMatch(/SUCCEEDED\s+by-field/);
+    // One exit-code contract: a job that failed, and asking for its result, exit 1.
+    await cli('upload', join(root, 'examples/words.txt'), 'cli/words.txt');
+    const failing = (
+      await cli('submit', 'by-field', 's3://fanout-local/datasets/cli/words.txt')
+    ).stdout.trim();
+    expect((await cli('status', failing, '--watch')).code).toBe(1);
+    const notReady = await cli('result', failing);
+    expect(notReady).toMatchObject({ code: 1, stderr: expect.stringMatching(/409 NOT_READY/) });
     const bad = await cli('submit', 'nope', 's3://fanout-local/datasets/cli/lesson.jsonl');
     expect(bad).toMatchObject({
       code: 2,
