@@ -101,7 +101,7 @@ export const ROUTES: readonly { method: string; path: string; pattern: RegExp; h
     method: 'GET',
     path: '/openapi.json',
     pattern: /^\/openapi\.json$/,
-    handle: async () => json(200, openApiDocument),
+    handle: async (_request, _params, deps) => json(200, openApiDocument([...deps.jobs.keys()])),
   },
   { method: 'POST', path: '/jobs', pattern: /^\/jobs$/, handle: postJob },
   { method: 'GET', path: '/jobs', pattern: /^\/jobs$/, handle: listJobs },

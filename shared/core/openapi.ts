@@ -46,6 +46,35 @@ const jobIdParam = {
   schema: { type: 'string', pattern: '^[0-9a-z]{8,40}$' },
 };
 
+const errorInfo = {
+  type: 'object',
+  required: ['code', 'message'],
+  properties: {
+    code: { type: 'string' },
+    name: { type: 'string' },
+    message: { type: 'string' },
+    context: { type: 'object' },
+  },
+};
+
+const usage = {
+  type: 'object',
+  required: ['lambdaGbSeconds', 'lambdaRequests', 's3Requests', 'apiRequests'],
+  properties: {
+    lambdaGbSeconds: { type: 'number' },
+    lambdaRequests: { type: 'integer' },
+    s3Requests: {
+      type: 'object',
+      properties: {
+        get: { type: 'integer' },
+        put: { type: 'integer' },
+        list: { type: 'integer' },
+      },
+    },
+    apiRequests: { type: 'integer' },
+  },
+};
+
 const statusSchema = {
   type: 'object',
   required: ['jobId', 'job', 'status', 'input', 'createdAt', 'chunks', 'records', 'bytes'],
@@ -65,30 +94,144 @@ const statusSchema = {
     },
     records: { type: 'integer' },
     bytes: { type: 'integer' },
-    error: {
-      type: 'object',
-      properties: { code: { type: 'string' }, message: { type: 'string' } },
-    },
+    error: errorInfo,
+    cancelRequested: { type: 'boolean' },
+    epoch: { type: 'integer', description: 'which coordinator run owns the job' },
+    heartbeatAt: { type: 'string', format: 'date-time' },
+    continuations: { type: 'integer' },
+    resumes: { type: 'integer', description: 'resumes after the coordinator was lost' },
+    redrives: { type: 'integer' },
     result: {
       type: 'object',
+      required: ['key', 'bytes', 'records', 'badRecords'],
       properties: {
         key: { type: 'string' },
         bytes: { type: 'integer' },
         records: { type: 'integer' },
         badRecords: { type: 'integer' },
+        partial: { type: 'boolean' },
+        failedChunks: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['index', 'key', 'start', 'end', 'error'],
+            properties: {
+              index: { type: 'integer' },
+              key: { type: 'string' },
+              start: { type: 'integer' },
+              lastKey: { type: 'string' },
+              end: { type: 'integer' },
+              error: errorInfo,
+            },
+          },
+        },
+      },
+    },
+    usage,
+    cost: {
+      ...usage,
+      required: [...usage.required, 'usd', 'prices'],
+      properties: {
+        ...usage.properties,
+        usd: { type: 'number' },
+        prices: {
+          type: 'string',
+          description: 'the price table entry: region, architecture, date',
+        },
+      },
+    },
+    runs: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          role: { enum: ['coordinator', 'reducer'] },
+          epoch: { type: 'integer' },
+          startedAt: { type: 'number' },
+          endedAt: { type: 'number' },
+          billedMs: { type: 'number' },
+          memoryMb: { type: 'number' },
+        },
       },
     },
   },
 };
 
-/** The document. */
-export const openApiDocument = {
+const listSchema = {
+  type: 'object',
+  required: ['jobs'],
+  properties: {
+    jobs: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['jobId', 'job', 'status', 'input', 'createdAt'],
+        properties: {
+          jobId: { type: 'string' },
+          job: { type: 'string' },
+          status: statusSchema.properties.status,
+          input: { type: 'string' },
+          createdAt: { type: 'string', format: 'date-time' },
+          finishedAt: { type: 'string', format: 'date-time' },
+        },
+      },
+    },
+    next: { type: 'string', description: 'pass as `cursor` for the next page; absent on the last' },
+  },
+};
+
+/**
+ * The document, with the registered jobs as the enum of `job` in a submission when given (the
+ * API serves it so: a client sees what this deployment can run).
+ */
+export function openApiDocument(jobNames?: readonly string[]) {
+  const submit = jsonBody(submitSchema) as {
+    required: boolean;
+    content: { 'application/json': { schema: { properties?: Record<string, object> } } };
+  };
+  const schema = submit.content['application/json'].schema;
+  if (jobNames !== undefined && schema.properties?.job !== undefined) {
+    schema.properties.job = { ...schema.properties.job, enum: [...jobNames].sort() };
+  }
+  return {
+    ...document,
+    paths: {
+      ...document.paths,
+      '/jobs': {
+        ...document.paths['/jobs'],
+        post: { ...document.paths['/jobs'].post, requestBody: submit },
+      },
+    },
+  };
+}
+
+const document = {
   openapi: '3.1.0',
   info: {
     title: 'fanout',
     version: '0.1.0',
     description:
-      'Map/reduce over S3 datasets on AWS Lambda. On AWS every route needs SigV4 (IAM) authorization.',
+      "Map/reduce over S3 datasets on AWS Lambda. On AWS every route needs SigV4 (IAM) authorization: sign requests for the execute-api service with the caller's AWS credentials.",
+  },
+  servers: [
+    {
+      url: '{api}',
+      description: 'a deployment (the stack output FanoutApiUrl), or fanout dev',
+      variables: { api: { default: 'http://127.0.0.1:3000' } },
+    },
+  ],
+  security: [{ sigv4: [] }],
+  components: {
+    securitySchemes: {
+      sigv4: {
+        type: 'apiKey',
+        name: 'Authorization',
+        in: 'header',
+        description:
+          'AWS Signature Version 4 for the execute-api service (API Gateway IAM authorization); fanout dev takes no credentials',
+        'x-amazon-apigateway-authtype': 'awsSigv4',
+      },
+    },
   },
   paths: {
     '/openapi.json': {
@@ -127,10 +270,7 @@ export const openApiDocument = {
           },
         ],
         responses: {
-          200: ok('most recent jobs first', {
-            type: 'object',
-            properties: { jobs: { type: 'array' }, next: { type: 'string' } },
-          }),
+          200: ok('most recent jobs first', listSchema),
           400: error,
         },
       },
@@ -163,7 +303,11 @@ export const openApiDocument = {
         responses: {
           200: {
             description:
-              'the result: JSON (reduce jobs) or JSONL (map-only jobs), when at most 1 MB',
+              'the result: JSON (reduce jobs) or JSONL (map-only jobs, one output per line in input order), when at most 1 MB',
+            content: {
+              'application/json': { schema: { description: "the reduce job's result" } },
+              'application/x-ndjson': { schema: { type: 'string' } },
+            },
           },
           303: { description: 'a larger result: Location is a presigned S3 GET URL' },
           404: error,

@@ -390,7 +390,7 @@ describe('routing and errors', () => {
 
 describe('OpenAPI document', () => {
   it('documents exactly the routed operations', () => {
-    const documented = Object.entries(openApiDocument.paths).flatMap(([path, ops]) =>
+    const documented = Object.entries(openApiDocument().paths).flatMap(([path, ops]) =>
       Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
     );
     expect(documented.sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
@@ -403,5 +403,26 @@ describe('OpenAPI document', () => {
     expect(
       res.json.paths['/jobs'].post.requestBody.content['application/json'].schema.properties,
     ).toHaveProperty('job');
+    // What a client needs to call it: SigV4, where, which jobs, and what comes back.
+    expect(res.json.components.securitySchemes.sigv4).toMatchObject({
+      'x-amazon-apigateway-authtype': 'awsSigv4',
+    });
+    expect(res.json.security).toEqual([{ sigv4: [] }]);
+    expect(res.json.servers[0].variables.api.default).toBe('http://127.0.0.1:3000');
+    expect(
+      res.json.paths['/jobs'].post.requestBody.content['application/json'].schema.properties.job
+        .enum,
+    ).toEqual(['by-field', 'scientists', 'wordcount']);
+    const status =
+      res.json.paths['/jobs/{jobId}'].get.responses['200'].content['application/json'].schema;
+    expect(Object.keys(status.properties)).toEqual(
+      expect.arrayContaining(['cost', 'usage', 'runs', 'heartbeatAt', 'epoch', 'result']),
+    );
+    expect(status.properties.result.properties.failedChunks.type).toBe('array');
+    const list = res.json.paths['/jobs'].get.responses['200'].content['application/json'].schema;
+    expect(list.properties.jobs.items.required).toContain('jobId');
+    expect(
+      Object.keys(res.json.paths['/jobs/{jobId}/result'].get.responses['200'].content),
+    ).toEqual(['application/json', 'application/x-ndjson']);
   });
 });
