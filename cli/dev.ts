@@ -3,15 +3,17 @@
  * curl, the AWS CLI and `fanout --api` work against it exactly as against a deployment, with
  * no credentials. Data in --dir survives restarts.
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValidationError } from '#core/errors.ts';
 import { assertLoopback, startApiServer } from '#local/api-server.ts';
 import { parseChaos } from '#local/chaos.ts';
+import { loadRegistry } from '#local/job-path.ts';
 import { startRuntime } from '#local/runtime.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
 import { printFunctionLog } from './logs.ts';
 
-export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--chaos SPEC --seed N]
+export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--jobs FILE] [--chaos SPEC --seed N]
 
 Starts the local S3 server, the local Lambda server and the HTTP API on 127.0.0.1 and keeps them
 running until Ctrl-C. Prints the API URL, the S3 endpoint and bucket, and the environment lines
@@ -24,6 +26,8 @@ Options:
                 there whose coordinator was lost (a killed fanout dev) are resumed at start
                 and while it runs: stale after FANOUT_STALE_AFTER_SECONDS (default 10)
   --chaos SPEC  inject faults (see 'fanout run --help'); --seed N seeds them (default 1)
+  --jobs FILE   a job registry module (export const jobs = createRegistry([...])) to serve
+                instead of the built-in jobs, as FanoutService's \`jobs\` prop deploys it
   --worker-timeout S
                 the worker function's timeout in seconds (default 300)
   --host HOST   loopback address to bind: 127.0.0.1 (default), localhost or ::1; anything
@@ -45,6 +49,7 @@ export async function devCommand(args: string[]): Promise<number> {
       chaos: { type: 'string' },
       seed: { type: 'string' },
       'worker-timeout': { type: 'string' },
+      jobs: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -61,7 +66,16 @@ export async function devCommand(args: string[]): Promise<number> {
     values['s3-port'] === undefined ? 4569 : parsePositiveInt('--s3-port', values['s3-port']);
   const dir = values.dir ?? '.fanout';
 
+  // Your own registry, as FanoutService's `jobs` prop deploys it: these jobs and no others.
+  const registry =
+    values.jobs === undefined
+      ? undefined
+      : {
+          module: resolve(values.jobs),
+          jobs: (await loadRegistry(resolve(values.jobs), values.jobs)).jobs,
+        };
   const runtime = await startRuntime({
+    ...(registry !== undefined && { registry }),
     dir,
     s3Port,
     // The functions' logs, as CloudWatch would hold them: the api's 500s say to look here.

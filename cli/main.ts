@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { FanoutError, ValidationError } from '#core/errors.ts';
 import { jobs } from '#jobs/index.ts';
 import { parseChaos } from '#local/chaos.ts';
+import { isJobPath, preparePathJob } from '#local/job-path.ts';
 import { repoRoot } from '#local/paths.ts';
 import { LOCAL_DEFAULTS, startRuntime } from '#local/runtime.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
@@ -36,10 +37,11 @@ Runs a job on the embedded local runtime (a local S3 server and a local Lambda s
 127.0.0.1, no AWS account needed) and prints its result.
 
 Arguments:
-  <job>      one of: ${[...jobs.keys()].sort().join(', ')}
+  <job>      one of: ${[...jobs.keys()].sort().join(', ')}, or a job module by path:
+             ./my-job.ts (its default export) or ./jobs.ts#name (a named export)
   <input>    a local file, or a local directory (its regular files, recursively, in S3
-             key order, dotfiles and dot-directories skipped), read in place and never copied; or s3://bucket/key or
-             s3://bucket/prefix/ on the local S3 server (its data lives in --dir;
+             key order, dotfiles and dot-directories skipped), read in place and never
+             copied; or s3://bucket/key or s3://bucket/prefix/ on the local S3 server (its data lives in --dir;
              without --dir every run starts with an empty server)
 
 Options:
@@ -264,8 +266,10 @@ async function runCommand(args: string[]): Promise<number> {
       `expected exactly <job> and <input>, got ${positionals.length} argument(s); see 'fanout run --help'`,
     );
   }
+  // A job by path (./my-job.ts, file.ts#name): bundled with the built-in jobs, registered nowhere.
+  const pathJob = isJobPath(job) ? await preparePathJob(job) : undefined;
   const options: RunOptions = {
-    job,
+    job: pathJob?.name ?? job,
     input,
     ...parseJobFlags(values),
     ...(values.output !== undefined && { output: values.output }),
@@ -279,12 +283,13 @@ async function runCommand(args: string[]): Promise<number> {
           seed: values.seed === undefined ? 1 : parseCount('--seed', values.seed),
         };
   // Usage errors in the job name or params surface before the runtime starts.
-  if (!jobs.has(job)) {
+  if (pathJob === undefined && !jobs.has(job)) {
     throw new ValidationError(
-      `unknown job ${JSON.stringify(job)}; expected one of: ${[...jobs.keys()].sort().join(', ')}`,
+      `unknown job ${JSON.stringify(job)}; expected one of: ${[...jobs.keys()].sort().join(', ')}, or a path to a job module (./my-job.ts)`,
     );
   }
   const runtime = await startRuntime({
+    ...(pathJob !== undefined && { registry: { module: pathJob.registry, jobs: pathJob.jobs } }),
     ...(values.dir !== undefined && { dir: values.dir }),
     ...(values['worker-timeout'] !== undefined && {
       workerTimeoutSeconds: parsePositiveInt('--worker-timeout', values['worker-timeout']),

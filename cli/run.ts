@@ -18,7 +18,6 @@ import { SMALL_INPUT_BYTES } from '#core/plan.ts';
 import { loadReport, renderReport } from '#core/report.ts';
 import { readStatus, TERMINAL_STATES } from '#core/status.ts';
 import { submitJob } from '#core/submit.ts';
-import { jobs } from '#jobs/index.ts';
 import { LOCAL_DEFAULTS, type LocalRuntime, submitDeps } from '#local/runtime.ts';
 import { formatBytes } from './args.ts';
 import type { JobFlagValues } from './job-flags.ts';
@@ -91,7 +90,7 @@ function missingInput(error: unknown): never {
 export async function runJob(runtime: LocalRuntime, options: RunOptions): Promise<RunResult> {
   const stderr = options.stderr ?? process.stderr;
   // Everything a user can get wrong is checked before any byte is uploaded.
-  const job = findJob(jobs, options.job);
+  const job = findJob(runtime.jobs, options.job);
   parseParams(job, options.params);
 
   // A job is about to run: start its sandboxes while the input is resolved, as provisioned

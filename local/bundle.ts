@@ -34,6 +34,11 @@ export interface BundleOptions {
   cacheDir?: string;
   /** The repository root (for package-lock.json and relative paths). @default this repo */
   rootDir?: string;
+  /**
+   * More esbuild options (a job registry in place of jobs/index.ts), and a suffix that keeps
+   * such bundles apart from the default ones in the cache.
+   */
+  extra?: { options: BuildOptions; suffix: string };
 }
 
 /**
@@ -51,11 +56,11 @@ export async function bundleFunctions(
   const results = await Promise.all(
     Object.entries(entries).map(async ([name, entry]) => {
       const path = await cachedBundle({
-        name,
+        name: `${name}${options.extra?.suffix ?? ''}`,
         entry,
         rootDir,
         cacheDir,
-        options: bundleOptions,
+        options: { ...bundleOptions, ...options.extra?.options },
         lock,
       });
       return [name, path] as const;

@@ -4,18 +4,20 @@
  * `fanout run`, `npm start` and the tests start one in-process.
  */
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { logEvents } from '#adapters/events.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
 import { ValidationError } from '#core/errors.ts';
+import type { AnyJob } from '#core/job.ts';
 import { type Invoker, type ObjectStore, systemClock } from '#core/ports.ts';
 import type { SubmitDeps } from '#core/submit.ts';
 import { rescueJob, type SweepDeps, sweepJobs } from '#core/sweep.ts';
 import { jobs } from '#jobs/index.ts';
 import { bundleFunctions } from './bundle.ts';
 import { type ChaosSpec, chaosFaults } from './chaos.ts';
+import { registryBuildOptions } from './job-path.ts';
 import { type LocalLambdaServer, startLambdaServer } from './lambda/server.ts';
 import { repoRoot } from './paths.ts';
 import { type LocalS3Server, startS3Server } from './s3/server.ts';
@@ -74,6 +76,11 @@ export interface RuntimeOptions {
   coordinatorTimeoutSeconds?: number;
   /** Receives what the functions print (their console), like CloudWatch Logs. @default dropped */
   log?: (functionName: string, text: string) => void;
+  /**
+   * A job registry module to build the functions with instead of jobs/index.ts (a job by path,
+   * local/job-path.ts), and that registry, imported. @default the built-in jobs
+   */
+  registry?: { module: string; jobs: ReadonlyMap<string, AnyJob> };
   /** See LambdaServerOptions.onInvoke. */
   onInvoke?: (functionName: string, event: unknown, invocationType: string) => void;
   /** Fault injection (see local/chaos.ts). */
@@ -93,6 +100,8 @@ export interface RuntimeOptions {
 export interface LocalRuntime {
   bucket: string;
   s3: LocalS3Server;
+  /** The jobs this runtime's functions know: the built-in ones, or a given registry. */
+  jobs: ReadonlyMap<string, AnyJob>;
   /** The S3 data lives in a directory the caller gave (`dir`), not a temporary one. */
   persistent: boolean;
   lambda: LocalLambdaServer;
@@ -116,7 +125,7 @@ export function submitDeps(runtime: LocalRuntime): SubmitDeps {
   return {
     store: runtime.store,
     invoker: runtime.invoker,
-    jobs,
+    jobs: runtime.jobs,
     clock: systemClock,
     bucket: runtime.bucket,
     coordinatorFunction: runtime.functions.coordinator,
@@ -153,7 +162,17 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       buckets: [bucket],
       ...(faults && { faults: faults.s3 }),
     }),
-    bundleFunctions(FUNCTION_ENTRIES),
+    bundleFunctions(
+      FUNCTION_ENTRIES,
+      options.registry === undefined
+        ? {}
+        : {
+            extra: {
+              options: registryBuildOptions(options.registry.module),
+              suffix: `-${basename(options.registry.module, '.ts')}`,
+            },
+          },
+    ),
   ]);
   const lambdaPort = options.lambdaPort ?? 0;
   let lambda: LocalLambdaServer;
@@ -297,6 +316,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     store,
     invoker,
     functions: names,
+    jobs: options.registry?.jobs ?? jobs,
     persistent: options.dir !== undefined,
     async close(options) {
       if (sweeper !== undefined) clearInterval(sweeper);

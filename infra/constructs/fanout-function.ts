@@ -24,6 +24,11 @@ export interface FanoutFunctionProps {
   readonly logRetention?: RetentionDays;
   /** Powertools log level (DEBUG, INFO, WARN, ERROR, SILENT). @default INFO */
   readonly logLevel?: string;
+  /**
+   * A job registry module (exports `jobs`, as jobs/index.ts does) to bundle instead of the
+   * built-in one. @default jobs/index.ts
+   */
+  readonly jobs?: string;
 }
 
 /**
@@ -79,6 +84,16 @@ export class FanoutFunction extends Construct {
         banner: bundleOptions.banner.js,
         // Bundle the SDK too: the functions run the versions package-lock.json pins.
         externalModules: [],
+        // A user's registry in place of jobs/index.ts: the same tsconfig `paths` entry as a job
+        // run by path locally (local/job-path.ts); `fanout` is the public job API.
+        ...(props.jobs !== undefined && {
+          esbuildArgs: {
+            '--tsconfig-raw': JSON.stringify({
+              compilerOptions: { paths: { '#jobs/index.ts': [resolve(props.jobs)] } },
+            }),
+            '--alias:fanout': resolve(repoRoot, 'shared/core/public.ts'),
+          },
+        }),
       },
     });
   }

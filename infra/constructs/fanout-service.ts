@@ -30,6 +30,12 @@ import { acknowledgeWildcards } from './nag.ts';
 
 /** Props of {@link FanoutService}. All optional. */
 export interface FanoutServiceProps {
+  /**
+   * Your job registry: a module that exports `jobs` (`createRegistry([...])`, as jobs/index.ts
+   * does), bundled into the functions instead of the built-in jobs. Relative paths are from the
+   * current directory (where `cdk` runs). @default the built-in jobs (jobs/index.ts)
+   */
+  readonly jobs?: string;
   /** An existing bucket for datasets/ and jobs/. @default a new versioned, encrypted bucket */
   readonly bucket?: IBucket;
   /** Key prefixes of the bucket that jobs may read and uploads may write. @default ['datasets/'] */
@@ -136,6 +142,7 @@ export class FanoutService extends Construct {
     const common = {
       logRetention,
       ...(props.logLevel !== undefined && { logLevel: props.logLevel }),
+      ...(props.jobs !== undefined && { jobs: props.jobs }),
     };
     const worker = new FanoutFunction(this, 'Worker', {
       ...common,

@@ -174,6 +174,64 @@ describe('fanout run', () => {
     });
   });
 
+  it('runs a job module by path, registered nowhere, on a file and on a directory', async () => {
+    const jobsDir = join(dir, 'my-jobs');
+    await mkdir(jobsDir, { recursive: true });
+    const job = join(jobsDir, 'fields.ts');
+    // Imports fanout's public API by its package name, from outside the clone.
+    await writeFile(
+      job,
+      `import * as z from 'zod';
+import { defineJob, RecordSyntaxError } from 'fanout';
+
+const count = (name: string) =>
+  defineJob({
+    name,
+    format: 'jsonl',
+    params: z.object({}).strict(),
+    map: (r: unknown) => {
+      const field = (r as { field?: unknown }).field;
+      if (typeof field !== 'string') throw new RecordSyntaxError('no field');
+      return field;
+    },
+    reduce: {
+      init: () => ({}) as Record<string, number>,
+      add: (acc: Record<string, number>, f: string) => ({ ...acc, [f]: (acc[f] ?? 0) + 1 }),
+      merge: (a: Record<string, number>, b: Record<string, number>) => {
+        const out = { ...a };
+        for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+        return out;
+      },
+    },
+  });
+export default count('fields');
+export const other = count('fields-too');
+export const notAJob = 42;
+`,
+    );
+    const expected = { math: 2, physics: 2, chemistry: 2, astronomy: 1 };
+    const onFile = await fanout('run', job, 'examples/scientists.jsonl');
+    expect(onFile.code, onFile.stderr).toBe(0);
+    expect(JSON.parse(onFile.stdout)).toEqual(expected);
+    const data = join(dir, 'sci-dir');
+    await mkdir(data, { recursive: true });
+    const lines = (await readFile(join(root, 'examples/scientists.jsonl'), 'utf8'))
+      .trim()
+      .split('\n');
+    await writeFile(join(data, 'a.jsonl'), `${lines.slice(0, 3).join('\n')}\n`);
+    await writeFile(join(data, 'b.jsonl'), `${lines.slice(3).join('\n')}\n`);
+    const named = await fanout('run', `${job}#other`, data);
+    expect(named.code, named.stderr).toBe(0);
+    expect(JSON.parse(named.stdout)).toEqual(expected);
+    expect(named.stderr).toMatch(/^fields-too succeeded/m);
+    const wrong = await fanout('run', `${job}#notAJob`, data);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/export "notAJob" is not a job/);
+    const missing = await fanout('run', './no/such/job.ts', data);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/does not exist; expected a registered job name or a path/);
+  });
+
   it('answers --help on every verb and `help VERB` the same, with exit 0; --version', async () => {
     for (const verb of [
       'run',

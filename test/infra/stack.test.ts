@@ -2,6 +2,9 @@
  * The CDK stack, synthesised (bundling skipped) and asserted: functions, bucket, least-privilege
  * IAM, the HTTP API's authorization, logging and throttling, and cdk-nag with zero findings.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
@@ -501,6 +504,33 @@ describe('FanoutService', () => {
     });
     expect(JSON.stringify(t.toJSON())).toContain('/inputs/*');
   });
+
+  it('bundles a custom job registry instead of the built-in jobs', () => {
+    const outdir = mkdtempSync(join(tmpdir(), 'fanout-cdk-'));
+    try {
+      // Bundling on (esbuild, no Docker) for this stack only: the assets are what deploys.
+      const app = new App({
+        outdir,
+        context: { 'aws:cdk:bundling-stacks': ['Custom*'], 'aws:cdk:enable-asset-metadata': true },
+      });
+      const stack = new Stack(app, 'CustomJobs');
+      new FanoutService(stack, 'Fanout', { jobs: 'test/fixtures/custom-registry.ts' });
+      const custom = Template.fromStack(stack);
+      const bundleOf = (t: Template, name: string) => {
+        const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) =>
+          id.startsWith(`Fanout${name}Function`),
+        )?.[1] as { Metadata: { 'aws:asset:path': string } };
+        return readFileSync(join(outdir, fn.Metadata['aws:asset:path'], 'index.mjs'), 'utf8');
+      };
+      for (const name of ['Worker', 'Coordinator', 'Reducer', 'Api']) {
+        const bundle = bundleOf(custom, name);
+        expect(bundle, name).toContain('a custom registry fixture');
+        expect(bundle, name).not.toContain('count scientists, Nobel laureates');
+      }
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('leaves out the dashboard and each alarm when told to', () => {
     const stack = new Stack(newApp(), 'Quiet');
