@@ -1,7 +1,8 @@
 /**
- * `fanout dev` as a user drives it: a child process, a dataset uploaded with the real AWS CLI,
- * a job submitted with plain HTTP, status polled until SUCCEEDED, and the result compared with
- * what `fanout run` prints for the same file.
+ * `fanout dev` as a user drives it: a child process, a dataset uploaded with the real AWS CLI, a
+ * job submitted with plain HTTP, status polled until SUCCEEDED, its events in the log, and the
+ * result compared with what `fanout run` prints for the same file. (The HTTP API through the
+ * CLI verbs is test/e2e/api.test.ts, which also runs against a deployment.)
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -79,65 +80,6 @@ describe('fanout dev', () => {
       { cwd: root },
     );
     expect(result).toBe(stdout.trim());
-  });
-
-  it('is driven by the CLI verbs: upload, submit, status --watch, result, jobs', async () => {
-    const cli = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-      promisify(execFile)(process.execPath, [bin, ...args, '--api', api], { cwd: root }).then(
-        (r) => ({ code: 0, ...r }),
-        (e: { code: number; stdout: string; stderr: string }) => e,
-      );
-    const uploaded = await cli('upload', lesson, 'cli/lesson.jsonl');
-    expect(uploaded.stdout.trim()).toBe('s3://fanout-local/datasets/cli/lesson.jsonl');
-    const submitted = await cli(
-      'submit',
-      'scientists',
-      's3://fanout-local/datasets/cli/lesson.jsonl',
-      '--params',
-      '{"year":2020}',
-    );
-    const jobId = submitted.stdout.trim();
-    expect(jobId).toMatch(/^[0-9a-z]{17}$/);
-    const watched = await cli('status', jobId, '--watch');
-    expect(JSON.parse(watched.stdout)).toMatchObject({ jobId, status: 'SUCCEEDED' });
-    const result = await cli('result', jobId);
-    expect(result.stdout.split('\n')[0]).toBe('{"name":"Ada Lovelace","age":205}');
-    // The job report through the API: one self-contained page with the job's timeline.
-    const report = await cli('report', jobId);
-    expect(report.stdout).toMatch(/^<!doctype html>/);
-    expect(report.stdout).toContain(`fanout job <code>${jobId}</code>`);
-    expect(report.stdout.match(/<rect class="attempt /g)?.length).toBe(7);
-    const jobs = await cli('jobs', '--limit', '1');
-    expect(jobs.stdout).toMatch(new RegExp(`^${jobId}\\s+SUCCEEDED\\s+scientists`));
-    // One job and the way to the next page (the earlier test's job), nothing more.
-    const lines = jobs.stdout.trim().split('\n');
-    expect(lines).toHaveLength(2);
-    expect(lines[1]).toMatch(/^more: fanout jobs --cursor [0-9a-z]{17}$/);
-    const rest = await cli('jobs', '--cursor', (lines[1] as string).split(' ').at(-1) as string);
-    expect(rest.stdout).not.toContain(jobId);
-    expect(rest.stdout).toMatch(/SUCCEEDED\s+by-field/);
-    // One exit-code contract: a job that failed, and asking for its result, exit 1.
-    await cli('upload', join(root, 'examples/words.txt'), 'cli/words.txt');
-    const failing = (
-      await cli('submit', 'by-field', 's3://fanout-local/datasets/cli/words.txt')
-    ).stdout.trim();
-    expect((await cli('status', failing, '--watch')).code).toBe(1);
-    const notReady = await cli('result', failing);
-    expect(notReady).toMatchObject({ code: 1, stderr: expect.stringMatching(/409 NOT_READY/) });
-    const bad = await cli('submit', 'nope', 's3://fanout-local/datasets/cli/lesson.jsonl');
-    expect(bad).toMatchObject({
-      code: 2,
-      stderr: expect.stringMatching(/unknown job "nope".*\(400 VALIDATION\)/),
-    });
-  });
-
-  it('answers bad requests with JSON 4xx', async () => {
-    const res = await fetch(`${api}/jobs`, {
-      method: 'POST',
-      body: '{"job":"by-field","input":"s3://fanout-local/datasets/none.jsonl"}',
-    });
-    expect(res.status).toBe(404);
-    expect(await res.json()).toMatchObject({ error: { code: 'NOT_FOUND' } });
   });
 
   it('refuses to bind a non-loopback address', async () => {
