@@ -28,7 +28,8 @@ export const VERB_HELP: Record<string, string> = {
     'submit <job> <s3-uri> [options]',
     'Submits a registered job on a dataset in S3. Prints the job id.',
     `  --chunk-size SIZE | --chunks N, --concurrency N, --params JSON, --on-bad-record fail|skip,
-  --max-attempts N, --tolerated-failure-percent P, --tolerated-failure-count N
+  --max-attempts N, --tolerated-failure-percent P, --tolerated-failure-count N,
+  --format jsonl|csv|lines|parquet, --columns A,B
                as for 'fanout run' (see 'fanout help run')
 `,
   ),

@@ -4,6 +4,7 @@
  */
 import { ValidationError } from '#core/errors.ts';
 import type { BadRecordPolicy } from '#core/job.ts';
+import { RECORD_FORMATS, type RecordFormat } from '#core/records.ts';
 import { parseCount, parseJsonObject, parsePercent, parsePositiveInt, parseSize } from './args.ts';
 
 /** parseArgs option definitions of the job flags. */
@@ -16,6 +17,8 @@ export const JOB_FLAGS = {
   'max-attempts': { type: 'string' },
   'tolerated-failure-percent': { type: 'string' },
   'tolerated-failure-count': { type: 'string' },
+  format: { type: 'string' },
+  columns: { type: 'string' },
 } as const;
 
 /** The job options the flags give (absent flags are absent keys). */
@@ -36,6 +39,10 @@ export interface JobFlagValues {
   toleratedFailurePercent?: number;
   /** Failed chunks tolerated (count). */
   toleratedFailureCount?: number;
+  /** How the input is decoded. Default: what its file names say, else the job's format. */
+  format?: RecordFormat;
+  /** Parquet: the columns to read. Default: the job's, else all. */
+  columns?: string[];
 }
 
 /** Parses and checks the job flags; throws ValidationError naming the flag at fault. */
@@ -71,5 +78,22 @@ export function parseJobFlags(
   set('toleratedFailureCount', values['tolerated-failure-count'], (s) =>
     parseCount('--tolerated-failure-count', s),
   );
+  set('format', values.format, (s) => {
+    if (!(RECORD_FORMATS as readonly string[]).includes(s)) {
+      throw new ValidationError(
+        `--format must be one of ${RECORD_FORMATS.join(', ')}; got ${JSON.stringify(s)}`,
+      );
+    }
+    return s as RecordFormat;
+  });
+  set('columns', values.columns, (s) => {
+    const columns = s.split(',').map((c) => c.trim());
+    if (columns.some((c) => c === '')) {
+      throw new ValidationError(
+        `--columns must be a comma-separated list of names; got ${JSON.stringify(s)}`,
+      );
+    }
+    return columns;
+  });
   return parsed;
 }

@@ -51,6 +51,9 @@ Options:
   --concurrency N      chunks in flight (default: ${LOCAL_DEFAULTS.workerSandboxes} for inputs up to 1 MiB, one per core above;
                        a job starts one worker per core and widens once a chunk runs 250 ms)
   --params JSON        job parameters, e.g. '{"year":2020}'
+  --format F           jsonl, csv, lines or parquet (default: what the input's names say, e.g.
+                       .jsonl, .csv, .txt, .parquet, else the job's format; docs/FORMATS.md)
+  --columns A,B        Parquet: read only these columns (default: the job's, else all)
   --on-bad-record P    fail (default: the chunk fails at the first malformed record) or skip
                        (malformed records are counted and the first 10 kept in the outcome)
   --output FILE        write the result to FILE (map-only jobs: JSONL; reduce jobs: JSON)

@@ -10,22 +10,30 @@ export interface Scientist {
   nobel: boolean;
 }
 
-/** Checks a parsed JSONL record's shape; a wrong shape is a bad record, not a crash. */
+/**
+ * Checks a record's shape; a wrong shape is a bad record, not a crash. JSONL and Parquet give
+ * numbers and booleans; CSV gives text, so `born` may be a decimal string and `nobel` the string
+ * "true" or "false" (anything else is false): the same data gives the same scientist in every
+ * format.
+ */
 export function asScientist(record: unknown): Scientist {
-  const r = record as Partial<Scientist> | null;
+  const r = record as { name?: unknown; field?: unknown; born?: unknown; nobel?: unknown } | null;
+  const born =
+    typeof r?.born === 'string' && /^-?\d+$/.test(r.born.trim()) ? Number(r.born) : r?.born;
   if (
     r === null ||
     typeof r !== 'object' ||
     typeof r.name !== 'string' ||
     typeof r.field !== 'string' ||
-    typeof r.born !== 'number' ||
-    !Number.isFinite(r.born)
+    typeof born !== 'number' ||
+    !Number.isFinite(born)
   ) {
     throw new RecordSyntaxError(
       'expected an object {name: string, field: string, born: number, nobel: boolean}',
     );
   }
-  return r as Scientist;
+  const nobel = r.nobel === true || (typeof r.nobel === 'string' && r.nobel.trim() === 'true');
+  return { name: r.name, field: r.field, born, nobel };
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -1,4 +1,5 @@
 /** Coordinator Lambda: plans a job and runs its chunks through the worker function. */
+import { parquetRowGroupStarts } from '#adapters/parquet.ts';
 import { coordinateJob } from '#core/coordinator.ts';
 import { DEPLOYED_MEMORY_MB } from '#core/cost.ts';
 import { systemClock } from '#core/ports.ts';
@@ -37,6 +38,7 @@ const deps = {
     worker: optionalInt(process.env, ENV.workerMemoryMb, DEPLOYED_MEMORY_MB.worker),
   },
   pricing: pricingFromEnv(),
+  parquetRowGroups: parquetRowGroupStarts,
   ...(process.env[ENV.initialConcurrency] !== undefined && {
     initialLanes: optionalInt(process.env, ENV.initialConcurrency, 1),
   }),

@@ -19,6 +19,8 @@ export const submitSchema = z
     chunks: z.number().int().min(1).max(100_000).optional(),
     concurrency: z.number().int().min(1).optional(),
     onBadRecord: z.enum(['fail', 'skip']).optional(),
+    format: z.enum(['jsonl', 'csv', 'lines', 'parquet']).optional(),
+    columns: z.array(z.string().min(1)).min(1).optional(),
     maxAttempts: z.number().int().min(1).max(10).optional(),
     toleratedFailurePercent: z.number().min(0).max(100).optional(),
     toleratedFailureCount: z.number().int().min(0).optional(),

@@ -21,6 +21,7 @@ import {
   NotFoundError,
   ThrottledError,
   toErrorInfo,
+  ValidationError,
 } from './errors.ts';
 import type { JobEvents } from './events.ts';
 import type { AnyJob } from './job.ts';
@@ -42,7 +43,7 @@ import {
 import { orderedMap } from './ordered-map.ts';
 import { chunkSegments, needsRecordStarts, planChunks } from './plan.ts';
 import type { Clock, Invoker, ObjectInfo, ObjectStore } from './ports.ts';
-import { csvHeader, recordStarts } from './records.ts';
+import { csvHeader, formatOfKey, type RecordFormat, recordStarts } from './records.ts';
 import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from './status.ts';
 import { SWEEP_DEFAULTS } from './sweep.ts';
 
@@ -91,6 +92,11 @@ export interface CoordinatorDeps {
   events?: JobEvents;
   /** Told, when a run stops dispatching, what it dispatched, retried and was throttled on. */
   onRun?: (run: { dispatched: number; retries: number; throttles: number }) => void;
+  /**
+   * Where each row group of a whole Parquet file begins (shared/adapters/parquet.ts), to deal a
+   * small Parquet input by row group. @default Parquet input is refused
+   */
+  parquetRowGroups?: (bytes: Uint8Array) => Promise<number[]>;
   /** Waits between retries; injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
@@ -337,6 +343,12 @@ export async function planJob(request: JobRequest, deps: CoordinatorDeps): Promi
   const params = parseParams(job, request.params);
   const objects = await resolveInput(request.input, deps.store);
   const pinned = objects.map((o) => ({ ...o, gzip: o.key.endsWith('.gz') }));
+  // How the input is decoded: as asked, else as its keys all say, else the job's own format.
+  const format = request.format ?? commonFormat(pinned) ?? job.format;
+  const columns = request.columns ?? (job.columns === undefined ? undefined : [...job.columns]);
+  if (format === 'parquet' && deps.parquetRowGroups === undefined) {
+    throw new ValidationError('Parquet input is not supported by this coordinator');
+  }
   const options = {
     concurrency: request.concurrency,
     ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
@@ -354,17 +366,27 @@ export async function planJob(request: JobRequest, deps: CoordinatorDeps): Promi
         }),
       )
     : [];
+  // A small Parquet input is dealt by row group, as a small text input is by record.
+  const starts = await Promise.all(
+    bodies.map((body) =>
+      body === undefined
+        ? undefined
+        : format === 'parquet'
+          ? (deps.parquetRowGroups as (b: Uint8Array) => Promise<number[]>)(body)
+          : recordStarts(body, format),
+    ),
+  );
   const chunks = planChunks(
     pinned.map((o, i) => {
-      const body = bodies[i];
-      return body === undefined
+      const recordStartsOf = starts[i];
+      return recordStartsOf === undefined
         ? { size: o.size, gzip: o.gzip }
-        : { size: o.size, gzip: o.gzip, recordStarts: recordStarts(body, job.format) };
+        : { size: o.size, gzip: o.gzip, recordStarts: recordStartsOf };
     }),
     options,
   );
   const headers = new Map<number, string[]>();
-  if (job.format === 'csv') {
+  if (format === 'csv') {
     const entered = [...new Set(chunks.filter((c) => c.start > 0).map((c) => c.object))];
     for await (const [i, header] of orderedMap(entered.length, 16, async (k) => {
       const i = entered[k] as number;
@@ -381,7 +403,8 @@ export async function planJob(request: JobRequest, deps: CoordinatorDeps): Promi
     jobId: request.jobId,
     job: job.name,
     params,
-    format: job.format,
+    format,
+    ...(columns !== undefined && { columns }),
     onBadRecord: request.onBadRecord,
     mapOnly: job.reduce === undefined,
     concurrency: request.concurrency,
@@ -399,6 +422,13 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of items) out.push(item);
   return out;
+}
+
+/** The format every object's key says, when they agree (see formatOfKey). */
+function commonFormat(objects: readonly { key: string }[]): RecordFormat | undefined {
+  const formats = new Set(objects.map((o) => formatOfKey(o.key)));
+  const [only] = formats;
+  return formats.size === 1 ? only : undefined;
 }
 
 /** The objects an input URI names: one key, or every non-empty object under a prefix. */
@@ -534,6 +564,7 @@ async function runChunks(
         job: manifest.job,
         params: manifest.params,
         format: manifest.format,
+        ...(manifest.columns !== undefined && { columns: manifest.columns }),
         onBadRecord: manifest.onBadRecord,
         bucket,
         index,

@@ -29,6 +29,11 @@ export type BadRecordPolicy = 'fail' | 'skip';
 
 /** A job definition, as passed to {@link defineJob}. */
 export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown> {
+  /**
+   * Parquet input: the columns the job reads (only these are fetched and decoded).
+   * @default every column
+   */
+  columns?: readonly string[];
   /** The name users pass to `fanout run <job>`: lowercase letters, digits and dashes. */
   name: string;
   /** One line for `fanout run --help`. */

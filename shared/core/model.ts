@@ -24,6 +24,10 @@ export interface JobRequest {
   /** Maximum chunks in flight. */
   concurrency: number;
   onBadRecord: BadRecordPolicy;
+  /** How the input is decoded. @default what its keys say (formatOfKey), else the job's format */
+  format?: RecordFormat;
+  /** Parquet: the columns to read. @default the job's `columns`, else all */
+  columns?: string[];
   /** Attempts per chunk before it counts as failed. @default 3 */
   maxAttempts?: number;
   /** Failed chunks tolerated, as a percentage of all chunks. @default 0 */
@@ -137,6 +141,8 @@ export interface ChunkTask {
   segments: TaskSegment[];
   /** When the coordinator sent this attempt (ms since the epoch), for the queue wait. */
   dispatchedAt?: number;
+  /** Parquet: the columns to read (all when absent). */
+  columns?: string[];
 }
 
 /**
@@ -266,6 +272,8 @@ export interface Manifest {
   chunkSize?: number;
   /** Split into tasks (records or whole objects: a small input) rather than byte ranges. */
   recordSplit: boolean;
+  /** Parquet: the columns to read (all when absent). */
+  columns?: string[];
   objects: (ObjectInfo & { gzip: boolean; header?: string[] })[];
   chunks: ManifestChunk[];
 }

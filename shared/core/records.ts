@@ -2,14 +2,37 @@
  * Record codecs: how one line becomes one record, per format. Lines arrive as bytes from the
  * line scanner; decoding happens one line at a time, so a worker never holds more than a line.
  */
-import { FanoutError } from './errors.ts';
+import { FanoutError, ValidationError } from './errors.ts';
 import { splitLines } from './lines.ts';
 
-/** The record formats: JSON Lines, CSV with a header line, or plain lines of text. */
-export type RecordFormat = 'jsonl' | 'csv' | 'lines';
+/**
+ * The record formats: JSON Lines, CSV with a header line, plain lines of text, or Parquet (read
+ * by row group, not by line: shared/adapters/parquet.ts).
+ */
+export type RecordFormat = 'jsonl' | 'csv' | 'lines' | 'parquet';
 
 /** Every format, for validation messages. */
-export const RECORD_FORMATS: readonly RecordFormat[] = ['jsonl', 'csv', 'lines'];
+export const RECORD_FORMATS: readonly RecordFormat[] = ['jsonl', 'csv', 'lines', 'parquet'];
+
+/**
+ * The format an object's key says: `.jsonl`/`.ndjson`, `.csv`, `.txt`, each optionally `.gz`,
+ * and `.parquet` (Parquet compresses its own pages: `.parquet.gz` is refused). Undefined for
+ * other names (the job's format applies).
+ */
+export function formatOfKey(key: string): RecordFormat | undefined {
+  const name = key.toLowerCase();
+  if (name.endsWith('.parquet.gz')) {
+    throw new ValidationError(
+      `${key}: a gzip-compressed Parquet file cannot be read; Parquet compresses its own pages, so store it as .parquet`,
+    );
+  }
+  if (name.endsWith('.parquet')) return 'parquet';
+  const base = name.endsWith('.gz') ? name.slice(0, -3) : name;
+  if (base.endsWith('.jsonl') || base.endsWith('.ndjson')) return 'jsonl';
+  if (base.endsWith('.csv')) return 'csv';
+  if (base.endsWith('.txt')) return 'lines';
+  return undefined;
+}
 
 /** A line that does not parse as a record of its format (or that a job's map rejected). */
 export class RecordSyntaxError extends FanoutError {

@@ -12,6 +12,7 @@ import { findJob, parseParams } from './job.ts';
 import { activeKey, jobKeys, newJobId, parseInputUri } from './keys.ts';
 import type { JobRequest, JobStatus } from './model.ts';
 import type { Clock, Invoker, ObjectStore } from './ports.ts';
+import { RECORD_FORMATS, type RecordFormat } from './records.ts';
 import { writeJson } from './status.ts';
 
 /** What a caller asks for. */
@@ -29,6 +30,10 @@ export interface SubmitRequest {
   toleratedFailurePercent?: number;
   /** Failed chunks tolerated, as a count. */
   toleratedFailureCount?: number;
+  /** How the input is decoded. @default what its keys say, else the job's format */
+  format?: RecordFormat;
+  /** Parquet: the columns to read. @default the job's `columns`, else all */
+  columns?: string[];
 }
 
 /** What {@link submitJob} needs. */
@@ -75,6 +80,23 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
       `toleratedFailureCount must be a non-negative integer; got ${JSON.stringify(count)}`,
     );
   }
+  if (request.format !== undefined && !RECORD_FORMATS.includes(request.format)) {
+    throw new ValidationError(
+      `format must be one of ${RECORD_FORMATS.join(', ')}; got ${JSON.stringify(request.format)}`,
+    );
+  }
+  if (
+    request.columns !== undefined &&
+    !(
+      Array.isArray(request.columns) &&
+      request.columns.length > 0 &&
+      request.columns.every((c) => typeof c === 'string' && c !== '')
+    )
+  ) {
+    throw new ValidationError(
+      `columns must be a non-empty list of column names; got ${JSON.stringify(request.columns)}`,
+    );
+  }
   const onBadRecord = request.onBadRecord ?? 'fail';
   if (onBadRecord !== 'fail' && onBadRecord !== 'skip') {
     throw new ValidationError(
@@ -96,6 +118,8 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     ...(request.maxAttempts !== undefined && { maxAttempts: request.maxAttempts }),
     ...(percent !== undefined && { toleratedFailurePercent: percent }),
     ...(count !== undefined && { toleratedFailureCount: count }),
+    ...(request.format !== undefined && { format: request.format }),
+    ...(request.columns !== undefined && { columns: request.columns }),
     createdAt,
   };
   const status: JobStatus = {

@@ -24,7 +24,7 @@ import {
 } from './model.ts';
 import { orderedMap } from './ordered-map.ts';
 import { createBytePipe } from './pipe.ts';
-import type { Clock, ObjectStore } from './ports.ts';
+import type { Clock, ObjectInfo, ObjectStore } from './ports.ts';
 import { createRecordDecoder, csvHeader, RecordSyntaxError, SKIP } from './records.ts';
 import { writeJson } from './status.ts';
 
@@ -47,6 +47,15 @@ export interface WorkerDeps {
   parallelism?: number;
   /** The invocation this chunk runs in (the handler knows), recorded in the outcome. */
   invocation?: InvocationInfo;
+  /**
+   * Parquet: the rows of the row groups that begin in a segment, with their group's offset
+   * (shared/adapters/parquet.ts); `onRead` counts the bytes fetched. @default Parquet is refused
+   */
+  readParquet?: (
+    segment: { object: ObjectInfo; start: number; end: number },
+    columns: readonly string[] | undefined,
+    onRead: (bytes: number) => void,
+  ) => AsyncIterable<{ row: unknown; offset: number }>;
 }
 
 const textDecoder = new TextDecoder();
@@ -163,6 +172,15 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
       return undefined;
     }
     if (record === SKIP) return undefined;
+    return mapRecord(record, line, offset);
+  };
+
+  /** Maps one decoded record; `line` is its source, for a bad-record report. */
+  const mapRecord = (
+    record: unknown,
+    line: Uint8Array,
+    offset: number,
+  ): undefined | Promise<void> => {
     recordsIn += 1;
     let out: unknown;
     try {
@@ -187,13 +205,27 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     // Small whole objects are fetched up to `parallelism` ahead; the others stream in their turn.
     const ahead = orderedMap(task.segments.length, deps.parallelism ?? SEGMENT_PARALLELISM, (i) => {
       const s = task.segments[i] as TaskSegment;
-      return fetchedAhead(s)
+      // Parquet is read by row group, through its own reader.
+      return fetchedAhead(s) && task.format !== 'parquet'
         ? readAll(deps.store.readRange(s.object, 0, s.end))
         : Promise.resolve(undefined);
     });
     let i = 0;
     for await (const bytes of ahead) {
       segment = task.segments[i++] as TaskSegment;
+      if (task.format === 'parquet') {
+        if (deps.readParquet === undefined) {
+          throw new FanoutError('UNSUPPORTED', 'Parquet input is not supported by this worker');
+        }
+        const rows = deps.readParquet(segment, task.columns, (n) => {
+          bytesRead += n;
+        });
+        for await (const { row, offset } of rows) {
+          const pending = mapRecord(row, textEncoder.encode(JSON.stringify(row)), offset);
+          if (pending !== undefined) await pending;
+        }
+        continue;
+      }
       decode =
         task.format === 'csv' && segment.start === 0
           ? undefined
