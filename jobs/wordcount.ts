@@ -9,14 +9,16 @@ const SEPARATORS = /[^\p{L}\p{N}]+/u;
 /**
  * Counts words: each line is lowercased and split on anything that is not a letter or a digit.
  * The result lists words by count (descending), ties by word (ascending); `top` keeps the first N.
+ * A record that is not a line (a JSONL, CSV or Parquet row) is counted by its values, every
+ * number and boolean as its text, so the same data gives the same count in every format.
  */
 export const wordcount = defineJob({
   name: 'wordcount',
   description: 'count words (lowercased, split on non-letters/digits), most frequent first',
   format: 'lines',
   params: z.object({ top: z.number().int().positive().optional() }).strict(),
-  map(line: string) {
-    const words = line.toLowerCase().split(SEPARATORS);
+  map(record: unknown) {
+    const words = textOf(record).toLowerCase().split(SEPARATORS);
     return words.some((w) => w !== '') ? words : undefined;
   },
   reduce: {
@@ -35,6 +37,14 @@ export const wordcount = defineJob({
     finish: (acc: Acc, params) => ranked(acc, params.top),
   },
 });
+
+/** A record's words as text: a line itself; a row's values (nested ones too), space-separated. */
+function textOf(record: unknown): string {
+  if (typeof record === 'string') return record;
+  if (record === null || record === undefined) return '';
+  if (typeof record === 'object') return Object.values(record).map(textOf).join(' ');
+  return String(record);
+}
 
 /** Orders counts most frequent first, ties alphabetically (by code point, stable everywhere). */
 function ranked(acc: Acc, top: number | undefined): OrderedEntries<number> {
