@@ -7,9 +7,10 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { byFieldSinglePass, wordcountSinglePass } from './baseline.ts';
 import { generate } from './gen.ts';
 import { dataDir, ms, type Report, rate, root, runIfMain } from './report.ts';
@@ -20,6 +21,38 @@ async function dataset(kind: 'scientists' | 'text', records: number): Promise<st
   await mkdir(dataDir, { recursive: true });
   const file = join(dataDir, `${kind}-${records}.${kind === 'text' ? 'txt' : 'jsonl'}`);
   if (!existsSync(file)) await generate({ records, out: file, seed: 42, kind });
+  return file;
+}
+
+/**
+ * The same records as a Parquet file (cached beside the JSONL one): name, field, born (INT32),
+ * nobel, in row groups of 100,000 rows, Snappy-compressed (hyparquet-writer's default).
+ */
+async function parquetOf(jsonl: string): Promise<string> {
+  const file = jsonl.replace(/\.jsonl$/, '.parquet');
+  if (existsSync(file)) return file;
+  const name: string[] = [];
+  const field: string[] = [];
+  const born: number[] = [];
+  const nobel: boolean[] = [];
+  for (const line of (await readFile(jsonl, 'utf8')).split('\n')) {
+    if (line === '') continue;
+    const r = JSON.parse(line) as { name: string; field: string; born: number; nobel: boolean };
+    name.push(r.name);
+    field.push(r.field);
+    born.push(r.born);
+    nobel.push(r.nobel);
+  }
+  const buffer = parquetWriteBuffer({
+    columnData: [
+      { name: 'name', data: name, type: 'STRING' },
+      { name: 'field', data: field, type: 'STRING' },
+      { name: 'born', data: born, type: 'INT32' },
+      { name: 'nobel', data: nobel, type: 'BOOLEAN' },
+    ],
+    rowGroupSize: 100_000,
+  });
+  await writeFile(file, new Uint8Array(buffer));
   return file;
 }
 
@@ -97,6 +130,9 @@ export async function run(
   if (loop === undefined || fan === undefined) throw new Error('no round ran');
   const py = await python(file);
   const faast = await faastjs(file, fan.chunks);
+  const parquet = await parquetOf(file);
+  const parquetMb = (await stat(parquet)).size / 1e6;
+  const fanParquet = await fanout('by-field', parquet);
 
   const text = await dataset('text', records / 2);
   const textMb = (await stat(text)).size / 1e6;
@@ -121,6 +157,13 @@ export async function run(
       : [row('by-field: faast.js local mode (end to end)', faast.wall, records, mb)]),
     row('by-field: fanout run (end to end)', fan.wall, records, mb),
     row('by-field: fanout job time', fan.job, records, mb),
+    row(
+      `by-field: fanout run, Parquet (${parquetMb.toFixed(1)} MB, end to end)`,
+      fanParquet.wall,
+      records,
+      parquetMb,
+    ),
+    row('by-field: fanout job time, Parquet', fanParquet.job, records, parquetMb),
     row('wordcount: single-thread Node loop', wordsLoopMs, records / 2, textMb),
     row('wordcount: fanout job time', fanWords.job, records / 2, textMb),
   ];
@@ -151,6 +194,16 @@ export async function run(
             ),
             'faast.js result matches': JSON.stringify(faast.result) === JSON.stringify(loop.result),
           }),
+      'Parquet job time vs JSONL job time': Number((fan.job / fanParquet.job).toFixed(2)),
+      ...(typeof py === 'string'
+        ? {}
+        : {
+            'Parquet end to end vs Python Pool (JSONL)': Number(
+              ((py.seconds * 1000) / fanParquet.wall).toFixed(2),
+            ),
+          }),
+      'Parquet result matches':
+        JSON.stringify(JSON.parse(fanParquet.result)) === JSON.stringify(loop.result),
       'wordcount job time vs Node loop': Number((wordsLoopMs / fanWords.job).toFixed(2)),
       'by-field results match': same,
       'wordcount results match': sameWords,
@@ -158,6 +211,7 @@ export async function run(
     notes: [
       'by-field: the faster of two interleaved rounds of the Node loop and of fanout; Python and wordcount run once',
       '"job time" is submission to the final status; "end to end" adds starting the CLI, the local runtime and its sandboxes, and reading the result (the input is read in place)',
+      'Parquet: the same records in row groups of 100,000 (Snappy), read by hyparquet; Python has no Parquet reader here (no pyarrow), so its row is the JSONL one',
       'faast.js local mode: one call per chunk (as many as fanout made), one child process per core, end to end from spawn to exit, as fanout run is timed',
     ],
   };
