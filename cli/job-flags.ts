@@ -19,6 +19,7 @@ export const JOB_FLAGS = {
   'tolerated-failure-count': { type: 'string' },
   format: { type: 'string' },
   columns: { type: 'string' },
+  'no-speculation': { type: 'boolean' },
 } as const;
 
 /** The job options the flags give (absent flags are absent keys). */
@@ -43,11 +44,15 @@ export interface JobFlagValues {
   format?: RecordFormat;
   /** Parquet: the columns to read. Default: the job's, else all. */
   columns?: string[];
+  /** Backup attempts for straggling chunks. Default: on. */
+  speculation?: boolean;
 }
 
 /** Parses and checks the job flags; throws ValidationError naming the flag at fault. */
 export function parseJobFlags(
-  values: Partial<Record<keyof typeof JOB_FLAGS, string>>,
+  values: Partial<Record<Exclude<keyof typeof JOB_FLAGS, 'no-speculation'>, string>> & {
+    'no-speculation'?: boolean;
+  },
 ): JobFlagValues {
   if (values['chunk-size'] !== undefined && values.chunks !== undefined) {
     throw new ValidationError('give --chunk-size or --chunks, not both');
@@ -95,5 +100,6 @@ export function parseJobFlags(
     }
     return columns;
   });
+  if (values['no-speculation'] === true) parsed.speculation = false;
   return parsed;
 }

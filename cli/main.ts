@@ -60,6 +60,9 @@ Options:
                        instead of stdout
   --report FILE        write the job report to FILE once the job ends: one self-contained
                        HTML page (timeline, concurrency, throughput, durations, errors, cost)
+  --no-speculation     no backup attempts for straggling chunks (by default a chunk running
+                       3x the median of finished ones, and 1 s at least, gets one while a
+                       slot is free; at most 10% more invocations)
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
                        "bytes","durationMs","output","cost"}, and "partial" and "failedChunks"
                        when failed chunks were tolerated; cost is what the job would cost
@@ -72,7 +75,8 @@ Options:
   --worker-timeout S   the local worker function's timeout in seconds (default 300)
   --chaos SPEC         inject faults, e.g. worker-error=0.1,worker-timeout=0.02,throttle=0.05,
                        s3-slowdown=0.02 (fractions of worker invocations / S3 requests);
-                       coordinator-crash=P crashes that fraction of coordinator invocations
+                       coordinator-crash=P crashes that fraction of coordinator invocations;
+                       worker-slow=P stalls that fraction of worker invocations for 10 s
   --seed N             seed of the --chaos draws (default 1)
   -h, --help           show this help
 

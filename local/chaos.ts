@@ -3,7 +3,8 @@
  * throttle=0.05,s3-slowdown=0.02,coordinator-crash=0.5 --seed N` makes that fraction of worker
  * invocations throw, hang past the timeout or answer 429, that fraction of S3 requests answer
  * 503 SlowDown, and that fraction of the coordinator's asynchronous invocations crash before
- * they do anything (as an out-of-memory kill would). The draws come from one seeded generator
+ * they do anything (as an out-of-memory kill would); worker-slow=P stalls that fraction of worker
+ * invocations for 10 s before they do any work (a straggler). The draws come from one seeded generator
  * per kind, so a seed gives the same sequence of faults.
  */
 import { ValidationError } from '#core/errors.ts';
@@ -16,6 +17,7 @@ export interface ChaosSpec {
   throttle: number;
   s3Slowdown: number;
   coordinatorCrash: number;
+  workerSlow: number;
 }
 
 const KEYS: Record<string, keyof ChaosSpec> = {
@@ -24,6 +26,7 @@ const KEYS: Record<string, keyof ChaosSpec> = {
   throttle: 'throttle',
   's3-slowdown': 's3Slowdown',
   'coordinator-crash': 'coordinatorCrash',
+  'worker-slow': 'workerSlow',
 };
 
 /** Parses `worker-error=0.1,throttle=0.05`. Throws ValidationError naming what is wrong. */
@@ -34,6 +37,7 @@ export function parseChaos(text: string): ChaosSpec {
     throttle: 0,
     s3Slowdown: 0,
     coordinatorCrash: 0,
+    workerSlow: 0,
   };
   for (const part of text
     .split(',')
@@ -66,11 +70,12 @@ export function chaosFaults(
   const lambdaDraw = mulberry32(seed);
   const s3Draw = mulberry32(seed ^ 0x5bd1e995);
   const crashDraw = mulberry32(seed ^ 0x27d4eb2f);
+  const slowDraw = mulberry32(seed ^ 0x165667b1);
   return {
     lambda(
       functionName: string,
       invocationType: string,
-    ): 'error' | 'timeout' | 'throttle' | undefined {
+    ): 'error' | 'timeout' | 'throttle' | 'slow' | undefined {
       if (functionName === functions.coordinator && invocationType === 'Event') {
         return spec.coordinatorCrash > 0 && crashDraw() < spec.coordinatorCrash
           ? 'error'
@@ -79,6 +84,8 @@ export function chaosFaults(
       if (functionName !== functions.worker || invocationType !== 'RequestResponse') {
         return undefined;
       }
+      // A stall draws from its own sequence, so adding it leaves the other faults' draws as they were.
+      if (spec.workerSlow > 0 && slowDraw() < spec.workerSlow) return 'slow';
       const r = lambdaDraw();
       if (r < spec.throttle) return 'throttle';
       if (r < spec.throttle + spec.workerError) return 'error';

@@ -59,7 +59,7 @@ export interface LambdaServerOptions {
   faults?: (
     functionName: string,
     invocationType: string,
-  ) => 'error' | 'timeout' | 'throttle' | undefined;
+  ) => 'error' | 'timeout' | 'throttle' | 'slow' | undefined;
   /**
    * Called as each invocation starts (after fault injection, before it runs), with its event:
    * what CloudTrail data events would show on AWS. Tests count invocations per chunk with it.
@@ -105,6 +105,9 @@ export interface LocalLambdaServer {
 }
 
 const MAX_PAYLOAD = 6 * 1024 * 1024;
+
+/** How long a `slow` fault stalls an invocation (chaos worker-slow). */
+const SLOW_MS = 10_000;
 
 /** What one invocation produced, as the HTTP layer sends it. */
 type Outcome =
@@ -301,6 +304,8 @@ export async function startLambdaServer(
         await new Promise((r) => setTimeout(r, timeoutMs));
         return timedOut();
       }
+      // A straggler: the invocation stalls before it does any work, then runs as usual.
+      if (fault === 'slow') await new Promise((r) => setTimeout(r, SLOW_MS));
       options.onInvoke?.(fn.spec.name, event, type);
       const sandbox = acquire(fn);
       const deadline = Date.now() + timeoutMs;

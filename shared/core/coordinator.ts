@@ -90,6 +90,18 @@ export interface CoordinatorDeps {
   pricing?: { region: string; architecture: 'arm64' | 'x86_64' };
   /** Where job state changes are published (EventBridge on AWS). @default none */
   events?: JobEvents;
+  /**
+   * Backup attempts for stragglers: a chunk running longer than `factor` × the median of finished
+   * chunks (and at least `floorMs`) gets one more attempt while a slot is free, at most `maxExtra`
+   * × chunks of them (a cap: what is spent is what straggles). @default enabled, factor 3,
+   * floorMs 1000, maxExtra 0.1
+   */
+  speculation?: { enabled?: boolean; factor?: number; floorMs?: number; maxExtra?: number };
+  /**
+   * Waits between looks for stragglers: real time by default, even where `sleep` is stubbed to
+   * return at once (a zero wait would spin); the simulation passes its virtual clock's.
+   */
+  tick?: (ms: number) => Promise<void>;
   /** Told, when a run stops dispatching, what it dispatched, retried and was throttled on. */
   onRun?: (run: { dispatched: number; retries: number; throttles: number }) => void;
   /**
@@ -540,6 +552,62 @@ async function runChunks(
       ? { bucket: b, key, size, etag }
       : { bucket: b, key, size, etag, versionId },
   );
+  // Speculation (stragglers): a chunk that has run far longer than finished ones gets a backup
+  // attempt while a slot is free; the first attempt to write its outcome wins (the worker writes
+  // it create-only), the other's result is ignored and its part removed by its worker.
+  const speculation = {
+    on: request.speculation !== false && (deps.speculation?.enabled ?? true),
+    factor: deps.speculation?.factor ?? 3,
+    floorMs: deps.speculation?.floorMs ?? 1000,
+    maxBackups: Math.max(1, Math.ceil(total * (deps.speculation?.maxExtra ?? 0.1))),
+    backups: 0,
+  };
+  /** Durations of finished chunks, for the running median. */
+  const finishedMs: number[] = [];
+  /** Chunks in flight: when their first attempt started, and how to settle them. */
+  const live = new Map<
+    number,
+    {
+      started: number;
+      task: () => ChunkTask;
+      bytes: number;
+      backup: boolean;
+      done: boolean;
+      won: () => void;
+    }
+  >();
+  let invocations = 0;
+
+  /** Records a chunk's first success (from its own attempts or a backup); false if it had one. */
+  const complete = (index: number, summary: ChunkSummary, started: number): boolean => {
+    const state = live.get(index);
+    if (state === undefined || state.done) return false;
+    state.done = true;
+    const chunk = manifest.chunks[index]!;
+    chunk.durationMs = Math.round(clock.now() - started);
+    finishedMs.push(chunk.durationMs);
+    counts.records += summary.recordsIn;
+    counts.bytes += state.bytes;
+    return true;
+  };
+  /** One worker invocation, counted for the free-slot check and billed for the cost. */
+  const invokeWorker = async (task: ChunkTask): Promise<ChunkSummary> => {
+    const started = clock.now();
+    invocations += 1;
+    try {
+      const summary = await deps.invoker.invoke<ChunkSummary>(deps.workerFunction, task, {
+        timeoutMs: deps.workerTimeoutMs + invocationMarginMs(deps.workerTimeoutMs),
+      });
+      tally.workers = addUsage(
+        tally.workers,
+        summary.usage ?? invocationUsage(clock.now() - started, workerMemoryMb),
+      );
+      return summary;
+    } finally {
+      invocations -= 1;
+    }
+  };
+
   const runOne = async (index: number): Promise<void> => {
     const chunk = manifest.chunks[index]!;
     const segments: TaskSegment[] = chunkSegments(chunk, manifest.objects).map((s) => {
@@ -549,17 +617,9 @@ async function runChunks(
       return segment;
     });
     const bytes = segments.reduce((sum, s) => sum + s.end - s.start, 0);
-    let throttled = 0;
-    for (let attemptThisRun = 1; ; attemptThisRun++) {
-      // A retry is a new dispatch: none starts once the job is cancelled or taken over.
-      if (
-        (attemptThisRun > 1 || throttled > 0) &&
-        (stop === 'cancelled' || stop === 'superseded')
-      ) {
-        throw NOT_RETRIED;
-      }
+    const task = (): ChunkTask => {
       chunk.attempts += 1;
-      const task: ChunkTask = {
+      return {
         jobId: manifest.jobId,
         job: manifest.job,
         params: manifest.params,
@@ -572,6 +632,40 @@ async function runChunks(
         segments,
         dispatchedAt: Date.parse(clock.iso()),
       };
+    };
+    let won: () => void = () => undefined;
+    const backupWon = new Promise<void>((resolve) => {
+      won = resolve;
+    });
+    const state = { started: clock.now(), task, bytes, backup: false, done: false, won };
+    live.set(index, state);
+    const attempts = attemptLoop(index, task, state);
+    attempts.catch(() => undefined); // a backup may win while these still run
+    try {
+      await Promise.race([attempts, backupWon]);
+    } finally {
+      live.delete(index);
+    }
+  };
+
+  /** A chunk's own attempts, with retries; they stop once a backup has won. */
+  const attemptLoop = async (
+    index: number,
+    newTask: () => ChunkTask,
+    state: { started: number; done: boolean },
+  ): Promise<void> => {
+    const chunk = manifest.chunks[index]!;
+    let throttled = 0;
+    for (let attemptThisRun = 1; ; attemptThisRun++) {
+      if (state.done) return;
+      // A retry is a new dispatch: none starts once the job is cancelled or taken over.
+      if (
+        (attemptThisRun > 1 || throttled > 0) &&
+        (stop === 'cancelled' || stop === 'superseded')
+      ) {
+        throw NOT_RETRIED;
+      }
+      const task = newTask();
       const started = clock.now();
       const failed = (extra: { throttled?: boolean; error?: string }) => {
         chunk.failures = [
@@ -585,18 +679,12 @@ async function runChunks(
         ];
       };
       try {
-        const summary = await deps.invoker.invoke<ChunkSummary>(deps.workerFunction, task, {
-          timeoutMs: deps.workerTimeoutMs + invocationMarginMs(deps.workerTimeoutMs),
-        });
-        chunk.durationMs = Math.round(clock.now() - started);
-        tally.workers = addUsage(
-          tally.workers,
-          summary.usage ?? invocationUsage(clock.now() - started, workerMemoryMb),
-        );
-        counts.records += summary.recordsIn;
-        counts.bytes += bytes;
+        const summary = await invokeWorker(task);
+        // A duplicate: another attempt's outcome was written first; the chunk is done either way.
+        complete(index, summary, state.started);
         return;
       } catch (error) {
+        if (state.done) return; // a backup won meanwhile: this attempt's end does not matter
         if (error instanceof ThrottledError && throttled < maxThrottled) {
           // A throttle is not the chunk's fault: it does not use up an attempt.
           failed({ throttled: true });
@@ -621,6 +709,51 @@ async function runChunks(
         retries += 1;
         await sleep(backoff(attemptThisRun, random));
       }
+    }
+  };
+
+  /** Starts a backup of the slowest chunks that are far past the running median, bounded. */
+  const speculate = () => {
+    if (!speculation.on || finishedMs.length < 3) return;
+    const sorted = [...finishedMs].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)] as number;
+    const limit = Math.max(speculation.floorMs, speculation.factor * median);
+    const now = clock.now();
+    for (const [index, state] of live) {
+      // Backups run beside the job's lanes, in a pool of their own as large as their budget: a
+      // straggler holds its lane, so waiting for a lane to free up could wait for it.
+      if (
+        speculation.backups >= speculation.maxBackups ||
+        invocations >= lanes + speculation.maxBackups
+      ) {
+        return;
+      }
+      if (state.done || state.backup || now - state.started <= limit) continue;
+      if (stop !== undefined) return;
+      state.backup = true;
+      speculation.backups += 1;
+      const chunk = manifest.chunks[index]!;
+      chunk.backups = (chunk.backups ?? 0) + 1;
+      const task = state.task();
+      void invokeWorker(task).then(
+        (summary) => {
+          if (complete(index, summary, state.started)) {
+            chunk.backupWon = true;
+            state.won();
+          }
+        },
+        (error: unknown) => {
+          chunk.failures = [
+            ...(chunk.failures ?? []),
+            {
+              attempt: task.attempt,
+              dispatchedAt: task.dispatchedAt as number,
+              endedAt: Date.parse(clock.iso()),
+              error: `backup: ${error instanceof Error ? error.message : String(error)}`,
+            },
+          ];
+        },
+      );
     }
   };
 
@@ -695,8 +828,19 @@ async function runChunks(
     }
   };
   void widen();
+  let dispatching = true;
+  const ticker = async () => {
+    const tick = Math.max(25, Math.min(250, speculation.floorMs / 4));
+    const wait = deps.tick ?? defaultSleep;
+    while (dispatching && speculation.on) {
+      await wait(tick);
+      speculate();
+    }
+  };
+  void ticker();
   while (running.length > 0) await Promise.all(running.splice(0));
   widened = true;
+  dispatching = false;
   await status.close();
   deps.onRun?.({ dispatched, retries, throttles });
 

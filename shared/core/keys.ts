@@ -13,8 +13,9 @@ export function jobKeys(jobId: string) {
     status: `${root}/status.json`,
     manifest: `${root}/manifest.json`,
     outcome: (index: number) => `${root}/chunks/${index}.json`,
-    part: (index: number, mapOnly: boolean) =>
-      `${root}/parts/${index}.${mapOnly ? 'jsonl' : 'json'}`,
+    /** A chunk attempt's part: attempts of one chunk (a backup and its original) never share one. */
+    part: (index: number, mapOnly: boolean, attempt?: number) =>
+      `${root}/parts/${index}${attempt === undefined ? '' : `.${attempt}`}.${mapOnly ? 'jsonl' : 'json'}`,
     result: (mapOnly: boolean) => `${root}/result.${mapOnly ? 'jsonl' : 'json'}`,
     /** The job report, stored when too large to answer inline. */
     report: `${root}/report.html`,

@@ -28,6 +28,8 @@ export interface JobRequest {
   format?: RecordFormat;
   /** Parquet: the columns to read. @default the job's `columns`, else all */
   columns?: string[];
+  /** Backup attempts for stragglers (see CoordinatorDeps.speculation). @default true */
+  speculation?: boolean;
   /** Attempts per chunk before it counts as failed. @default 3 */
   maxAttempts?: number;
   /** Failed chunks tolerated, as a percentage of all chunks. @default 0 */
@@ -240,6 +242,8 @@ export type ChunkSummary = Pick<
   'index' | 'recordsIn' | 'recordsOut' | 'bytesRead' | 'durationMs'
 > & {
   badRecords: number;
+  /** Another attempt's outcome was written first: this one's result does not count. */
+  duplicate?: boolean;
   /** The worker invocation's own usage (billed duration, memory, S3 requests), for the cost. */
   usage?: Usage;
 };
@@ -258,6 +262,9 @@ export interface ManifestChunk extends ChunkRange {
   failed?: boolean;
   /** Attempts that failed or were throttled, with their times (successful ones: the outcome). */
   failures?: FailedAttempt[];
+  /** Backup attempts started because the chunk straggled, and whether one of them won. */
+  backups?: number;
+  backupWon?: boolean;
 }
 
 /** jobs/{id}/manifest.json: the plan, the pinned inputs, and what happened to each chunk. */

@@ -34,6 +34,8 @@ export interface SubmitRequest {
   format?: RecordFormat;
   /** Parquet: the columns to read. @default the job's `columns`, else all */
   columns?: string[];
+  /** Backup attempts for straggling chunks. @default true */
+  speculation?: boolean;
 }
 
 /** What {@link submitJob} needs. */
@@ -120,6 +122,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     ...(count !== undefined && { toleratedFailureCount: count }),
     ...(request.format !== undefined && { format: request.format }),
     ...(request.columns !== undefined && { columns: request.columns }),
+    ...(request.speculation === false && { speculation: false }),
     createdAt,
   };
   const status: JobStatus = {

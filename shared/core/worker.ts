@@ -7,7 +7,12 @@
  * does not pay one request latency after another.
  */
 import { readAll } from './bytes.ts';
-import { BadRecordError, CorruptInputError, FanoutError } from './errors.ts';
+import {
+  BadRecordError,
+  CorruptInputError,
+  FanoutError,
+  PreconditionFailedError,
+} from './errors.ts';
 import type { AnyJob } from './job.ts';
 import { findJob, parseParams } from './job.ts';
 import { jobKeys } from './keys.ts';
@@ -277,8 +282,7 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
       billedMs: Math.ceil(endedAt - where.startedAt + initMs),
     };
   }
-  await writeJson(deps.store, task.bucket, keys.outcome(task.index), outcome);
-  return {
+  const summary: ChunkSummary = {
     index: task.index,
     recordsIn,
     recordsOut,
@@ -286,6 +290,18 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     bytesRead,
     durationMs: outcome.durationMs,
   };
+  // Create-only: when a backup and its original both finish, exactly one outcome (and so one
+  // part) counts; the other attempt removes its own part and says it lost.
+  try {
+    await writeJson(deps.store, task.bucket, keys.outcome(task.index), outcome, {
+      ifNoneMatch: '*',
+    });
+  } catch (error) {
+    if (!(error instanceof PreconditionFailedError)) throw error;
+    if (result.kind === 'part') await deps.store.delete(task.bucket, result.key);
+    return { ...summary, duplicate: true };
+  }
+  return summary;
 }
 
 /**
@@ -294,7 +310,7 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
  * {@link INLINE_OUTPUT_CHARS}.
  */
 function mapOutput(task: ChunkTask, deps: WorkerDeps) {
-  const key = jobKeys(task.jobId).part(task.index, true);
+  const key = jobKeys(task.jobId).part(task.index, true, task.attempt);
   let batch = '';
   let part:
     | { pipe: ReturnType<typeof createBytePipe>; upload: Promise<{ etag: string; size: number }> }

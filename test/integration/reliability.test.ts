@@ -3,7 +3,7 @@
  * fails the job, a killed coordinator resumes without rerunning finished chunks, long jobs
  * continue across coordinator invocations, tolerance, cancel, redrive, concurrent CAS writers.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -293,4 +293,101 @@ describe('long jobs', () => {
       await runtime.close();
     }
   }, 120_000);
+});
+
+describe('stragglers', () => {
+  let runtime: LocalRuntime;
+  let file: string;
+  let clean: string;
+  beforeAll(async () => {
+    file = join(dir, 'stragglers.jsonl');
+    await generate({ records: 200_000, out: file, seed: 5 });
+    runtime = await startRuntime({
+      chaos: { spec: parseChaos('worker-slow=0.05'), seed: 11 },
+    });
+    clean = JSON.stringify((await byFieldSinglePass(file)).result);
+  }, 60_000);
+  afterAll(() => runtime?.close());
+
+  const manifestOf = async (jobId: string) =>
+    (await readJson<Manifest>(runtime.store, runtime.bucket, jobKeys(jobId).manifest)).value;
+
+  it('backs up stalled chunks: the exact result, backups recorded in the manifest', async () => {
+    const result = await runJob(runtime, {
+      job: 'by-field',
+      input: file,
+      chunks: 40,
+      stderr: quiet,
+    });
+    expect(result.resultText).toBe(clean);
+    const manifest = await manifestOf(result.jobId);
+    const backedUp = manifest.chunks.filter((c) => (c.backups ?? 0) > 0);
+    expect(backedUp.length).toBeGreaterThan(0);
+    expect(backedUp.some((c) => c.backupWon === true)).toBe(true);
+    // Without backups each stalled chunk would hold the job 10 s; the bound sits far from both.
+    expect(result.durationMs).toBeLessThan(9_000);
+  });
+
+  it('counts exactly one part when a backup and its original both finish', async () => {
+    // Its own runtime: with this seed exactly one of the first ten worker invocations stalls
+    // (the draws follow invocation order, whichever chunk gets them), and the backup does not.
+    const own = await startRuntime({ chaos: { spec: parseChaos('worker-slow=0.15'), seed: 7 } });
+    try {
+      await bothFinish(own);
+    } finally {
+      await own.close();
+    }
+  }, 60_000);
+
+  const bothFinish = async (runtime: LocalRuntime) => {
+    const manifestOf = async (jobId: string) =>
+      (await readJson<Manifest>(runtime.store, runtime.bucket, jobKeys(jobId).manifest)).value;
+    const out = join(dir, 'stragglers.out.jsonl');
+    const result = await runJob(runtime, {
+      job: 'scientists',
+      input: file,
+      chunks: 10, // outputs above 256K characters: each chunk writes a part
+      output: out,
+      stderr: quiet,
+    });
+    const manifest = await manifestOf(result.jobId);
+    const backedUp = manifest.chunks.filter((c) => (c.backups ?? 0) > 0);
+    expect(backedUp.length).toBeGreaterThan(0);
+    // Let the stalled originals finish (they stall 10 s), lose the outcome and remove their part.
+    await new Promise((r) => setTimeout(r, 11_000));
+    const parts = (await runtime.store.list(runtime.bucket, `${jobKeys(result.jobId).root}/parts/`))
+      .map((o) => o.key)
+      .sort();
+    expect(parts).toHaveLength(10); // one per chunk: the losers' parts are gone
+    const expected = (await readFile(file, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const r = JSON.parse(l);
+        return JSON.stringify({ name: r.name, age: 2017 - r.born });
+      });
+    expect((await readFile(out, 'utf8')).trim().split('\n')).toEqual(expected);
+  };
+
+  it('starts no backup with speculation off, and then waits for the stalled chunks', async () => {
+    // The same seed as the first test: the same stalls, now with nothing to back them up.
+    const own = await startRuntime({ chaos: { spec: parseChaos('worker-slow=0.05'), seed: 11 } });
+    try {
+      const result = await runJob(own, {
+        job: 'by-field',
+        input: file,
+        chunks: 40,
+        speculation: false,
+        stderr: quiet,
+      });
+      expect(result.resultText).toBe(clean);
+      expect(result.durationMs).toBeGreaterThanOrEqual(10_000); // a stall ran its 10 s
+      const manifest = (
+        await readJson<Manifest>(own.store, own.bucket, jobKeys(result.jobId).manifest)
+      ).value;
+      expect(manifest.chunks.filter((c) => (c.backups ?? 0) > 0)).toEqual([]);
+    } finally {
+      await own.close();
+    }
+  }, 60_000);
 });

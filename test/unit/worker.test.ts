@@ -64,6 +64,24 @@ describe('runChunk', () => {
     expect([...store.objects.keys()].some((k) => k.includes('/parts/'))).toBe(false);
   });
 
+  it('lets exactly one attempt of a chunk count: the second removes its part and says it lost', async () => {
+    const many = Array.from({ length: 8000 }, (_, i) =>
+      JSON.stringify({ name: `n${i}`.padEnd(40, '.'), field: 'f', born: 1900, nobel: false }),
+    );
+    const { store, deps, task } = await setup(`${many.join('\n')}\n`);
+    const first = await runChunk(task({}), deps);
+    const second = await runChunk({ ...task({}), attempt: 2 }, deps);
+    expect(first.duplicate).toBeUndefined();
+    expect(second).toMatchObject({ duplicate: true, recordsIn: 8000 });
+    const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    expect(outcome).toMatchObject({
+      attempt: 1,
+      output: { key: `jobs/${JOB_ID}/parts/0.1.jsonl` },
+    });
+    const parts = [...store.objects.keys()].filter((k) => k.includes('/parts/'));
+    expect(parts).toEqual([`${BUCKET}/jobs/${JOB_ID}/parts/0.1.jsonl`]);
+  });
+
   it('streams a large map-only output to its part and records its size and ETag', async () => {
     const many = Array.from({ length: 8000 }, (_, i) =>
       JSON.stringify({ name: `n${i}`.padEnd(40, '.'), field: 'f', born: 1900, nobel: false }),
@@ -71,7 +89,8 @@ describe('runChunk', () => {
     const { store, deps, task } = await setup(`${many.join('\n')}\n`);
     await runChunk(task({}), deps);
     const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
-    const part = await store.head(BUCKET, `jobs/${JOB_ID}/parts/0.jsonl`);
+    // The part is the attempt's own (parts/{chunk}.{attempt}.jsonl): a backup never shares it.
+    const part = await store.head(BUCKET, `jobs/${JOB_ID}/parts/0.1.jsonl`);
     expect(outcome.output).toEqual({
       kind: 'part',
       key: part.key,
