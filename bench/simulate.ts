@@ -293,7 +293,8 @@ class SimulatedLambda implements Invoker {
     this.active += 1;
     const task = payload as ChunkTask;
     const duration = this.durationOf(task);
-    this.durations[task.index] = duration;
+    // The bound counts each chunk once: its first attempt (a backup's duration is extra work).
+    this.durations[task.index] ??= duration;
     this.workerRequests.get += task.segments.length;
     this.workerRequests.put += 1;
     await this.time.sleep(latency + duration);
@@ -355,32 +356,43 @@ interface ScenarioResult {
 }
 
 /** Runs one dataset through the real coordinator in virtual time. */
-async function simulate(scenario: 'chunks' | 'objects'): Promise<ScenarioResult> {
-  const chunks = Number(process.env.BENCH_SIM_CHUNKS ?? 100_000);
+type Scenario = 'chunks' | 'objects' | 'stragglers' | 'stragglers-speculation';
+
+async function simulate(scenario: Scenario): Promise<ScenarioResult> {
+  const stragglers = scenario.startsWith('stragglers');
+  const chunks = stragglers
+    ? Number(process.env.BENCH_SIM_STRAGGLER_CHUNKS ?? 20_000)
+    : Number(process.env.BENCH_SIM_CHUNKS ?? 100_000);
   const objects = Number(process.env.BENCH_SIM_OBJECTS ?? 100_000);
   const objectBytes = 10 * 1024;
   const draw = normal(42);
+  const slow = mulberry32(7);
   const store = new SimStore(
-    scenario === 'chunks'
+    scenario !== 'objects'
       ? { bucket: 'sim', key: 'datasets/huge.jsonl', size: chunks * 1024 * 1024, etag: '"sim"' }
       : { prefix: 'datasets/small/', count: objects, size: objectBytes },
   );
   const time = new VirtualTime();
   const drawn = Float64Array.from(
-    { length: scenario === 'chunks' ? chunks : 0 },
+    { length: scenario === 'objects' ? 0 : chunks },
     () => MODEL.medianDurationMs * Math.exp(MODEL.sigma * draw()),
   );
   const lambda = new SimulatedLambda(time, (task) =>
-    scenario === 'chunks' ? (drawn[task.index] as number) : readingDuration(task, draw),
+    scenario === 'objects'
+      ? readingDuration(task, draw)
+      : stragglers
+        ? // 1% of invocations (not chunks: a backup is a new draw) run 10 times slower.
+          (drawn[task.index] as number) * (slow() < 0.01 ? 10 : 1)
+        : (drawn[task.index] as number),
   );
   const jobId = 'zzzzsimulation01';
   const request: JobRequest = {
     jobId,
     job: 'by-field',
-    input: scenario === 'chunks' ? 's3://sim/datasets/huge.jsonl' : 's3://sim/datasets/small/',
+    input: scenario !== 'objects' ? 's3://sim/datasets/huge.jsonl' : 's3://sim/datasets/small/',
     params: {},
     // The small objects get the default plan; the huge object is cut into `chunks`.
-    ...(scenario === 'chunks' && { chunks }),
+    ...(scenario !== 'objects' && { chunks }),
     concurrency: MODEL.accountConcurrency,
     onBadRecord: 'fail',
     createdAt: systemClock.iso(),
@@ -441,6 +453,10 @@ async function simulate(scenario: 'chunks' | 'objects'): Promise<ScenarioResult>
       coordinatorFunction: 'coordinator',
       workerTimeoutMs: 900_000,
       sleep: time.sleep,
+      tick: time.sleep,
+      // Backups only where the scenario is about them, so the other figures compare with
+      // earlier runs.
+      speculation: { enabled: scenario === 'stragglers-speculation' },
     }),
   );
   const wallMs = performance.now() - started;
@@ -458,9 +474,11 @@ async function simulate(scenario: 'chunks' | 'objects'): Promise<ScenarioResult>
   };
   return {
     dataset:
-      scenario === 'chunks'
-        ? `one object cut into ${rate(chunks)} chunks`
-        : `${rate(objects)} objects of ${objectBytes / 1024} KiB`,
+      scenario === 'objects'
+        ? `${rate(objects)} objects of ${objectBytes / 1024} KiB`
+        : stragglers
+          ? `${rate(chunks)} chunks, 1% of invocations 10x slower, ${scenario === 'stragglers' ? 'no backups' : 'backups'}`
+          : `one object cut into ${rate(chunks)} chunks`,
     chunks: final.chunks.total,
     succeeded: final.chunks.succeeded,
     invocations: lambda.invocations,
@@ -498,7 +516,7 @@ function outcomeOf(task: ChunkTask): ChunkOutcome {
  * bundle of this module, as the coordinator runs on Lambda: under tsx's loader the same code
  * measured 60–80 MB more (the loader's own memory, and more garbage from its transform).
  */
-async function inChild(scenario: 'chunks' | 'objects'): Promise<ScenarioResult> {
+async function inChild(scenario: Scenario): Promise<ScenarioResult> {
   const { simulate } = await bundleFunctions({ simulate: fileURLToPath(import.meta.url) });
   const { stdout } = await promisify(execFile)(
     process.execPath,
@@ -510,8 +528,18 @@ async function inChild(scenario: 'chunks' | 'objects'): Promise<ScenarioResult> 
 
 /** Runs the benchmark: both datasets, each in its own process. */
 export async function run(): Promise<Report> {
-  const results = [await inChild('chunks'), await inChild('objects')];
-  const [huge, small] = results as [ScenarioResult, ScenarioResult];
+  const results = [
+    await inChild('chunks'),
+    await inChild('objects'),
+    await inChild('stragglers'),
+    await inChild('stragglers-speculation'),
+  ];
+  const [huge, small, noBackups, backups] = results as [
+    ScenarioResult,
+    ScenarioResult,
+    ScenarioResult,
+    ScenarioResult,
+  ];
   const row = (name: string, value: (r: ScenarioResult) => string | number) => [
     name,
     ...results.map(value),
@@ -525,7 +553,7 @@ export async function run(): Promise<Report> {
     name: 'simulate',
     title:
       '4. Scale simulation: real coordinator, simulated Lambda (virtual time; figures in model time)',
-    columns: ['measure', huge.dataset, small.dataset],
+    columns: ['measure', ...results.map((r) => r.dataset)],
     rows: [
       row('chunks (invocations)', (r) => `${rate(r.chunks)} (${rate(r.invocations)})`),
       row('makespan (model s)', (r) => (r.makespanMs / 1000).toFixed(2)),
@@ -550,6 +578,14 @@ export async function run(): Promise<Report> {
       'objects: invocations (target ≤ 1,000)': small.invocations,
       'objects: makespan / lower bound (target ≤ 1.10)': Number(ratio(small).toFixed(4)),
       'objects: coordinator peak RSS MB (target ≤ 256)': small.peakRssMb,
+      'stragglers: makespan / lower bound without backups': Number(ratio(noBackups).toFixed(4)),
+      'stragglers: makespan / lower bound with backups': Number(ratio(backups).toFixed(4)),
+      'stragglers: makespan cut by backups (target ≥ 30%)': `${(
+        (1 - backups.makespanMs / noBackups.makespanMs) * 100
+      ).toFixed(1)}%`,
+      'stragglers: extra invocations (target ≤ 5%)': `${(
+        ((backups.invocations - backups.chunks) / backups.chunks) * 100
+      ).toFixed(2)}%`,
     },
     notes: [
       `model: ${JSON.stringify(MODEL)}`,
@@ -613,8 +649,10 @@ function greedyMakespan(durations: Float64Array): number {
 const scenario = process.argv.indexOf('--scenario');
 if (scenario > 0) {
   const name = process.argv[scenario + 1];
-  if (name !== 'chunks' && name !== 'objects') throw new Error(`unknown scenario ${name}`);
-  process.stdout.write(`${JSON.stringify(await simulate(name))}\n`);
+  if (!['chunks', 'objects', 'stragglers', 'stragglers-speculation'].includes(name as string)) {
+    throw new Error(`unknown scenario ${name}`);
+  }
+  process.stdout.write(`${JSON.stringify(await simulate(name as Scenario))}\n`);
 } else {
   await runIfMain(import.meta.url, run);
 }

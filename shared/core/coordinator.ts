@@ -633,15 +633,27 @@ async function runChunks(
         dispatchedAt: Date.parse(clock.iso()),
       };
     };
-    let won: () => void = () => undefined;
-    const backupWon = new Promise<void>((resolve) => {
-      won = resolve;
-    });
-    const state = { started: clock.now(), task, bytes, backup: false, done: false, won };
+    const state = {
+      started: clock.now(),
+      task,
+      bytes,
+      backup: false,
+      done: false,
+      won: () => undefined as void,
+    };
     live.set(index, state);
-    const attempts = attemptLoop(index, task, state);
-    attempts.catch(() => undefined); // a backup may win while these still run
     try {
+      if (!speculation.on) {
+        // No backups: the chunk's own attempts are all there is (and nothing more is allocated
+        // per chunk, which 100,000 chunks feel in the coordinator's memory).
+        await attemptLoop(index, task, state);
+        return;
+      }
+      const backupWon = new Promise<void>((resolve) => {
+        state.won = resolve;
+      });
+      const attempts = attemptLoop(index, task, state);
+      attempts.catch(() => undefined); // a backup may win while these still run
       await Promise.race([attempts, backupWon]);
     } finally {
       live.delete(index);
