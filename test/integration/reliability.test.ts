@@ -96,7 +96,11 @@ describe('chaos', () => {
       ).value;
       const retried = manifest.chunks.filter((c) => c.attempts > 1);
       expect(retried.length).toBeGreaterThan(0);
-      expect(retried.every((c) => (c.errors ?? []).length === c.attempts - 1)).toBe(true);
+      // Every attempt but the last is a recorded error, except backups for stragglers (a chunk
+      // that hit the 2 s timeout fault straggles): an attempt that lost to one records nothing.
+      expect(
+        retried.every((c) => (c.errors ?? []).length === c.attempts - 1 - (c.backups ?? 0)),
+      ).toBe(true);
       const stats = runtime.lambda.stats(runtime.functions.worker);
       expect(stats.errors + stats.throttles).toBeGreaterThan(0);
     } finally {
