@@ -162,21 +162,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-const COMMANDS = [
-  'run',
-  'dev',
-  'demo',
-  'upload',
-  'submit',
-  'status',
-  'result',
-  'report',
-  'jobs',
-  'cancel',
-  'redrive',
-  'list-jobs',
-  'help',
-];
+/** Every command: the local ones, then those with help of their own (cli/help.ts). */
+const COMMANDS = ['run', 'dev', 'demo', ...Object.keys(VERB_HELP)];
 
 function unknownCommand(command: string) {
   return new ValidationError(

@@ -639,7 +639,7 @@ async function runChunks(
       bytes,
       backup: false,
       done: false,
-      won: () => undefined as void,
+      won: (): void => undefined,
     };
     live.set(index, state);
     try {

@@ -13,6 +13,7 @@ import { type LocalRuntime, startRuntime, submitDeps } from '#local/runtime.ts';
 import { byFieldSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
 import { followJob, runJob } from '../../cli/run.ts';
+import { scientistsOutput } from '../fixtures/expected.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const lesson = join(root, 'examples/scientists.jsonl');
@@ -97,13 +98,7 @@ describe('byte-range chunks', () => {
   it('keeps map-only output in input order across chunks', async () => {
     const file = join(dir, 'order.jsonl');
     await generate({ records: 5_000, out: file, seed: 3 });
-    const expected = (await readFile(file, 'utf8'))
-      .trim()
-      .split('\n')
-      .map((l) => {
-        const r = JSON.parse(l);
-        return JSON.stringify({ name: r.name, age: 2017 - r.born });
-      });
+    const expected = await scientistsOutput(file);
     const out = join(dir, 'order.out.jsonl');
     const result = await run({ job: 'scientists', input: file, chunkSize: 10_007, output: out });
     expect(result.status.chunks.total).toBeGreaterThan(30);
