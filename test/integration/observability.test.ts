@@ -47,6 +47,17 @@ describe('logs and metrics', () => {
     expect(emf.length).toBeGreaterThanOrEqual(3);
     expect(JSON.stringify(emf[0])).toContain('"Namespace":"fanout"');
     expect(emf[0]).toMatchObject({ ChunksSucceeded: 1, function: 'worker' });
+    // The coordinator logs and flushes its metrics after the reducer has marked the job
+    // SUCCEEDED (which is when runJob returns): wait for its lines.
+    for (let i = 0; i < 100; i++) {
+      if (
+        lines.some(
+          (l) => l.fn === runtime.functions.coordinator && l.text.includes('JobsSucceeded'),
+        )
+      )
+        break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const coordinator = lines
       .filter((l) => l.fn === runtime.functions.coordinator && l.text.startsWith('{'))
       .map((l) => JSON.parse(l.text) as Record<string, unknown>);
