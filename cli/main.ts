@@ -61,8 +61,8 @@ Options:
   --report FILE        write the job report to FILE once the job ends: one self-contained
                        HTML page (timeline, concurrency, throughput, durations, errors, cost)
   --no-speculation     no backup attempts for straggling chunks (by default a chunk running
-                       3x the median of finished ones, and 1 s at least, gets one while a
-                       slot is free; at most 10% more invocations)
+                       3x the median time of finished ones of its size, and 1 s at least,
+                       gets one in the next free slot; at most 5% more invocations, 4 at least)
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
                        "bytes","durationMs","output","cost"}, and "partial" and "failedChunks"
                        when failed chunks were tolerated; cost is what the job would cost

@@ -38,12 +38,14 @@ import {
   type JobRequest,
   type JobStatus,
   type Manifest,
+  type ManifestChunk,
   type TaskSegment,
 } from './model.ts';
 import { orderedMap } from './ordered-map.ts';
 import { chunkSegments, needsRecordStarts, planChunks } from './plan.ts';
 import type { Clock, Invoker, ObjectInfo, ObjectStore } from './ports.ts';
 import { csvHeader, formatOfKey, type RecordFormat, recordStarts } from './records.ts';
+import { type SpeculationOptions, StragglerWatch } from './speculation.ts';
 import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from './status.ts';
 import { SWEEP_DEFAULTS } from './sweep.ts';
 
@@ -91,12 +93,12 @@ export interface CoordinatorDeps {
   /** Where job state changes are published (EventBridge on AWS). @default none */
   events?: JobEvents;
   /**
-   * Backup attempts for stragglers: a chunk running longer than `factor` × the median of finished
-   * chunks (and at least `floorMs`) gets one more attempt while a slot is free, at most `maxExtra`
-   * × chunks of them (a cap: what is spent is what straggles). @default enabled, factor 3,
-   * floorMs 1000, maxExtra 0.1
+   * Backup attempts for stragglers: a chunk running longer than `factor` × the median time of
+   * finished chunks of its size (and at least `floorMs`) gets one more attempt in the next free
+   * slot, at most `maxExtra` × chunks of them (a cap: what is spent is what straggles).
+   * @default enabled, factor 3, floorMs 1000, maxExtra 0.05 (SPECULATION_DEFAULTS)
    */
-  speculation?: { enabled?: boolean; factor?: number; floorMs?: number; maxExtra?: number };
+  speculation?: SpeculationOptions;
   /**
    * Waits between looks for stragglers: real time by default, even where `sleep` is stubbed to
    * return at once (a zero wait would spin); the simulation passes its virtual clock's.
@@ -141,6 +143,16 @@ const DETERMINISTIC = new Set([
 ]);
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const noop = () => undefined;
+
+/** A promise and what resolves it (Promise.withResolvers, which Node 20 lacks). */
+function deferred<T = void>() {
+  let resolve: (value: T) => void = noop;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
 
 /** Thrown by a chunk's retry loop when the job was cancelled or taken over meanwhile. */
 const NOT_RETRIED = Symbol('not retried');
@@ -475,6 +487,25 @@ async function readHeader(store: ObjectStore, object: ObjectInfo): Promise<strin
   return header;
 }
 
+/** A chunk in flight while speculation is on. */
+interface LiveChunk {
+  index: number;
+  /** When its first attempt was dispatched (retries and backups run against this clock). */
+  started: number;
+  /** A new attempt's task (each call numbers the next attempt). */
+  task: () => ChunkTask;
+  bytes: number;
+  /** A backup is queued or has run. */
+  queued: boolean;
+  /** The running backup: resolves true if the chunk then has an outcome. */
+  backup?: Promise<boolean>;
+  /** An attempt's outcome counted. */
+  done: boolean;
+  /** Settles when an attempt's outcome counted, whichever attempt it was. */
+  finished: Promise<void>;
+  finish: () => void;
+}
+
 /** How a run of {@link runChunks} ended. */
 type RunEnd = { reason: Exclude<Stop, 'failed'> } | { reason: 'failed'; error: unknown };
 
@@ -552,61 +583,109 @@ async function runChunks(
       ? { bucket: b, key, size, etag }
       : { bucket: b, key, size, etag, versionId },
   );
-  // Speculation (stragglers): a chunk that has run far longer than finished ones gets a backup
-  // attempt while a slot is free; the first attempt to write its outcome wins (the worker writes
-  // it create-only), the other's result is ignored and its part removed by its worker.
-  const speculation = {
-    on: request.speculation !== false && (deps.speculation?.enabled ?? true),
-    factor: deps.speculation?.factor ?? 3,
-    floorMs: deps.speculation?.floorMs ?? 1000,
-    maxBackups: Math.max(1, Math.ceil(total * (deps.speculation?.maxExtra ?? 0.1))),
-    backups: 0,
-  };
-  /** Durations of finished chunks, for the running median. */
-  const finishedMs: number[] = [];
+  // Speculation (stragglers): a chunk that has run far longer than finished chunks of its size
+  // gets a backup attempt in the next free slot (a lane takes a due backup before a new chunk);
+  // the first attempt to write its outcome wins (the worker writes it create-only), the other's
+  // result is ignored and its part removed by its worker.
+  const watch =
+    request.speculation !== false && deps.speculation?.enabled !== false
+      ? new StragglerWatch(total, deps.speculation)
+      : undefined;
   /** Chunks in flight: when their first attempt started, and how to settle them. */
-  const live = new Map<
-    number,
-    {
-      started: number;
-      task: () => ChunkTask;
-      bytes: number;
-      backup: boolean;
-      done: boolean;
-      won: () => void;
-    }
-  >();
+  const live = new Map<number, LiveChunk>();
+  /** Chunks found straggling, oldest first, waiting for a free slot. */
+  const due: number[] = [];
+  // Lanes with nothing to dispatch wait here, while chunks still run, for a backup to fall due.
+  let changed = deferred();
+  const signal = () => {
+    changed.resolve();
+    changed = deferred();
+  };
+  // Worker invocations in flight may exceed the lanes by the backup budget: backups run beside
+  // the lanes (a job whose every lane holds a straggler still gets them), and an attempt that
+  // lost runs on (Lambda cannot stop it) while its lane moves on. A throttle while over the
+  // lanes says the function is full: the ceiling drops to what it took, and dispatches wait for
+  // one of the job's own invocations to end instead of backing off blindly.
   let invocations = 0;
+  let ceiling = Number.POSITIVE_INFINITY; // set with the lanes, below
+  const slotWaiters: (() => void)[] = [];
+  /** Waits for a slot under the ceiling (first come, first served). */
+  const acquire = async () => {
+    while (invocations >= ceiling) {
+      const { promise, resolve } = deferred();
+      slotWaiters.push(resolve);
+      await promise;
+    }
+  };
+  /** Throttles that the job's own invocations over its lanes caused (see `ceiling`). */
+  const ownThrottles = new WeakSet<object>();
 
   /** Records a chunk's first success (from its own attempts or a backup); false if it had one. */
-  const complete = (index: number, summary: ChunkSummary, started: number): boolean => {
-    const state = live.get(index);
-    if (state === undefined || state.done) return false;
+  const complete = (index: number, summary: ChunkSummary, state: LiveChunk): boolean => {
+    if (state.done) return false;
     state.done = true;
+    state.finish();
     const chunk = manifest.chunks[index]!;
-    chunk.durationMs = Math.round(clock.now() - started);
-    finishedMs.push(chunk.durationMs);
+    chunk.durationMs = Math.round(clock.now() - state.started);
+    watch?.finished(chunk.durationMs, state.bytes);
     counts.records += summary.recordsIn;
     counts.bytes += state.bytes;
     return true;
   };
+  /** Notes a failed or throttled attempt in the manifest, for the report. */
+  const failedAttempt = (
+    chunk: ManifestChunk,
+    task: ChunkTask,
+    extra: { throttled?: boolean; error?: string },
+  ) => {
+    chunk.failures = [
+      ...(chunk.failures ?? []),
+      {
+        attempt: task.attempt,
+        dispatchedAt: task.dispatchedAt as number,
+        endedAt: Date.parse(clock.iso()),
+        ...extra,
+      },
+    ];
+  };
   /** One worker invocation, counted for the free-slot check and billed for the cost. */
   const invokeWorker = async (task: ChunkTask): Promise<ChunkSummary> => {
-    const started = clock.now();
+    const call = { started: clock.now(), billed: false };
     invocations += 1;
+    const load = invocations;
+    calls.add(call);
     try {
       const summary = await deps.invoker.invoke<ChunkSummary>(deps.workerFunction, task, {
         timeoutMs: deps.workerTimeoutMs + invocationMarginMs(deps.workerTimeoutMs),
       });
-      tally.workers = addUsage(
-        tally.workers,
-        summary.usage ?? invocationUsage(clock.now() - started, workerMemoryMb),
-      );
+      if (!call.billed) {
+        tally.workers = addUsage(
+          tally.workers,
+          summary.usage ?? invocationUsage(clock.now() - call.started, workerMemoryMb),
+        );
+      }
       return summary;
+    } catch (error) {
+      if (error instanceof ThrottledError && load > lanes) {
+        ceiling = Math.max(lanes, Math.min(ceiling, load - 1));
+        ownThrottles.add(error);
+      }
+      // A failed invocation is billed for as long as it ran; a throttled one is not.
+      if (!call.billed && !(error instanceof ThrottledError)) {
+        tally.workers = addUsage(
+          tally.workers,
+          invocationUsage(clock.now() - call.started, workerMemoryMb),
+        );
+      }
+      throw error;
     } finally {
       invocations -= 1;
+      calls.delete(call);
+      slotWaiters.shift()?.();
     }
   };
+  /** Worker invocations in flight, for billing the ones that lost and outlive the run. */
+  const calls = new Set<{ started: number; billed: boolean }>();
 
   const runOne = async (index: number): Promise<void> => {
     const chunk = manifest.chunks[index]!;
@@ -616,7 +695,6 @@ async function runChunks(
       if (header !== undefined && s.start > 0) segment.header = header;
       return segment;
     });
-    const bytes = segments.reduce((sum, s) => sum + s.end - s.start, 0);
     const task = (): ChunkTask => {
       chunk.attempts += 1;
       return {
@@ -633,39 +711,46 @@ async function runChunks(
         dispatchedAt: Date.parse(clock.iso()),
       };
     };
-    const state = {
-      started: clock.now(),
-      task,
-      bytes,
-      backup: false,
-      done: false,
-      won: (): void => undefined,
-    };
+    if (watch === undefined) {
+      // No backups: the chunk's own attempts are all there is (and nothing is kept per chunk in
+      // flight, which 100,000 chunks feel in the coordinator's memory).
+      await attemptLoop(index, liveChunk(index, task, segments));
+      return;
+    }
+    const state = liveChunk(index, task, segments);
     live.set(index, state);
     try {
-      if (!speculation.on) {
-        // No backups: the chunk's own attempts are all there is (and nothing more is allocated
-        // per chunk, which 100,000 chunks feel in the coordinator's memory).
-        await attemptLoop(index, task, state);
-        return;
-      }
-      const backupWon = new Promise<void>((resolve) => {
-        state.won = resolve;
-      });
-      const attempts = attemptLoop(index, task, state);
-      attempts.catch(() => undefined); // a backup may win while these still run
-      await Promise.race([attempts, backupWon]);
+      const attempts = attemptLoop(index, state);
+      attempts.catch(noop); // a backup's outcome may count first, while these still run
+      await Promise.race([attempts, state.finished]);
+    } catch (error) {
+      // The chunk's own attempts failed for good; a backup still running may yet succeed.
+      if (state.backup === undefined || !(await state.backup)) throw error;
     } finally {
       live.delete(index);
+      signal(); // lanes waiting for a backup to fall due may now have nothing left to wait for
     }
+  };
+  const liveChunk = (
+    index: number,
+    task: () => ChunkTask,
+    segments: readonly TaskSegment[],
+  ): LiveChunk => {
+    const { promise: finished, resolve: finish } = deferred();
+    return {
+      index,
+      started: clock.now(),
+      task,
+      bytes: segments.reduce((sum, s) => sum + s.end - s.start, 0),
+      queued: false,
+      done: false,
+      finished,
+      finish,
+    };
   };
 
   /** A chunk's own attempts, with retries; they stop once a backup has won. */
-  const attemptLoop = async (
-    index: number,
-    newTask: () => ChunkTask,
-    state: { started: number; done: boolean },
-  ): Promise<void> => {
+  const attemptLoop = async (index: number, state: LiveChunk): Promise<void> => {
     const chunk = manifest.chunks[index]!;
     let throttled = 0;
     for (let attemptThisRun = 1; ; attemptThisRun++) {
@@ -677,43 +762,38 @@ async function runChunks(
       ) {
         throw NOT_RETRIED;
       }
-      const task = newTask();
-      const started = clock.now();
-      const failed = (extra: { throttled?: boolean; error?: string }) => {
-        chunk.failures = [
-          ...(chunk.failures ?? []),
-          {
-            attempt: task.attempt,
-            dispatchedAt: task.dispatchedAt as number,
-            endedAt: Date.parse(clock.iso()),
-            ...extra,
-          },
-        ];
-      };
+      if (watch !== undefined) await acquire();
+      if (state.done) return;
+      const task = state.task();
       try {
         const summary = await invokeWorker(task);
         // A duplicate: another attempt's outcome was written first; the chunk is done either way.
-        complete(index, summary, state.started);
+        complete(index, summary, state);
         return;
       } catch (error) {
         if (state.done) return; // a backup won meanwhile: this attempt's end does not matter
+        if (ownThrottles.has(error as object)) {
+          // The job's own invocations fill the function: the next slot is when one ends.
+          failedAttempt(chunk, task, { throttled: true });
+          throttles += 1;
+          unnumber(chunk, task);
+          attemptThisRun -= 1;
+          continue;
+        }
         if (error instanceof ThrottledError && throttled < maxThrottled) {
           // A throttle is not the chunk's fault: it does not use up an attempt.
-          failed({ throttled: true });
+          failedAttempt(chunk, task, { throttled: true });
           throttles += 1;
           throttled += 1;
-          chunk.attempts -= 1;
+          unnumber(chunk, task);
           attemptThisRun -= 1;
           await sleep(backoff(throttled, random, error.retryAfterSeconds));
           continue;
         }
         chunk.errors = [...(chunk.errors ?? []), toErrorInfo(error)];
-        failed({ error: error instanceof Error ? error.message : String(error) });
-        // A failed invocation is billed for as long as it ran (a throttle, above, is not).
-        tally.workers = addUsage(
-          tally.workers,
-          invocationUsage(clock.now() - started, workerMemoryMb),
-        );
+        failedAttempt(chunk, task, {
+          error: error instanceof Error ? error.message : String(error),
+        });
         const deterministic = error instanceof FunctionError && DETERMINISTIC.has(error.errorType);
         if (deterministic || attemptThisRun >= maxAttempts || stop === 'failed') {
           throw chunkFailure(manifest, index, error);
@@ -724,48 +804,75 @@ async function runChunks(
     }
   };
 
-  /** Starts a backup of the slowest chunks that are far past the running median, bounded. */
+  /**
+   * Gives back a throttled attempt's number, so attempts count invocations that ran, unless a
+   * later attempt (a backup) took a number meanwhile: numbers name parts, and are never reused.
+   */
+  const unnumber = (chunk: ManifestChunk, task: ChunkTask) => {
+    if (chunk.attempts === task.attempt) chunk.attempts -= 1;
+  };
+
+  /** Queues a backup for each chunk that now straggles, within the budget. */
   const speculate = () => {
-    if (!speculation.on || finishedMs.length < 3) return;
-    const sorted = [...finishedMs].sort((a, b) => a - b);
-    const median = sorted[Math.floor(sorted.length / 2)] as number;
-    const limit = Math.max(speculation.floorMs, speculation.factor * median);
+    if (watch === undefined || stop !== undefined) return;
     const now = clock.now();
-    for (const [index, state] of live) {
-      // Backups run beside the job's lanes, in a pool of their own as large as their budget: a
-      // straggler holds its lane, so waiting for a lane to free up could wait for it.
-      if (
-        speculation.backups >= speculation.maxBackups ||
-        invocations >= lanes + speculation.maxBackups
-      ) {
+    let queued = false;
+    for (const state of live.values()) {
+      if (!watch.canBackUp) break;
+      if (state.done || state.queued) continue;
+      const limit = watch.limitMs(state.bytes);
+      if (limit === undefined) return;
+      if (now - state.started <= limit) continue;
+      state.queued = true;
+      watch.backups += 1;
+      due.push(state.index);
+      queued = true;
+    }
+    if (queued) signal();
+  };
+
+  /**
+   * A backup attempt of a straggling chunk: run by a lane in place of a new chunk, or beside the
+   * lanes while the job is under its ceiling. Its caller moves on once the chunk has an outcome,
+   * whichever attempt wrote it.
+   */
+  const runBackup = async (index: number): Promise<void> => {
+    const state = live.get(index);
+    if (state === undefined || state.done) {
+      if (watch !== undefined) watch.backups -= 1; // not needed after all: back in the budget
+      return;
+    }
+    const chunk = manifest.chunks[index]!;
+    chunk.backups = (chunk.backups ?? 0) + 1;
+    const task = state.task();
+    const { promise, resolve: settle } = deferred<boolean>();
+    state.backup = promise;
+    const invocation = invokeWorker(task);
+    // The outcome written first counts: the backup's, unless its worker found one already.
+    invocation.then((summary) => {
+      if (summary.duplicate !== true) chunk.backupWon = true;
+    }, noop);
+    try {
+      const summary = await Promise.race([invocation, state.finished]);
+      // Undefined: the chunk's own attempt counted first; this one runs on without its caller.
+      if (summary !== undefined) complete(index, summary, state);
+      settle(true);
+    } catch (error) {
+      state.backup = undefined;
+      settle(false);
+      if (error instanceof ThrottledError) {
+        // No slot after all: the backup waits for the next one, first in line.
+        failedAttempt(chunk, task, { throttled: true });
+        throttles += 1;
+        unnumber(chunk, task);
+        chunk.backups -= 1;
+        due.unshift(index);
+        if (!ownThrottles.has(error)) await sleep(backoff(1, random, error.retryAfterSeconds));
         return;
       }
-      if (state.done || state.backup || now - state.started <= limit) continue;
-      if (stop !== undefined) return;
-      state.backup = true;
-      speculation.backups += 1;
-      const chunk = manifest.chunks[index]!;
-      chunk.backups = (chunk.backups ?? 0) + 1;
-      const task = state.task();
-      void invokeWorker(task).then(
-        (summary) => {
-          if (complete(index, summary, state.started)) {
-            chunk.backupWon = true;
-            state.won();
-          }
-        },
-        (error: unknown) => {
-          chunk.failures = [
-            ...(chunk.failures ?? []),
-            {
-              attempt: task.attempt,
-              dispatchedAt: task.dispatchedAt as number,
-              endedAt: Date.parse(clock.iso()),
-              error: `backup: ${error instanceof Error ? error.message : String(error)}`,
-            },
-          ];
-        },
-      );
+      failedAttempt(chunk, task, {
+        error: `backup: ${error instanceof Error ? error.message : String(error)}`,
+      });
     }
   };
 
@@ -794,13 +901,27 @@ async function runChunks(
   // When each in-flight chunk was dispatched, for widening (below).
   const inFlight = new Map<number, number>();
   const lane = async () => {
-    while (stop === undefined && next < todo.length) {
+    while (stop === undefined) {
       if (timeShort()) {
         stop = 'continue';
         break;
       }
+      if (due.length === 0 && next >= todo.length) {
+        // Nothing new to dispatch: while chunks still run, one may yet need a backup.
+        if (watch === undefined || live.size === 0 || !watch.canBackUp) break;
+        await changed.promise;
+        continue;
+      }
       await checkStatus();
-      if (stop !== undefined || next >= todo.length) break;
+      if (stop !== undefined) break;
+      // A straggler's backup goes first: it is what the job is waiting for.
+      if (due.length > 0) {
+        await acquire();
+        const straggler = due.shift();
+        if (straggler !== undefined) await runBackup(straggler);
+        continue;
+      }
+      if (next >= todo.length) continue;
       const index = todo[next++] as number;
       dispatched += 1;
       counts.running += 1;
@@ -822,6 +943,7 @@ async function runChunks(
     }
   };
   const lanes = Math.max(1, Math.min(manifest.concurrency, todo.length));
+  ceiling = lanes + (watch?.maxBackups ?? 0);
   // Lanes open `initialLanes` at a time at first; the rest open once a chunk has been running
   // for `rampMs` while others wait: chunks that wait (on I/O, a sleep) gain from more lanes,
   // short ones that compute finish first and never open them.
@@ -842,17 +964,30 @@ async function runChunks(
   void widen();
   let dispatching = true;
   const ticker = async () => {
-    const tick = Math.max(25, Math.min(250, speculation.floorMs / 4));
+    if (watch === undefined) return;
+    const tick = Math.max(25, Math.min(250, watch.floorMs / 4));
     const wait = deps.tick ?? defaultSleep;
-    while (dispatching && speculation.on) {
+    while (dispatching) {
       await wait(tick);
       speculate();
+      // Backups start beside the lanes while the job is under its ceiling; lanes take the rest.
+      while (due.length > 0 && invocations < ceiling && stop === undefined) {
+        void runBackup(due.shift() as number);
+      }
     }
   };
   void ticker();
   while (running.length > 0) await Promise.all(running.splice(0));
   widened = true;
   dispatching = false;
+  // Attempts that lost and still run are not waited for: they are billed for their time so far.
+  for (const call of calls) {
+    call.billed = true;
+    tally.workers = addUsage(
+      tally.workers,
+      invocationUsage(clock.now() - call.started, workerMemoryMb),
+    );
+  }
   await status.close();
   deps.onRun?.({ dispatched, retries, throttles });
 
