@@ -20,6 +20,7 @@ export const JOB_FLAGS = {
   format: { type: 'string' },
   columns: { type: 'string' },
   'no-speculation': { type: 'boolean' },
+  'guided-tail': { type: 'boolean' },
 } as const;
 
 /** The job options the flags give (absent flags are absent keys). */
@@ -46,12 +47,17 @@ export interface JobFlagValues {
   columns?: string[];
   /** Backup attempts for straggling chunks. Default: on. */
   speculation?: boolean;
+  /** Smaller chunks at the end of the dataset. Default: off. */
+  guidedTail?: boolean;
 }
 
 /** Parses and checks the job flags; throws ValidationError naming the flag at fault. */
 export function parseJobFlags(
-  values: Partial<Record<Exclude<keyof typeof JOB_FLAGS, 'no-speculation'>, string>> & {
+  values: Partial<
+    Record<Exclude<keyof typeof JOB_FLAGS, 'no-speculation' | 'guided-tail'>, string>
+  > & {
     'no-speculation'?: boolean;
+    'guided-tail'?: boolean;
   },
 ): JobFlagValues {
   if (values['chunk-size'] !== undefined && values.chunks !== undefined) {
@@ -101,5 +107,6 @@ export function parseJobFlags(
     return columns;
   });
   if (values['no-speculation'] === true) parsed.speculation = false;
+  if (values['guided-tail'] === true) parsed.guidedTail = true;
   return parsed;
 }

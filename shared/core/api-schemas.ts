@@ -22,6 +22,7 @@ export const submitSchema = z
     format: z.enum(['jsonl', 'csv', 'lines', 'parquet']).optional(),
     columns: z.array(z.string().min(1)).min(1).optional(),
     speculation: z.boolean().optional(),
+    guidedTail: z.boolean().optional(),
     maxAttempts: z.number().int().min(1).max(10).optional(),
     toleratedFailurePercent: z.number().min(0).max(100).optional(),
     toleratedFailureCount: z.number().int().min(0).optional(),

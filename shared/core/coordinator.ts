@@ -377,6 +377,7 @@ export async function planJob(request: JobRequest, deps: CoordinatorDeps): Promi
     concurrency: request.concurrency,
     ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
     ...(request.chunks !== undefined && { chunks: request.chunks }),
+    guidedTail: request.guidedTail === true,
   };
 
   // A small input split one record per task (like executor.map) needs its records' offsets;

@@ -30,6 +30,8 @@ export interface JobRequest {
   columns?: string[];
   /** Backup attempts for stragglers (see CoordinatorDeps.speculation). @default true */
   speculation?: boolean;
+  /** Shrink the last round of chunks (PlanOptions.guidedTail). @default false */
+  guidedTail?: boolean;
   /** Attempts per chunk before it counts as failed. @default 3 */
   maxAttempts?: number;
   /** Failed chunks tolerated, as a percentage of all chunks. @default 0 */

@@ -63,6 +63,37 @@ export interface PlanOptions {
   chunks?: number;
   /** @default MAX_OBJECTS_PER_CHUNK */
   maxObjectsPerChunk?: number;
+  /**
+   * Shrink the last chunks ({@link guidedSizes}) so the job does not end on a few big chunks
+   * running alone. Byte-cut inputs only (a small input is dealt by record). @default false
+   */
+  guidedTail?: boolean;
+}
+
+/** A guided tail shrinks chunks down to this fraction of the nominal size, and no further. */
+export const GUIDED_TAIL_MIN_FRACTION = 1 / 4;
+
+/**
+ * Chunk sizes for a guided tail, as guided self-scheduling (OpenMP's `schedule(guided)`) sizes
+ * its chunks: the nominal `size` while more than one round of the pool is left (concurrency ×
+ * size bytes), then each chunk a concurrency-th of what remains, down to
+ * {@link GUIDED_TAIL_MIN_FRACTION} of `size`. The chunks dispatched last are the shortest, so
+ * the lanes run out of work at nearly the same time. With concurrency P, the last round's P
+ * chunks become about 2.4 P smaller ones.
+ *
+ * @returns the size of the chunk that begins at byte `from` of the dataset
+ */
+export function guidedSizes(
+  total: number,
+  size: number,
+  concurrency: number,
+): (from: number) => number {
+  const round = concurrency * size;
+  const least = Math.max(1, Math.ceil(size * GUIDED_TAIL_MIN_FRACTION));
+  return (from) => {
+    const left = total - from;
+    return left > round ? size : Math.max(least, Math.ceil(left / concurrency));
+  };
 }
 
 const positiveInt = (name: string, value: number | undefined) => {
@@ -138,30 +169,48 @@ export function planChunks(objects: readonly PlanObject[], options: PlanOptions)
     total += o.size;
   }
   if (total === 0) return [];
+  const guided = options.guidedTail === true;
+  const sized = (size: number) => (guided ? guidedSizes(total, size, concurrency) : () => size);
   const cuts =
     total <= SMALL_INPUT_BYTES && chunkSize === undefined
       ? dealTasks(objects, offsets, chunks ?? concurrency)
       : chunks !== undefined
-        ? Array.from({ length: chunks - 1 }, (_, k) => Math.floor(((k + 1) * total) / chunks))
-        : packCuts(objects, offsets, total, chunkSize ?? defaultChunkSize(total, concurrency));
+        ? guided
+          ? sizedCuts(total, sized(Math.max(1, Math.ceil(total / chunks))))
+          : Array.from({ length: chunks - 1 }, (_, k) => Math.floor(((k + 1) * total) / chunks))
+        : packCuts(
+            objects,
+            offsets,
+            total,
+            sized(chunkSize ?? defaultChunkSize(total, concurrency)),
+          );
   return materialize(objects, offsets, total, cuts, maxObjects);
 }
 
+/** Cuts wherever the sizes fall: each chunk `sizeAt(its start)` bytes, the last what is left. */
+function sizedCuts(total: number, sizeAt: (from: number) => number): number[] {
+  const cuts: number[] = [];
+  for (let from = sizeAt(0); from < total; from += sizeAt(from)) cuts.push(from);
+  return cuts;
+}
+
 /**
- * Cuts for chunks of at most `size` bytes, filled in order: a chunk ends where the next `size`
- * bytes end, unless that falls inside an object that fits in a chunk of its own (and does not
- * begin the chunk), which then starts the next chunk instead: an object is read by one chunk
- * (one GET) whenever it can be, and only objects bigger than a chunk are cut into ranges.
+ * Cuts for chunks of at most `size` bytes (`sizeAt(start)` for the chunk beginning at `start`),
+ * filled in order: a chunk ends where the next `size` bytes end, unless that falls inside an
+ * object that fits in a chunk of its own (and does not begin the chunk), which then starts the
+ * next chunk instead: an object is read by one chunk (one GET) whenever it can be, and only
+ * objects bigger than a chunk are cut into ranges.
  */
 function packCuts(
   objects: readonly PlanObject[],
   offsets: readonly number[],
   total: number,
-  size: number,
+  sizeAt: (from: number) => number,
 ): number[] {
   const cuts: number[] = [];
   let object = 0;
-  for (let from = 0; from + size < total; ) {
+  for (let from = 0; from + sizeAt(from) < total; ) {
+    const size = sizeAt(from);
     const target = from + size;
     while (offsets[object]! + objects[object]!.size <= target) object++;
     const begin = offsets[object] as number;

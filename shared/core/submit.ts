@@ -36,6 +36,8 @@ export interface SubmitRequest {
   columns?: string[];
   /** Backup attempts for straggling chunks. @default true */
   speculation?: boolean;
+  /** Smaller chunks at the end of the dataset, so the job does not end on one big chunk. */
+  guidedTail?: boolean;
 }
 
 /** What {@link submitJob} needs. */
@@ -123,6 +125,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     ...(request.format !== undefined && { format: request.format }),
     ...(request.columns !== undefined && { columns: request.columns }),
     ...(request.speculation === false && { speculation: false }),
+    ...(request.guidedTail === true && { guidedTail: true }),
     createdAt,
   };
   const status: JobStatus = {

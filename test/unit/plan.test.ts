@@ -4,6 +4,8 @@ import {
   type ChunkRange,
   chunkSegments,
   defaultChunkSize,
+  GUIDED_TAIL_MIN_FRACTION,
+  guidedSizes,
   MiB,
   needsRecordStarts,
   type PlanObject,
@@ -218,6 +220,69 @@ describe('planChunks', () => {
         }
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it('property: a guided tail tiles the dataset exactly once, as any plan does', () => {
+    fc.assert(
+      fc.property(
+        objects,
+        fc.integer({ min: 1, max: 600 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 8 }),
+        (os, chunkSize, n, concurrency) => {
+          const options = { concurrency, guidedTail: true };
+          expectTiling(os, planChunks(os, { ...options, chunkSize }));
+          // Past 1 MiB, so `chunks` cuts bytes instead of dealing records.
+          const big = [...os, { size: MiB + 1 }];
+          expectTiling(big, planChunks(big, { ...options, chunks: n }));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  }, 60_000);
+
+  it('guided tail: the last round of chunks shrinks to a quarter, the rest keep their size', () => {
+    const objects = [{ size: 100 * MiB }];
+    const sizes = planChunks(objects, { concurrency: 10, chunks: 100, guidedTail: true }).map(
+      (c) => c.end - c.start,
+    );
+    // 90 chunks of 1 MiB, then the last 10 MiB in chunks of a tenth of what is left.
+    expect(sizes.slice(0, 90)).toEqual(Array(90).fill(MiB));
+    const tail = sizes.slice(90);
+    expect(tail[0]).toBe(MiB);
+    for (let i = 1; i < tail.length; i++) expect(tail[i]).toBeLessThanOrEqual(tail[i - 1]!);
+    expect(Math.min(...tail.slice(0, -1))).toBe(MiB / 4);
+    expect(tail.length).toBeGreaterThan(20); // ≈ 2.4 × concurrency
+    expect(tail.length).toBeLessThan(30);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(100 * MiB);
+    // Off by default: the plan is what it was.
+    expect(planChunks(objects, { concurrency: 10, chunks: 100 })).toHaveLength(100);
+  });
+
+  it('property: guided sizes never grow, stay within [size / 4, size], and only in the last round shrink', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 1e6 }),
+        fc.integer({ min: 1, max: 200 }),
+        fc.double({ min: 0, max: 3, noNaN: true }),
+        (size, concurrency, rounds) => {
+          const total = Math.max(1, Math.round(rounds * concurrency * size));
+          const sizeAt = guidedSizes(total, size, concurrency);
+          const least = Math.max(1, Math.ceil(size * GUIDED_TAIL_MIN_FRACTION));
+          const problems: string[] = [];
+          let previous = size;
+          for (let from = 0; from < total; from += sizeAt(from)) {
+            const here = sizeAt(from);
+            if (here > previous) problems.push(`${here} after ${previous} at ${from}`);
+            if (here < least) problems.push(`${here} below ${least} at ${from}`);
+            if (here < size && total - from > concurrency * size) problems.push(`early at ${from}`);
+            previous = here;
+          }
+          expect(problems).toEqual([]);
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 
