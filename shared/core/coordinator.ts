@@ -144,6 +144,11 @@ const DETERMINISTIC = new Set([
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const noop = () => undefined;
+/**
+ * Backups one chunk may get: a second when the first straggles too (with 1% of invocations
+ * slow, one chunk in a hundred backed up would otherwise still end the job late).
+ */
+const MAX_BACKUPS_PER_CHUNK = 2;
 
 /** A promise and what resolves it (Promise.withResolvers, which Node 20 lacks). */
 function deferred<T = void>() {
@@ -496,10 +501,13 @@ interface LiveChunk {
   /** A new attempt's task (each call numbers the next attempt). */
   task: () => ChunkTask;
   bytes: number;
-  /** A backup is queued or has run. */
+  /** A backup waits in the queue for a slot. */
   queued: boolean;
-  /** The running backup: resolves true if the chunk then has an outcome. */
-  backup?: Promise<boolean>;
+  /** Backups started, and when the latest started: it may straggle too. */
+  backups: number;
+  backupAt?: number;
+  /** Backups running: each resolves true if the chunk then has an outcome. */
+  running: Set<Promise<boolean>>;
   /** An attempt's outcome counted. */
   done: boolean;
   /** Settles when an attempt's outcome counted, whichever attempt it was. */
@@ -726,7 +734,7 @@ async function runChunks(
       await Promise.race([attempts, state.finished]);
     } catch (error) {
       // The chunk's own attempts failed for good; a backup still running may yet succeed.
-      if (state.backup === undefined || !(await state.backup)) throw error;
+      if (!(await anyBackupSucceeds(state))) throw error;
     } finally {
       live.delete(index);
       signal(); // lanes waiting for a backup to fall due may now have nothing left to wait for
@@ -744,10 +752,20 @@ async function runChunks(
       task,
       bytes: segments.reduce((sum, s) => sum + s.end - s.start, 0),
       queued: false,
+      backups: 0,
+      running: new Set(),
       done: false,
       finished,
       finish,
     };
+  };
+
+  /** True once a running backup gives the chunk an outcome; false when none is left running. */
+  const anyBackupSucceeds = async (state: LiveChunk): Promise<boolean> => {
+    while (!state.done && state.running.size > 0) {
+      if (await Promise.race(state.running)) return true;
+    }
+    return state.done;
   };
 
   /** A chunk's own attempts, with retries; they stop once a backup has won. */
@@ -820,10 +838,11 @@ async function runChunks(
     let queued = false;
     for (const state of live.values()) {
       if (!watch.canBackUp) break;
-      if (state.done || state.queued) continue;
+      if (state.done || state.queued || state.backups >= MAX_BACKUPS_PER_CHUNK) continue;
       const limit = watch.limitMs(state.bytes);
       if (limit === undefined) return;
-      if (now - state.started <= limit) continue;
+      // Past the limit since the chunk began, or since its latest backup began.
+      if (now - (state.backupAt ?? state.started) <= limit) continue;
       state.queued = true;
       watch.backups += 1;
       due.push(state.index);
@@ -845,9 +864,12 @@ async function runChunks(
     }
     const chunk = manifest.chunks[index]!;
     chunk.backups = (chunk.backups ?? 0) + 1;
+    state.queued = false;
+    state.backups += 1;
+    state.backupAt = clock.now();
     const task = state.task();
     const { promise, resolve: settle } = deferred<boolean>();
-    state.backup = promise;
+    state.running.add(promise);
     const invocation = invokeWorker(task);
     // The outcome written first counts: the backup's, unless its worker found one already.
     invocation.then((summary) => {
@@ -857,9 +879,10 @@ async function runChunks(
       const summary = await Promise.race([invocation, state.finished]);
       // Undefined: the chunk's own attempt counted first; this one runs on without its caller.
       if (summary !== undefined) complete(index, summary, state);
+      state.running.delete(promise);
       settle(true);
     } catch (error) {
-      state.backup = undefined;
+      state.running.delete(promise);
       settle(false);
       if (error instanceof ThrottledError) {
         // No slot after all: the backup waits for the next one, first in line.
@@ -867,6 +890,8 @@ async function runChunks(
         throttles += 1;
         unnumber(chunk, task);
         chunk.backups -= 1;
+        state.backups -= 1;
+        state.queued = true;
         due.unshift(index);
         if (!ownThrottles.has(error)) await sleep(backoff(1, random, error.retryAfterSeconds));
         return;

@@ -72,14 +72,21 @@ export interface PlanOptions {
 
 /** A guided tail shrinks chunks down to this fraction of the nominal size, and no further. */
 export const GUIDED_TAIL_MIN_FRACTION = 1 / 4;
+/**
+ * Rounds of the pool a guided tail spans. One (textbook guided scheduling) left the straggler
+ * simulation's makespan 1.0 s above two, and four only 0.4 s below two for twice the extra
+ * chunks (docs/PERFORMANCE.md, bench 4).
+ */
+export const GUIDED_TAIL_ROUNDS = 2;
 
 /**
- * Chunk sizes for a guided tail, as guided self-scheduling (OpenMP's `schedule(guided)`) sizes
- * its chunks: the nominal `size` while more than one round of the pool is left (concurrency ×
- * size bytes), then each chunk a concurrency-th of what remains, down to
- * {@link GUIDED_TAIL_MIN_FRACTION} of `size`. The chunks dispatched last are the shortest, so
- * the lanes run out of work at nearly the same time. With concurrency P, the last round's P
- * chunks become about 2.4 P smaller ones.
+ * Chunk sizes for a guided tail, in the manner of guided self-scheduling (OpenMP's
+ * `schedule(guided)`): the nominal `size` while more than {@link GUIDED_TAIL_ROUNDS} rounds of
+ * the pool are left (a round is concurrency × size bytes), then each chunk that many
+ * concurrency-ths of what remains, down to {@link GUIDED_TAIL_MIN_FRACTION} of `size`. The
+ * chunks dispatched last are the shortest, so the lanes run out of work at nearly the same
+ * time, and a straggler among them is found (and backed up) sooner. With concurrency P, the
+ * last two rounds' 2 P chunks become about 4.8 P smaller ones.
  *
  * @returns the size of the chunk that begins at byte `from` of the dataset
  */
@@ -88,11 +95,11 @@ export function guidedSizes(
   size: number,
   concurrency: number,
 ): (from: number) => number {
-  const round = concurrency * size;
+  const slots = GUIDED_TAIL_ROUNDS * concurrency;
   const least = Math.max(1, Math.ceil(size * GUIDED_TAIL_MIN_FRACTION));
   return (from) => {
     const left = total - from;
-    return left > round ? size : Math.max(least, Math.ceil(left / concurrency));
+    return left > slots * size ? size : Math.max(least, Math.ceil(left / slots));
   };
 }
 

@@ -211,7 +211,9 @@ describe('backups of straggling chunks', () => {
     });
     expect(saved.status.status).toBe('SUCCEEDED');
     expect(saved.result).toBe(clean.result);
-    expect(saved.manifest.chunks[7]).toMatchObject({ backups: 1, backupWon: true });
+    // The first backup straggles past the limit too and gets a second, which fails: the first
+    // one's outcome is still the one that counts.
+    expect(saved.manifest.chunks[7]).toMatchObject({ backups: 2, backupWon: true });
   });
 
   it('queues a throttled backup again, and learns the function’s limit from its own load', async () => {
