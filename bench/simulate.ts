@@ -53,6 +53,14 @@ const MODEL = {
   /** GETs a worker keeps in flight (SEGMENT_PARALLELISM). */
   getsInFlight: SEGMENT_PARALLELISM,
   putLatencyMs: 30,
+  /**
+   * The straggler scenarios: a chunk's duration grows with its bytes (a fixed part, then the
+   * median per MiB: a 1 MiB chunk takes the median), times its log-normal draw; and this share
+   * of invocations (not chunks: a backup is a new draw) runs this many times slower.
+   */
+  fixedMs: 50,
+  slowShare: 0.01,
+  slowFactor: 10,
 };
 
 /**
@@ -249,7 +257,10 @@ class SimulatedLambda implements Invoker {
   invocations = 0;
   /** What the workers would have asked of S3: a GET per segment, a PUT per outcome. */
   readonly workerRequests = { get: 0, put: 0 };
-  /** Each chunk's modelled duration, by index (for the bounds): a plain array of doubles. */
+  /**
+   * Each chunk's modelled duration, by index, for the bounds: its first invocation's, had that
+   * not run slow (a backup's duration is extra work; a slow invocation is what backups avoid).
+   */
   readonly durations: number[] = [];
   /** Called once when the coordinator invokes the reducer. */
   onReduce?: (jobId: string) => Promise<void>;
@@ -257,7 +268,8 @@ class SimulatedLambda implements Invoker {
   private refilledAt = 0;
   constructor(
     private readonly time: VirtualTime,
-    private readonly durationOf: (task: ChunkTask) => number,
+    /** An invocation's duration, and what it would have been had it not run slow. */
+    private readonly durationOf: (task: ChunkTask) => { ms: number; nominal: number },
   ) {}
   /** New-sandbox tokens: 1,000 per 10 s, refilled continuously, at most 1,000 saved. */
   private refill() {
@@ -292,9 +304,8 @@ class SimulatedLambda implements Invoker {
     this.invocations += 1;
     this.active += 1;
     const task = payload as ChunkTask;
-    const duration = this.durationOf(task);
-    // The bound counts each chunk once: its first attempt (a backup's duration is extra work).
-    this.durations[task.index] ??= duration;
+    const { ms: duration, nominal } = this.durationOf(task);
+    this.durations[task.index] ??= nominal;
     this.workerRequests.get += task.segments.length;
     this.workerRequests.put += 1;
     await this.time.sleep(latency + duration);
@@ -356,10 +367,20 @@ interface ScenarioResult {
 }
 
 /** Runs one dataset through the real coordinator in virtual time. */
-type Scenario = 'chunks' | 'objects' | 'stragglers' | 'stragglers-speculation';
+const SCENARIOS = [
+  'chunks',
+  'objects',
+  'stragglers',
+  'stragglers-speculation',
+  'stragglers-guided',
+  'stragglers-both',
+] as const;
+type Scenario = (typeof SCENARIOS)[number];
 
 async function simulate(scenario: Scenario): Promise<ScenarioResult> {
   const stragglers = scenario.startsWith('stragglers');
+  const speculation = scenario === 'stragglers-speculation' || scenario === 'stragglers-both';
+  const guidedTail = scenario === 'stragglers-guided' || scenario === 'stragglers-both';
   const chunks = stragglers
     ? Number(process.env.BENCH_SIM_STRAGGLER_CHUNKS ?? 20_000)
     : Number(process.env.BENCH_SIM_CHUNKS ?? 100_000);
@@ -373,18 +394,27 @@ async function simulate(scenario: Scenario): Promise<ScenarioResult> {
       : { prefix: 'datasets/small/', count: objects, size: objectBytes },
   );
   const time = new VirtualTime();
-  const drawn = Float64Array.from(
-    { length: scenario === 'objects' ? 0 : chunks },
-    () => MODEL.medianDurationMs * Math.exp(MODEL.sigma * draw()),
-  );
-  const lambda = new SimulatedLambda(time, (task) =>
-    scenario === 'objects'
-      ? readingDuration(task, draw)
-      : stragglers
-        ? // 1% of invocations (not chunks: a backup is a new draw) run 10 times slower.
-          (drawn[task.index] as number) * (slow() < 0.01 ? 10 : 1)
-        : (drawn[task.index] as number),
-  );
+  // Each chunk's log-normal draw, by index, drawn in index order (a guided tail adds chunks).
+  const drawn: number[] = [];
+  const noiseOf = (index: number) => {
+    while (drawn.length <= index) drawn.push(Math.exp(MODEL.sigma * draw()));
+    return drawn[index] as number;
+  };
+  const perByte = (MODEL.medianDurationMs - MODEL.fixedMs) / (1024 * 1024);
+  const lambda = new SimulatedLambda(time, (task) => {
+    if (scenario === 'objects') {
+      const ms = readingDuration(task, draw);
+      return { ms, nominal: ms };
+    }
+    const noise = noiseOf(task.index);
+    if (!stragglers) {
+      const ms = MODEL.medianDurationMs * noise;
+      return { ms, nominal: ms };
+    }
+    const bytes = task.segments.reduce((sum, g) => sum + g.end - g.start, 0);
+    const nominal = (MODEL.fixedMs + perByte * bytes) * noise;
+    return { ms: nominal * (slow() < MODEL.slowShare ? MODEL.slowFactor : 1), nominal };
+  });
   const jobId = 'zzzzsimulation01';
   const request: JobRequest = {
     jobId,
@@ -393,6 +423,7 @@ async function simulate(scenario: Scenario): Promise<ScenarioResult> {
     params: {},
     // The small objects get the default plan; the huge object is cut into `chunks`.
     ...(scenario !== 'objects' && { chunks }),
+    ...(guidedTail && { guidedTail: true }),
     concurrency: MODEL.accountConcurrency,
     onBadRecord: 'fail',
     createdAt: systemClock.iso(),
@@ -456,7 +487,7 @@ async function simulate(scenario: Scenario): Promise<ScenarioResult> {
       tick: time.sleep,
       // Backups only where the scenario is about them, so the other figures compare with
       // earlier runs.
-      speculation: { enabled: scenario === 'stragglers-speculation' },
+      speculation: { enabled: speculation },
     }),
   );
   const wallMs = performance.now() - started;
@@ -477,7 +508,15 @@ async function simulate(scenario: Scenario): Promise<ScenarioResult> {
       scenario === 'objects'
         ? `${rate(objects)} objects of ${objectBytes / 1024} KiB`
         : stragglers
-          ? `${rate(chunks)} chunks, 1% of invocations 10x slower, ${scenario === 'stragglers' ? 'no backups' : 'backups'}`
+          ? `${rate(chunks)} chunks, 1% slow: ${
+              speculation
+                ? guidedTail
+                  ? 'backups + guided tail'
+                  : 'backups'
+                : guidedTail
+                  ? 'guided tail'
+                  : 'neither'
+            }`
           : `one object cut into ${rate(chunks)} chunks`,
     chunks: final.chunks.total,
     succeeded: final.chunks.succeeded,
@@ -528,13 +567,11 @@ async function inChild(scenario: Scenario): Promise<ScenarioResult> {
 
 /** Runs the benchmark: both datasets, each in its own process. */
 export async function run(): Promise<Report> {
-  const results = [
-    await inChild('chunks'),
-    await inChild('objects'),
-    await inChild('stragglers'),
-    await inChild('stragglers-speculation'),
-  ];
-  const [huge, small, noBackups, backups] = results as [
+  const results: ScenarioResult[] = [];
+  for (const scenario of SCENARIOS) results.push(await inChild(scenario));
+  const [huge, small, neither, backups, guided, both] = results as [
+    ScenarioResult,
+    ScenarioResult,
     ScenarioResult,
     ScenarioResult,
     ScenarioResult,
@@ -549,6 +586,10 @@ export async function run(): Promise<Report> {
       ? 'not run'
       : `${rate(r.get)} GET, ${rate(r.put)} PUT${'list' in r ? `, ${rate(r.list)} LIST, ${rate(r.head)} HEAD` : ''}`;
   const ratio = (r: ScenarioResult) => r.makespanMs / r.lowerBoundMs;
+  const cut = (r: ScenarioResult, base: ScenarioResult) =>
+    `${((1 - r.makespanMs / base.makespanMs) * 100).toFixed(1)}%`;
+  const extra = (r: ScenarioResult) =>
+    `${(((r.invocations - r.chunks) / r.chunks) * 100).toFixed(2)}%`;
   return {
     name: 'simulate',
     title:
@@ -578,14 +619,16 @@ export async function run(): Promise<Report> {
       'objects: invocations (target ≤ 1,000)': small.invocations,
       'objects: makespan / lower bound (target ≤ 1.10)': Number(ratio(small).toFixed(4)),
       'objects: coordinator peak RSS MB (target ≤ 256)': small.peakRssMb,
-      'stragglers: makespan / lower bound without backups': Number(ratio(noBackups).toFixed(4)),
-      'stragglers: makespan / lower bound with backups': Number(ratio(backups).toFixed(4)),
-      'stragglers: makespan cut by backups (target ≥ 30%)': `${(
-        (1 - backups.makespanMs / noBackups.makespanMs) * 100
-      ).toFixed(1)}%`,
-      'stragglers: extra invocations (target ≤ 5%)': `${(
-        ((backups.invocations - backups.chunks) / backups.chunks) * 100
-      ).toFixed(2)}%`,
+      'stragglers: makespan / lower bound, neither': Number(ratio(neither).toFixed(4)),
+      'stragglers: makespan / lower bound, backups': Number(ratio(backups).toFixed(4)),
+      'stragglers: makespan / lower bound, guided tail': Number(ratio(guided).toFixed(4)),
+      'stragglers: makespan / lower bound, both': Number(ratio(both).toFixed(4)),
+      'stragglers: makespan cut by backups (target ≥ 30%)': cut(backups, neither),
+      'stragglers: makespan cut by the guided tail': cut(guided, neither),
+      'stragglers: makespan cut by both': cut(both, neither),
+      'stragglers: extra invocations, backups (target ≤ 5%)': extra(backups),
+      'stragglers: extra invocations, both': extra(both),
+      'stragglers: chunks added by the guided tail': `${rate(guided.chunks - neither.chunks)}`,
     },
     notes: [
       `model: ${JSON.stringify(MODEL)}`,
@@ -593,6 +636,7 @@ export async function run(): Promise<Report> {
       'ideal first-free dispatcher: the same chunks, in order, each handed to the first sandbox to come free, with no dispatch cost — what a perfect coordinator that cannot know durations in advance achieves',
       "S3 requests: the coordinator's and the reducer's are counted as they happen (the reducer runs for real on the small objects only); the workers' are counted from their tasks: one GET per segment, one PUT for the outcome",
       "virtual time charges nothing for the coordinator's CPU; bench 3 measures that",
+      `stragglers: ${rate(Number(process.env.BENCH_SIM_STRAGGLER_CHUNKS ?? 20_000))} chunks of 1 MiB asked for; a chunk takes ${MODEL.fixedMs} ms plus the rest of the median per MiB, times its log-normal draw, and ${MODEL.slowShare * 100}% of invocations run ${MODEL.slowFactor}x slower; their lower bound and ideal dispatcher use each chunk's duration had it not run slow (what backups can recover), so a run with backups can come close to it and one without cannot`,
       process.env.BENCH_SIM_STATUS_LATENCY === '1'
         ? "status.json reads and writes take the model's S3 latency (BENCH_SIM_STATUS_LATENCY=1)"
         : 'status.json reads and writes are free here, so each pre-dispatch cancel check is a read of its own; at S3 latency lanes share reads (BENCH_SIM_STATUS_LATENCY=1)',
@@ -649,7 +693,7 @@ function greedyMakespan(durations: Float64Array): number {
 const scenario = process.argv.indexOf('--scenario');
 if (scenario > 0) {
   const name = process.argv[scenario + 1];
-  if (!['chunks', 'objects', 'stragglers', 'stragglers-speculation'].includes(name as string)) {
+  if (!(SCENARIOS as readonly string[]).includes(name as string)) {
     throw new Error(`unknown scenario ${name}`);
   }
   process.stdout.write(`${JSON.stringify(await simulate(name as Scenario))}\n`);
