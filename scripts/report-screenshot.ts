@@ -12,7 +12,9 @@ import { runJob } from '../cli/run.ts';
 import { renderPage } from '../test/fixtures/browser.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'fanout-shot-'));
-const runtime = await startRuntime({ chaos: { spec: parseChaos('worker-error=0.15'), seed: 3 } });
+const runtime = await startRuntime({
+  chaos: { spec: parseChaos('worker-error=0.15,worker-slow=0.05'), seed: 3 },
+});
 try {
   const input = join(dir, 'people.jsonl');
   await generate({ records: 250_000, out: input, seed: 9 });

@@ -658,8 +658,8 @@ async function runChunks(
     ];
   };
   /** One worker invocation, counted for the free-slot check and billed for the cost. */
-  const invokeWorker = async (task: ChunkTask): Promise<ChunkSummary> => {
-    const call = { started: clock.now(), billed: false };
+  const invokeWorker = async (task: ChunkTask, backup = false): Promise<ChunkSummary> => {
+    const call = { started: clock.now(), billed: false, task, backup };
     invocations += 1;
     const load = invocations;
     calls.add(call);
@@ -672,6 +672,7 @@ async function runChunks(
           tally.workers,
           summary.usage ?? invocationUsage(clock.now() - call.started, workerMemoryMb),
         );
+        if (summary.duplicate === true) lostAttempt(call, Date.parse(clock.iso()));
       }
       return summary;
     } catch (error) {
@@ -694,7 +695,20 @@ async function runChunks(
     }
   };
   /** Worker invocations in flight, for billing the ones that lost and outlive the run. */
-  const calls = new Set<{ started: number; billed: boolean }>();
+  const calls = new Set<{ started: number; billed: boolean; task: ChunkTask; backup: boolean }>();
+  /** Notes, for the report, an attempt whose outcome did not count. */
+  const lostAttempt = (call: { task: ChunkTask; backup: boolean }, endedAt?: number) => {
+    const chunk = manifest.chunks[call.task.index]!;
+    chunk.lost = [
+      ...(chunk.lost ?? []),
+      {
+        attempt: call.task.attempt,
+        dispatchedAt: call.task.dispatchedAt as number,
+        ...(endedAt !== undefined && { endedAt }),
+        ...(call.backup && { backup: true }),
+      },
+    ];
+  };
 
   const runOne = async (index: number): Promise<void> => {
     const chunk = manifest.chunks[index]!;
@@ -870,7 +884,7 @@ async function runChunks(
     const task = state.task();
     const { promise, resolve: settle } = deferred<boolean>();
     state.running.add(promise);
-    const invocation = invokeWorker(task);
+    const invocation = invokeWorker(task, true);
     // The outcome written first counts: the backup's, unless its worker found one already.
     invocation.then((summary) => {
       if (summary.duplicate !== true) chunk.backupWon = true;
@@ -1006,9 +1020,11 @@ async function runChunks(
   while (running.length > 0) await Promise.all(running.splice(0));
   widened = true;
   dispatching = false;
-  // Attempts that lost and still run are not waited for: they are billed for their time so far.
+  // Attempts still running lost (every chunk has ended): they are not waited for, and they are
+  // billed for their time so far.
   for (const call of calls) {
     call.billed = true;
+    lostAttempt(call);
     tally.workers = addUsage(
       tally.workers,
       invocationUsage(clock.now() - call.started, workerMemoryMb),

@@ -193,6 +193,19 @@ export interface FailedAttempt {
   error?: string;
 }
 
+/**
+ * An attempt that ran while another attempt of its chunk wrote the outcome that counts: the
+ * loser of a backup race (its part is removed by its own worker).
+ */
+export interface LostAttempt {
+  attempt: number;
+  dispatchedAt: number;
+  /** Absent when it still ran as the coordinator's run ended (Lambda cannot stop it). */
+  endedAt?: number;
+  /** It was a backup (else the chunk's own attempt). */
+  backup?: boolean;
+}
+
 /** A malformed record that was skipped (`onBadRecord: 'skip'`). */
 export interface BadRecordSample {
   /** The object that holds the record. */
@@ -267,6 +280,8 @@ export interface ManifestChunk extends ChunkRange {
   /** Backup attempts started because the chunk straggled, and whether one of them won. */
   backups?: number;
   backupWon?: boolean;
+  /** Attempts whose outcome did not count because another's was written first. */
+  lost?: LostAttempt[];
 }
 
 /** jobs/{id}/manifest.json: the plan, the pinned inputs, and what happened to each chunk. */

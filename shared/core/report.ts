@@ -27,7 +27,7 @@ export interface AttemptBar {
   start: number;
   end: number;
   sandbox: string;
-  kind: 'ok' | 'cold' | 'retried' | 'failed' | 'throttled';
+  kind: 'ok' | 'cold' | 'retried' | 'backup' | 'lost' | 'failed' | 'throttled';
   label: string;
 }
 
@@ -56,10 +56,26 @@ export async function loadReport(
   return { status, outcomes, ...(request && { request }), ...(manifest && { manifest }) };
 }
 
-/** Every attempt with its times: successful ones from outcomes, the others from the manifest. */
+/**
+ * Every attempt with its times: successful ones from outcomes, the others from the manifest. An
+ * attempt that lost a backup race and still ran when the coordinator stopped is drawn to the
+ * job's end.
+ */
 export function attemptBars(input: ReportInput): AttemptBar[] {
   const bars: AttemptBar[] = [];
+  const jobEnd = Date.parse(input.status.finishedAt ?? '') || Date.now();
   for (const chunk of input.manifest?.chunks ?? []) {
+    for (const l of chunk.lost ?? []) {
+      bars.push({
+        chunk: chunk.index,
+        attempt: l.attempt,
+        start: l.dispatchedAt,
+        end: Math.max(l.endedAt ?? jobEnd, l.dispatchedAt + 1),
+        sandbox: 'lost attempts',
+        kind: 'lost',
+        label: `chunk ${chunk.index} attempt ${l.attempt}${l.backup ? ' (backup)' : ''}: lost, another attempt's outcome was written first${l.endedAt === undefined ? '; still running when the job ended' : ''}`,
+      });
+    }
     for (const f of chunk.failures ?? []) {
       bars.push({
         chunk: chunk.index,
@@ -80,8 +96,15 @@ export function attemptBars(input: ReportInput): AttemptBar[] {
         start: run.startedAt,
         end: Math.max(run.endedAt, run.startedAt + 1),
         sandbox: run.sandbox,
-        kind: outcome.attempt > 1 ? 'retried' : run.coldStart ? 'cold' : 'ok',
-        label: `chunk ${chunk.index} attempt ${outcome.attempt}: ${outcome.durationMs} ms, ${outcome.recordsIn} records${run.coldStart ? ', cold start' : ''}${run.dispatchedAt === undefined ? '' : `, queued ${run.startedAt - run.dispatchedAt} ms`}`,
+        kind:
+          chunk.backupWon === true
+            ? 'backup'
+            : outcome.attempt > 1
+              ? 'retried'
+              : run.coldStart
+                ? 'cold'
+                : 'ok',
+        label: `chunk ${chunk.index} attempt ${outcome.attempt}${chunk.backupWon === true ? ' (backup, won)' : ''}: ${outcome.durationMs} ms, ${outcome.recordsIn} records${run.coldStart ? ', cold start' : ''}${run.dispatchedAt === undefined ? '' : `, queued ${run.startedAt - run.dispatchedAt} ms`}`,
       });
     }
   }
@@ -92,6 +115,8 @@ const COLOURS: Record<AttemptBar['kind'], string> = {
   ok: '#3b8f3b',
   cold: '#2b6cb0',
   retried: '#d69e2e',
+  backup: '#0f9e9e',
+  lost: '#a0aec0',
   failed: '#c53030',
   throttled: '#805ad5',
 };
@@ -180,8 +205,11 @@ export function renderReport(input: ReportInput): string {
   });
   const throughput = new Array<number>(slots).fill(0);
   for (const b of bars) {
+    // Only the attempt whose outcome counted read records for the job.
     const records =
-      b.kind === 'failed' || b.kind === 'throttled' ? 0 : (input.outcomes[b.chunk]?.recordsIn ?? 0);
+      b.kind === 'failed' || b.kind === 'throttled' || b.kind === 'lost'
+        ? 0
+        : (input.outcomes[b.chunk]?.recordsIn ?? 0);
     for (let i = 0; i < slots; i++) {
       const from = Math.max(b.start, t0 + i * slot);
       const to = Math.min(b.end, t0 + (i + 1) * slot);
@@ -210,6 +238,13 @@ export function renderReport(input: ReportInput): string {
     ),
     ...(status.error ? [`job: ${status.error.code}: ${status.error.message}`] : []),
   ];
+  const backups = (manifest?.chunks ?? []).reduce(
+    (sum, c) => ({
+      started: sum.started + (c.backups ?? 0),
+      won: sum.won + (c.backupWon === true ? 1 : 0),
+    }),
+    { started: 0, won: 0 },
+  );
   const cost = status.cost;
   const row = (k: string, v: unknown) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`;
   const legend = (Object.keys(COLOURS) as AttemptBar['kind'][])
@@ -230,7 +265,7 @@ th{font-weight:600}.axis{font-size:11px;fill:#4a5568}.key{margin-right:14px}
 code{font-size:12px}
 </style></head><body>
 <h1>fanout job <code>${esc(status.jobId)}</code>: ${esc(status.job)} <span class="status-${esc(status.status)}">${esc(status.status)}</span></h1>
-<p>${fmt(status.records)} records, ${fmt(status.bytes / 1e6, 1)} MB, ${status.chunks.total} chunks, ${bars.length} attempts over ${fmt(span / 1000, 2)} s.</p>
+<p>${fmt(status.records)} records, ${fmt(status.bytes / 1e6, 1)} MB, ${status.chunks.total} chunks, ${bars.length} attempts over ${fmt(span / 1000, 2)} s${backups.started > 0 ? `; ${backups.started} backup attempts for straggling chunks, ${backups.won} of them won` : ''}.</p>
 <h2>Timeline</h2><p>${legend}</p>
 ${timeline(bars, runs, t0, span)}
 <h2>Concurrency</h2>
@@ -263,7 +298,7 @@ ${
     : `<table class="cost">${row('total', `$${cost.usd}`)}${row('Lambda', `${fmt(cost.lambdaGbSeconds, 3)} GB-s, ${fmt(cost.lambdaRequests)} requests`)}${row('S3', `${fmt(cost.s3Requests.get)} GET, ${fmt(cost.s3Requests.put)} PUT, ${fmt(cost.s3Requests.list)} LIST`)}${row('API', `${fmt(cost.apiRequests)} requests`)}${row('prices', cost.prices)}</table>`
 }
 <h2>Parameters</h2>
-<table class="params">${row('job', status.job)}${row('input', status.input)}${row('params', JSON.stringify(manifest?.params ?? request?.params ?? {}))}${row('concurrency', manifest?.concurrency ?? request?.concurrency ?? '')}${row('chunks', status.chunks.total)}${row('chunk size', manifest?.chunkSize ?? request?.chunkSize ?? 'default')}${row('on bad record', manifest?.onBadRecord ?? request?.onBadRecord ?? '')}${row('created', status.createdAt)}${row('started', status.startedAt ?? '')}${row('finished', status.finishedAt ?? '')}${row('epoch / resumes / redrives', `${status.epoch ?? 0} / ${status.resumes ?? 0} / ${status.redrives ?? 0}`)}</table>
+<table class="params">${row('job', status.job)}${row('input', status.input)}${row('params', JSON.stringify(manifest?.params ?? request?.params ?? {}))}${row('concurrency', manifest?.concurrency ?? request?.concurrency ?? '')}${row('chunks', status.chunks.total)}${row('chunk size', manifest?.chunkSize ?? request?.chunkSize ?? 'default')}${row('on bad record', manifest?.onBadRecord ?? request?.onBadRecord ?? '')}${row('backups for stragglers', request?.speculation === false ? 'off' : 'on')}${row('guided tail', request?.guidedTail === true ? 'on' : 'off')}${row('created', status.createdAt)}${row('started', status.startedAt ?? '')}${row('finished', status.finishedAt ?? '')}${row('epoch / resumes / redrives', `${status.epoch ?? 0} / ${status.resumes ?? 0} / ${status.redrives ?? 0}`)}</table>
 </body></html>
 `;
 }

@@ -329,6 +329,10 @@ describe('stragglers', () => {
     const backedUp = manifest.chunks.filter((c) => (c.backups ?? 0) > 0);
     expect(backedUp.length).toBeGreaterThan(0);
     expect(backedUp.some((c) => c.backupWon === true)).toBe(true);
+    // The stalled originals lost, still running when the coordinator stopped: the report draws
+    // them from the manifest.
+    const lost = backedUp.flatMap((c) => c.lost ?? []);
+    expect(lost.some((l) => l.endedAt === undefined && l.backup !== true)).toBe(true);
     // Without backups each stalled chunk would hold the job 10 s; the bound sits far from both.
     expect(result.durationMs).toBeLessThan(9_000);
   });

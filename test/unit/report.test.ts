@@ -108,6 +108,31 @@ describe('the job report', () => {
     expect(html).toContain('>coordinator</text>');
   });
 
+  it('draws a backup that won, and the original it beat, still running at the end', () => {
+    const raced = {
+      ...manifest,
+      chunks: [
+        {
+          ...manifest.chunks[0]!,
+          failures: [],
+          backups: 1,
+          backupWon: true,
+          lost: [{ attempt: 1, dispatchedAt: t }],
+        },
+      ],
+    } as Manifest;
+    const finishedAt = new Date(t + 500).toISOString();
+    const input = { status: { ...status, finishedAt }, manifest: raced, outcomes: [outcome] };
+    const bars = attemptBars(input);
+    expect(bars.map((b) => [b.attempt, b.kind, b.end - t])).toEqual([
+      [1, 'lost', 500], // drawn to the job's end: it had not ended when the coordinator stopped
+      [2, 'backup', 65],
+    ]);
+    const html = renderReport(input);
+    expect(html).toContain('1 backup attempts for straggling chunks, 1 of them won');
+    expect(html).toMatch(/attempt 1: lost, another attempt&#39;s outcome was written first/);
+  });
+
   it('escapes what a job wrote, so nothing runs in the page', () => {
     const html = renderReport({ status, manifest, outcomes: [outcome, undefined] });
     expect(html).not.toMatch(/<script|<img|<b>/);
