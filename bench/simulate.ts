@@ -268,8 +268,10 @@ class SimulatedLambda implements Invoker {
   private refilledAt = 0;
   constructor(
     private readonly time: VirtualTime,
-    /** An invocation's duration, and what it would have been had it not run slow. */
-    private readonly durationOf: (task: ChunkTask) => { ms: number; nominal: number },
+    /** An invocation's duration had it not run slow. */
+    private readonly durationOf: (task: ChunkTask) => number,
+    /** How many times slower this invocation runs (1 for most). */
+    private readonly slowdown: () => number = () => 1,
   ) {}
   /** New-sandbox tokens: 1,000 per 10 s, refilled continuously, at most 1,000 saved. */
   private refill() {
@@ -304,7 +306,8 @@ class SimulatedLambda implements Invoker {
     this.invocations += 1;
     this.active += 1;
     const task = payload as ChunkTask;
-    const { ms: duration, nominal } = this.durationOf(task);
+    const nominal = this.durationOf(task);
+    const duration = nominal * this.slowdown();
     this.durations[task.index] ??= nominal;
     this.workerRequests.get += task.segments.length;
     this.workerRequests.put += 1;
@@ -394,27 +397,23 @@ async function simulate(scenario: Scenario): Promise<ScenarioResult> {
       : { prefix: 'datasets/small/', count: objects, size: objectBytes },
   );
   const time = new VirtualTime();
-  // Each chunk's log-normal draw, by index, drawn in index order (a guided tail adds chunks).
-  const drawn: number[] = [];
-  const noiseOf = (index: number) => {
-    while (drawn.length <= index) drawn.push(Math.exp(MODEL.sigma * draw()));
-    return drawn[index] as number;
-  };
+  // Each chunk's log-normal draw, by index (a guided tail adds up to 2.8 x concurrency chunks).
+  const drawn = Float64Array.from(
+    { length: scenario === 'objects' ? 0 : chunks + 3 * MODEL.accountConcurrency },
+    () => Math.exp(MODEL.sigma * draw()),
+  );
+  const noiseOf = (index: number) => drawn[index] as number;
   const perByte = (MODEL.medianDurationMs - MODEL.fixedMs) / (1024 * 1024);
-  const lambda = new SimulatedLambda(time, (task) => {
-    if (scenario === 'objects') {
-      const ms = readingDuration(task, draw);
-      return { ms, nominal: ms };
-    }
-    const noise = noiseOf(task.index);
-    if (!stragglers) {
-      const ms = MODEL.medianDurationMs * noise;
-      return { ms, nominal: ms };
-    }
-    const bytes = task.segments.reduce((sum, g) => sum + g.end - g.start, 0);
-    const nominal = (MODEL.fixedMs + perByte * bytes) * noise;
-    return { ms: nominal * (slow() < MODEL.slowShare ? MODEL.slowFactor : 1), nominal };
-  });
+  const lambda = new SimulatedLambda(
+    time,
+    (task) => {
+      if (scenario === 'objects') return readingDuration(task, draw);
+      if (!stragglers) return MODEL.medianDurationMs * noiseOf(task.index);
+      const bytes = task.segments.reduce((sum, g) => sum + g.end - g.start, 0);
+      return (MODEL.fixedMs + perByte * bytes) * noiseOf(task.index);
+    },
+    stragglers ? () => (slow() < MODEL.slowShare ? MODEL.slowFactor : 1) : undefined,
+  );
   const jobId = 'zzzzsimulation01';
   const request: JobRequest = {
     jobId,

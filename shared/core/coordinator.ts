@@ -144,6 +144,7 @@ const DETERMINISTIC = new Set([
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const noop = () => undefined;
+const SETTLED = Promise.resolve();
 /**
  * Backups one chunk may get: a second when the first straggles too (with 1% of invocations
  * slow, one chunk in a hundred backed up would otherwise still end the job late).
@@ -507,7 +508,7 @@ interface LiveChunk {
   backups: number;
   backupAt?: number;
   /** Backups running: each resolves true if the chunk then has an outcome. */
-  running: Set<Promise<boolean>>;
+  running?: Set<Promise<boolean>>;
   /** An attempt's outcome counted. */
   done: boolean;
   /** Settles when an attempt's outcome counted, whichever attempt it was. */
@@ -662,7 +663,7 @@ async function runChunks(
     const call = { started: clock.now(), billed: false, task, backup };
     invocations += 1;
     const load = invocations;
-    calls.add(call);
+    if (watch !== undefined) calls.add(call); // only backup races leave attempts running
     try {
       const summary = await deps.invoker.invoke<ChunkSummary>(deps.workerFunction, task, {
         timeoutMs: deps.workerTimeoutMs + invocationMarginMs(deps.workerTimeoutMs),
@@ -759,7 +760,10 @@ async function runChunks(
     task: () => ChunkTask,
     segments: readonly TaskSegment[],
   ): LiveChunk => {
-    const { promise: finished, resolve: finish } = deferred();
+    // Without backups nothing waits on `finished`: 100,000 chunks' worth of promises is garbage
+    // the coordinator's peak memory feels (bench 4).
+    const { promise: finished, resolve: finish } =
+      watch === undefined ? { promise: SETTLED, resolve: noop } : deferred();
     return {
       index,
       started: clock.now(),
@@ -767,7 +771,6 @@ async function runChunks(
       bytes: segments.reduce((sum, s) => sum + s.end - s.start, 0),
       queued: false,
       backups: 0,
-      running: new Set(),
       done: false,
       finished,
       finish,
@@ -776,7 +779,7 @@ async function runChunks(
 
   /** True once a running backup gives the chunk an outcome; false when none is left running. */
   const anyBackupSucceeds = async (state: LiveChunk): Promise<boolean> => {
-    while (!state.done && state.running.size > 0) {
+    while (!state.done && state.running !== undefined && state.running.size > 0) {
       if (await Promise.race(state.running)) return true;
     }
     return state.done;
@@ -883,7 +886,7 @@ async function runChunks(
     state.backupAt = clock.now();
     const task = state.task();
     const { promise, resolve: settle } = deferred<boolean>();
-    state.running.add(promise);
+    (state.running ??= new Set()).add(promise);
     const invocation = invokeWorker(task, true);
     // The outcome written first counts: the backup's, unless its worker found one already.
     invocation.then((summary) => {
@@ -893,10 +896,10 @@ async function runChunks(
       const summary = await Promise.race([invocation, state.finished]);
       // Undefined: the chunk's own attempt counted first; this one runs on without its caller.
       if (summary !== undefined) complete(index, summary, state);
-      state.running.delete(promise);
+      state.running?.delete(promise);
       settle(true);
     } catch (error) {
-      state.running.delete(promise);
+      state.running?.delete(promise);
       settle(false);
       if (error instanceof ThrottledError) {
         // No slot after all: the backup waits for the next one, first in line.
