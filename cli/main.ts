@@ -63,9 +63,10 @@ Options:
   --no-speculation     no backup attempts for straggling chunks (by default a chunk running
                        3x the median time of finished ones of its size, and 1 s at least,
                        gets one in the next free slot; at most 5% more invocations, 4 at least)
-  --guided-tail        shrink the last round of chunks (the last concurrency x chunk-size
-                       bytes), each to a concurrency-th of what is left and down to a quarter
-                       of the chunk size, so the job does not end on a few big chunks alone
+  --guided-tail        shrink the last two rounds of chunks (the last 2 x concurrency x
+                       chunk-size bytes), each to a (2 x concurrency)-th of what is left and
+                       down to a quarter of the chunk size, so the job does not end on a few
+                       big chunks alone (about 2.8 x concurrency more chunks)
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
                        "bytes","durationMs","output","cost"}, and "partial" and "failedChunks"
                        when failed chunks were tolerated; cost is what the job would cost
