@@ -886,7 +886,8 @@ async function runChunks(
     state.backupAt = clock.now();
     const task = state.task();
     const { promise, resolve: settle } = deferred<boolean>();
-    (state.running ??= new Set()).add(promise);
+    state.running ??= new Set();
+    state.running.add(promise);
     const invocation = invokeWorker(task, true);
     // The outcome written first counts: the backup's, unless its worker found one already.
     invocation.then((summary) => {
