@@ -16,6 +16,7 @@ import { submitJob } from '#core/submit.ts';
 import { runChunk } from '#core/worker.ts';
 import { jobs as builtIns } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
+import { IN_PROCESS } from '../fixtures/in-process.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 const BUCKET = 'fanout-test';
@@ -67,11 +68,7 @@ function harness(fanIn?: number, lanes: { initialLanes?: number; rampMs?: number
       coordinateJob(jobId, {
         ...deps,
         invoker,
-        workerFunction: 'worker',
-        reducerFunction: 'reducer',
-        coordinatorFunction: 'coordinator',
-        workerTimeoutMs: 60_000,
-        statusIntervalMs: 0,
+        ...IN_PROCESS,
         // Widening waits for real; retries in these tests need not.
         ...(lanes.initialLanes === undefined
           ? { sleep: async () => undefined }

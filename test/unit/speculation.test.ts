@@ -19,6 +19,7 @@ import type { FieldStats } from '#jobs/by-field.ts';
 import { jobs } from '#jobs/index.ts';
 import { prng, scientistLine } from '../../bench/gen.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
+import { IN_PROCESS } from '../fixtures/in-process.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 const BUCKET = 'fanout-test';
@@ -139,11 +140,7 @@ async function runWith(options: {
   await coordinateJob(job.jobId, {
     ...deps,
     invoker,
-    workerFunction: 'worker',
-    reducerFunction: 'reducer',
-    coordinatorFunction: 'coordinator',
-    workerTimeoutMs: 60_000,
-    statusIntervalMs: 0,
+    ...IN_PROCESS,
     // Retries and throttles need not wait here; their backoffs are counted.
     sleep: async () => {
       load.backoffs += 1;
