@@ -494,7 +494,7 @@ async function readHeader(store: ObjectStore, object: ObjectInfo): Promise<strin
   return header;
 }
 
-/** A chunk in flight while speculation is on. */
+/** A chunk in flight: its attempts' state (kept in `live`, for backups, only with speculation on). */
 interface LiveChunk {
   index: number;
   /** When its first attempt was dispatched (retries and backups run against this clock). */
