@@ -12,6 +12,7 @@ import { DEPLOYED_MEMORY_MB, invocationUsage, type Usage } from '#core/cost.ts';
 import { ValidationError } from '#core/errors.ts';
 import type { JobEvents } from '#core/events.ts';
 import type { ObjectStore } from '#core/ports.ts';
+import type { SpeculationOptions } from '#core/speculation.ts';
 
 /** Environment variables the handlers read. */
 export const ENV = {
@@ -42,6 +43,14 @@ export const ENV = {
   staleAfterSeconds: 'FANOUT_STALE_AFTER_SECONDS',
   /** Resumes of a job whose coordinator keeps getting lost, before it FAILS. Default: 3 */
   maxResumes: 'FANOUT_MAX_RESUMES',
+  /** `off`: no backup attempts for stragglers unless a job asks. Default: on */
+  speculation: 'FANOUT_SPECULATION',
+  /** A chunk straggles past this many times the median of its size. Default: 3 */
+  speculationFactor: 'FANOUT_SPECULATION_FACTOR',
+  /** …and not before it has run this many milliseconds. Default: 1000 */
+  speculationFloorMs: 'FANOUT_SPECULATION_FLOOR_MS',
+  /** At most this fraction of a job's chunks get a backup (at least 4). Default: 0.05 */
+  speculationMaxExtra: 'FANOUT_SPECULATION_MAX_EXTRA',
   /** The EventBridge bus job state changes go to (AWS). Unset: see `events`. */
   eventBus: 'FANOUT_EVENT_BUS',
   /** `log`: job state changes go to the function's log (the local runtime). Unset: none. */
@@ -151,6 +160,41 @@ export function optionalInt(env: Env, name: string, fallback: number): number {
     );
   }
   return n;
+}
+
+/**
+ * The coordinator's backup policy for stragglers (CoordinatorDeps.speculation), from
+ * FANOUT_SPECULATION*: only what is set, so the core's defaults apply to the rest.
+ */
+export function speculationFromEnv(env: Env = process.env): SpeculationOptions {
+  const options: SpeculationOptions = {};
+  const switchValue = env[ENV.speculation];
+  if (switchValue !== undefined && switchValue !== '') {
+    if (switchValue !== 'on' && switchValue !== 'off') {
+      throw new ValidationError(
+        `environment variable ${ENV.speculation} must be on or off; got ${JSON.stringify(switchValue)}`,
+      );
+    }
+    options.enabled = switchValue === 'on';
+  }
+  const number = (name: string, least: number, what: string) => {
+    const value = env[name];
+    if (value === undefined || value === '') return undefined;
+    const n = Number(value);
+    if (!(Number.isFinite(n) && n >= least)) {
+      throw new ValidationError(
+        `environment variable ${name} must be ${what}; got ${JSON.stringify(value)}`,
+      );
+    }
+    return n;
+  };
+  const factor = number(ENV.speculationFactor, 1, 'a number ≥ 1');
+  const floorMs = number(ENV.speculationFloorMs, 1, 'a number of milliseconds ≥ 1');
+  const maxExtra = number(ENV.speculationMaxExtra, 0, 'a fraction ≥ 0 (0.05 is 5%)');
+  if (factor !== undefined) options.factor = factor;
+  if (floorMs !== undefined) options.floorMs = floorMs;
+  if (maxExtra !== undefined) options.maxExtra = maxExtra;
+  return options;
 }
 
 /** The object store every handler uses. */

@@ -211,6 +211,12 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       FANOUT_HEARTBEAT_SECONDS: String(LOCAL_DEFAULTS.heartbeatSeconds),
       FANOUT_STALE_AFTER_SECONDS: String(staleAfterSeconds),
       FANOUT_MAX_RESUMES: String(LOCAL_DEFAULTS.maxResumes),
+      // The backup policy, as the FanoutService prop sets it on AWS, from this process's env.
+      ...Object.fromEntries(
+        Object.entries(process.env).filter(
+          (e): e is [string, string] => e[0].startsWith('FANOUT_SPECULATION') && e[1] !== undefined,
+        ),
+      ),
       AWS_ENDPOINT_URL_S3: s3.endpoint,
       AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
       AWS_REGION: 'us-east-1',

@@ -13,6 +13,7 @@ import {
   pricingFromEnv,
   primeClients,
   requireEnv,
+  speculationFromEnv,
   storeFromEnv,
 } from '../config.ts';
 import { jobEventSchema } from '../events.ts';
@@ -39,6 +40,7 @@ const deps = {
   },
   pricing: pricingFromEnv(),
   parquetRowGroups: parquetRowGroupStarts,
+  speculation: speculationFromEnv(process.env),
   ...(process.env[ENV.initialConcurrency] !== undefined && {
     initialLanes: optionalInt(process.env, ENV.initialConcurrency, 1),
   }),

@@ -68,6 +68,18 @@ export interface FanoutServiceProps {
   /** Resumes of a job whose coordinator keeps getting lost, before it FAILS. @default 3 */
   readonly maxResumes?: number;
   /**
+   * Backup attempts for straggling chunks: `enabled: false` turns them off for jobs that do not
+   * ask (a job's `speculation: false` always does); a chunk straggles past `factor` × the median
+   * time of finished chunks of its size and `floorMs`; at most `maxExtra` × the chunks get one
+   * (at least 4). @default enabled, factor 3, floorMs 1000, maxExtra 0.05
+   */
+  readonly speculation?: {
+    readonly enabled?: boolean;
+    readonly factor?: number;
+    readonly floorMs?: number;
+    readonly maxExtra?: number;
+  };
+  /**
    * Where job state changes are published (`source: "fanout"`,
    * `detail-type: "Fanout Job Status Change"`). @default the account's default event bus
    */
@@ -174,6 +186,7 @@ export class FanoutService extends Construct {
         // For the job's cost estimate: the workers' memory, and the functions' architecture.
         FANOUT_WORKER_MEMORY_MB: String(props.workerMemoryMb ?? 1769),
         FANOUT_ARCHITECTURE: 'arm64',
+        ...speculationEnv(props.speculation),
       },
     }).function;
     const api = new FanoutFunction(this, 'Api', {
@@ -590,4 +603,28 @@ export class FanoutService extends Construct {
       ],
     });
   }
+}
+
+/** The coordinator's FANOUT_SPECULATION* variables for what the prop sets (functions/config.ts). */
+function speculationEnv(speculation: FanoutServiceProps['speculation']): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (speculation === undefined) return env;
+  const check = (name: string, value: number | undefined, least: number) => {
+    if (value !== undefined && !(Number.isFinite(value) && value >= least)) {
+      throw new Error(`speculation.${name} must be a number ≥ ${least}; got ${value}`);
+    }
+  };
+  check('factor', speculation.factor, 1);
+  check('floorMs', speculation.floorMs, 1);
+  check('maxExtra', speculation.maxExtra, 0);
+  if (speculation.enabled !== undefined)
+    env.FANOUT_SPECULATION = speculation.enabled ? 'on' : 'off';
+  if (speculation.factor !== undefined) env.FANOUT_SPECULATION_FACTOR = String(speculation.factor);
+  if (speculation.floorMs !== undefined) {
+    env.FANOUT_SPECULATION_FLOOR_MS = String(speculation.floorMs);
+  }
+  if (speculation.maxExtra !== undefined) {
+    env.FANOUT_SPECULATION_MAX_EXTRA = String(speculation.maxExtra);
+  }
+  return env;
 }

@@ -477,6 +477,7 @@ describe('FanoutService', () => {
       workerMemoryMb: 3008,
       workerReservedConcurrency: 50,
       maxConcurrency: 200,
+      speculation: { factor: 4, floorMs: 2000 },
     });
     const role = new Role(stack, 'Client', {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
@@ -493,6 +494,18 @@ describe('FanoutService', () => {
         Variables: Match.objectLike({
           FANOUT_MAX_CONCURRENCY: '200',
           FANOUT_ALLOWED_INPUTS: Match.anyValue(),
+        }),
+      },
+    });
+    // The backup policy goes to the coordinator; what the prop leaves out stays the default.
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          FANOUT_REDUCER_FUNCTION: Match.anyValue(),
+          FANOUT_SPECULATION_FACTOR: '4',
+          FANOUT_SPECULATION_FLOOR_MS: '2000',
+          FANOUT_SPECULATION_MAX_EXTRA: Match.absent(),
+          FANOUT_SPECULATION: Match.absent(),
         }),
       },
     });
@@ -547,13 +560,16 @@ describe('FanoutService', () => {
     ).toEqual(['CoordinatorFailureRecords', 'MatchedEvents']);
   });
 
-  it('refuses input prefixes inside jobs/ or without a trailing slash', () => {
+  it('refuses input prefixes inside jobs/ or without a trailing slash, and a backup factor below 1', () => {
     const stack = new Stack(newApp(), 'Bad');
     expect(() => new FanoutService(stack, 'A', { allowedInputPrefixes: ['jobs/'] })).toThrow(
       /outside jobs/,
     );
     expect(() => new FanoutService(stack, 'B', { allowedInputPrefixes: ['data'] })).toThrow(
       /must end with \//,
+    );
+    expect(() => new FanoutService(stack, 'C', { speculation: { factor: 0.5 } })).toThrow(
+      /speculation.factor must be a number ≥ 1; got 0.5/,
     );
   });
 });

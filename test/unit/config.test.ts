@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { NotFoundError } from '#core/errors.ts';
-import { primeClients } from '../../functions/config.ts';
+import { primeClients, speculationFromEnv } from '../../functions/config.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 describe('primeClients', () => {
@@ -45,5 +45,34 @@ describe('primeClients', () => {
     ).resolves.toBeUndefined();
     // Without a bucket there is nothing to read.
     await expect(primeClients({}, { store })).resolves.toBeUndefined();
+  });
+});
+
+describe('speculationFromEnv', () => {
+  it('reads only what is set, so the core defaults apply to the rest', () => {
+    expect(speculationFromEnv({})).toEqual({});
+    expect(
+      speculationFromEnv({
+        FANOUT_SPECULATION: 'off',
+        FANOUT_SPECULATION_FACTOR: '2.5',
+        FANOUT_SPECULATION_FLOOR_MS: '500',
+        FANOUT_SPECULATION_MAX_EXTRA: '0',
+      }),
+    ).toEqual({ enabled: false, factor: 2.5, floorMs: 500, maxExtra: 0 });
+  });
+
+  it('names the variable and what it expected when a value is wrong', () => {
+    expect(() => speculationFromEnv({ FANOUT_SPECULATION: 'no' })).toThrow(
+      /FANOUT_SPECULATION must be on or off; got "no"/,
+    );
+    expect(() => speculationFromEnv({ FANOUT_SPECULATION_FACTOR: '0.5' })).toThrow(
+      /FANOUT_SPECULATION_FACTOR must be a number ≥ 1; got "0.5"/,
+    );
+    expect(() => speculationFromEnv({ FANOUT_SPECULATION_MAX_EXTRA: '-1' })).toThrow(
+      /FANOUT_SPECULATION_MAX_EXTRA must be a fraction/,
+    );
+    expect(() => speculationFromEnv({ FANOUT_SPECULATION_FLOOR_MS: 'soon' })).toThrow(
+      /FANOUT_SPECULATION_FLOOR_MS/,
+    );
   });
 });
