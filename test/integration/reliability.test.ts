@@ -372,33 +372,17 @@ describe('stragglers', () => {
     expect((await readFile(out, 'utf8')).trim().split('\n')).toEqual(expected);
   };
 
-  it('takes the backup policy from FANOUT_SPECULATION*, as the FanoutService prop sets it', async () => {
-    // Off for the whole runtime: the job does not ask, and still gets no backup.
-    process.env.FANOUT_SPECULATION = 'off';
-    const own = await startRuntime({ chaos: { spec: parseChaos('worker-slow=0.05'), seed: 11 } });
-    delete process.env.FANOUT_SPECULATION;
-    try {
-      const result = await runJob(own, { job: 'by-field', input: file, chunks: 40, stderr: quiet });
-      expect(result.resultText).toBe(clean);
-      expect(result.durationMs).toBeGreaterThanOrEqual(10_000);
-      const manifest = (
-        await readJson<Manifest>(own.store, own.bucket, jobKeys(result.jobId).manifest)
-      ).value;
-      expect(manifest.chunks.filter((c) => (c.backups ?? 0) > 0)).toEqual([]);
-    } finally {
-      await own.close();
-    }
-  }, 60_000);
-
-  it('starts no backup with speculation off, and then waits for the stalled chunks', async () => {
-    // The same seed as the first test: the same stalls, now with nothing to back them up.
-    const own = await startRuntime({ chaos: { spec: parseChaos('worker-slow=0.05'), seed: 11 } });
+  /**
+   * The first test's stalls (same spec and seed) with speculation off: the exact result, no
+   * backup, and a job that waited for a stall's 10 s.
+   */
+  const runWithoutBackups = async (own: LocalRuntime, speculation?: false) => {
     try {
       const result = await runJob(own, {
         job: 'by-field',
         input: file,
         chunks: 40,
-        speculation: false,
+        ...(speculation === false && { speculation }),
         stderr: quiet,
       });
       expect(result.resultText).toBe(clean);
@@ -410,5 +394,20 @@ describe('stragglers', () => {
     } finally {
       await own.close();
     }
+  };
+  const slowRuntime = () =>
+    startRuntime({ chaos: { spec: parseChaos('worker-slow=0.05'), seed: 11 } });
+
+  it('takes the backup policy from FANOUT_SPECULATION*, as the FanoutService prop sets it', async () => {
+    // Off for the whole runtime: the job does not ask, and still gets no backup.
+    process.env.FANOUT_SPECULATION = 'off';
+    const own = await slowRuntime().finally(() => {
+      delete process.env.FANOUT_SPECULATION;
+    });
+    await runWithoutBackups(own);
+  }, 60_000);
+
+  it('starts no backup with speculation off, and then waits for the stalled chunks', async () => {
+    await runWithoutBackups(await slowRuntime(), false);
   }, 60_000);
 });
