@@ -62,7 +62,8 @@ Options:
                        HTML page (timeline, concurrency, throughput, durations, errors, cost)
   --no-speculation     no backup attempts for straggling chunks (by default a chunk running
                        3x the median time of finished ones of its size, and 1 s at least,
-                       gets one in the next free slot; at most 5% more invocations, 4 at least)
+                       gets one in the next free slot, a second if that one straggles too;
+                       at most 5% more invocations, 4 at least)
   --guided-tail        shrink the last two rounds of chunks (the last 2 x concurrency x
                        chunk-size bytes), each to a (2 x concurrency)-th of what is left and
                        down to a quarter of the chunk size, so the job does not end on a few
