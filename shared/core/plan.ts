@@ -74,7 +74,7 @@ export interface PlanOptions {
 export const GUIDED_TAIL_MIN_FRACTION = 1 / 4;
 /**
  * Rounds of the pool a guided tail spans. One (textbook guided scheduling) left the straggler
- * simulation's makespan 1.0 s above two, and four only 0.4 s below two for twice the extra
+ * simulation's makespan 1.4 s above two, and four only 0.4 s below two for twice the extra
  * chunks (docs/PERFORMANCE.md, bench 4).
  */
 export const GUIDED_TAIL_ROUNDS = 2;
@@ -141,6 +141,8 @@ export function needsRecordStarts(
  *   {@link defaultChunkSize}): small objects together, each read whole by one chunk, and objects
  *   bigger than a chunk cut into ranges. With `chunks`, the dataset is cut into that many
  *   near-equal runs instead, wherever the cuts fall.
+ * - With `guidedTail`, the chunks of the last {@link GUIDED_TAIL_ROUNDS} rounds of the pool
+ *   shrink ({@link guidedSizes}); with `chunks`, the rest are total / chunks bytes each.
  *
  * No chunk holds more than `maxObjectsPerChunk` objects; a chunk that would is cut between two.
  *
