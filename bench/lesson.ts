@@ -10,6 +10,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { medianOf } from '#core/speculation.ts';
 import { measured, ms, type Report, root, runIfMain } from './report.ts';
 
 const exec = promisify(execFile);
@@ -26,8 +27,6 @@ async function once(args: string[]) {
   };
   return { ...run, summary };
 }
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
 
 /** Runs the benchmark. */
 export async function run(tinyRuns = 5, lessonRuns = 3): Promise<Report> {
@@ -47,9 +46,9 @@ export async function run(tinyRuns = 5, lessonRuns = 3): Promise<Report> {
   } catch (error) {
     python = `python3 unavailable or failed: ${(error as Error).message.split('\n')[0]}`;
   }
-  const tinyWall = median(tiny.map((r) => r.wallMs));
-  const tinyRss = median(tiny.map((r) => r.peakRssMb));
-  const lessonJob = median(jobTimes);
+  const tinyWall = medianOf(tiny.map((r) => r.wallMs));
+  const tinyRss = medianOf(tiny.map((r) => r.peakRssMb));
+  const lessonJob = medianOf(jobTimes);
   return {
     name: 'lesson',
     title: '2. The tiny job, and the lesson demo (seven scientists, one second of sleep each)',
@@ -69,8 +68,8 @@ export async function run(tinyRuns = 5, lessonRuns = 3): Promise<Report> {
       [`lesson: fanout job times of the ${lessonRuns} runs`, jobTimes.join(', '), ''],
       [
         'lesson: fanout run, end to end, median',
-        ms(median(lesson.map((r) => r.wallMs))),
-        ms(median(lesson.map((r) => r.peakRssMb))),
+        ms(medianOf(lesson.map((r) => r.wallMs))),
+        ms(medianOf(lesson.map((r) => r.peakRssMb))),
       ],
       ...(typeof python === 'number'
         ? [['lesson: Python ProcessPoolExecutor.map', ms(python), '']]

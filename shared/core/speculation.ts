@@ -24,6 +24,7 @@ export interface SpeculationOptions {
   maxExtra?: number;
 }
 
+/** What {@link SpeculationOptions} default to (docs/PERFORMANCE.md measures them). */
 export const SPECULATION_DEFAULTS = { factor: 3, floorMs: 1000, maxExtra: 0.05 } as const;
 
 /**
