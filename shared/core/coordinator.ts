@@ -201,7 +201,7 @@ export async function coordinateJob(jobId: string, deps: CoordinatorDeps): Promi
   if (taken.status !== 'RUNNING' || taken.epoch !== epoch) return taken;
   const heart = heartbeat(jobId, epoch, deps);
   try {
-    return await driveJob(jobId, request, epoch, { ...deps, store: counted.store }, tally);
+    return await driveJob(jobId, request, epoch, deps, tally);
   } finally {
     heart.stop();
   }

@@ -12,6 +12,7 @@ import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/errors.ts';
 import { bundleFunctions } from '#local/bundle.ts';
 import { type LocalLambdaServer, startLambdaServer } from '#local/lambda/server.ts';
+import { until } from '../fixtures/until.ts';
 
 const entry = resolve(import.meta.dirname, '../fixtures/functions/probe.ts');
 let cacheDir: string;
@@ -97,11 +98,6 @@ describe('local Lambda server', () => {
     expect(after.sandboxes).toBeLessThanOrEqual(2);
   });
 
-  /** Polls (10 ms) until `done` holds; fails after 10 s. */
-  const until = async (done: () => boolean) => {
-    for (let i = 0; i < 1000 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
-    expect(done()).toBe(true);
-  };
   /** Waits until `solo` has no invocation running (a sleep the client gave up on). */
   const soloIdle = () => until(() => server.stats('solo').busy === 0);
 

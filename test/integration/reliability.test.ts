@@ -18,6 +18,7 @@ import { byFieldSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
 import { followJob, runJob } from '../../cli/run.ts';
 import { scientistsOutput } from '../fixtures/expected.ts';
+import { until } from '../fixtures/until.ts';
 
 const quiet = { write: () => true, isTTY: false } as unknown as NodeJS.WriteStream;
 let dir: string;
@@ -70,6 +71,10 @@ async function exists(runtime: LocalRuntime, key: string) {
   );
 }
 
+/** A job's manifest, as the coordinator last wrote it. */
+const manifestOf = async (runtime: LocalRuntime, jobId: string) =>
+  (await readJson<Manifest>(runtime.store, runtime.bucket, jobKeys(jobId).manifest)).value;
+
 describe('chaos', () => {
   it('gives exactly the clean result for by-field on 200,000 records under injected faults', async () => {
     const file = join(dir, 'chaos.jsonl');
@@ -92,9 +97,7 @@ describe('chaos', () => {
       });
       expect(JSON.parse(result.resultText!)).toEqual(clean.result);
       expect(result.status.records).toBe(200_000);
-      const manifest = (
-        await readJson<Manifest>(runtime.store, runtime.bucket, jobKeys(result.jobId).manifest)
-      ).value;
+      const manifest = await manifestOf(runtime, result.jobId);
       const retried = manifest.chunks.filter((c) => c.attempts > 1);
       expect(retried.length).toBeGreaterThan(0);
       // Every attempt but the last is a recorded error, except backups for stragglers (a chunk
@@ -314,9 +317,6 @@ describe('stragglers', () => {
   }, 60_000);
   afterAll(() => runtime?.close());
 
-  const manifestOf = async (jobId: string) =>
-    (await readJson<Manifest>(runtime.store, runtime.bucket, jobKeys(jobId).manifest)).value;
-
   it('backs up stalled chunks: the exact result, backups recorded in the manifest', async () => {
     const result = await runJob(runtime, {
       job: 'by-field',
@@ -325,7 +325,7 @@ describe('stragglers', () => {
       stderr: quiet,
     });
     expect(result.resultText).toBe(clean);
-    const manifest = await manifestOf(result.jobId);
+    const manifest = await manifestOf(runtime, result.jobId);
     const backedUp = manifest.chunks.filter((c) => (c.backups ?? 0) > 0);
     expect(backedUp.length).toBeGreaterThan(0);
     expect(backedUp.some((c) => c.backupWon === true)).toBe(true);
@@ -349,8 +349,6 @@ describe('stragglers', () => {
   }, 60_000);
 
   const bothFinish = async (runtime: LocalRuntime) => {
-    const manifestOf = async (jobId: string) =>
-      (await readJson<Manifest>(runtime.store, runtime.bucket, jobKeys(jobId).manifest)).value;
     const out = join(dir, 'stragglers.out.jsonl');
     const result = await runJob(runtime, {
       job: 'scientists',
@@ -359,11 +357,13 @@ describe('stragglers', () => {
       output: out,
       stderr: quiet,
     });
-    const manifest = await manifestOf(result.jobId);
+    const manifest = await manifestOf(runtime, result.jobId);
     const backedUp = manifest.chunks.filter((c) => (c.backups ?? 0) > 0);
     expect(backedUp.length).toBeGreaterThan(0);
-    // Let the stalled originals finish (they stall 10 s), lose the outcome and remove their part.
-    await new Promise((r) => setTimeout(r, 11_000));
+    // Let the stalled originals finish (they stall 10 s), lose the outcome and remove their part:
+    // until no worker runs. (Counting parts alone would pass at once: a loser writes its part
+    // only after its stall.)
+    await until(() => runtime.lambda.stats(runtime.functions.worker).busy === 0, 30_000);
     const parts = (await runtime.store.list(runtime.bucket, `${jobKeys(result.jobId).root}/parts/`))
       .map((o) => o.key)
       .sort();
@@ -387,9 +387,7 @@ describe('stragglers', () => {
       });
       expect(result.resultText).toBe(clean);
       expect(result.durationMs).toBeGreaterThanOrEqual(10_000); // a stall ran its 10 s
-      const manifest = (
-        await readJson<Manifest>(own.store, own.bucket, jobKeys(result.jobId).manifest)
-      ).value;
+      const manifest = await manifestOf(own, result.jobId);
       expect(manifest.chunks.filter((c) => (c.backups ?? 0) > 0)).toEqual([]);
     } finally {
       await own.close();
