@@ -77,6 +77,8 @@ describe(`the HTTP API (${deployed ? 'deployed' : 'fanout dev'})`, () => {
     expect(lines[0]).toMatch(new RegExp(`^${jobId}\\s+SUCCEEDED\\s+scientists`));
     expect(lines[1]).toMatch(/^more: fanout jobs --cursor [0-9a-z]{17}$/);
     const next = await cli('jobs', '--limit', '1', '--cursor', jobId);
+    expect(next.code).toBe(0);
+    expect(next.stdout).toMatch(/^[0-9a-z]{17}\s/); // an older job (this run submitted several)
     expect(next.stdout).not.toContain(jobId);
     const bad = await cli('submit', 'nope', input);
     expect(bad).toMatchObject({

@@ -269,6 +269,8 @@ export const notAJob = 42;
         l.indexOf(word === 'kind' ? (l.includes('map-only') ? 'map-only' : 'reduce') : word),
       );
     const kinds = at('kind');
+    expect(lines.length).toBeGreaterThanOrEqual(3); // the built-in jobs
+    expect(kinds.every((k) => k > 0)).toBe(true); // every line has a kind, after the name
     expect(new Set(kinds).size).toBe(1); // the kind column starts at the same place on every line
   });
 
