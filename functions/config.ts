@@ -8,11 +8,11 @@ import { eventBridgeEvents, logEvents } from '#adapters/events.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
-import { DEPLOYED_MEMORY_MB, invocationUsage, type Usage } from '#core/cost.ts';
+import { DEFAULT_PRICING, DEPLOYED_MEMORY_MB, invocationUsage, type Usage } from '#core/cost.ts';
 import { ValidationError } from '#core/errors.ts';
 import type { JobEvents } from '#core/events.ts';
 import type { ObjectStore } from '#core/ports.ts';
-import type { SpeculationOptions } from '#core/speculation.ts';
+import { checkSpeculation, type SpeculationOptions } from '#core/speculation.ts';
 
 /** Environment variables the handlers read. */
 export const ENV = {
@@ -123,7 +123,7 @@ export function memoryMb(role: keyof typeof DEPLOYED_MEMORY_MB, env: Env = proce
 /** Where a job's cost is priced: the function's region and architecture (deployed: arm64). */
 export function pricingFromEnv(env: Env = process.env) {
   return {
-    region: env.AWS_REGION ?? 'us-east-1',
+    region: env.AWS_REGION ?? DEFAULT_PRICING.region,
     architecture: env[ENV.architecture] === 'x86_64' ? ('x86_64' as const) : ('arm64' as const),
   };
 }
@@ -177,23 +177,16 @@ export function speculationFromEnv(env: Env = process.env): SpeculationOptions {
     }
     options.enabled = switchValue === 'on';
   }
-  const number = (name: string, least: number, what: string) => {
+  const variables = {
+    factor: ENV.speculationFactor,
+    floorMs: ENV.speculationFloorMs,
+    maxExtra: ENV.speculationMaxExtra,
+  } as const;
+  for (const [key, name] of Object.entries(variables) as [keyof typeof variables, string][]) {
     const value = env[name];
-    if (value === undefined || value === '') return undefined;
-    const n = Number(value);
-    if (!(Number.isFinite(n) && n >= least)) {
-      throw new ValidationError(
-        `environment variable ${name} must be ${what}; got ${JSON.stringify(value)}`,
-      );
-    }
-    return n;
-  };
-  const factor = number(ENV.speculationFactor, 1, 'a number ≥ 1');
-  const floorMs = number(ENV.speculationFloorMs, 1, 'a number of milliseconds ≥ 1');
-  const maxExtra = number(ENV.speculationMaxExtra, 0, 'a fraction ≥ 0 (0.05 is 5%)');
-  if (factor !== undefined) options.factor = factor;
-  if (floorMs !== undefined) options.floorMs = floorMs;
-  if (maxExtra !== undefined) options.maxExtra = maxExtra;
+    if (value !== undefined && value !== '') options[key] = Number(value); // NaN fails the check
+  }
+  checkSpeculation(options, (key) => `environment variable ${variables[key]}`);
   return options;
 }
 

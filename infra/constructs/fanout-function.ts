@@ -5,6 +5,7 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { bundleOptions } from '../../local/bundle.ts';
+import { registryBuildOptions } from '../../local/job-path.ts';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
@@ -86,15 +87,17 @@ export class FanoutFunction extends Construct {
         externalModules: [],
         // A user's registry in place of jobs/index.ts: the same tsconfig `paths` entry as a job
         // run by path locally (local/job-path.ts); `fanout` is the public job API.
-        ...(props.jobs !== undefined && {
-          esbuildArgs: {
-            '--tsconfig-raw': JSON.stringify({
-              compilerOptions: { paths: { '#jobs/index.ts': [resolve(props.jobs)] } },
-            }),
-            '--alias:fanout': resolve(repoRoot, 'shared/core/public.ts'),
-          },
-        }),
+        ...(props.jobs !== undefined && { esbuildArgs: registryArgs(resolve(props.jobs)) }),
       },
     });
   }
+}
+
+/** esbuild CLI arguments for a registry in place of jobs/index.ts (registryBuildOptions). */
+function registryArgs(registry: string): Record<string, string> {
+  const options = registryBuildOptions(registry);
+  return {
+    '--tsconfig-raw': JSON.stringify(options.tsconfigRaw),
+    '--alias:fanout': options.alias.fanout,
+  };
 }

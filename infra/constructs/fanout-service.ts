@@ -25,6 +25,9 @@ import { FilterPattern, LogGroup, MetricFilter, RetentionDays } from 'aws-cdk-li
 import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ROUTES } from '../../shared/core/api.ts';
+import { DEPLOYED_MEMORY_MB } from '../../shared/core/cost.ts';
+import { JOB_EVENT_DETAIL_TYPE, JOB_EVENT_SOURCE } from '../../shared/core/events.ts';
+import { checkSpeculation } from '../../shared/core/speculation.ts';
 import { FanoutFunction } from './fanout-function.ts';
 import { acknowledgeWildcards } from './nag.ts';
 
@@ -159,7 +162,7 @@ export class FanoutService extends Construct {
     const worker = new FanoutFunction(this, 'Worker', {
       ...common,
       handler: 'worker',
-      memorySize: props.workerMemoryMb ?? 1769,
+      memorySize: props.workerMemoryMb ?? DEPLOYED_MEMORY_MB.worker,
       timeout: props.workerTimeout ?? Duration.minutes(15),
       ...(props.workerReservedConcurrency !== undefined && {
         reservedConcurrentExecutions: props.workerReservedConcurrency,
@@ -184,7 +187,7 @@ export class FanoutService extends Construct {
         FANOUT_WORKER_FUNCTION: worker.functionName,
         FANOUT_REDUCER_FUNCTION: reducer.functionName,
         // For the job's cost estimate: the workers' memory, and the functions' architecture.
-        FANOUT_WORKER_MEMORY_MB: String(props.workerMemoryMb ?? 1769),
+        FANOUT_WORKER_MEMORY_MB: String(props.workerMemoryMb ?? DEPLOYED_MEMORY_MB.worker),
         FANOUT_ARCHITECTURE: 'arm64',
         ...speculationEnv(props.speculation),
       },
@@ -446,8 +449,8 @@ export class FanoutService extends Construct {
         description: `fanout: jobs that end ${status} (counted; add a target to act on them)`,
         eventBus: this.eventBus,
         eventPattern: {
-          source: ['fanout'],
-          detailType: ['Fanout Job Status Change'],
+          source: [JOB_EVENT_SOURCE],
+          detailType: [JOB_EVENT_DETAIL_TYPE],
           detail: { status: [status] },
         },
       });
@@ -609,14 +612,7 @@ export class FanoutService extends Construct {
 function speculationEnv(speculation: FanoutServiceProps['speculation']): Record<string, string> {
   const env: Record<string, string> = {};
   if (speculation === undefined) return env;
-  const check = (name: string, value: number | undefined, least: number) => {
-    if (value !== undefined && !(Number.isFinite(value) && value >= least)) {
-      throw new Error(`speculation.${name} must be a number ≥ ${least}; got ${value}`);
-    }
-  };
-  check('factor', speculation.factor, 1);
-  check('floorMs', speculation.floorMs, 1);
-  check('maxExtra', speculation.maxExtra, 0);
+  checkSpeculation(speculation, (key) => `speculation.${key}`);
   if (speculation.enabled !== undefined)
     env.FANOUT_SPECULATION = speculation.enabled ? 'on' : 'off';
   if (speculation.factor !== undefined) env.FANOUT_SPECULATION_FACTOR = String(speculation.factor);

@@ -9,6 +9,8 @@
  * smaller, and a fixed limit would back up none of them (or every big one).
  */
 
+import { ValidationError } from './errors.ts';
+
 /** How eagerly stragglers are backed up. */
 export interface SpeculationOptions {
   /** @default true */
@@ -26,6 +28,25 @@ export interface SpeculationOptions {
 
 /** What {@link SpeculationOptions} default to (docs/PERFORMANCE.md measures them). */
 export const SPECULATION_DEFAULTS = { factor: 3, floorMs: 1000, maxExtra: 0.05 } as const;
+
+/** The least each setting may be: a factor below 1 would back up chunks faster than median. */
+const LEAST = { factor: 1, floorMs: 1, maxExtra: 0 } as const;
+
+/**
+ * Checks speculation settings, wherever they come from (the core, the FanoutService prop, the
+ * coordinator's environment); throws ValidationError naming each through `nameOf`.
+ */
+export function checkSpeculation(
+  options: Pick<SpeculationOptions, keyof typeof LEAST>,
+  nameOf: (key: keyof typeof LEAST) => string = (key) => `speculation ${key}`,
+): void {
+  for (const key of Object.keys(LEAST) as (keyof typeof LEAST)[]) {
+    const value = options[key];
+    if (value !== undefined && !(Number.isFinite(value) && value >= LEAST[key])) {
+      throw new ValidationError(`${nameOf(key)} must be a number ≥ ${LEAST[key]}; got ${value}`);
+    }
+  }
+}
 
 /**
  * Backups any job may start, however few its chunks: a stall is no less likely in a small job,
@@ -56,14 +77,7 @@ export class StragglerWatch {
     this.factor = options.factor ?? SPECULATION_DEFAULTS.factor;
     this.floorMs = options.floorMs ?? SPECULATION_DEFAULTS.floorMs;
     const maxExtra = options.maxExtra ?? SPECULATION_DEFAULTS.maxExtra;
-    for (const [name, value] of Object.entries({ factor: this.factor, floorMs: this.floorMs })) {
-      if (!(Number.isFinite(value) && value > 0)) {
-        throw new RangeError(`speculation ${name} must be a positive number; got ${value}`);
-      }
-    }
-    if (!(Number.isFinite(maxExtra) && maxExtra >= 0)) {
-      throw new RangeError(`speculation maxExtra must be a number ≥ 0; got ${maxExtra}`);
-    }
+    checkSpeculation({ factor: this.factor, floorMs: this.floorMs, maxExtra });
     this.maxBackups = Math.max(MIN_BACKUPS, Math.ceil(chunks * maxExtra));
   }
 

@@ -51,8 +51,8 @@ describe('StragglerWatch', () => {
     expect(new StragglerWatch(40).maxBackups).toBe(MIN_BACKUPS);
     expect(new StragglerWatch(20_000).maxBackups).toBe(1000);
     expect(new StragglerWatch(1000, { maxExtra: 0.01 }).maxBackups).toBe(10);
-    expect(() => new StragglerWatch(10, { factor: 0 })).toThrow(/factor must be a positive/);
-    expect(() => new StragglerWatch(10, { maxExtra: -1 })).toThrow(/maxExtra must be/);
+    expect(() => new StragglerWatch(10, { factor: 0 })).toThrow(/factor must be a number ≥ 1/);
+    expect(() => new StragglerWatch(10, { maxExtra: -1 })).toThrow(/maxExtra must be a number ≥ 0/);
   });
 
   it('is monotone in bytes, at least the floor, and follows the median as it moves', () => {
