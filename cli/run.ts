@@ -15,7 +15,7 @@ import { findJob, parseParams } from '#core/job.ts';
 import { formatS3Uri, parseInputUri } from '#core/keys.ts';
 import { describePlace, type JobStatus } from '#core/model.ts';
 import { SMALL_INPUT_BYTES } from '#core/plan.ts';
-import { loadReport, renderReport } from '#core/report.ts';
+import { loadReport, type ReportInput, renderReport } from '#core/report.ts';
 import { readStatus, TERMINAL_STATES } from '#core/status.ts';
 import { submitJob } from '#core/submit.ts';
 import { LOCAL_DEFAULTS, type LocalRuntime, submitDeps } from '#local/runtime.ts';
@@ -63,8 +63,13 @@ export interface RunResult {
  * S3 data (and the outcomes holding them) are gone once a run without --dir ends; with --dir,
  * where the rest are.
  */
-async function skippedNote(runtime: LocalRuntime, jobId: string, job: string, count: number) {
-  const { outcomes } = await loadReport(runtime.store, runtime.bucket, jobId);
+function skippedNote(
+  runtime: LocalRuntime,
+  jobId: string,
+  job: string,
+  count: number,
+  outcomes: ReportInput['outcomes'],
+) {
   const samples = outcomes.flatMap((o) => o?.badRecords.samples ?? []).slice(0, 3);
   const where = runtime.persistent
     ? `; every chunk's first samples are in jobs/${jobId}/chunks/*.json under ${runtime.s3.dir}`
@@ -134,10 +139,13 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     stderr,
     label: job.name,
   });
+  // The report and the note on skipped records read the same outcomes: once, for both.
+  let loaded: Promise<ReportInput> | undefined;
+  const report = () =>
+    (loaded ??= loadReport(runtime.store, runtime.bucket, request.jobId, status));
   if (options.report !== undefined) {
     // The report is written whatever the job's end: a failed job's is the one most read.
-    const html = renderReport(await loadReport(runtime.store, runtime.bucket, request.jobId));
-    await writeFile(options.report, html);
+    await writeFile(options.report, renderReport(await report()));
   }
   const durationMs =
     status.finishedAt === undefined
@@ -158,7 +166,8 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     );
   }
   if (status.result.badRecords > 0) {
-    stderr.write(await skippedNote(runtime, request.jobId, job.name, status.result.badRecords));
+    const { outcomes } = await report();
+    stderr.write(skippedNote(runtime, request.jobId, job.name, status.result.badRecords, outcomes));
   }
   const result = await runtime.store.head(runtime.bucket, status.result.key);
   const body = runtime.store.readRange(result, 0, result.size);

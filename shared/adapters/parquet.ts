@@ -38,7 +38,7 @@ function rowGroupStart(group: {
 }
 
 /** A value as JSON can carry it (see the module comment). */
-export function jsonSafe(value: unknown): unknown {
+function jsonSafe(value: unknown): unknown {
   if (typeof value === 'bigint') {
     const n = Number(value);
     return Number.isSafeInteger(n) ? n : value.toString();

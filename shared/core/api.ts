@@ -249,15 +249,15 @@ async function getResult(
 }
 
 /** Reports up to this size are answered inline; larger ones are stored and presigned. */
-export const INLINE_REPORT_BYTES = 5_000_000;
+const INLINE_REPORT_BYTES = 5_000_000;
 
 async function getReport(
   _request: ApiRequest,
   [jobId]: string[],
   deps: ApiDeps,
 ): Promise<ApiResponse> {
-  await statusOf(jobId as string, deps);
-  const html = renderReport(await loadReport(deps.store, deps.bucket, jobId as string));
+  const status = await statusOf(jobId as string, deps);
+  const html = renderReport(await loadReport(deps.store, deps.bucket, jobId as string, status));
   if (html.length <= INLINE_REPORT_BYTES) {
     return { status: 200, headers: { 'content-type': 'text/html; charset=utf-8' }, body: html };
   }

@@ -117,7 +117,7 @@ export function invocationUsage(
 }
 
 /** The price entry for a region and architecture; us-east-1's when the region has none. */
-export function priceEntry(region: string, architecture: 'arm64' | 'x86_64'): PriceEntry {
+function priceEntry(region: string, architecture: 'arm64' | 'x86_64'): PriceEntry {
   const exact = PRICE_TABLE.find((p) => p.region === region && p.architecture === architecture);
   return (
     exact ??

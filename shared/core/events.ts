@@ -29,7 +29,7 @@ export type JobEventDetail = Pick<
   Partial<Pick<JobStatus, 'error' | 'cost' | 'result'>> & { previousStatus?: JobStatus['status'] };
 
 /** The detail of a change from `before` (absent: a new job) to `after`. */
-export function jobEventDetail(after: JobStatus, before?: JobStatus): JobEventDetail {
+function jobEventDetail(after: JobStatus, before?: JobStatus): JobEventDetail {
   const { jobId, job, status, input, createdAt, startedAt, finishedAt, chunks, records } = after;
   return {
     jobId,

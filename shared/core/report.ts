@@ -31,11 +31,15 @@ export interface AttemptBar {
   label: string;
 }
 
-/** Reads what a report needs: status, request, manifest and every outcome (16 at a time). */
+/**
+ * Reads what a report needs: status (unless the caller has just read it), request, manifest and
+ * every outcome (16 at a time).
+ */
 export async function loadReport(
   store: ObjectStore,
   bucket: string,
   jobId: string,
+  known?: JobStatus,
 ): Promise<ReportInput> {
   const keys = jobKeys(jobId);
   const optional = <T>(key: string) =>
@@ -44,7 +48,7 @@ export async function loadReport(
       () => undefined,
     );
   const [status, request, manifest] = await Promise.all([
-    readJson<JobStatus>(store, bucket, keys.status).then((r) => r.value),
+    known ?? readJson<JobStatus>(store, bucket, keys.status).then((r) => r.value),
     optional<JobRequest>(keys.job),
     optional<Manifest>(keys.manifest),
   ]);
