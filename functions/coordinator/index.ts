@@ -1,5 +1,4 @@
 /** Coordinator Lambda: plans a job and runs its chunks through the worker function. */
-import { parquetRowGroupStarts } from '#adapters/parquet.ts';
 import { coordinateJob } from '#core/coordinator.ts';
 import { DEPLOYED_MEMORY_MB } from '#core/cost.ts';
 import { systemClock } from '#core/ports.ts';
@@ -39,7 +38,9 @@ const deps = {
     worker: optionalInt(process.env, ENV.workerMemoryMb, DEPLOYED_MEMORY_MB.worker),
   },
   pricing: pricingFromEnv(),
-  parquetRowGroups: parquetRowGroupStarts,
+  // Loaded for a small Parquet input only: hyparquet costs every cold start ~15 ms else.
+  parquetRowGroups: async (bytes: Uint8Array) =>
+    (await import('#adapters/parquet.ts')).parquetRowGroupStarts(bytes),
   speculation: speculationFromEnv(process.env),
   ...(process.env[ENV.initialConcurrency] !== undefined && {
     initialLanes: optionalInt(process.env, ENV.initialConcurrency, 1),
