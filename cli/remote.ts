@@ -56,11 +56,7 @@ export async function uploadCommand(args: string[]): Promise<number> {
   const plan = await client.json<{
     s3Uri: string;
     url?: string;
-    multipart?: {
-      uploadId: string;
-      partSize: number;
-      parts: { partNumber: number; url: string }[];
-    };
+    multipart?: PartPage & { uploadId: string; partSize: number; partCount: number };
     key: string;
   }>('POST', '/uploads', { key: key ?? basename(file), bytes: info.size });
   const progress = createProgress('upload');
@@ -84,15 +80,35 @@ export async function uploadCommand(args: string[]): Promise<number> {
         `upload failed: HTTP ${res.status} ${await res.text()}`,
       );
   } else if (plan.multipart !== undefined) {
-    const { uploadId, partSize, parts } = plan.multipart;
+    const { uploadId, partSize } = plan.multipart;
     const handle = await open(file);
     const done: { partNumber: number; etag: string }[] = [];
     let sent = 0;
+    // Part URLs come a page at a time, asked for as the parts before them are sent, so none
+    // waits long enough to expire.
+    let page: PartPage | undefined = plan.multipart;
+    const queue: { partNumber: number; url: string }[] = [];
+    let fetching: Promise<void> | undefined;
+    const nextPart = async () => {
+      while (queue.length === 0 && page !== undefined) {
+        if (page.parts.length > 0) {
+          queue.push(...page.parts);
+          page = { parts: [], ...(page.nextParts && { nextParts: page.nextParts }) };
+        } else if (page.nextParts !== undefined) {
+          const { path, body } = page.nextParts;
+          fetching ??= client.json<PartPage>('POST', path, body).then((next) => {
+            page = next;
+            fetching = undefined;
+          });
+          await fetching;
+        } else page = undefined;
+      }
+      return queue.shift();
+    };
     try {
       // Four parts at a time: enough to fill a link, little memory (4 × partSize).
-      const queue = [...parts];
       const worker = async () => {
-        for (let part = queue.shift(); part !== undefined; part = queue.shift()) {
+        for (let part = await nextPart(); part !== undefined; part = await nextPart()) {
           const start = (part.partNumber - 1) * partSize;
           const length = Math.min(partSize, info.size - start);
           const buffer = Buffer.alloc(length);
@@ -118,6 +134,12 @@ export async function uploadCommand(args: string[]): Promise<number> {
   progress.done(`${formatBytes(info.size)} → ${plan.s3Uri}`);
   process.stdout.write(`${plan.s3Uri}\n`);
   return 0;
+}
+
+/** A page of part URLs of a multipart upload (`POST /uploads`, `POST /uploads/parts`). */
+interface PartPage {
+  parts: { partNumber: number; url: string }[];
+  nextParts?: { method: string; path: string; body: unknown };
 }
 
 /** `fanout submit <job> <s3-uri> [flags]` */

@@ -21,8 +21,13 @@ export const ENV = {
   workerFunction: 'FANOUT_WORKER_FUNCTION',
   reducerFunction: 'FANOUT_REDUCER_FUNCTION',
   coordinatorFunction: 'FANOUT_COORDINATOR_FUNCTION',
-  /** The worker function's timeout, so the coordinator bounds every wait. Default: 900 */
+  /** The worker function's timeout, so the coordinator bounds every wait. Default: 300 */
   workerTimeoutSeconds: 'FANOUT_WORKER_TIMEOUT_SECONDS',
+  /**
+   * The reducer function's timeout: the coordinator waits that long (plus a margin) for it, and
+   * the reducer as long for a group of a tree reduce. Default: 300
+   */
+  reducerTimeoutSeconds: 'FANOUT_REDUCER_TIMEOUT_SECONDS',
   /** Comma-separated S3 URI prefixes jobs may read. Default: s3://{bucket}/datasets/ */
   allowedInputs: 'FANOUT_ALLOWED_INPUTS',
   /** Chunks in flight when a request names none. Default: 100 */
@@ -190,46 +195,76 @@ export function speculationFromEnv(env: Env = process.env): SpeculationOptions {
   return options;
 }
 
-/** The object store every handler uses. */
+/**
+ * The object store every handler uses. `maxSockets` bounds its sockets (half for the SDK
+ * client, half for lean dataset GETs) where file descriptors are counted (the coordinator).
+ */
 export function storeFromEnv(
   env: Env = process.env,
   trace: { captureClient<C>(client: C): C } = { captureClient: (c) => c },
+  options: { maxSockets?: number } = {},
 ) {
   const endpoint = optionalUrl(env, ENV.s3Endpoint);
+  const half = options.maxSockets === undefined ? undefined : Math.max(1, options.maxSockets >> 1);
   return new S3ObjectStore(
-    trace.captureClient(createS3Client(endpoint === undefined ? {} : { endpoint })),
+    trace.captureClient(
+      createS3Client({
+        ...(endpoint !== undefined && { endpoint }),
+        ...(half !== undefined && { maxSockets: half }),
+      }),
+    ),
+    half === undefined ? {} : { leanSockets: half },
   );
 }
 
-/** The invoker the coordinator (and submitters) use. */
-export function invokerFromEnv(env: Env = process.env) {
+/** The invoker the coordinator (and submitters) use; `maxSockets` caps its sockets. */
+export function invokerFromEnv(env: Env = process.env, options: { maxSockets?: number } = {}) {
   const endpoint = optionalUrl(env, ENV.lambdaEndpoint);
-  return new LambdaInvoker(endpoint === undefined ? {} : { endpoint });
+  return new LambdaInvoker({
+    ...(endpoint !== undefined && { endpoint }),
+    ...(options.maxSockets !== undefined && { maxSockets: options.maxSockets }),
+  });
 }
 
-/** A key no job writes: priming reads it, and it is expected not to exist. */
-const PRIME_KEY = 'jobs/.prime';
+/**
+ * Keys no job writes, under paths each role may touch, so that priming is not an AccessDenied
+ * on AWS (where CloudTrail would record it) nor in the local runtime: a status document of a
+ * job id no job has (every role but the worker reads and writes status.json), and a chunk
+ * outcome of it (the worker writes outcomes, and reads only datasets).
+ */
+export const PRIME_KEYS = {
+  status: 'jobs/.prime/status.json',
+  outcome: 'jobs/.prime/chunks/0.json',
+} as const;
 
 /**
  * Pays the SDK's first-use costs during the function's init instead of inside its first job: the
  * first request of a client loads and compiles the SDK's lazily required code, evaluates the
  * endpoint rules and opens a connection, which measured 50–100 ms per fresh sandbox locally.
- * It reads a key that does not exist (a 404, or a 403 where the role may not list the bucket),
- * writes to it on the condition that it exists with an ETag no object has (refused: 404 or 412,
- * nothing written) and, given a Lambda invoker, makes a DryRun invocation of `dryRunFunction`
- * (which checks the permission and runs nothing). Every failure is ignored, since priming only
- * saves time.
+ * It reads `keys.read` (a key that does not exist: a 404, or a 403 where the role may not list
+ * the bucket), writes `keys.write` on the condition that it exists with an ETag no object has
+ * (refused: 404 or 412, nothing written) and, given a Lambda invoker, makes a DryRun invocation
+ * of `dryRunFunction` (which checks the permission and runs nothing). Every failure is ignored,
+ * since priming only saves time.
  */
 export async function primeClients(
   env: Env,
-  clients: { store: ObjectStore; invoker?: LambdaInvoker; dryRunFunction?: string },
+  clients: {
+    store: ObjectStore;
+    keys: { read?: string; write?: string };
+    invoker?: LambdaInvoker;
+    dryRunFunction?: string;
+  },
 ): Promise<void> {
   const bucket = env[ENV.bucket];
   const refused = { ifMatch: '"fanout-prime"' };
+  const { read, write } = clients.keys;
   // A one-byte body: an empty one is sent without Content-Length, which the SDK warns about.
   await Promise.allSettled([
-    bucket === undefined ? undefined : clients.store.getBytes(bucket, PRIME_KEY),
-    bucket === undefined ? undefined : clients.store.put(bucket, PRIME_KEY, '-', refused),
+    bucket === undefined || read === undefined ? undefined : clients.store.getBytes(bucket, read),
+    bucket === undefined || write === undefined
+      ? undefined
+      : clients.store.put(bucket, write, '-', refused),
     clients.invoker === undefined || clients.dryRunFunction === undefined
       ? undefined
       : clients.invoker.dryRun(clients.dryRunFunction),

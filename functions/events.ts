@@ -23,6 +23,15 @@ export const failureRecordSchema = z.object({
     .nullish(),
 });
 
+/**
+ * A sweep's options, where the event carries them: QUEUED jobs silent this long are orphans.
+ * The local runtime asks this of its first sweep (no event queued in an earlier process
+ * survives it); the schedule's events on AWS carry nothing, and the default applies.
+ */
+export const sweepEventSchema = z.object({
+  queuedStaleAfterSeconds: z.number().int().positive().optional(),
+});
+
 /** The reducer's event: the whole job, or one group of its chunks (tree reduce). */
 const usageSchema = z.object({
   lambdaGbSeconds: z.number().nonnegative(),

@@ -54,8 +54,11 @@ export async function observability(role: string, env: Env = process.env): Promi
     serviceName,
     defaultDimensions: { function: role },
   });
-  // X-Ray only where it runs: Lambda with active tracing sets _X_AMZN_TRACE_ID.
-  const tracing = env.POWERTOOLS_TRACE_ENABLED !== 'false' && env._X_AMZN_TRACE_ID !== undefined;
+  // X-Ray only where it runs: the stack turns tracing on for functions with active tracing.
+  // Lambda sets the trace id (_X_AMZN_TRACE_ID) per invocation, after this init has run, so it
+  // cannot tell here; the tracer reads it for each invocation.
+  const tracing = tracingEnabled(env);
+  let measured = false;
   const tracer = tracing
     ? new (await import('@aws-lambda-powertools/tracer')).Tracer({ serviceName })
     : undefined;
@@ -63,7 +66,10 @@ export async function observability(role: string, env: Env = process.env): Promi
     appendKeys: (keys) => logger.appendKeys(keys),
     info: (message, extra) => logger.info(message, extra ?? {}),
     error: (message, error) => logger.error(message, error as Error),
-    metric: (name, unit, value) => metrics.addMetric(name, unit as never, value),
+    metric: (name, unit, value) => {
+      measured = true;
+      metrics.addMetric(name, unit as never, value);
+    },
     async invocation(context, annotations, run) {
       logger.resetKeys();
       logger.addContext(context as never);
@@ -81,9 +87,21 @@ export async function observability(role: string, env: Env = process.env): Promi
       } finally {
         segment?.close();
         if (parent !== undefined) tracer?.setSegment(parent);
-        metrics.publishStoredMetrics();
+        // Only an invocation that measured something publishes: Powertools warns on every
+        // empty flush, which a sweep every few seconds would print again and again.
+        if (measured) metrics.publishStoredMetrics();
+        measured = false;
       }
     },
     captureClient: (client) => (tracer ? tracer.captureAWSv3Client(client as never) : client),
   };
+}
+
+/**
+ * Whether this function traces with X-Ray: where the stack says so (POWERTOOLS_TRACE_ENABLED,
+ * set with active tracing) inside Lambda (AWS_LAMBDA_FUNCTION_NAME). The local runtime turns it
+ * off: it runs no X-Ray daemon.
+ */
+export function tracingEnabled(env: Env): boolean {
+  return env.POWERTOOLS_TRACE_ENABLED === 'true' && env.AWS_LAMBDA_FUNCTION_NAME !== undefined;
 }

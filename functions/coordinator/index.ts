@@ -1,6 +1,7 @@
 /** Coordinator Lambda: plans a job and runs its chunks through the worker function. */
 import { coordinateJob } from '#core/coordinator.ts';
 import { DEPLOYED_MEMORY_MB } from '#core/cost.ts';
+import { COORDINATOR_SOCKETS } from '#core/limits.ts';
 import { systemClock } from '#core/ports.ts';
 import { jobs } from '#jobs/index.ts';
 import {
@@ -9,6 +10,7 @@ import {
   invokerFromEnv,
   memoryMb,
   optionalInt,
+  PRIME_KEYS,
   pricingFromEnv,
   primeClients,
   requireEnv,
@@ -20,8 +22,11 @@ import { observability } from '../observability.ts';
 
 const obs = await observability('coordinator');
 const deps = {
-  store: storeFromEnv(process.env, obs),
-  invoker: invokerFromEnv(),
+  // A Lambda environment has 1,024 file descriptors: one socket per invocation in flight, and
+  // a few dozen for S3 (COORDINATOR_SOCKETS).
+  store: storeFromEnv(process.env, obs, { maxSockets: COORDINATOR_SOCKETS.s3 }),
+  invoker: invokerFromEnv(process.env, { maxSockets: COORDINATOR_SOCKETS.invocations }),
+  maxInvocations: COORDINATOR_SOCKETS.invocations,
   jobs,
   clock: systemClock,
   events: eventsFromEnv(),
@@ -30,7 +35,8 @@ const deps = {
   reducerFunction: requireEnv(process.env, ENV.reducerFunction),
   // Lambda sets the function's own name; a long job continues by invoking it again.
   coordinatorFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),
-  workerTimeoutMs: optionalInt(process.env, ENV.workerTimeoutSeconds, 900) * 1000,
+  workerTimeoutMs: optionalInt(process.env, ENV.workerTimeoutSeconds, 300) * 1000,
+  reducerTimeoutMs: optionalInt(process.env, ENV.reducerTimeoutSeconds, 300) * 1000,
   heartbeatMs: optionalInt(process.env, ENV.heartbeatSeconds, 10) * 1000,
   // The cost estimate: this function's memory as Lambda reports it, the workers' as configured.
   memoryMb: {
@@ -48,6 +54,7 @@ const deps = {
 };
 await primeClients(process.env, {
   store: deps.store,
+  keys: { read: PRIME_KEYS.status, write: PRIME_KEYS.status },
   invoker: deps.invoker,
   dryRunFunction: deps.workerFunction,
 });

@@ -2,7 +2,7 @@
 
 import { countingStore } from '#core/counting-store.ts';
 import { systemClock } from '#core/ports.ts';
-import { reduceGroup, reduceJob } from '#core/reducer.ts';
+import { type ReducerDeps, reduceGroup, reduceJob } from '#core/reducer.ts';
 import { jobs } from '#jobs/index.ts';
 import {
   ENV,
@@ -10,6 +10,8 @@ import {
   initDone,
   invokerFromEnv,
   meterInvocation,
+  optionalInt,
+  PRIME_KEYS,
   primeClients,
   requireEnv,
   storeFromEnv,
@@ -20,20 +22,23 @@ import { observability } from '../observability.ts';
 type ReduceEvent = ReturnType<typeof reduceEventSchema.parse>;
 
 const obs = await observability('reducer');
-const deps = {
+const invoker = invokerFromEnv();
+const deps: ReducerDeps = {
   store: storeFromEnv(process.env, obs),
-  invoker: invokerFromEnv(),
+  invoker,
   jobs,
   clock: systemClock,
   events: eventsFromEnv(),
   bucket: requireEnv(process.env, ENV.bucket),
   // Lambda sets the function's own name: a large fan-in is merged by groups of invocations.
   reducerFunction: requireEnv(process.env, 'AWS_LAMBDA_FUNCTION_NAME'),
+  reducerTimeoutMs: optionalInt(process.env, ENV.reducerTimeoutSeconds, 300) * 1000,
 };
 // A tree reduce invokes this function itself, hence the dry run of it.
 await primeClients(process.env, {
   store: deps.store,
-  invoker: deps.invoker,
+  keys: { read: PRIME_KEYS.status, write: PRIME_KEYS.status },
+  invoker,
   dryRunFunction: deps.reducerFunction,
 });
 initDone();
@@ -42,19 +47,21 @@ initDone();
  * Lambda entry point. `{ jobId }` reduces the job and returns its final status; `{ jobId,
  * group }` merges one group of parts for a tree reduce and returns where the merge is.
  */
-export const handler = async (event: unknown, context?: unknown) => {
+export const handler = async (
+  event: unknown,
+  context?: { getRemainingTimeInMillis?: () => number },
+) => {
   const parsed = reduceEventSchema.parse(event);
-  return obs.invocation(context, { jobId: parsed.jobId }, () => reduce(parsed));
+  const remaining = context?.getRemainingTimeInMillis;
+  const invocationDeps =
+    remaining === undefined ? deps : { ...deps, remainingMs: () => remaining.call(context) };
+  return obs.invocation(context, { jobId: parsed.jobId }, () => reduce(parsed, invocationDeps));
 };
 
-async function reduce({
-  jobId,
-  group,
-  usage,
-  coordinatorRun,
-  waitingMemoryMb,
-  pricing,
-}: ReduceEvent) {
+async function reduce(
+  { jobId, group, usage, coordinatorRun, waitingMemoryMb, pricing }: ReduceEvent,
+  deps: ReducerDeps,
+) {
   if (group !== undefined) return reduceGroup(jobId, group, deps);
   const meter = meterInvocation('reducer');
   const started = performance.now();

@@ -18,11 +18,12 @@ import {
   eventsFromEnv,
   invokerFromEnv,
   optionalInt,
+  PRIME_KEYS,
   primeClients,
   requireEnv,
   storeFromEnv,
 } from '../config.ts';
-import { failureRecordSchema } from '../events.ts';
+import { failureRecordSchema, sweepEventSchema } from '../events.ts';
 import { observability } from '../observability.ts';
 
 const obs = await observability('sweeper');
@@ -38,7 +39,10 @@ const deps = {
   queuedStaleAfterMs: SWEEP_DEFAULTS.queuedStaleAfterMs,
   maxResumes: optionalInt(process.env, ENV.maxResumes, SWEEP_DEFAULTS.maxResumes),
 };
-await primeClients(process.env, { store: deps.store });
+await primeClients(process.env, {
+  store: deps.store,
+  keys: { read: PRIME_KEYS.status, write: PRIME_KEYS.status },
+});
 
 /** Lambda entry point: a failure record rescues its job; any other event sweeps. */
 export const handler = (event: unknown, context?: unknown) =>
@@ -54,7 +58,11 @@ async function sweep(event: unknown): Promise<SweepReport | { jobId: string; res
     obs.info('coordinator failure record', { jobId, reason, rescue });
     return { jobId, rescue };
   }
-  const report = await sweepJobs(deps);
+  const options = sweepEventSchema.safeParse(event);
+  const queued = options.success ? options.data.queuedStaleAfterSeconds : undefined;
+  const report = await sweepJobs(
+    queued === undefined ? deps : { ...deps, queuedStaleAfterMs: queued * 1000 },
+  );
   // One line per job taken over: the stack's metric filter counts them (an alarm). Jobs that
   // end FAILED are counted from their events, and listed in the summary below.
   for (const jobId of report.resumed)

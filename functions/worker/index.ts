@@ -5,13 +5,14 @@ import { countingStore } from '#core/counting-store.ts';
 import { systemClock } from '#core/ports.ts';
 import { runChunk } from '#core/worker.ts';
 import { jobs } from '#jobs/index.ts';
-import { initDone, meterInvocation, primeClients, storeFromEnv } from '../config.ts';
+import { initDone, meterInvocation, PRIME_KEYS, primeClients, storeFromEnv } from '../config.ts';
 import { chunkTaskSchema } from '../events.ts';
 import { observability } from '../observability.ts';
 
 const obs = await observability('worker');
 const store = storeFromEnv(process.env, obs);
-await primeClients(process.env, { store });
+// The worker reads datasets through lean GETs, not the SDK's GetObject: only its writes prime.
+await primeClients(process.env, { store, keys: { write: PRIME_KEYS.outcome } });
 initDone();
 
 const gunzip = (compressed: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> =>

@@ -25,6 +25,11 @@ export interface LambdaClientOptions {
    * @default none (Lambda ends a function at its own timeout of at most 15 minutes)
    */
   requestTimeoutMs?: number;
+  /**
+   * Static credentials, for a client of the local runtime's own. @default the SDK's chain, or
+   * dummy ones against a local endpoint when the environment has none
+   */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
 /**
@@ -50,7 +55,9 @@ export function createLambdaClient(options: LambdaClientOptions = {}): LambdaCli
     ...(options.endpoint !== undefined && {
       endpoint: options.endpoint,
       region: options.region ?? 'us-east-1',
-      ...(!hasCredentials && { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
+      ...(options.credentials !== undefined
+        ? { credentials: options.credentials }
+        : !hasCredentials && { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
     }),
   });
   useStaticUserAgent(client);

@@ -17,6 +17,11 @@ export interface S3ClientOptions {
   maxSockets?: number;
   /** SDK attempts per request (retries of 5xx, SlowDown, network errors). @default the SDK's 3 */
   maxAttempts?: number;
+  /**
+   * Static credentials, for a client of the local runtime's own (its local user). @default the
+   * SDK's chain, or dummy ones against a local endpoint when the environment has none
+   */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
 /**
@@ -46,8 +51,8 @@ export function createS3Client(options: S3ClientOptions = {}): S3Client {
     ...(options.maxAttempts !== undefined && { maxAttempts: options.maxAttempts }),
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    ...(!hasCredentials && {
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    }),
+    ...(options.credentials !== undefined
+      ? { credentials: options.credentials }
+      : !hasCredentials && { credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } }),
   });
 }

@@ -17,6 +17,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
+  AccessDeniedError,
   DatasetChangedError,
   NotFoundError,
   PreconditionFailedError,
@@ -37,6 +38,8 @@ export interface S3ObjectStoreOptions {
   partSize?: number;
   /** Parts uploaded at once by `upload`. @default 4 */
   queueSize?: number;
+  /** Sockets of the lean dataset GETs (beside the client's own). @default 64 */
+  leanSockets?: number;
 }
 
 const statusOf = (error: unknown) =>
@@ -45,6 +48,8 @@ const nameOf = (error: unknown) => (error as { name?: string })?.name;
 const isMissing = (error: unknown) =>
   statusOf(error) === 404 ||
   ['NoSuchKey', 'NotFound', 'NoSuchVersion'].includes(nameOf(error) ?? '');
+/** S3's 403: AccessDenied with a body, Forbidden for a HEAD (which has none). */
+const isForbidden = (error: unknown) => statusOf(error) === 403;
 const isConditionFailed = (error: unknown) =>
   statusOf(error) === 412 ||
   statusOf(error) === 409 ||
@@ -71,7 +76,7 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
     private readonly client: S3Client,
     options: S3ObjectStoreOptions = {},
   ) {
-    this.lean = new LeanGet(client, keepAliveAgents(64));
+    this.lean = new LeanGet(client, keepAliveAgents(options.leanSockets ?? 64));
     this.pageSize = options.pageSize ?? 1000;
     this.partSize = options.partSize ?? 8 * 1024 * 1024;
     this.queueSize = options.queueSize ?? 4;
@@ -89,10 +94,41 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
           out.VersionId !== 'null' && { versionId: out.VersionId }),
       };
     } catch (error) {
-      if (isMissing(error)) {
+      if (isMissing(error) || (isForbidden(error) && (await this.absent(bucket, key)))) {
         throw new NotFoundError(`no object at s3://${bucket}/${key}`, { cause: error });
       }
-      throw error;
+      throw this.refused(error, `HEAD s3://${bucket}/${key}`);
+    }
+  }
+
+  /**
+   * A 403 that a listing did not show to be a missing key: a refusal, named with what was
+   * refused. Anything else is passed on as it is.
+   */
+  private refused(error: unknown, what: string): unknown {
+    if (!isForbidden(error)) return error;
+    const detail = (error as Error).message;
+    return new AccessDeniedError(
+      `${what} was refused (403 AccessDenied${detail && detail !== 'UnknownError' ? `: ${detail}` : ''}); the deployment's role for this function lacks the permission`,
+      { cause: error },
+    );
+  }
+
+  /**
+   * Whether `key` does not exist, asked of a listing: S3 answers a read of a missing key with
+   * 403 rather than 404 when the caller may not list the bucket (s3:ListBucket, perhaps only
+   * under a prefix). False when the key is there, or when the listing is refused too: a 403 is
+   * then a refusal, and stays one.
+   */
+  private async absent(bucket: string, key: string): Promise<boolean> {
+    try {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: key, MaxKeys: 1 }),
+      );
+      // The key itself sorts first among the keys it prefixes.
+      return page.Contents?.[0]?.Key !== key;
+    } catch {
+      return false;
     }
   }
 
@@ -137,15 +173,29 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
     return { prefixes, ...(page.IsTruncated && last !== undefined && { next: last }) };
   }
 
-  presignGet(bucket: string, key: string, expiresSeconds: number): Promise<string> {
+  /**
+   * A presigned URL stops working when the credentials that signed it expire, whatever it asked
+   * for: where the credentials say when (an STS session's expiration), no URL asks for longer.
+   */
+  private async presignSeconds(requested: number): Promise<number> {
+    const provider = this.client.config.credentials as unknown as () => Promise<{
+      expiration?: Date;
+    }>;
+    const expiration = (await provider().catch(() => undefined))?.expiration;
+    if (expiration === undefined) return requested;
+    const left = Math.floor((expiration.getTime() - Date.now()) / 1000) - 30;
+    return Math.max(1, Math.min(requested, left));
+  }
+
+  async presignGet(bucket: string, key: string, expiresSeconds: number): Promise<string> {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: bucket, Key: key }), {
-      expiresIn: expiresSeconds,
+      expiresIn: await this.presignSeconds(expiresSeconds),
     });
   }
 
-  presignPut(bucket: string, key: string, expiresSeconds: number): Promise<string> {
+  async presignPut(bucket: string, key: string, expiresSeconds: number): Promise<string> {
     return getSignedUrl(this.client, new PutObjectCommand({ Bucket: bucket, Key: key }), {
-      expiresIn: expiresSeconds,
+      expiresIn: await this.presignSeconds(expiresSeconds),
     });
   }
 
@@ -157,13 +207,14 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
     return out.UploadId;
   }
 
-  presignUploadPart(
+  async presignUploadPart(
     bucket: string,
     key: string,
     uploadId: string,
     partNumber: number,
     expiresSeconds: number,
   ): Promise<string> {
+    const expiresIn = await this.presignSeconds(expiresSeconds);
     return getSignedUrl(
       this.client,
       new UploadPartCommand({
@@ -172,7 +223,7 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
         UploadId: uploadId,
         PartNumber: partNumber,
       }),
-      { expiresIn: expiresSeconds },
+      { expiresIn },
     );
   }
 
@@ -220,8 +271,19 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
     try {
       body = await this.lean.open(object, start, stop);
     } catch (error) {
-      if (error instanceof LeanGetError && (error.status === 404 || error.status === 412)) {
+      if (
+        error instanceof LeanGetError &&
+        (error.status === 404 ||
+          error.status === 412 ||
+          (error.status === 403 && (await this.absent(object.bucket, object.key))))
+      ) {
         throw new DatasetChangedError(object.key, { cause: error });
+      }
+      if (error instanceof LeanGetError && error.status === 403) {
+        throw new AccessDeniedError(
+          `GET s3://${object.bucket}/${object.key} was refused (403 ${error.code}); the deployment's role for this function lacks the permission`,
+          { cause: error },
+        );
       }
       throw error;
     }
@@ -241,10 +303,14 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
       );
       body = out.Body as AsyncIterable<Uint8Array>;
     } catch (error) {
-      if (isMissing(error) || isConditionFailed(error)) {
+      if (
+        isMissing(error) ||
+        isConditionFailed(error) ||
+        (isForbidden(error) && (await this.absent(object.bucket, object.key)))
+      ) {
         throw new DatasetChangedError(object.key, { cause: error });
       }
-      throw error;
+      throw this.refused(error, `GET s3://${object.bucket}/${object.key}`);
     }
     yield* body;
   }
@@ -255,10 +321,10 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
       const body = await out.Body?.transformToByteArray();
       return { body: body ?? new Uint8Array(), etag: out.ETag ?? '' };
     } catch (error) {
-      if (isMissing(error)) {
+      if (isMissing(error) || (isForbidden(error) && (await this.absent(bucket, key)))) {
         throw new NotFoundError(`no object at s3://${bucket}/${key}`, { cause: error });
       }
-      throw error;
+      throw this.refused(error, `GET s3://${bucket}/${key}`);
     }
   }
 

@@ -37,6 +37,16 @@ export const uploadSchema = z
   })
   .strict();
 
+/** `POST /uploads/parts` body: the next page of part URLs, as `nextParts` of an answer gives it. */
+export const uploadPartsSchema = z
+  .object({
+    key: z.string().min(1).max(900),
+    uploadId: z.string().min(1).max(1024),
+    partCount: z.number().int().min(1).max(10_000),
+    from: z.number().int().min(1).max(10_000),
+  })
+  .strict();
+
 /** `POST /uploads/complete` body. */
 export const completeSchema = z
   .object({

@@ -8,14 +8,15 @@
  * - `GET /jobs/{jobId}/result` the result (≤ 1 MB inline, else 303 to a presigned URL)
  * - `POST /jobs/{jobId}/cancel` stop dispatching; CANCELLED once in-flight chunks finish
  * - `POST /jobs/{jobId}/redrive` rerun the chunks of a FAILED or CANCELLED job that did not succeed
- * - `POST /uploads` a presigned PUT, or presigned multipart part URLs, under datasets/
+ * - `POST /uploads` a presigned PUT, or the first page of presigned multipart part URLs
+ * - `POST /uploads/parts` the next page of part URLs of a multipart upload
  * - `POST /uploads/complete` completes a multipart upload
  * - `GET /openapi.json` the OpenAPI 3.1 description of all this
  *
  * Every request is validated before anything is written: a 4xx never leaves a trace in S3.
  */
 import type { z } from 'zod';
-import { completeSchema, submitSchema, uploadSchema } from './api-schemas.ts';
+import { completeSchema, submitSchema, uploadPartsSchema, uploadSchema } from './api-schemas.ts';
 import { cancelJob, redriveJob } from './control.ts';
 import { resolveInput } from './coordinator.ts';
 import { ValidationError } from './errors.ts';
@@ -60,8 +61,19 @@ export interface ApiDeps {
 export const INLINE_RESULT_BYTES = 1_000_000;
 /** Uploads larger than this get presigned multipart part URLs. */
 export const MULTIPART_THRESHOLD = 64 * 1024 * 1024;
-/** Presigned URLs live this long. */
-export const PRESIGN_SECONDS = 3600;
+/**
+ * How long presigned URLs live. Short, because a URL signed with a function's session
+ * credentials stops working when that session ends, however long it asked for (S3 user guide,
+ * "Sharing objects with presigned URLs"), and Lambda does not say when that is: results and
+ * reports are fetched at once, and upload part URLs come a page at a time, as they are needed.
+ */
+export const PRESIGN_SECONDS = { download: 300, upload: 900 } as const;
+/**
+ * Part URLs per answer of `POST /uploads` and `POST /uploads/parts`. A URL signed with session
+ * credentials is about 1.5-2 KB: a page is some 200 KB, where all 10,000 parts at once would
+ * pass Lambda's 6 MB response limit.
+ */
+export const UPLOAD_PARTS_PAGE = 100;
 const MIN_PART = 16 * 1024 * 1024;
 
 function parseBody<T>(schema: z.ZodType<T>, body: string | undefined): T {
@@ -131,6 +143,12 @@ export const ROUTES: readonly { method: string; path: string; pattern: RegExp; h
     handle: postRedrive,
   },
   { method: 'POST', path: '/uploads', pattern: /^\/uploads$/, handle: postUpload },
+  {
+    method: 'POST',
+    path: '/uploads/parts',
+    pattern: /^\/uploads\/parts$/,
+    handle: postUploadParts,
+  },
   {
     method: 'POST',
     path: '/uploads/complete',
@@ -237,7 +255,7 @@ async function getResult(
   const { key, bytes } = status.result;
   const type = key.endsWith('.jsonl') ? 'application/x-ndjson' : 'application/json';
   if (bytes > INLINE_RESULT_BYTES) {
-    const url = await deps.signer.presignGet(deps.bucket, key, PRESIGN_SECONDS);
+    const url = await deps.signer.presignGet(deps.bucket, key, PRESIGN_SECONDS.download);
     return {
       status: 303,
       headers: { location: url, 'content-type': 'application/json' },
@@ -248,8 +266,18 @@ async function getResult(
   return { status: 200, headers: { 'content-type': type }, body: new TextDecoder().decode(body) };
 }
 
-/** Reports up to this size are answered inline; larger ones are stored and presigned. */
-const INLINE_REPORT_BYTES = 5_000_000;
+/**
+ * Reports are answered inline while their body, JSON-encoded into the Lambda response as API
+ * Gateway's payload carries it, is at most this many bytes (Lambda's limit is 6 MB, headers
+ * included); larger ones are stored and presigned. Bytes, not characters: a report's non-ASCII
+ * text and its escaped quotes and newlines take more.
+ */
+export const INLINE_REPORT_BYTES = 5_000_000;
+
+/** The bytes of `text` once JSON-encoded (as a Lambda response carries it), in UTF-8. */
+export function encodedBytes(text: string): number {
+  return new TextEncoder().encode(JSON.stringify(text)).length;
+}
 
 async function getReport(
   _request: ApiRequest,
@@ -258,12 +286,12 @@ async function getReport(
 ): Promise<ApiResponse> {
   const status = await statusOf(jobId as string, deps);
   const html = renderReport(await loadReport(deps.store, deps.bucket, jobId as string, status));
-  if (html.length <= INLINE_REPORT_BYTES) {
+  if (encodedBytes(html) <= INLINE_REPORT_BYTES) {
     return { status: 200, headers: { 'content-type': 'text/html; charset=utf-8' }, body: html };
   }
   const key = jobKeys(jobId as string).report;
   await deps.store.put(deps.bucket, key, html, { contentType: 'text/html; charset=utf-8' });
-  const url = await deps.signer.presignGet(deps.bucket, key, PRESIGN_SECONDS);
+  const url = await deps.signer.presignGet(deps.bucket, key, PRESIGN_SECONDS.download);
   return {
     status: 303,
     headers: { location: url, 'content-type': 'application/json' },
@@ -343,26 +371,23 @@ async function postUpload(
   const body = parseBody(uploadSchema, request.body);
   const key = datasetKey(body.key);
   const s3Uri = `s3://${deps.bucket}/${key}`;
+  const expiresIn = PRESIGN_SECONDS.upload;
   if (body.bytes === undefined || body.bytes <= MULTIPART_THRESHOLD) {
-    const url = await deps.signer.presignPut(deps.bucket, key, PRESIGN_SECONDS);
-    return json(201, { s3Uri, key, url, method: 'PUT', expiresIn: PRESIGN_SECONDS });
+    const url = await deps.signer.presignPut(deps.bucket, key, expiresIn);
+    return json(201, { s3Uri, key, url, method: 'PUT', expiresIn });
   }
   const partSize = Math.max(MIN_PART, Math.ceil(body.bytes / 10_000 / (1024 * 1024)) * 1024 * 1024);
-  const count = Math.ceil(body.bytes / partSize);
+  const partCount = Math.ceil(body.bytes / partSize);
   const uploadId = await deps.signer.createMultipartUpload(deps.bucket, key);
-  const parts = await Promise.all(
-    Array.from({ length: count }, async (_, i) => ({
-      partNumber: i + 1,
-      url: await deps.signer.presignUploadPart(deps.bucket, key, uploadId, i + 1, PRESIGN_SECONDS),
-    })),
-  );
+  const page = await partPage(deps, { key, uploadId, partCount, from: 1 });
   return json(201, {
     s3Uri,
     key,
     multipart: {
       uploadId,
       partSize,
-      parts,
+      partCount,
+      ...page,
       complete: {
         method: 'POST',
         path: '/uploads/complete',
@@ -373,8 +398,62 @@ async function postUpload(
         },
       },
     },
-    expiresIn: PRESIGN_SECONDS,
+    expiresIn,
   });
+}
+
+/**
+ * One page of part URLs, from part `from`, and how to ask for the next page while parts remain:
+ * a client asks for each page as it needs it, so no URL waits long enough to expire.
+ */
+async function partPage(
+  deps: ApiDeps,
+  upload: { key: string; uploadId: string; partCount: number; from: number },
+) {
+  const to = Math.min(upload.partCount, upload.from + UPLOAD_PARTS_PAGE - 1);
+  const parts = await Promise.all(
+    Array.from({ length: to - upload.from + 1 }, async (_, i) => {
+      const partNumber = upload.from + i;
+      const url = await deps.signer.presignUploadPart(
+        deps.bucket,
+        upload.key,
+        upload.uploadId,
+        partNumber,
+        PRESIGN_SECONDS.upload,
+      );
+      return { partNumber, url };
+    }),
+  );
+  const next =
+    to < upload.partCount
+      ? {
+          method: 'POST',
+          path: '/uploads/parts',
+          body: {
+            key: upload.key,
+            uploadId: upload.uploadId,
+            partCount: upload.partCount,
+            from: to + 1,
+          },
+        }
+      : undefined;
+  return { parts, ...(next !== undefined && { nextParts: next }) };
+}
+
+async function postUploadParts(
+  request: ApiRequest,
+  _params: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  const body = parseBody(uploadPartsSchema, request.body);
+  if (body.from > body.partCount) {
+    throw new ValidationError(
+      `from (${body.from}) is past the upload's last part (${body.partCount}); expected a part number from 1 to partCount`,
+    );
+  }
+  const key = datasetKey(body.key);
+  const page = await partPage(deps, { ...body, key });
+  return json(200, { key, uploadId: body.uploadId, ...page, expiresIn: PRESIGN_SECONDS.upload });
 }
 
 async function postUploadComplete(

@@ -27,6 +27,7 @@ import type { JobEvents } from './events.ts';
 import type { AnyJob } from './job.ts';
 import { findJob, parseParams } from './job.ts';
 import { jobKeys, parseInputUri } from './keys.ts';
+import { handOverMs, invocationMarginMs } from './limits.ts';
 import { scanOwnedLines } from './lines.ts';
 import {
   type ChunkOutcome,
@@ -63,8 +64,20 @@ export interface CoordinatorDeps {
   coordinatorFunction: string;
   /** The worker function's timeout: an invocation unanswered by then plus a margin is a timeout. */
   workerTimeoutMs: number;
+  /**
+   * The reducer function's timeout: the coordinator waits for the reducer that long plus a
+   * margin, and hands over to a continuation first when it has less time left than that.
+   * @default 15 minutes
+   */
+  reducerTimeoutMs?: number;
   /** Time this invocation has left (Lambda's context.getRemainingTimeInMillis). @default unbounded */
   remainingMs?: () => number;
+  /**
+   * The most worker invocations in flight, backups included, whatever the job's concurrency:
+   * each holds a socket, and a Lambda execution environment has 1,024 file descriptors.
+   * @default unbounded
+   */
+  maxInvocations?: number;
   /** Attempts per chunk while the worker function throttles (429). @default 50 */
   maxThrottledAttempts?: number;
   /** Milliseconds between status.json writes while the job runs. @default 500 */
@@ -116,25 +129,9 @@ export interface CoordinatorDeps {
   random?: () => number;
 }
 
-/**
- * Extra time past the worker's timeout before an unanswered invocation counts as timed out:
- * half the timeout, between 1 s and 30 s (network and queueing, not work).
- */
-export function invocationMarginMs(workerTimeoutMs: number): number {
-  return Math.min(30_000, Math.max(1_000, workerTimeoutMs / 2));
-}
-
-/**
- * A coordinator stops dispatching when its remaining time drops below this: one worker timeout
- * plus its margin (an in-flight chunk may take that long) plus time to write the manifest and
- * invoke its continuation.
- */
-export function handOverMs(workerTimeoutMs: number): number {
-  return workerTimeoutMs + invocationMarginMs(workerTimeoutMs) + Math.min(5_000, workerTimeoutMs);
-}
-
 /** Errors that will fail the same way however often the chunk is retried. */
 const DETERMINISTIC = new Set([
+  'AccessDeniedError',
   'BadRecordError',
   'CorruptInputError',
   'DatasetChangedError',
@@ -298,7 +295,20 @@ async function driveJob(
     // A run that was taken over leaves the manifest to the run that owns the job now.
     if (end.reason === 'superseded') return readStatus(deps.store, deps.bucket, jobId);
     await writeJson(deps.store, deps.bucket, keys.manifest, manifest);
-    switch (end.reason) {
+    if (end.reason === 'failed') throw end.error;
+    const reducerMs = deps.reducerTimeoutMs ?? 900_000;
+    // Waiting for the reducer takes its timeout and margins: a run that dispatched chunks and
+    // has less time left than that hands the wait to a continuation, which has its whole
+    // timeout (the stack checks that the reducer's fits in it). A run that dispatched nothing
+    // waits with what it has, so that continuations cannot follow one another for ever.
+    const reason =
+      end.reason === 'done' &&
+      end.dispatched > 0 &&
+      deps.remainingMs !== undefined &&
+      deps.remainingMs() < handOverMs(reducerMs)
+        ? 'continue'
+        : end.reason;
+    switch (reason) {
       case 'continue':
         await updateStatus(deps.store, deps.bucket, jobId, (s) =>
           s.epoch === epoch
@@ -311,8 +321,6 @@ async function driveJob(
         return finish(jobId, epoch, deps, (s) =>
           withUsage({ ...s, status: 'CANCELLED' }, tally, deps, true),
         );
-      case 'failed':
-        throw end.error;
       case 'done':
         // The reducer ends the job, so it prices it: it gets this run's usage, and the memory
         // of this coordinator, which is billed while it waits for the reducer.
@@ -325,7 +333,15 @@ async function driveJob(
             waitingMemoryMb: (deps.memoryMb ?? DEPLOYED_MEMORY_MB).coordinator,
             pricing: deps.pricing ?? DEFAULT_PRICING,
           },
-          { timeoutMs: 15 * 60_000 + 30_000 },
+          {
+            timeoutMs: Math.min(
+              reducerMs + invocationMarginMs(reducerMs),
+              // Never past this invocation's own end: a FAILED status is still written then.
+              deps.remainingMs === undefined
+                ? Number.POSITIVE_INFINITY
+                : Math.max(1_000, deps.remainingMs() - 2_000),
+            ),
+          },
         );
         return readStatus(deps.store, deps.bucket, jobId);
     }
@@ -517,7 +533,10 @@ interface LiveChunk {
 }
 
 /** How a run of {@link runChunks} ended. */
-type RunEnd = { reason: Exclude<Stop, 'failed'> } | { reason: 'failed'; error: unknown };
+type RunEnd = { dispatched: number } & (
+  | { reason: Exclude<Stop, 'failed'> }
+  | { reason: 'failed'; error: unknown }
+);
 
 /**
  * Dispatches the chunks without an outcome, at most `concurrency` at a time (the "process
@@ -986,8 +1005,9 @@ async function runChunks(
       }
     }
   };
-  const lanes = Math.max(1, Math.min(manifest.concurrency, todo.length));
-  ceiling = lanes + (watch?.maxBackups ?? 0);
+  const maxInvocations = deps.maxInvocations ?? Number.POSITIVE_INFINITY;
+  const lanes = Math.max(1, Math.min(manifest.concurrency, todo.length, maxInvocations));
+  ceiling = Math.min(lanes + (watch?.maxBackups ?? 0), maxInvocations);
   // Lanes open `initialLanes` at a time at first; the rest open once a chunk has been running
   // for `rampMs` while others wait: chunks that wait (on I/O, a sleep) gain from more lanes,
   // short ones that compute finish first and never open them.
@@ -1037,9 +1057,13 @@ async function runChunks(
   await status.close();
   deps.onRun?.({ dispatched, retries, throttles });
 
-  if (stop === 'failed' && failure !== undefined) return { reason: 'failed', error: failure.error };
-  if (stop === 'cancelled' || stop === 'superseded' || stop === 'continue') return { reason: stop };
-  return { reason: 'done' };
+  if (stop === 'failed' && failure !== undefined) {
+    return { reason: 'failed', error: failure.error, dispatched };
+  }
+  if (stop === 'cancelled' || stop === 'superseded' || stop === 'continue') {
+    return { reason: stop, dispatched };
+  }
+  return { reason: 'done', dispatched };
 }
 
 /** Exponential backoff with full jitter (AWS Architecture Blog), honouring Retry-After. */

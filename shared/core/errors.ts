@@ -40,6 +40,16 @@ export class NotFoundError extends FanoutError {
   }
 }
 
+/**
+ * A request the caller's permissions refuse (S3's or Lambda's AccessDenied): a missing grant in
+ * the deployment, the same on every attempt.
+ */
+export class AccessDeniedError extends FanoutError {
+  constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super('ACCESS_DENIED', message, options);
+  }
+}
+
 /** A conditional write (If-None-Match / If-Match) lost: someone else wrote first. */
 export class PreconditionFailedError extends FanoutError {
   constructor(message: string, options: { cause?: unknown; context?: ErrorContext } = {}) {

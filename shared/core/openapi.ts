@@ -4,7 +4,7 @@
  * documented and every documented operation is routed.
  */
 import * as z from 'zod';
-import { completeSchema, submitSchema, uploadSchema } from './api-schemas.ts';
+import { completeSchema, submitSchema, uploadPartsSchema, uploadSchema } from './api-schemas.ts';
 
 const error = {
   description: 'error',
@@ -348,7 +348,19 @@ const document = {
         operationId: 'createUpload',
         requestBody: jsonBody(uploadSchema),
         responses: {
-          201: ok('a presigned PUT URL, or presigned multipart part URLs and the complete call'),
+          201: ok(
+            'a presigned PUT URL, or the first page of presigned multipart part URLs (nextParts asks for the next page) and the complete call',
+          ),
+          400: error,
+        },
+      },
+    },
+    '/uploads/parts': {
+      post: {
+        operationId: 'uploadParts',
+        requestBody: jsonBody(uploadPartsSchema),
+        responses: {
+          200: ok('the next page of presigned part URLs, and how to ask for the one after'),
           400: error,
         },
       },

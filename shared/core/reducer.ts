@@ -11,6 +11,7 @@ import type { JobEvents } from './events.ts';
 import type { AnyJob } from './job.ts';
 import { findJob } from './job.ts';
 import { jobKeys } from './keys.ts';
+import { invocationMarginMs } from './limits.ts';
 import {
   type ChunkOutcome,
   chunkPlace,
@@ -47,6 +48,10 @@ export interface ReducerDeps {
   reducerFunction?: string;
   /** @default 1000 */
   fanIn?: number;
+  /** The reducer function's timeout: a group is waited for that long plus a margin. @default 15 minutes */
+  reducerTimeoutMs?: number;
+  /** Time this invocation has left (Lambda's context); no wait outlasts it. @default unbounded */
+  remainingMs?: () => number;
   /** Where job state changes are published (EventBridge on AWS). @default none */
   events?: JobEvents;
   /** This invocation's usage so far (the Lambda handler measures it), for the job's cost. */
@@ -202,8 +207,15 @@ export async function reduceJob(
           jobId,
           group: { job: job.name, from, to, chunks: included.slice(from, to) },
         };
+        const own = deps.reducerTimeoutMs ?? 900_000;
+        // A group takes at most the function's timeout; no wait outlasts this invocation, so
+        // that a slow group fails the job with its reason instead of timing this one out.
+        const left =
+          deps.remainingMs === undefined
+            ? Number.POSITIVE_INFINITY
+            : Math.max(1_000, deps.remainingMs() - 2_000);
         return invoker.invoke<GroupResult>(reducerFunction, payload, {
-          timeoutMs: 15 * 60_000 + 30_000,
+          timeoutMs: Math.min(own + invocationMarginMs(own), left),
         });
       })) {
         acc = reduce.merge(

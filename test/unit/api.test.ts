@@ -302,6 +302,44 @@ describe('POST /uploads', () => {
     });
   });
 
+  it('answers a 200 GiB upload in under 1 MB, and gives every part URL once, by page', async () => {
+    const { deps, call } = await setup();
+    // URLs signed with session credentials are 1.5-2 KB; all 10,000 at once passed 6 MB.
+    deps.signer = {
+      ...signer,
+      presignUploadPart: async (b, k, u, n) =>
+        `https://signed.example/${b}/${k}?uploadId=${u}&partNumber=${n}&X-Amz-Security-Token=${'t'.repeat(1900)}`,
+    };
+    const res = await call('POST', '/uploads', { key: 'huge.jsonl', bytes: 200 * 1024 ** 3 });
+    expect(res.status).toBe(201);
+    expect(new TextEncoder().encode(res.body).length).toBeLessThan(1_000_000);
+    const { partCount, partSize } = res.json.multipart;
+    expect(partCount * partSize).toBeGreaterThanOrEqual(200 * 1024 ** 3);
+    expect(partCount).toBeLessThanOrEqual(10_000);
+    const seen: number[] = res.json.multipart.parts.map(
+      (p: { partNumber: number }) => p.partNumber,
+    );
+    let next = res.json.multipart.nextParts;
+    while (next !== undefined) {
+      expect(next).toMatchObject({ method: 'POST', path: '/uploads/parts' });
+      const page = await call(next.method, next.path, next.body);
+      expect(page.status).toBe(200);
+      expect(new TextEncoder().encode(page.body).length).toBeLessThan(1_000_000);
+      seen.push(...page.json.parts.map((p: { partNumber: number }) => p.partNumber));
+      next = page.json.nextParts;
+    }
+    expect(seen).toEqual(Array.from({ length: partCount }, (_, i) => i + 1));
+    // A page past the last part is a 400 that says what was expected.
+    const past = await call('POST', '/uploads/parts', {
+      key: 'huge.jsonl',
+      uploadId: 'upload-1',
+      partCount,
+      from: partCount + 1,
+    });
+    expect(past.status).toBe(400);
+    expect(past.json.error.message).toMatch(/past the upload's last part/);
+  });
+
   for (const key of [
     '../etc/passwd',
     '/abs',
@@ -322,6 +360,40 @@ describe('POST /uploads', () => {
       expect(store.objects.size).toBe(before);
     });
   }
+});
+
+describe('GET /jobs/{id}/report', () => {
+  it('answers a report inline by its bytes in the Lambda response, not its characters', async () => {
+    const { store, call } = await setup();
+    const jobId = 'zd34glc7a0c3otgdq';
+    const status = (message: string) =>
+      store.put(
+        BUCKET,
+        `jobs/${jobId}/status.json`,
+        JSON.stringify({
+          jobId,
+          job: 'by-field',
+          status: 'FAILED',
+          input: `s3://${BUCKET}/datasets/lesson.jsonl`,
+          createdAt: '2026-01-01T00:00:00.000Z',
+          finishedAt: '2026-01-01T00:00:01.000Z',
+          chunks: { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 },
+          records: 0,
+          bytes: 0,
+          error: { code: 'X', name: 'Error', message },
+        }),
+      );
+    // 2.6 million characters of two-byte UTF-8: under 5,000,000 characters, over 5 MB.
+    await status('é'.repeat(2_600_000));
+    const big = await call('GET', `/jobs/${jobId}/report`);
+    expect(big.status).toBe(303);
+    expect(big.headers.location).toContain(`jobs/${jobId}/report.html`);
+    expect(store.objects.has(`${BUCKET}/jobs/${jobId}/report.html`)).toBe(true);
+    await status('é'.repeat(1000));
+    const small = await call('GET', `/jobs/${jobId}/report`);
+    expect(small.status).toBe(200);
+    expect(small.body).toContain('é'.repeat(1000));
+  });
 });
 
 describe('routing and errors', () => {

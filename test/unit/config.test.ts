@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { NotFoundError } from '#core/errors.ts';
-import { primeClients, speculationFromEnv } from '../../functions/config.ts';
+import { PRIME_KEYS, primeClients, speculationFromEnv } from '../../functions/config.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 describe('primeClients', () => {
@@ -20,8 +20,16 @@ describe('primeClients', () => {
         dryRuns.push(name);
       },
     } as unknown as LambdaInvoker;
-    await primeClients({ FANOUT_BUCKET: 'b' }, { store, invoker, dryRunFunction: 'worker' });
-    expect(reads).toEqual(['b/jobs/.prime']);
+    await primeClients(
+      { FANOUT_BUCKET: 'b' },
+      {
+        store,
+        keys: { read: PRIME_KEYS.status, write: PRIME_KEYS.status },
+        invoker,
+        dryRunFunction: 'worker',
+      },
+    );
+    expect(reads).toEqual(['b/jobs/.prime/status.json']);
     // The write was conditional on an ETag no object has: refused, so nothing was written.
     expect(dryRuns).toEqual(['worker']);
     expect(await store.list('b', '')).toEqual([]);
@@ -41,10 +49,15 @@ describe('primeClients', () => {
       },
     } as unknown as LambdaInvoker;
     await expect(
-      primeClients({ FANOUT_BUCKET: 'b' }, { store, invoker, dryRunFunction: 'worker' }),
+      primeClients(
+        { FANOUT_BUCKET: 'b' },
+        { store, keys: { read: PRIME_KEYS.status }, invoker, dryRunFunction: 'worker' },
+      ),
     ).resolves.toBeUndefined();
     // Without a bucket there is nothing to read.
-    await expect(primeClients({}, { store })).resolves.toBeUndefined();
+    await expect(
+      primeClients({}, { store, keys: { read: PRIME_KEYS.status } }),
+    ).resolves.toBeUndefined();
   });
 });
 
