@@ -1,13 +1,14 @@
 import { resolve } from 'node:path';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
+import { Architecture, type CfnFunction, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { bundleOptions } from '../../local/bundle.ts';
 import { registryBuildOptions } from '../../local/job-path.ts';
-
-const repoRoot = resolve(import.meta.dirname, '../..');
+// The package root, found by its package.json rather than `../..`, so the construct also
+// synthesizes from a bundle (the local runtime's template cache runs one).
+import { repoRoot } from '../../local/paths.ts';
 
 /** Props of {@link FanoutFunction}. */
 export interface FanoutFunctionProps {
@@ -41,6 +42,8 @@ export interface FanoutFunctionProps {
  * new FanoutFunction(this, 'Worker', { handler: 'worker', memorySize: 1769 });
  */
 export class FanoutFunction extends Construct {
+  /** The metadata key that names a function's role in its template (the local runtime reads it). */
+  static readonly METADATA_KEY = 'fanout:function';
   /** The function. */
   readonly function: NodejsFunction;
   /** Its log group (metric filters read it). */
@@ -74,6 +77,9 @@ export class FanoutFunction extends Construct {
         POWERTOOLS_SERVICE_NAME: 'fanout',
         POWERTOOLS_METRICS_NAMESPACE: 'fanout',
         POWERTOOLS_LOG_LEVEL: props.logLevel ?? 'INFO',
+        // Active tracing is on: the tracer is made at init, before Lambda sets a trace id for
+        // the first invocation (functions/observability.ts reads this, not _X_AMZN_TRACE_ID).
+        POWERTOOLS_TRACE_ENABLED: 'true',
         ...props.environment,
       },
       bundling: {
@@ -90,6 +96,12 @@ export class FanoutFunction extends Construct {
         ...(props.jobs !== undefined && { esbuildArgs: registryArgs(resolve(props.jobs)) }),
       },
     });
+    // Which fanout function this is, whatever its logical id: `fanout dev --template` runs each
+    // with the configuration and role the template gives it.
+    (this.function.node.defaultChild as CfnFunction).addMetadata(
+      FanoutFunction.METADATA_KEY,
+      props.handler,
+    );
   }
 }
 

@@ -27,6 +27,11 @@ import { Construct } from 'constructs';
 import { ROUTES } from '../../shared/core/api.ts';
 import { DEPLOYED_MEMORY_MB } from '../../shared/core/cost.ts';
 import { JOB_EVENT_DETAIL_TYPE, JOB_EVENT_SOURCE } from '../../shared/core/events.ts';
+import {
+  COORDINATOR_SOCKETS,
+  defaultReducerTimeoutMs,
+  timeoutProblems,
+} from '../../shared/core/limits.ts';
 import { checkSpeculation } from '../../shared/core/speculation.ts';
 import { FanoutFunction } from './fanout-function.ts';
 import { acknowledgeWildcards } from './nag.ts';
@@ -47,13 +52,43 @@ export interface FanoutServiceProps {
   readonly jobRetentionDays?: number;
   /** Worker memory in MB; 1769 MB is one full vCPU, where S3 throughput per function levels off. @default 1769 */
   readonly workerMemoryMb?: number;
-  /** Worker timeout; a chunk must finish inside it. @default Duration.minutes(15) */
+  /**
+   * Worker timeout; a chunk must finish inside it. With its margins it must fit in half the
+   * coordinator's timeout (checked at synthesis): a coordinator run dispatches until one worker
+   * timeout is left, then hands over to a continuation. @default Duration.minutes(5)
+   */
   readonly workerTimeout?: Duration;
+  /**
+   * Coordinator timeout: how long one coordinator run dispatches before a continuation takes
+   * over (a job may span many runs). At most 15 minutes. @default Duration.minutes(15)
+   */
+  readonly coordinatorTimeout?: Duration;
+  /**
+   * Reducer timeout. The coordinator waits for the reducer, so with its margins it must fit in
+   * the coordinator's timeout (checked at synthesis). @default a third of `coordinatorTimeout`
+   */
+  readonly reducerTimeout?: Duration;
   /** Reserved concurrency of the worker function. @default none (the account's pool) */
   readonly workerReservedConcurrency?: number;
+  /**
+   * Reserved concurrency of the control-plane functions, so that a large job's workers cannot
+   * throttle them. Lambda keeps 100 of an account's concurrency unreserved, so reservations
+   * fail to deploy on accounts with a low quota (new accounts have one): set them once
+   * `aws lambda get-account-settings` shows room. @default none (the account's pool)
+   */
+  readonly reservedConcurrency?: {
+    readonly api?: number;
+    readonly coordinator?: number;
+    readonly reducer?: number;
+    readonly sweeper?: number;
+  };
   /** Chunks in flight when a request names none. @default 100 */
   readonly defaultConcurrency?: number;
-  /** The most chunks in flight a request may ask for. @default 1000 */
+  /**
+   * The most chunks in flight a request may ask for. At most 900: the coordinator holds a
+   * socket per invocation in flight, and a Lambda environment has 1,024 file descriptors.
+   * @default 900
+   */
   readonly maxConcurrency?: number;
   /** Coordinator memory in MB. @default 1024 */
   readonly coordinatorMemoryMb?: number;
@@ -148,6 +183,9 @@ export class FanoutService extends Construct {
         );
       }
     }
+    const timeouts = checkTimeouts(props);
+    const maxConcurrency = props.maxConcurrency ?? COORDINATOR_SOCKETS.invocations;
+    checkConcurrency(props.defaultConcurrency ?? 100, maxConcurrency);
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
     this.bucket = props.bucket ?? this.createBucket(props.jobRetentionDays ?? 30);
     const bucket = this.bucket;
@@ -159,11 +197,13 @@ export class FanoutService extends Construct {
       ...(props.logLevel !== undefined && { logLevel: props.logLevel }),
       ...(props.jobs !== undefined && { jobs: props.jobs }),
     };
+    const reserved = (n: number | undefined) =>
+      n === undefined ? {} : { reservedConcurrentExecutions: n };
     const worker = new FanoutFunction(this, 'Worker', {
       ...common,
       handler: 'worker',
       memorySize: props.workerMemoryMb ?? DEPLOYED_MEMORY_MB.worker,
-      timeout: props.workerTimeout ?? Duration.minutes(15),
+      timeout: timeouts.worker,
       ...(props.workerReservedConcurrency !== undefined && {
         reservedConcurrentExecutions: props.workerReservedConcurrency,
       }),
@@ -173,17 +213,23 @@ export class FanoutService extends Construct {
       ...common,
       handler: 'reducer',
       memorySize: props.reducerMemoryMb ?? 1769,
-      environment: { FANOUT_BUCKET: bucket.bucketName },
+      timeout: timeouts.reducer,
+      ...reserved(props.reservedConcurrency?.reducer),
+      environment: {
+        FANOUT_BUCKET: bucket.bucketName,
+        FANOUT_REDUCER_TIMEOUT_SECONDS: String(timeouts.reducer.toSeconds()),
+      },
     }).function;
     const coordinator = new FanoutFunction(this, 'Coordinator', {
       ...common,
       handler: 'coordinator',
       memorySize: props.coordinatorMemoryMb ?? 1024,
+      timeout: timeouts.coordinator,
+      ...reserved(props.reservedConcurrency?.coordinator),
       environment: {
         FANOUT_BUCKET: bucket.bucketName,
-        FANOUT_WORKER_TIMEOUT_SECONDS: String(
-          (props.workerTimeout ?? Duration.minutes(15)).toSeconds(),
-        ),
+        FANOUT_WORKER_TIMEOUT_SECONDS: String(timeouts.worker.toSeconds()),
+        FANOUT_REDUCER_TIMEOUT_SECONDS: String(timeouts.reducer.toSeconds()),
         FANOUT_WORKER_FUNCTION: worker.functionName,
         FANOUT_REDUCER_FUNCTION: reducer.functionName,
         // For the job's cost estimate: the workers' memory, and the functions' architecture.
@@ -197,12 +243,13 @@ export class FanoutService extends Construct {
       handler: 'api',
       memorySize: 512,
       timeout: Duration.seconds(29),
+      ...reserved(props.reservedConcurrency?.api),
       environment: {
         FANOUT_BUCKET: bucket.bucketName,
         FANOUT_COORDINATOR_FUNCTION: coordinator.functionName,
         FANOUT_ALLOWED_INPUTS: prefixes.map((p) => `s3://${bucket.bucketName}/${p}`).join(','),
         FANOUT_DEFAULT_CONCURRENCY: String(props.defaultConcurrency ?? 100),
-        FANOUT_MAX_CONCURRENCY: String(props.maxConcurrency ?? 1000),
+        FANOUT_MAX_CONCURRENCY: String(maxConcurrency),
       },
     }).function;
     // Crash-only jobs (shared/core/sweep.ts): the sweeper resumes a job whose coordinator is
@@ -212,6 +259,7 @@ export class FanoutService extends Construct {
       handler: 'sweeper',
       memorySize: 256,
       timeout: Duration.minutes(1),
+      ...reserved(props.reservedConcurrency?.sweeper),
       environment: {
         FANOUT_BUCKET: bucket.bucketName,
         FANOUT_COORDINATOR_FUNCTION: coordinator.functionName,
@@ -258,14 +306,25 @@ export class FanoutService extends Construct {
         }),
       );
     const read = ['s3:GetObject', 's3:GetObjectVersion'];
+    const inputPrefixes = prefixes.map((p) => `${p}*`);
+    // Listing is granted wherever a role must tell a missing key from a refused one: without
+    // s3:ListBucket S3 answers 403, not 404, for a key that does not exist (S3's GetObject).
     allow(worker, read, inputs);
     allow(worker, ['s3:PutObject', 's3:AbortMultipartUpload'], [jobs('parts/*'), jobs('chunks/*')]);
-    allow(coordinator, read, [...inputs, jobs('job.json'), jobs('status.json')]);
+    // An attempt that lost to a backup removes its own part (shared/core/worker.ts).
+    allow(worker, ['s3:DeleteObject'], [jobs('parts/*')]);
+    listUnder(worker, inputPrefixes);
+    // A continuation, a resume and a redrive read the manifest and the outcomes of the chunks
+    // that are done (shared/core/coordinator.ts), and list them.
+    allow(coordinator, read, [
+      ...inputs,
+      jobs('job.json'),
+      jobs('status.json'),
+      jobs('manifest.json'),
+      jobs('chunks/*'),
+    ]);
     allow(coordinator, ['s3:PutObject'], [jobs('status.json'), jobs('manifest.json')]);
-    listUnder(
-      coordinator,
-      prefixes.map((p) => `${p}*`),
-    );
+    listUnder(coordinator, [...inputPrefixes, 'jobs/*']);
     allow(reducer, read, [
       jobs('manifest.json'),
       jobs('chunks/*'),
@@ -278,6 +337,7 @@ export class FanoutService extends Construct {
       ['s3:PutObject', 's3:AbortMultipartUpload'],
       [jobs('result.json'), jobs('result.jsonl'), jobs('status.json'), jobs('merged/*')],
     );
+    listUnder(reducer, ['jobs/*']);
     allow(api, read, [
       ...inputs,
       jobs('job.json'),
@@ -302,9 +362,9 @@ export class FanoutService extends Construct {
     allow(sweeper, ['s3:GetObject'], [jobs('status.json')]);
     allow(sweeper, ['s3:PutObject'], [jobs('status.json')]);
     allow(sweeper, ['s3:DeleteObject'], [bucket.arnForObjects('active/*')]);
-    listUnder(sweeper, ['active/*']);
+    listUnder(sweeper, ['active/*', 'jobs/*']);
     coordinator.grantInvoke(sweeper);
-    listUnder(api, [...prefixes.map((p) => `${p}*`), 'jobs/']);
+    listUnder(api, [...inputPrefixes, 'jobs/*']);
     worker.grantInvoke(coordinator);
     // A long job continues in a new coordinator invocation. The statement lives in its own
     // policy: in the role's default policy it would make the function depend on itself.
@@ -356,7 +416,7 @@ export class FanoutService extends Construct {
       throttle: { rateLimit: props.apiRateLimit ?? 50, burstLimit: props.apiBurstLimit ?? 100 },
       accessLogSettings: {
         destination: new LogGroupLogDestination(accessLogs),
-        format: AccessLogFormat.jsonWithStandardFields(),
+        format: AccessLogFormat.custom(JSON.stringify(HTTP_API_ACCESS_LOG)),
       },
     });
     this.apiUrl = stage.url;
@@ -393,7 +453,7 @@ export class FanoutService extends Construct {
         coordinator,
         [
           ...inputs,
-          ...objects('job.json', 'status.json', 'manifest.json'),
+          ...objects('job.json', 'status.json', 'manifest.json', 'chunks/*'),
           versions(worker),
           versions(reducer),
         ],
@@ -623,4 +683,72 @@ function speculationEnv(speculation: FanoutServiceProps['speculation']): Record<
     env.FANOUT_SPECULATION_MAX_EXTRA = String(speculation.maxExtra);
   }
   return env;
+}
+
+/**
+ * The API's access log, one JSON line per request, in HTTP API variables only: the REST API's
+ * standard fields (`AccessLogFormat.jsonWithStandardFields`) name `$context.resourcePath`, which
+ * HTTP APIs do not have.
+ */
+export const HTTP_API_ACCESS_LOG = {
+  requestId: '$context.requestId',
+  ip: '$context.identity.sourceIp',
+  caller: '$context.identity.caller',
+  userArn: '$context.identity.userArn',
+  requestTime: '$context.requestTime',
+  httpMethod: '$context.httpMethod',
+  routeKey: '$context.routeKey',
+  path: '$context.path',
+  status: '$context.status',
+  protocol: '$context.protocol',
+  responseLength: '$context.responseLength',
+  responseLatency: '$context.responseLatency',
+  integrationLatency: '$context.integrationLatency',
+  integrationStatus: '$context.integrationStatus',
+  integrationError: '$context.integrationErrorMessage',
+  error: '$context.error.message',
+} as const;
+
+/** The three timeouts, from the props, checked together (shared/core/limits.ts). */
+function checkTimeouts(props: FanoutServiceProps) {
+  const coordinator = props.coordinatorTimeout ?? Duration.minutes(15);
+  const worker = props.workerTimeout ?? Duration.minutes(5);
+  const reducer =
+    props.reducerTimeout ?? Duration.millis(defaultReducerTimeoutMs(coordinator.toMilliseconds()));
+  const names = {
+    coordinatorMs: 'coordinatorTimeout',
+    workerMs: 'workerTimeout',
+    reducerMs:
+      props.reducerTimeout === undefined ? 'reducerTimeout (its default)' : 'reducerTimeout',
+  } as const;
+  const problems = timeoutProblems(
+    {
+      coordinatorMs: coordinator.toMilliseconds(),
+      workerMs: worker.toMilliseconds(),
+      reducerMs: reducer.toMilliseconds(),
+    },
+    (key) => names[key],
+  );
+  if (problems.length > 0) throw new Error(`FanoutService: ${problems.join('; ')}`);
+  return { coordinator, worker, reducer };
+}
+
+/** The concurrency props: positive, default within max, max within the coordinator's sockets. */
+function checkConcurrency(defaultConcurrency: number, maxConcurrency: number): void {
+  const most = COORDINATOR_SOCKETS.invocations;
+  if (!(Number.isInteger(maxConcurrency) && maxConcurrency >= 1 && maxConcurrency <= most)) {
+    throw new Error(
+      `FanoutService: maxConcurrency must be an integer from 1 to ${most} (the coordinator holds a socket per chunk in flight, and a Lambda environment has 1,024 file descriptors); got ${maxConcurrency}`,
+    );
+  }
+  if (!(Number.isInteger(defaultConcurrency) && defaultConcurrency >= 1)) {
+    throw new Error(
+      `FanoutService: defaultConcurrency must be a positive integer; got ${defaultConcurrency}`,
+    );
+  }
+  if (defaultConcurrency > maxConcurrency) {
+    throw new Error(
+      `FanoutService: defaultConcurrency (${defaultConcurrency}) must not exceed maxConcurrency (${maxConcurrency})`,
+    );
+  }
 }

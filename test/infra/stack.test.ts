@@ -5,15 +5,17 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { App, Stack, Validations } from 'aws-cdk-lib';
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Bucket } from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
 import { ROUTES } from '#core/api.ts';
-import { FanoutService } from '../../infra/constructs/fanout-service.ts';
+import { handOverMs } from '#core/limits.ts';
+import { FanoutService, type FanoutServiceProps } from '../../infra/constructs/fanout-service.ts';
 import { FanoutStack } from '../../infra/stack.ts';
+import { HTTP_API_LOG_VARIABLES } from '../fixtures/http-api-log-variables.ts';
 
 const newApp = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
 
@@ -138,11 +140,109 @@ describe('FanoutStack', () => {
     template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
     template.hasResourceProperties('AWS::Lambda::Function', {
       MemorySize: 1769,
-      Timeout: 900,
+      Timeout: 300,
       Environment: {
         Variables: { FANOUT_BUCKET: Match.anyValue(), NODE_OPTIONS: Match.anyValue() },
       },
     });
+  });
+
+  it('gives the functions timeouts that fit together, and tells the coordinator both waits', () => {
+    const timeoutOf = (name: string) => {
+      const entry = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) =>
+        id.startsWith(`Fanout${name}Function`),
+      );
+      expect(entry, name).toBeDefined();
+      return (entry![1] as { Properties: { Timeout: number; Environment: { Variables: object } } })
+        .Properties;
+    };
+    expect(timeoutOf('Coordinator').Timeout).toBe(900);
+    expect(timeoutOf('Worker').Timeout).toBe(300);
+    expect(timeoutOf('Reducer').Timeout).toBe(300);
+    expect(timeoutOf('Coordinator').Environment.Variables).toMatchObject({
+      FANOUT_WORKER_TIMEOUT_SECONDS: '300',
+      FANOUT_REDUCER_TIMEOUT_SECONDS: '300',
+    });
+    expect(timeoutOf('Reducer').Environment.Variables).toMatchObject({
+      FANOUT_REDUCER_TIMEOUT_SECONDS: '300',
+    });
+    // What the coordinator does with them: a run dispatches for at least half its time.
+    const ms = (s: number) => s * 1000;
+    expect(handOverMs(ms(timeoutOf('Worker').Timeout))).toBeLessThanOrEqual(
+      ms(timeoutOf('Coordinator').Timeout) / 2,
+    );
+  });
+
+  it('refuses a worker timeout that does not fit in the coordinator timeout, naming both props', () => {
+    const synthWith = (service: FanoutServiceProps) => () =>
+      new FanoutStack(newApp(), 'Timeouts', { service });
+    // The old defaults: 900 s workers under a 900 s coordinator handed over at once.
+    expect(synthWith({ workerTimeout: Duration.minutes(15) })).toThrow(
+      /workerTimeout \(900 s\) does not fit in coordinatorTimeout \(900 s\).*raise coordinatorTimeout to at least/,
+    );
+    expect(
+      synthWith({ coordinatorTimeout: Duration.seconds(60), workerTimeout: Duration.seconds(30) }),
+    ).toThrow(/workerTimeout \(30 s\) does not fit in coordinatorTimeout \(60 s\)/);
+    expect(
+      synthWith({ coordinatorTimeout: Duration.minutes(5), reducerTimeout: Duration.minutes(5) }),
+    ).toThrow(/reducerTimeout \(300 s\) does not fit in coordinatorTimeout \(300 s\)/);
+    expect(synthWith({ coordinatorTimeout: Duration.minutes(16) })).toThrow(
+      /coordinatorTimeout must be between 1 s and 900 s; got 960 s/,
+    );
+    expect(synthWith({ maxConcurrency: 1000 })).toThrow(
+      /maxConcurrency must be an integer from 1 to 900.*1,024 file descriptors.*got 1000/,
+    );
+  });
+
+  it('takes the timeouts from CDK context for a deploy rehearsal', () => {
+    const app = new App({
+      context: {
+        'aws:cdk:bundling-stacks': [],
+        'fanout:workerTimeoutSeconds': '5',
+        'fanout:coordinatorTimeoutSeconds': '30',
+      },
+    });
+    const t = Template.fromStack(new FanoutStack(app, 'Rehearsal'));
+    const timeouts = Object.entries(t.findResources('AWS::Lambda::Function'))
+      .map(([id, r]) => [/^Fanout(\w+?)Function/.exec(id)?.[1], r.Properties.Timeout])
+      .sort();
+    expect(timeouts).toEqual([
+      ['Api', 29],
+      ['Coordinator', 30],
+      ['Reducer', 10],
+      ['Sweeper', 60],
+      ['Worker', 5],
+    ]);
+    expect(
+      () =>
+        new FanoutStack(
+          new App({ context: { 'fanout:workerTimeoutSeconds': '2.5' } }),
+          'BadRehearsal',
+        ),
+    ).toThrow(/context fanout:workerTimeoutSeconds must be a whole number of seconds/);
+  });
+
+  it('reserves concurrency for the control plane only when asked', () => {
+    expect(json).not.toContain('ReservedConcurrentExecutions');
+    const stack = new Stack(newApp(), 'Reserved');
+    new FanoutService(stack, 'Fanout', {
+      reservedConcurrency: { api: 5, coordinator: 10, reducer: 4, sweeper: 1 },
+    });
+    const reserved = Object.entries(
+      Template.fromStack(stack).findResources('AWS::Lambda::Function'),
+    )
+      .map(([id, r]) => [
+        /^Fanout(\w+?)Function/.exec(id)?.[1],
+        r.Properties.ReservedConcurrentExecutions,
+      ])
+      .sort();
+    expect(reserved).toEqual([
+      ['Api', 5],
+      ['Coordinator', 10],
+      ['Reducer', 4],
+      ['Sweeper', 1],
+      ['Worker', undefined],
+    ]);
   });
 
   it('traces every function with X-Ray and configures Powertools logs and metrics', () => {
@@ -155,6 +255,8 @@ describe('FanoutStack', () => {
             POWERTOOLS_SERVICE_NAME: 'fanout',
             POWERTOOLS_METRICS_NAMESPACE: 'fanout',
             POWERTOOLS_LOG_LEVEL: 'INFO',
+            // The tracer is made at init, before Lambda sets a trace id: the stack says so.
+            POWERTOOLS_TRACE_ENABLED: 'true',
           }),
         },
       },
@@ -206,13 +308,19 @@ describe('FanoutStack', () => {
     ).toBe(false);
   });
 
-  it('grants the worker only reads of datasets/ and writes of its parts and outcomes', () => {
+  it('grants the worker only reads of datasets/, writes of its parts and outcomes, and removal of a losing part', () => {
     const statements = statementsOf('Worker');
-    expect(statements.map((s) => [actionsOf([s]).sort(), resources(s).sort()])).toEqual([
-      [['s3:GetObject', 's3:GetObjectVersion'], ['/datasets/*']],
+    expect(
+      statements.map((s) => [actionsOf([s]).sort(), resources(s).sort(), s.Condition ?? null]),
+    ).toEqual([
+      [['s3:GetObject', 's3:GetObjectVersion'], ['/datasets/*'], null],
+      [['s3:AbortMultipartUpload', 's3:PutObject'], ['/jobs/*/chunks/*', '/jobs/*/parts/*'], null],
+      [['s3:DeleteObject'], ['/jobs/*/parts/*'], null],
+      // A vanished input is a 404 (DatasetChangedError), not a 403, only with listing.
       [
-        ['s3:AbortMultipartUpload', 's3:PutObject'],
-        ['/jobs/*/chunks/*', '/jobs/*/parts/*'],
+        ['s3:ListBucket'],
+        [expect.stringContaining('FanoutBucket')],
+        { StringLike: { 's3:prefix': ['datasets/*'] } },
       ],
     ]);
   });
@@ -231,8 +339,17 @@ describe('FanoutStack', () => {
       '/jobs/*/manifest.json',
       '/jobs/*/status.json',
     ]);
+    // A continuation, a resume or a redrive reads the manifest and the finished outcomes.
+    const reads = statements.filter((s) => actionsOf([s]).includes('s3:GetObject'));
+    expect(reads.flatMap(resources).sort()).toEqual([
+      '/datasets/*',
+      '/jobs/*/chunks/*',
+      '/jobs/*/job.json',
+      '/jobs/*/manifest.json',
+      '/jobs/*/status.json',
+    ]);
     const list = statements.find((s) => actionsOf([s]).includes('s3:ListBucket'));
-    expect(list?.Condition).toEqual({ StringLike: { 's3:prefix': ['datasets/*'] } });
+    expect(list?.Condition).toEqual({ StringLike: { 's3:prefix': ['datasets/*', 'jobs/*'] } });
   });
 
   it('lets the reducer read job objects and write only the result, status and group merges', () => {
@@ -244,6 +361,8 @@ describe('FanoutStack', () => {
       '/jobs/*/status.json',
     ]);
     expect(actionsOf(statementsOf('Reducer'))).not.toContain('lambda:InvokeFunction');
+    const list = statementsOf('Reducer').find((s) => actionsOf([s]).includes('s3:ListBucket'));
+    expect(list?.Condition).toEqual({ StringLike: { 's3:prefix': ['jobs/*'] } });
   });
 
   it('lets the api write job.json and status, read status and results, invoke the coordinator only', () => {
@@ -261,6 +380,9 @@ describe('FanoutStack', () => {
       'FanoutCoordinatorFunction',
       'FanoutCoordinatorFunction:*',
     ]);
+    // GET /jobs/{unknown} is a 404 only where the api may list jobs/ (else S3 answers 403).
+    const list = statements.find((s) => actionsOf([s]).includes('s3:ListBucket'));
+    expect(list?.Condition).toEqual({ StringLike: { 's3:prefix': ['datasets/*', 'jobs/*'] } });
   });
 
   it("retries the coordinator's async events twice for at most an hour, then hands them to the sweeper", () => {
@@ -322,7 +444,7 @@ describe('FanoutStack', () => {
       [
         ['s3:ListBucket'],
         [expect.stringContaining('FanoutBucket')],
-        { StringLike: { 's3:prefix': ['active/*'] } },
+        { StringLike: { 's3:prefix': ['active/*', 'jobs/*'] } },
       ],
       [
         ['lambda:InvokeFunction'],
@@ -454,6 +576,19 @@ describe('FanoutStack', () => {
       },
       DefaultRouteSettings: { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
     });
+  });
+
+  it('logs API access in HTTP API variables only', () => {
+    const stages = Object.values(template.findResources('AWS::ApiGatewayV2::Stage')) as {
+      Properties: { AccessLogSettings: { Format: string } };
+    }[];
+    expect(stages).toHaveLength(1);
+    const format = stages[0]!.Properties.AccessLogSettings.Format;
+    const used = [...format.matchAll(/\$context\.[A-Za-z0-9_.]+/g)].map((m) => m[0]);
+    expect(used.length).toBeGreaterThan(5);
+    expect(used.filter((v) => !HTTP_API_LOG_VARIABLES.has(v))).toEqual([]);
+    // Each line is JSON once API Gateway has put its values in.
+    expect(() => JSON.parse(format.replace(/\$context\.[A-Za-z0-9_.]+/g, 'x'))).not.toThrow();
   });
 
   it('outputs the API URL and the bucket', () => {
