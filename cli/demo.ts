@@ -20,7 +20,7 @@ record) on examples/scientists.jsonl, and prints both results and their job time
 export async function demoCommand(): Promise<number> {
   const input = join(repoRoot, 'examples/scientists.jsonl');
   const started = performance.now();
-  const runtime = await startRuntime();
+  const runtime = await startRuntime({ note: (text) => process.stderr.write(`fanout: ${text}\n`) });
   const ready = performance.now() - started;
   try {
     // The seven one-second records should overlap their cold starts with the first job, as

@@ -13,7 +13,7 @@ import { startRuntime } from '#local/runtime.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
 import { printFunctionLog } from './logs.ts';
 
-export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--jobs FILE] [--chaos SPEC --seed N]
+export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--template FILE] [--jobs FILE] [--chaos SPEC --seed N]
 
 Starts the local S3 server, the local Lambda server and the HTTP API on 127.0.0.1 and keeps them
 running until Ctrl-C. Prints the API URL, the S3 endpoint and bucket, and the environment lines
@@ -26,10 +26,15 @@ Options:
                 there whose coordinator was lost (a killed fanout dev) are resumed at start
                 and while it runs: stale after FANOUT_STALE_AFTER_SECONDS (default 10)
   --chaos SPEC  inject faults (see 'fanout run --help'); --seed N seeds them (default 1)
+  --template FILE
+                a synthesized template (cdk.out/Fanout.template.json): every function runs
+                with its timeout, memory, environment and reserved concurrency, and every
+                request a function makes is authorized against its role, as IAM would
+                (default: this checkout's stack, synthesized once and cached; docs/LOCAL.md)
   --jobs FILE   a job registry module (export const jobs = createRegistry([...])) to serve
                 instead of the built-in jobs, as FanoutService's \`jobs\` prop deploys it
   --worker-timeout S
-                the worker function's timeout in seconds (default 300)
+                the worker function's timeout in seconds (default: the template's, 300)
   --host HOST   loopback address to bind: 127.0.0.1 (default), localhost or ::1; anything
                 else is refused, because the local servers accept no credentials
   -h, --help    show this help
@@ -49,6 +54,7 @@ export async function devCommand(args: string[]): Promise<number> {
       chaos: { type: 'string' },
       seed: { type: 'string' },
       'worker-timeout': { type: 'string' },
+      template: { type: 'string' },
       jobs: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -75,9 +81,11 @@ export async function devCommand(args: string[]): Promise<number> {
           jobs: (await loadRegistry(resolve(values.jobs), values.jobs)).jobs,
         };
   const runtime = await startRuntime({
+    note: (text) => process.stderr.write(`fanout: ${text}\n`),
     ...(registry !== undefined && { registry }),
     dir,
     s3Port,
+    ...(values.template !== undefined && { template: values.template }),
     // The functions' logs, as CloudWatch would hold them: the api's 500s say to look here.
     log: printFunctionLog,
     ...(values.chaos !== undefined && {
@@ -91,7 +99,8 @@ export async function devCommand(args: string[]): Promise<number> {
     }),
   });
   const api = await startApiServer({
-    invoker: runtime.invoker,
+    // API Gateway's own principal, which the template's Lambda permissions let invoke the api.
+    invoker: runtime.gateway,
     functionName: runtime.functions.api,
     port,
     host,
@@ -104,6 +113,7 @@ export async function devCommand(args: string[]): Promise<number> {
   process.stdout.write(`fanout dev: the HTTP API is on ${api.url}
 
   S3 endpoint  ${s3}   bucket ${runtime.bucket}   data in ${dir}
+  functions as ${runtime.templatePath} configures them, their roles enforced
 
   export FANOUT_API_URL=${api.url}
   export AWS_ENDPOINT_URL_S3=${s3} AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1

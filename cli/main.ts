@@ -77,7 +77,11 @@ Options:
                        failed chunks tolerated (default 0): within them the job succeeds with
                        a partial result listing the failed chunks; beyond them it fails
   --dir DIR            keep the local S3 data in DIR (default: a temporary directory)
-  --worker-timeout S   the local worker function's timeout in seconds (default 300)
+  --template FILE      run every function as this synthesized template configures it
+                       (timeout, memory, environment, reserved concurrency) and enforce its
+                       roles' IAM policies (default: this checkout's stack, synthesized once
+                       and cached; docs/LOCAL.md)
+  --worker-timeout S   the worker function's timeout in seconds (default: the template's, 300)
   --chaos SPEC         inject faults, e.g. worker-error=0.1,worker-timeout=0.02,throttle=0.05,
                        s3-slowdown=0.02 (fractions of worker invocations / S3 requests);
                        coordinator-crash=P crashes that fraction of coordinator invocations;
@@ -249,6 +253,7 @@ async function runCommand(args: string[]): Promise<number> {
       report: { type: 'string' },
       json: { type: 'boolean' },
       dir: { type: 'string' },
+      template: { type: 'string' },
       'worker-timeout': { type: 'string' },
       chaos: { type: 'string' },
       seed: { type: 'string' },
@@ -288,8 +293,10 @@ async function runCommand(args: string[]): Promise<number> {
     );
   }
   const runtime = await startRuntime({
+    note: (text) => process.stderr.write(`fanout: ${text}\n`),
     ...(pathJob !== undefined && { registry: { module: pathJob.registry, jobs: pathJob.jobs } }),
     ...(values.dir !== undefined && { dir: values.dir }),
+    ...(values.template !== undefined && { template: values.template }),
     ...(values['worker-timeout'] !== undefined && {
       workerTimeoutSeconds: parsePositiveInt('--worker-timeout', values['worker-timeout']),
     }),

@@ -25,14 +25,35 @@ export interface FunctionSpec {
   timeoutSeconds: number;
   /** Reserved concurrency: the most sandboxes, and so invocations in flight. */
   concurrency: number;
-  /** Heap limit of each sandbox, like Lambda's memory setting. @default none */
+  /** The function's memory setting: what its context and environment report. @default 1024 */
   memoryMb?: number;
+  /** Enforce `memoryMb` as each sandbox's heap limit. @default false */
+  heapLimit?: boolean;
+  /** Retries of a failed Event invocation (Lambda's MaximumRetryAttempts). @default 2 */
+  retryAttempts?: number;
   /**
    * The on-failure destination of asynchronous invocations: called with Lambda's invocation
-   * record (condition `RetriesExhausted`) once an Event invocation has failed its three attempts.
+   * record (condition `RetriesExhausted`) once an Event invocation has failed its attempts.
    * On AWS the record goes to a function; locally to this callback. @default dropped
    */
   onFailure?: (record: FailureRecord) => void;
+}
+
+/** A request refused by `authorize`: status, AWS error type and message. */
+export interface InvokeRefusal {
+  ok: false;
+  status: number;
+  code: string;
+  message: string;
+}
+
+/** An EventBridge PutEvents entry, as the events sink receives it. */
+export interface EventEntry {
+  Source?: string;
+  DetailType?: string;
+  Detail?: string;
+  EventBusName?: string;
+  Resources?: string[];
 }
 
 /** The record Lambda sends an on-failure destination (the fields fanout reads). */
@@ -69,6 +90,28 @@ export interface LambdaServerOptions {
   log?: (functionName: string, text: string) => void;
   /** Idle sandboxes are stopped after this long. @default 300_000 */
   idleMs?: number;
+  /**
+   * Authorizes every Invoke request as IAM would (local/iam/enforce.ts), given the function and
+   * its ARN as named (qualifier included). A refusal is answered in Lambda's shape.
+   * @default every request is allowed
+   */
+  authorize?: (
+    req: IncomingMessage,
+    functionName: string,
+    functionArn: string,
+  ) => InvokeRefusal | { ok: true };
+  /**
+   * The events sink: EventBridge's PutEvents (`X-Amz-Target: AWSEvents.PutEvents`) on this
+   * server's endpoint, which the functions reach as AWS_ENDPOINT_URL_EVENTBRIDGE. `authorize`
+   * sees the buses the entries name; `publish` gets the accepted entries. @default no sink
+   */
+  events?: {
+    authorize: (req: IncomingMessage, buses: readonly string[]) => InvokeRefusal | { ok: true };
+    publish: (entries: readonly EventEntry[]) => void;
+  };
+  /** The region and account of function ARNs. @default us-east-1, 000000000000 */
+  region?: string;
+  account?: string;
 }
 
 /** Counters of one function. */
@@ -94,6 +137,12 @@ export interface LocalLambdaServer {
   /** Starts sandboxes ahead of demand, like provisioned concurrency. */
   prewarm(name: string, count: number): Promise<void>;
   stats(name: string): FunctionStats;
+  /**
+   * Queues an asynchronous invocation from inside the runtime (a schedule, a failure
+   * destination), as an AWS service would make it: not through HTTP, so not authorized here;
+   * the caller checks the permission the template gives it.
+   */
+  invokeEvent(name: string, event: unknown): void;
   /** Kills a function's sandboxes now; in-flight invocations fail like a crash. */
   terminateSandboxes(name: string): void;
   /**
@@ -104,7 +153,9 @@ export interface LocalLambdaServer {
   close(options?: { exiting?: boolean }): Promise<void>;
 }
 
+/** Lambda's payload limits (Invoke API): 6 MB synchronous, 1 MB asynchronous. */
 const MAX_PAYLOAD = 6 * 1024 * 1024;
+const MAX_EVENT_PAYLOAD = 1024 * 1024;
 
 /** How long a `slow` fault stalls an invocation (chaos worker-slow). */
 const SLOW_MS = 10_000;
@@ -145,6 +196,9 @@ export async function startLambdaServer(
   const idleMs = options.idleMs ?? 300_000;
   let nextId = 1;
   let closing = false;
+  const region = options.region ?? 'us-east-1';
+  const account = options.account ?? '000000000000';
+  const arnOf = (name: string) => `arn:aws:lambda:${region}:${account}:function:${name}`;
 
   const register = (spec: FunctionSpec) => {
     const old = functions.get(spec.name);
@@ -201,9 +255,10 @@ export async function startLambdaServer(
       },
       stdout: true,
       stderr: true,
-      ...(spec.memoryMb !== undefined && {
-        resourceLimits: { maxOldGenerationSizeMb: spec.memoryMb },
-      }),
+      ...(spec.memoryMb !== undefined &&
+        spec.heapLimit === true && {
+          resourceLimits: { maxOldGenerationSizeMb: spec.memoryMb },
+        }),
     });
     const forward = (chunk: Buffer) => options.log?.(spec.name, chunk.toString('utf8'));
     worker.stdout.on('data', forward);
@@ -356,7 +411,7 @@ export async function startLambdaServer(
       fn.inFlight += 1;
       void run(fn, item.event, 'Event').then((outcome) => {
         fn.inFlight -= 1;
-        if (outcome.kind === 'function-error' && item.attempt < 3) {
+        if (outcome.kind === 'function-error' && item.attempt <= (fn.spec.retryAttempts ?? 2)) {
           options.log?.(
             fn.spec.name,
             `async invocation failed (attempt ${item.attempt}): ${outcome.errorType}: ${outcome.errorMessage}\n`,
@@ -373,7 +428,7 @@ export async function startLambdaServer(
             timestamp: new Date().toISOString(),
             requestContext: {
               requestId: randomUUID(),
-              functionArn: `arn:aws:lambda:us-east-1:000000000000:function:${fn.spec.name}:$LATEST`,
+              functionArn: `${arnOf(fn.spec.name)}:$LATEST`,
               condition: 'RetriesExhausted',
               approximateInvokeCount: item.attempt,
             },
@@ -421,6 +476,9 @@ export async function startLambdaServer(
     );
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    if (req.headers['x-amz-target'] === 'AWSEvents.PutEvents' && options.events !== undefined) {
+      return putEvents(req, res, options.events);
+    }
     const match = /^\/2015-03-31\/functions\/([^/]+)\/invocations\/?(?:\?.*)?$/.exec(req.url ?? '');
     if (req.method !== 'POST' || match === null) {
       req.resume();
@@ -433,7 +491,8 @@ export async function startLambdaServer(
     }
     // Accept a name, a name:qualifier, or a function ARN.
     const raw = decodeURIComponent(match[1] as string);
-    const name = (raw.startsWith('arn:') ? (raw.split(':')[6] ?? '') : raw).split(':')[0] as string;
+    const named = raw.startsWith('arn:') ? raw.split(':').slice(6).join(':') : raw;
+    const [name = '', qualifier] = named.split(':');
     const fn = functions.get(name);
     const chunks: Buffer[] = [];
     let size = 0;
@@ -454,12 +513,22 @@ export async function startLambdaServer(
         `Function not found: arn:aws:lambda:us-east-1:000000000000:function:${name}`,
       );
     }
-    if (size > MAX_PAYLOAD) {
+    const verdict = options.authorize?.(
+      req,
+      name,
+      qualifier === undefined ? arnOf(name) : `${arnOf(name)}:${qualifier}`,
+    );
+    if (verdict !== undefined && !verdict.ok) {
+      return sendError(res, verdict.status, verdict.code, verdict.message);
+    }
+    const type = String(req.headers['x-amz-invocation-type'] ?? 'RequestResponse');
+    const limit = type === 'Event' ? MAX_EVENT_PAYLOAD : MAX_PAYLOAD;
+    if (size > limit) {
       return sendError(
         res,
         413,
         'RequestTooLargeException',
-        `Request must be smaller than ${MAX_PAYLOAD} bytes for the InvokeFunction operation`,
+        `Request must be smaller than ${limit} bytes for the InvokeFunction operation`,
       );
     }
     let event: unknown;
@@ -474,7 +543,6 @@ export async function startLambdaServer(
         'Could not parse request body into json',
       );
     }
-    const type = String(req.headers['x-amz-invocation-type'] ?? 'RequestResponse');
     if (type === 'DryRun') return void res.writeHead(204).end();
     if (type === 'Event') {
       fn.events.push({ event, attempt: 1 });
@@ -528,6 +596,44 @@ export async function startLambdaServer(
     );
   };
 
+  /** EventBridge PutEvents (JSON 1.1): authorized per bus, then handed to the sink. */
+  const putEvents = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    sink: NonNullable<LambdaServerOptions['events']>,
+  ) => {
+    const pieces: Buffer[] = [];
+    for await (const piece of req as AsyncIterable<Buffer>) pieces.push(piece);
+    let entries: EventEntry[];
+    try {
+      const body = JSON.parse(Buffer.concat(pieces).toString('utf8')) as { Entries?: unknown };
+      if (!Array.isArray(body.Entries) || body.Entries.length === 0) throw new Error('no entries');
+      entries = body.Entries as EventEntry[];
+    } catch {
+      return sendJson(
+        res,
+        400,
+        { __type: 'ValidationException', message: 'PutEvents needs a JSON body with Entries' },
+        { 'x-amzn-errortype': 'ValidationException' },
+      );
+    }
+    const buses = [...new Set(entries.map((e) => e.EventBusName ?? 'default'))];
+    const verdict = sink.authorize(req, buses);
+    if (!verdict.ok) {
+      return sendJson(
+        res,
+        verdict.status,
+        { __type: verdict.code, message: verdict.message },
+        { 'x-amzn-errortype': verdict.code },
+      );
+    }
+    sink.publish(entries);
+    return sendJson(res, 200, {
+      FailedEntryCount: 0,
+      Entries: entries.map(() => ({ EventId: randomUUID() })),
+    });
+  };
+
   const server = createServer((req, res) => {
     handle(req, res).catch((error: Error) => {
       if (!res.headersSent) sendError(res, 500, 'ServiceException', error.message);
@@ -568,6 +674,12 @@ export async function startLambdaServer(
       const fn = functions.get(name);
       if (fn === undefined) throw new Error(`no function ${name}`);
       return { ...fn.stats, queued: fn.events.length + fn.retrying };
+    },
+    invokeEvent(name, event) {
+      const fn = functions.get(name);
+      if (fn === undefined) throw new Error(`no function ${name}`);
+      fn.events.push({ event, attempt: 1 });
+      drainEvents(fn);
     },
     terminateSandboxes(name) {
       const fn = functions.get(name);

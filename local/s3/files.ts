@@ -61,12 +61,16 @@ export class FileBucket {
     readonly root: string,
   ) {}
 
-  /** Serves one request; `key` is the decoded object key ('' for bucket-level requests). */
+  /**
+   * Serves one request; `key` is the decoded object key ('' for bucket-level requests). With
+   * `denyMissing`, a missing key is a 403, as S3 answers a caller that may not list the bucket.
+   */
   async handle(
     req: IncomingMessage,
     res: ServerResponse,
     key: string,
     query: URLSearchParams,
+    denyMissing = false,
   ): Promise<void> {
     req.resume();
     const method = req.method ?? 'GET';
@@ -92,7 +96,9 @@ export class FileBucket {
     }
     const fd = this.open(key);
     if (fd === undefined) {
-      return sendS3Error(res, 404, 'NoSuchKey', 'The specified key does not exist.');
+      return denyMissing
+        ? sendS3Error(res, 403, 'AccessDenied', 'Access Denied')
+        : sendS3Error(res, 404, 'NoSuchKey', 'The specified key does not exist.');
     }
     let streaming = false;
     try {

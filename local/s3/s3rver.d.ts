@@ -70,3 +70,12 @@ declare module 's3rver' {
   }
   export default S3rver;
 }
+
+// s3rver's account registry: its SigV4 check only asks that the access key id be registered.
+declare module 's3rver/lib/models/account.js' {
+  interface AWSAccount {
+    createKeyPair(accessKeyId: string, secretAccessKey: string): void;
+  }
+  const account: { DUMMY_ACCOUNT: AWSAccount; registry: Map<string, AWSAccount> };
+  export default account;
+}

@@ -31,7 +31,10 @@ import { dirname, join, relative, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
+import s3rverAccounts from 's3rver/lib/models/account.js';
 import { keyProblem } from '#core/keys.ts';
+import type { S3Verdict } from '../iam/enforce.ts';
+import { accessKeyOf } from '../iam/principals.ts';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
 import { FileBucket } from './files.ts';
 import { KeyLocks } from './locks.ts';
@@ -57,7 +60,22 @@ export interface S3ServerOptions {
   buckets?: string[];
   /** Fault injection: return 'slowdown' to answer a request with 503 SlowDown. */
   faults?: (request: { method: string; bucket: string; key: string }) => 'slowdown' | undefined;
+  /**
+   * Authorizes every request as IAM would (local/iam/enforce.ts): a refusal is answered in S3's
+   * shape; `denyMissing` makes a read of a missing key a 403 rather than a 404, as S3 answers a
+   * caller that may not list the bucket. @default every request is allowed
+   */
+  authorize?: (
+    req: IncomingMessage,
+    target: { bucket: string; key: string; mounted: boolean },
+    query: URLSearchParams,
+  ) => S3Verdict;
 }
+
+/** Set on a request whose signer may not learn that a key is missing (see `authorize`). */
+const DENY_MISSING = Symbol('deny missing');
+const denyMissing = (req: unknown) =>
+  (req as { [DENY_MISSING]?: boolean } | undefined)?.[DENY_MISSING] === true;
 
 /** Request counts of a local S3 server. */
 export interface S3Requests {
@@ -324,6 +342,9 @@ function compatLayer(locks: KeyLocks) {
                 '<Condition>If-Match</Condition>',
               );
         }
+      }
+      if (isRead && denyMissing(ctx.req) && (await metadataOf()) === undefined) {
+        return sendError(ctx, 403, 'AccessDenied', 'Access Denied');
       }
       if (ctx.method === 'POST' && uploadId !== undefined) {
         const problem = await checkCompletion(ctx, bucket, key, uploadId);
@@ -691,6 +712,22 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
       req.resume();
       return sendS3Error(res, 400, 'InvalidArgument', problem);
     }
+    const files = mounts.get(target.bucket);
+    const verdict = options.authorize?.(req, { ...target, mounted: files !== undefined }, query);
+    if (verdict !== undefined && !verdict.ok) {
+      req.resume();
+      return sendS3Error(res, verdict.status, verdict.code, verdict.message);
+    }
+    if (verdict?.denyMissing === true) {
+      (req as unknown as { [DENY_MISSING]: boolean })[DENY_MISSING] = true;
+    }
+    if (verdict !== undefined) {
+      // Authorized here: s3rver's own check (is the access key id one it knows?) must agree.
+      const key = accessKeyOf(req);
+      if (key !== undefined && !s3rverAccounts.registry.has(key)) {
+        s3rverAccounts.DUMMY_ACCOUNT.createKeyPair(key, key);
+      }
+    }
     if (req.headers['x-amz-copy-source'] !== undefined) counts.copy += 1;
     if (method === 'get' && target.key === '') counts.list += 1;
     else if (method in counts) counts[method as keyof S3Requests] += 1;
@@ -698,9 +735,8 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
       req.resume();
       return sendS3Error(res, 503, 'SlowDown', 'Please reduce your request rate.');
     }
-    const files = mounts.get(target.bucket);
     if (files === undefined) return koa?.(req, res);
-    files.handle(req, res, target.key, query).catch((error: Error) => {
+    files.handle(req, res, target.key, query, denyMissing(req)).catch((error: Error) => {
       if (!res.headersSent) sendS3Error(res, 500, 'InternalError', error.message);
       else res.destroy();
     });

@@ -9,8 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobStatus } from '#core/model.ts';
-import { bin, type DevProcess, root, startDev } from '../fixtures/dev-process.ts';
+import {
+  bin,
+  type DevProcess,
+  root,
+  startDev,
+  untilStatus as until,
+} from '../fixtures/dev-process.ts';
 
 let dir: string;
 const running: DevProcess[] = [];
@@ -28,21 +33,6 @@ const people = Array.from(
   (_, i) =>
     `${JSON.stringify({ name: `p${i}`, field: `f${i % 3}`, born: 1900 + i, nobel: false })}\n`,
 ).join('');
-
-async function status(api: string, jobId: string): Promise<JobStatus> {
-  return (await (await fetch(`${api}/jobs/${jobId}`)).json()) as JobStatus;
-}
-
-/** Polls until `done` holds (or `ms` pass), then returns the last status. */
-async function until(api: string, jobId: string, done: (s: JobStatus) => boolean, ms: number) {
-  const end = Date.now() + ms;
-  let s = await status(api, jobId);
-  while (!done(s) && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 100));
-    s = await status(api, jobId);
-  }
-  return s;
-}
 
 async function submit(dev: DevProcess, params: unknown): Promise<string> {
   // Straight into the local S3 server (it takes unsigned requests), as `aws s3 cp` would.
@@ -109,7 +99,7 @@ describe('a crashed fanout dev', () => {
       error: { code: 'COORDINATOR_LOST' },
     });
     expect(ended.error?.message).toMatch(/stopped without finishing it 4 times/);
-    expect(ended.error?.message).toMatch(/last error: InjectedFault/);
+    expect(ended.error?.message).toMatch(/last error: RetriesExhausted: InjectedFault/);
     expect(ended.result).toBeUndefined();
     await dev.stop();
   });

@@ -14,7 +14,7 @@ const LESSON = 's3://fanout-local/datasets/fuzz/lesson.jsonl';
 
 beforeAll(async () => {
   runtime = await startRuntime();
-  api = await startApiServer({ invoker: runtime.invoker, functionName: runtime.functions.api });
+  api = await startApiServer({ invoker: runtime.gateway, functionName: runtime.functions.api });
   await runtime.store.put(
     runtime.bucket,
     'datasets/fuzz/lesson.jsonl',

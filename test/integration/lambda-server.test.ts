@@ -19,6 +19,7 @@ let cacheDir: string;
 let server: LocalLambdaServer;
 let invoker: LambdaInvoker;
 let faults: 'error' | 'throttle' | undefined;
+let probeBundle: string;
 
 /** The error an invocation failed with (the test fails if it succeeded). */
 const failure = (p: Promise<unknown>) =>
@@ -32,6 +33,7 @@ const failure = (p: Promise<unknown>) =>
 beforeAll(async () => {
   cacheDir = await mkdtemp(join(tmpdir(), 'fanout-bundles-'));
   const { probe } = await bundleFunctions({ probe: entry }, { cacheDir });
+  probeBundle = probe!;
   const spec = { bundle: probe!, env: { PROBE_VAR: 'from-env' } };
   server = await startLambdaServer({
     functions: [
@@ -181,6 +183,47 @@ describe('local Lambda server', () => {
     await expect(invoker.invoke('probe', { action: 'big' })).rejects.toMatchObject({
       errorType: 'Function.ResponseSizeTooLarge',
     });
+  });
+
+  it('takes Event payloads up to 1 MB, as Lambda does, and refuses larger ones', async () => {
+    await expect(
+      invoker.invokeEvent('probe', { value: 'y'.repeat(1024 * 1024 - 100) }),
+    ).resolves.toBeUndefined();
+    await expect(
+      invoker.invokeEvent('probe', { value: 'y'.repeat(1024 * 1024 + 1) }),
+    ).rejects.toMatchObject({ name: 'RequestTooLargeException' });
+    // The same payload is a fine synchronous one (6 MB).
+    expect(await invoker.invoke('probe', { value: 'y'.repeat(1024 * 1024 + 1) })).toEqual({
+      echo: 'y'.repeat(1024 * 1024 + 1),
+    });
+  });
+
+  it("authorizes each request, and answers a refusal in Lambda's shape", async () => {
+    const guarded = await startLambdaServer({
+      functions: [{ name: 'probe', timeoutSeconds: 1, concurrency: 1, bundle: probeBundle }],
+      authorize: (_req, name, arn) =>
+        name === 'probe'
+          ? {
+              ok: false,
+              status: 403,
+              code: 'AccessDeniedException',
+              message: `no invoke of ${arn}`,
+            }
+          : { ok: true },
+    });
+    try {
+      const client = new LambdaInvoker({ endpoint: guarded.endpoint });
+      await expect(client.invoke('probe', {})).rejects.toMatchObject({
+        name: 'AccessDeniedException',
+        message: 'no invoke of arn:aws:lambda:us-east-1:000000000000:function:probe',
+      });
+      await expect(client.invoke('probe:live', {})).rejects.toMatchObject({
+        message: expect.stringMatching(/function:probe:live$/),
+      });
+      expect(guarded.stats('probe').invocations).toBe(0);
+    } finally {
+      await guarded.close();
+    }
   });
 
   it('prewarms sandboxes', async () => {
