@@ -84,6 +84,23 @@ class VirtualTime {
 
   readonly clock: Clock = { now: () => this.now, iso: () => new Date(this.now).toISOString() };
 
+  /** A periodic timer on this clock (the coordinator's heartbeat and progress writes). */
+  every = (millis: number, callback: () => void) => {
+    let stopped = false;
+    const loop = async () => {
+      while (!stopped) {
+        await this.sleep(millis);
+        if (!stopped) callback();
+      }
+    };
+    void loop();
+    return {
+      stop: () => {
+        stopped = true;
+      },
+    };
+  };
+
   /** Advances time until `until` settles; returns its value. */
   async run<T>(until: Promise<T>): Promise<T> {
     let settled = false;
@@ -484,6 +501,8 @@ async function simulate(scenario: Scenario): Promise<ScenarioResult> {
       workerTimeoutMs: 900_000,
       sleep: time.sleep,
       tick: time.sleep,
+      every: time.every,
+      random: mulberry32(7),
       // Backups only where the scenario is about them, so the other figures compare with
       // earlier runs.
       speculation: { enabled: speculation },

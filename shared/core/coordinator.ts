@@ -124,6 +124,12 @@ export interface CoordinatorDeps {
    * small Parquet input by row group. @default Parquet input is refused
    */
   parquetRowGroups?: (bytes: Uint8Array) => Promise<number[]>;
+  /**
+   * Runs `callback` every `ms` until stopped: the heartbeat and the progress writes. Real time by
+   * default; the simulation passes its virtual clock's, so that its request counts do not depend
+   * on how fast the machine runs it.
+   */
+  every?: (ms: number, callback: () => void) => { stop(): void };
   /** Waits between retries; injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
@@ -140,6 +146,11 @@ const DETERMINISTIC = new Set([
 ]);
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** A periodic timer in real time (CoordinatorDeps.every). */
+const realEvery = (ms: number, callback: () => void) => {
+  const timer = setInterval(callback, ms);
+  return { stop: () => clearInterval(timer) };
+};
 const noop = () => undefined;
 const SETTLED = Promise.resolve();
 /**
@@ -260,8 +271,9 @@ function heartbeat(jobId: string, epoch: number, deps: CoordinatorDeps) {
         ? { ...s, heartbeatAt: deps.clock.iso() }
         : undefined,
     ).catch(() => undefined);
-  const timer = setInterval(beat, deps.heartbeatMs ?? SWEEP_DEFAULTS.heartbeatMs);
-  return { stop: () => clearInterval(timer) };
+  return (deps.every ?? realEvery)(deps.heartbeatMs ?? SWEEP_DEFAULTS.heartbeatMs, () => {
+    void beat();
+  });
 }
 
 /** The run after its takeover: plan or read the plan, run the chunks, reduce or end the job. */
@@ -1107,7 +1119,7 @@ function statusWriter(
 ) {
   const interval = deps.statusIntervalMs ?? 500;
   let writing: Promise<void> | undefined;
-  let timer: ReturnType<typeof setInterval> | undefined;
+  let timer: { stop(): void } | undefined;
 
   const write = async () => {
     const snapshot = { ...counts };
@@ -1144,11 +1156,11 @@ function statusWriter(
     /** Starts the periodic writes; the first one begins at once. */
     touch() {
       if (timer !== undefined) return;
-      timer = setInterval(tick, interval);
+      timer = (deps.every ?? realEvery)(interval, tick);
       tick();
     },
     async close() {
-      if (timer !== undefined) clearInterval(timer);
+      timer?.stop();
       while (writing !== undefined) await writing;
       await write();
     },
