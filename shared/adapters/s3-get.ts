@@ -14,6 +14,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { backoff } from '#core/backoff.ts';
 import type { KeepAliveAgents } from './http.ts';
 
 /** Why a lean GET did not produce a body. */
@@ -89,7 +90,7 @@ export class LeanGet {
         response = await send(target.url, signed, this.agents);
       } catch (error) {
         if (attempt >= maxAttempts) throw error;
-        await this.sleep(backoff(attempt));
+        await this.sleep(getBackoff(attempt));
         continue;
       }
       const status = response.statusCode ?? 0;
@@ -97,7 +98,7 @@ export class LeanGet {
       const body = await text(response);
       const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? `HTTP${status}`;
       if (RETRYABLE.has(status) && attempt < maxAttempts) {
-        await this.sleep(backoff(attempt, response.headers['retry-after']));
+        await this.sleep(getBackoff(attempt, response.headers['retry-after']));
         continue;
       }
       throw new LeanGetError(
@@ -183,11 +184,13 @@ const encodeSegment = (segment: string) =>
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
   );
 
-/** Full-jitter backoff (100 ms base, 20 s cap), or what Retry-After asks. */
-function backoff(attempt: number, retryAfter?: string | string[]): number {
+/** The wait before a GET is retried: up to 200 ms at first, doubling to 20 s, or what Retry-After asks. */
+function getBackoff(attempt: number, retryAfter?: string | string[]): number {
   const seconds = Number(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
-  const jitter = Math.random() * Math.min(20_000, 100 * 2 ** attempt);
-  return Number.isFinite(seconds) && seconds > 0 ? Math.max(jitter, seconds * 1000) : jitter;
+  return backoff(attempt + 1, Math.random, {
+    capMs: 20_000,
+    ...(Number.isFinite(seconds) && seconds > 0 && { retryAfterSeconds: seconds }),
+  });
 }
 
 function send(

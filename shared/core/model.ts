@@ -264,11 +264,12 @@ export type ChunkSummary = Pick<
 };
 
 /**
- * One chunk in the manifest: its place in the dataset (see {@link ChunkRange}: from byte
- * `start` of object `object` to byte `end` of object `lastObject ?? object`) and its history.
+ * A task's history (a map chunk's; any task the engine runs): written by the engine's attempt
+ * ledger alone (shared/core/run/engine/ledger.ts).
  */
-export interface ManifestChunk extends ChunkRange {
-  /** Attempts over the job's life (retries, continuations, redrives). */
+export interface TaskRecord {
+  index: number;
+  /** Attempts over the job's life (retries, continuations, redrives): numbers are never reused. */
   attempts: number;
   durationMs?: number;
   /** The error of each failed attempt, oldest first. */
@@ -277,12 +278,18 @@ export interface ManifestChunk extends ChunkRange {
   failed?: boolean;
   /** Attempts that failed or were throttled, with their times (successful ones: the outcome). */
   failures?: FailedAttempt[];
-  /** Backup attempts started because the chunk straggled, and whether one of them won. */
+  /** Backup attempts started because the task straggled, and whether one of them won. */
   backups?: number;
   backupWon?: boolean;
   /** Attempts whose outcome did not count because another's was written first. */
   lost?: LostAttempt[];
 }
+
+/**
+ * One chunk in the manifest: its place in the dataset (see {@link ChunkRange}: from byte
+ * `start` of object `object` to byte `end` of object `lastObject ?? object`) and its history.
+ */
+export interface ManifestChunk extends ChunkRange, TaskRecord {}
 
 /** jobs/{id}/manifest.json: the plan, the pinned inputs, and what happened to each chunk. */
 export interface Manifest {

@@ -1,0 +1,37 @@
+/**
+ * Durable progress: a task is done when its outcome object exists. A run loads what earlier runs
+ * finished (a continuation, a resume after a crash, a redrive), counts it, and runs the rest.
+ */
+import type { AttemptPayload, TaskKind, TaskResult } from './task.ts';
+
+/** The run's counts, as status.json shows them. */
+export interface Counts {
+  succeeded: number;
+  failed: number;
+  running: number;
+  /** Records of finished tasks (a map chunk's records in). */
+  records: number;
+  /** Input bytes of finished tasks. */
+  bytes: number;
+}
+
+/**
+ * The tasks left to run, in index order, and the counts of those already done. A fresh job (the
+ * first run to get past its takeover) has no outcome yet and reads nothing.
+ */
+export async function loadProgress<P extends AttemptPayload, R extends TaskResult>(
+  kind: TaskKind<P, R>,
+  fresh: boolean,
+): Promise<{ todo: number[]; counts: Counts }> {
+  const finished = fresh ? { indexes: [], records: 0, bytes: 0 } : await kind.finished();
+  const counts: Counts = {
+    succeeded: finished.indexes.length,
+    failed: 0,
+    running: 0,
+    records: finished.records,
+    bytes: finished.bytes,
+  };
+  const done = new Set(finished.indexes);
+  const todo = kind.records.filter((r) => !done.has(r.index)).map((r) => r.index);
+  return { todo, counts };
+}

@@ -1,0 +1,54 @@
+/**
+ * What to do when an attempt fails, as a pure decision over the error and the attempt's place,
+ * so that the rules read as a table (and are tested as one):
+ *
+ * | the error | decision |
+ * |---|---|
+ * | a throttle the job's own invocations caused | try again at once, when one of them ends |
+ * | any other throttle, fewer than the limit so far | try again after a backoff; no attempt used |
+ * | a deterministic error (bad input, access denied, …) | fail the task |
+ * | the task's last attempt, or the job is failing | fail the task |
+ * | anything else | retry after a backoff |
+ */
+import { FunctionError, ThrottledError } from '../../errors.ts';
+
+/**
+ * Errors that fail the same way however often the task is retried, by the error type the
+ * invoked function reports.
+ */
+export const DETERMINISTIC: ReadonlySet<string> = new Set([
+  'AccessDeniedError',
+  'BadRecordError',
+  'CorruptInputError',
+  'DatasetChangedError',
+  'ValidationError',
+  'NotFoundError',
+]);
+
+/** Where an attempt failed. */
+export interface RetryContext {
+  /** The throttle was caused by the job's own invocations (see InvocationGate). */
+  ownThrottle: boolean;
+  /** Throttles of this task so far in this run, and the most allowed. */
+  throttled: number;
+  maxThrottled: number;
+  /** This attempt's number within the run, and the attempts a task may use. */
+  attempt: number;
+  maxAttempts: number;
+  /** The job is already failing past its tolerance. */
+  failing: boolean;
+}
+
+/** What to do next. */
+export type RetryDecision = 'own-throttle' | 'throttle' | 'retry' | 'fail';
+
+/** The decision for a failed attempt (see the table above). */
+export function retryDecision(error: unknown, context: RetryContext): RetryDecision {
+  if (context.ownThrottle) return 'own-throttle';
+  if (error instanceof ThrottledError && context.throttled < context.maxThrottled) {
+    return 'throttle';
+  }
+  const deterministic = error instanceof FunctionError && DETERMINISTIC.has(error.errorType);
+  if (deterministic || context.attempt >= context.maxAttempts || context.failing) return 'fail';
+  return 'retry';
+}

@@ -1,0 +1,56 @@
+/**
+ * What the task engine runs: tasks of one kind (map chunks; later reducer partitions, split
+ * halves), each an index with a payload for the function it invokes, a size for the straggler
+ * rule, and an outcome object that the first attempt to finish writes create-only, which makes
+ * it the winner. The engine knows nothing else of a task.
+ */
+import type { Usage } from '../../cost.ts';
+import type { FanoutError } from '../../errors.ts';
+import type { TaskRecord } from '../../model.ts';
+
+/** What every payload carries: which task, which attempt, when it was sent. */
+export interface AttemptPayload {
+  index: number;
+  /** 1 for the first attempt; retries, backups, continuations and redrives count on. */
+  attempt: number;
+  /** When the engine sent this attempt (ms since the epoch), for the queue wait. */
+  dispatchedAt?: number;
+}
+
+/** What an attempt answers, as far as the engine reads it. */
+export interface TaskResult {
+  /** Another attempt's outcome was written first: this one's result does not count. */
+  duplicate?: boolean;
+  /** The invocation's own usage (billed duration, memory, S3 requests). */
+  usage?: Usage;
+}
+
+/** The tasks that already have an outcome (from an earlier run), and what they counted. */
+export interface Finished {
+  indexes: number[];
+  records: number;
+  bytes: number;
+}
+
+/** One kind of task: what the engine needs to run any number of them. */
+export interface TaskKind<P extends AttemptPayload, R extends TaskResult> {
+  /** The function every attempt invokes. */
+  functionName: string;
+  /** That function's timeout: an invocation unanswered by then (and a margin) timed out. */
+  timeoutMs: number;
+  /** The tasks' records, by index: the ledger writes attempts, failures and backups there. */
+  records: TaskRecord[];
+  /** A task's size in bytes: the straggler rule compares time per byte. */
+  size(index: number): number;
+  /**
+   * Prepares a task when it is first dispatched; the function it returns builds each
+   * attempt's payload.
+   */
+  prepare(index: number): (attempt: number, dispatchedAt: number) => P;
+  /** Records a winning result counts (a map chunk's records in). */
+  recordsOf(result: R): number;
+  /** The tasks that have an outcome already, read from their outcome objects. */
+  finished(): Promise<Finished>;
+  /** A task's final failure, named so that the job's error says which task and where. */
+  failure(index: number, error: unknown): FanoutError;
+}
