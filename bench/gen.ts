@@ -9,7 +9,7 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { mulberry32 } from '#core/random.ts';
+import { mulberry32 } from '#core/base/random.ts';
 
 const FIRST = [
   'Ada',

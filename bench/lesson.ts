@@ -10,7 +10,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { medianOf } from '#core/speculation.ts';
+import { medianOf } from '#core/run/speculation.ts';
 import { measured, ms, type Report, root, runIfMain } from './report.ts';
 
 const exec = promisify(execFile);

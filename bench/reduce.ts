@@ -3,11 +3,12 @@
  * concatenating 10,000 small map-only outputs in order, from an in-memory store — the merge and
  * concatenation cost alone; against S3 each chunk's outcome is a GET (16 in flight).
  */
-import { jobKeys } from '#core/keys.ts';
-import type { ChunkOutcome, JobStatus, Manifest } from '#core/model.ts';
-import { systemClock } from '#core/ports.ts';
-import { reduceJob } from '#core/reducer.ts';
-import { writeJson } from '#core/status.ts';
+
+import { systemClock } from '#core/base/ports.ts';
+import type { ChunkOutcome, JobStatus, Manifest } from '#core/model/documents.ts';
+import { jobKeys } from '#core/model/keys.ts';
+import { writeJson } from '#core/model/status.ts';
+import { reduceJob } from '#core/reduce/reducer.ts';
 import { jobs } from '#jobs/index.ts';
 import { MemoryStore } from '../test/fixtures/memory-store.ts';
 import { FIELDS } from './gen.ts';

@@ -20,16 +20,17 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { coordinateJob } from '#core/coordinator.ts';
-import { NotFoundError, PreconditionFailedError, ThrottledError } from '#core/errors.ts';
-import { jobKeys } from '#core/keys.ts';
-import type { ChunkOutcome, ChunkTask, JobRequest, JobStatus } from '#core/model.ts';
-import type { Invoker, ObjectInfo, ObjectStore } from '#core/ports.ts';
-import { type Clock, systemClock } from '#core/ports.ts';
-import { mulberry32 } from '#core/random.ts';
-import { reduceJob } from '#core/reducer.ts';
-import { writeJson } from '#core/status.ts';
-import { SEGMENT_PARALLELISM } from '#core/worker.ts';
+import { NotFoundError, PreconditionFailedError, ThrottledError } from '#core/base/errors.ts';
+import type { Invoker, ObjectInfo, ObjectStore } from '#core/base/ports.ts';
+import { type Clock, systemClock } from '#core/base/ports.ts';
+import { mulberry32 } from '#core/base/random.ts';
+import { segmentBytes } from '#core/data/plan.ts';
+import type { ChunkOutcome, ChunkTask, JobRequest, JobStatus } from '#core/model/documents.ts';
+import { jobKeys } from '#core/model/keys.ts';
+import { writeJson } from '#core/model/status.ts';
+import { reduceJob } from '#core/reduce/reducer.ts';
+import { coordinateJob } from '#core/run/coordinator.ts';
+import { SEGMENT_PARALLELISM } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { bundleFunctions } from '#local/bundle.ts';
 import { ms, type Report, rate, root, runIfMain } from './report.ts';
@@ -557,7 +558,7 @@ function outcomeOf(task: ChunkTask): ChunkOutcome {
   return {
     index: task.index,
     attempt: task.attempt,
-    bytes: task.segments.reduce((sum, s) => sum + s.end - s.start, 0),
+    bytes: segmentBytes(task.segments),
     objects: task.segments.length,
     recordsIn: 0,
     recordsOut: 0,

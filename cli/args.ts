@@ -1,5 +1,5 @@
 /** Parsing of CLI values, with usage errors that list what is accepted. */
-import { ValidationError } from '#core/errors.ts';
+import { ValidationError } from '#core/base/errors.ts';
 
 const UNITS: Record<string, number> = {
   '': 1,

@@ -6,7 +6,7 @@
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { FanoutError, ValidationError } from '#core/errors.ts';
+import { FanoutError, ValidationError } from '#core/base/errors.ts';
 
 /** Where the CLI finds the API when --api is not given. */
 export const DEFAULT_API_URL = 'http://127.0.0.1:3000';

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ValidationError } from '#core/errors.ts';
+import { ValidationError } from '#core/base/errors.ts';
 import { assertLoopback, startApiServer } from '#local/api-server.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { loadRegistry } from '#local/job-path.ts';

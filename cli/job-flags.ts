@@ -2,9 +2,9 @@
  * The flags that shape a job, shared by `fanout run` (local) and `fanout submit` (an API): one
  * definition for parseArgs and one parser, so both commands accept and check them the same way.
  */
-import { ValidationError } from '#core/errors.ts';
-import type { BadRecordPolicy } from '#core/job.ts';
-import { RECORD_FORMATS, type RecordFormat } from '#core/records.ts';
+import { ValidationError } from '#core/base/errors.ts';
+import { RECORD_FORMATS, type RecordFormat } from '#core/data/records.ts';
+import type { BadRecordPolicy } from '#core/model/job.ts';
 import { parseCount, parseJsonObject, parsePercent, parsePositiveInt, parseSize } from './args.ts';
 
 /** parseArgs option definitions of the job flags. */

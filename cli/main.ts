@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FanoutError, ValidationError } from '#core/errors.ts';
+import { FanoutError, ValidationError } from '#core/base/errors.ts';
 import { jobs } from '#jobs/index.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { isJobPath, preparePathJob } from '#local/job-path.ts';

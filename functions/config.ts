@@ -8,11 +8,16 @@ import { eventBridgeEvents, logEvents } from '#adapters/events.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
-import { DEFAULT_PRICING, DEPLOYED_MEMORY_MB, invocationUsage, type Usage } from '#core/cost.ts';
-import { ValidationError } from '#core/errors.ts';
-import type { JobEvents } from '#core/events.ts';
-import type { ObjectStore } from '#core/ports.ts';
-import { checkSpeculation, type SpeculationOptions } from '#core/speculation.ts';
+import { ValidationError } from '#core/base/errors.ts';
+import type { ObjectStore } from '#core/base/ports.ts';
+import {
+  DEFAULT_PRICING,
+  DEPLOYED_MEMORY_MB,
+  invocationUsage,
+  type Usage,
+} from '#core/cost/cost.ts';
+import type { JobEvents } from '#core/model/events.ts';
+import { checkSpeculation, type SpeculationOptions } from '#core/run/speculation.ts';
 
 /** Environment variables the handlers read. */
 export const ENV = {

@@ -3,9 +3,9 @@
  * message instead of half-running a chunk.
  */
 import * as z from 'zod';
-import { JOB_ID } from '#core/keys.ts';
-import type { ChunkTask } from '#core/model.ts';
-import { MAX_OBJECTS_PER_CHUNK } from '#core/plan.ts';
+import { MAX_OBJECTS_PER_CHUNK } from '#core/data/plan.ts';
+import type { ChunkTask } from '#core/model/documents.ts';
+import { JOB_ID } from '#core/model/keys.ts';
 
 /** `{ jobId }`: the coordinator's event. */
 export const jobEventSchema = z.object({ jobId: z.string().regex(JOB_ID) });

@@ -1,6 +1,6 @@
 import * as z from 'zod';
-import { defineJob } from '#core/job.ts';
-import { OrderedEntries, table } from '#core/ordered.ts';
+import { defineJob } from '#core/model/job.ts';
+import { OrderedEntries, table } from '#core/reduce/result-json.ts';
 import { asScientist } from './scientists.ts';
 
 /** Per-field totals. */

@@ -5,7 +5,7 @@
  * To add your own job, write a module next to these (see README "Writing your own job") and add
  * it to the list below.
  */
-import { createRegistry } from '#core/job.ts';
+import { createRegistry } from '#core/model/job.ts';
 import { byField } from './by-field.ts';
 import { scientists } from './scientists.ts';
 import { wordcount } from './wordcount.ts';

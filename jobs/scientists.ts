@@ -1,6 +1,6 @@
 import * as z from 'zod';
-import { defineJob } from '#core/job.ts';
-import { RecordSyntaxError } from '#core/records.ts';
+import { RecordSyntaxError } from '#core/data/records.ts';
+import { defineJob } from '#core/model/job.ts';
 
 /** A record of the lesson's dataset. */
 export interface Scientist {

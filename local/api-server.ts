@@ -6,8 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ValidationError } from '#core/errors.ts';
-import type { Invoker } from '#core/ports.ts';
+import { ValidationError } from '#core/base/errors.ts';
+import type { Invoker } from '#core/base/ports.ts';
 
 /** Hosts the local servers may bind: loopback only, so nothing is reachable from the network. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', 'localhost', '::1'];

@@ -7,8 +7,8 @@
  * invocations for 10 s before they do any work (a straggler). The draws come from one seeded generator
  * per kind, so a seed gives the same sequence of faults.
  */
-import { ValidationError } from '#core/errors.ts';
-import { mulberry32 } from '#core/random.ts';
+import { ValidationError } from '#core/base/errors.ts';
+import { mulberry32 } from '#core/base/random.ts';
 
 /** Fractions (0..1) of each fault. */
 export interface ChaosSpec {

@@ -1,6 +1,6 @@
 /** API Lambda: API Gateway HTTP API (payload v2) events in, HTTP responses out. */
-import { handleApiRequest } from '#core/api.ts';
-import { systemClock } from '#core/ports.ts';
+import { handleApiRequest } from '#core/api/api.ts';
+import { systemClock } from '#core/base/ports.ts';
 import { jobs } from '#jobs/index.ts';
 import {
   ENV,

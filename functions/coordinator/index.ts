@@ -1,8 +1,9 @@
 /** Coordinator Lambda: plans a job and runs its chunks through the worker function. */
-import { coordinateJob } from '#core/coordinator.ts';
-import { DEPLOYED_MEMORY_MB } from '#core/cost.ts';
-import { COORDINATOR_SOCKETS } from '#core/limits.ts';
-import { systemClock } from '#core/ports.ts';
+
+import { COORDINATOR_SOCKETS } from '#core/base/limits.ts';
+import { systemClock } from '#core/base/ports.ts';
+import { DEPLOYED_MEMORY_MB } from '#core/cost/cost.ts';
+import { coordinateJob } from '#core/run/coordinator.ts';
 import { jobs } from '#jobs/index.ts';
 import {
   ENV,

@@ -1,8 +1,8 @@
 /** Reducer Lambda: merges a job's parts into its result and marks the job SUCCEEDED. */
 
-import { countingStore } from '#core/counting-store.ts';
-import { systemClock } from '#core/ports.ts';
-import { type ReducerDeps, reduceGroup, reduceJob } from '#core/reducer.ts';
+import { countingStore } from '#core/base/counting-store.ts';
+import { systemClock } from '#core/base/ports.ts';
+import { type ReducerDeps, reduceGroup, reduceJob } from '#core/reduce/reducer.ts';
 import { jobs } from '#jobs/index.ts';
 import {
   ENV,

@@ -1,18 +1,18 @@
 /**
- * Sweeper Lambda: keeps every job on its way to a terminal state (shared/core/sweep.ts).
+ * Sweeper Lambda: keeps every job on its way to a terminal state (shared/core/run/sweep.ts).
  * - Every minute (an EventBridge schedule) it looks at the jobs marked active and resumes those
  *   whose coordinator's heartbeat is stale, or fails them after too many resumes.
  * - As the coordinator's on-failure destination it gets Lambda's record of a coordinator event
  *   that failed its attempts (or grew too old), and rescues that job at once.
  */
-import { systemClock } from '#core/ports.ts';
+import { systemClock } from '#core/base/ports.ts';
 import {
   type Rescue,
   rescueJob,
   SWEEP_DEFAULTS,
   type SweepReport,
   sweepJobs,
-} from '#core/sweep.ts';
+} from '#core/run/sweep.ts';
 import {
   ENV,
   eventsFromEnv,

@@ -1,9 +1,9 @@
 /** Worker Lambda: processes one chunk (a byte range of one object) and writes its part. */
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { countingStore } from '#core/counting-store.ts';
-import { systemClock } from '#core/ports.ts';
-import { runChunk } from '#core/worker.ts';
+import { countingStore } from '#core/base/counting-store.ts';
+import { systemClock } from '#core/base/ports.ts';
+import { runChunk } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { initDone, meterInvocation, PRIME_KEYS, primeClients, storeFromEnv } from '../config.ts';
 import { chunkTaskSchema } from '../events.ts';

@@ -24,15 +24,15 @@ import { EventInvokeConfig, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { FilterPattern, LogGroup, MetricFilter, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { ROUTES } from '../../shared/core/api.ts';
-import { DEPLOYED_MEMORY_MB } from '../../shared/core/cost.ts';
-import { JOB_EVENT_DETAIL_TYPE, JOB_EVENT_SOURCE } from '../../shared/core/events.ts';
+import { ROUTES } from '../../shared/core/api/api.ts';
 import {
   COORDINATOR_SOCKETS,
   defaultReducerTimeoutMs,
   timeoutProblems,
-} from '../../shared/core/limits.ts';
-import { checkSpeculation } from '../../shared/core/speculation.ts';
+} from '../../shared/core/base/limits.ts';
+import { DEPLOYED_MEMORY_MB } from '../../shared/core/cost/cost.ts';
+import { JOB_EVENT_DETAIL_TYPE, JOB_EVENT_SOURCE } from '../../shared/core/model/events.ts';
+import { checkSpeculation } from '../../shared/core/run/speculation.ts';
 import { FanoutFunction } from './fanout-function.ts';
 import { acknowledgeWildcards } from './nag.ts';
 
@@ -252,7 +252,7 @@ export class FanoutService extends Construct {
         FANOUT_MAX_CONCURRENCY: String(maxConcurrency),
       },
     }).function;
-    // Crash-only jobs (shared/core/sweep.ts): the sweeper resumes a job whose coordinator is
+    // Crash-only jobs (shared/core/run/sweep.ts): the sweeper resumes a job whose coordinator is
     // gone, on a schedule and as the coordinator's on-failure destination.
     const sweeperFunction = new FanoutFunction(this, 'Sweeper', {
       ...common,
@@ -311,11 +311,11 @@ export class FanoutService extends Construct {
     // s3:ListBucket S3 answers 403, not 404, for a key that does not exist (S3's GetObject).
     allow(worker, read, inputs);
     allow(worker, ['s3:PutObject', 's3:AbortMultipartUpload'], [jobs('parts/*'), jobs('chunks/*')]);
-    // An attempt that lost to a backup removes its own part (shared/core/worker.ts).
+    // An attempt that lost to a backup removes its own part (shared/core/run/worker.ts).
     allow(worker, ['s3:DeleteObject'], [jobs('parts/*')]);
     listUnder(worker, inputPrefixes);
     // A continuation, a resume and a redrive read the manifest and the outcomes of the chunks
-    // that are done (shared/core/coordinator.ts), and list them.
+    // that are done (shared/core/run/coordinator.ts), and list them.
     allow(coordinator, read, [
       ...inputs,
       jobs('job.json'),
@@ -709,7 +709,7 @@ export const HTTP_API_ACCESS_LOG = {
   error: '$context.error.message',
 } as const;
 
-/** The three timeouts, from the props, checked together (shared/core/limits.ts). */
+/** The three timeouts, from the props, checked together (shared/core/base/limits.ts). */
 function checkTimeouts(props: FanoutServiceProps) {
   const coordinator = props.coordinatorTimeout ?? Duration.minutes(15);
   const worker = props.workerTimeout ?? Duration.minutes(5);

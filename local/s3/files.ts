@@ -26,7 +26,7 @@ import {
 import { readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, relative, sep } from 'node:path';
-import { keyProblem } from '#core/keys.ts';
+import { keyProblem } from '#core/model/keys.ts';
 import {
   byUtf8,
   decodeCursor,

@@ -32,7 +32,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import s3rverAccounts from 's3rver/lib/models/account.js';
-import { keyProblem } from '#core/keys.ts';
+import { keyProblem } from '#core/model/keys.ts';
 import type { S3Verdict } from '../iam/enforce.ts';
 import { accessKeyOf } from '../iam/principals.ts';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';

@@ -8,7 +8,7 @@
  *
  * Pure: a template in, a plain description out, so a test can feed it any template.
  */
-import { ValidationError } from '#core/errors.ts';
+import { ValidationError } from '#core/base/errors.ts';
 import type { PolicyDocument } from '../iam/policy.ts';
 
 /** fanout's functions, by their role. */

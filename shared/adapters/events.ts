@@ -8,7 +8,7 @@ import {
   JOB_EVENT_SOURCE,
   type JobEventDetail,
   type JobEvents,
-} from '#core/events.ts';
+} from '#core/model/events.ts';
 
 /** Publishes to an EventBridge bus (`default` unless named). A failed entry throws. */
 export function eventBridgeEvents(busName: string): JobEvents {

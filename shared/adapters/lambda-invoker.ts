@@ -1,7 +1,7 @@
 /** The Invoker port over `@aws-sdk/client-lambda` (AWS, or the local Lambda server). */
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
-import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/errors.ts';
-import type { Invoker } from '#core/ports.ts';
+import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/base/errors.ts';
+import type { Invoker } from '#core/base/ports.ts';
 import { keepAliveAgents } from './http.ts';
 import { createLambdaClient, type LambdaClientOptions } from './lambda-clients.ts';
 

@@ -13,9 +13,9 @@
  */
 import { parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import { readAll } from '#core/bytes.ts';
-import { CorruptInputError } from '#core/errors.ts';
-import type { ObjectInfo, ObjectStore } from '#core/ports.ts';
+import { readAll } from '#core/base/bytes.ts';
+import { CorruptInputError } from '#core/base/errors.ts';
+import type { ObjectInfo, ObjectStore } from '#core/base/ports.ts';
 
 /** A Parquet file in S3 as hyparquet reads it: ranged, pinned reads. Counts the bytes read. */
 function objectBuffer(store: ObjectStore, object: ObjectInfo, onRead: (bytes: number) => void) {

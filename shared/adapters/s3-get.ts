@@ -14,7 +14,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { backoff } from '#core/backoff.ts';
+import { backoff } from '#core/base/backoff.ts';
 import type { KeepAliveAgents } from './http.ts';
 
 /** Why a lean GET did not produce a body. */

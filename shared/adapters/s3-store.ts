@@ -22,8 +22,14 @@ import {
   NotFoundError,
   PreconditionFailedError,
   ValidationError,
-} from '#core/errors.ts';
-import type { ObjectInfo, ObjectStore, PutOptions, UploadOptions, UrlSigner } from '#core/ports.ts';
+} from '#core/base/errors.ts';
+import type {
+  ObjectInfo,
+  ObjectStore,
+  PutOptions,
+  UploadOptions,
+  UrlSigner,
+} from '#core/base/ports.ts';
 import { keepAliveAgents } from './http.ts';
 import { LeanGet, LeanGetError } from './s3-get.ts';
 

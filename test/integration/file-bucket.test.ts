@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
-import { readAll } from '#core/bytes.ts';
+import { readAll } from '#core/base/bytes.ts';
 import { type LocalS3Server, startS3Server } from '#local/s3/server.ts';
 
 let s3: LocalS3Server;

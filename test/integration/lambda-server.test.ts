@@ -9,7 +9,7 @@ import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLambdaClient } from '#adapters/lambda-clients.ts';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
-import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/errors.ts';
+import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/base/errors.ts';
 import { bundleFunctions } from '#local/bundle.ts';
 import { type LocalLambdaServer, startLambdaServer } from '#local/lambda/server.ts';
 import { until } from '../fixtures/until.ts';

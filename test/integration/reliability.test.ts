@@ -7,11 +7,17 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cancelJob, redriveJob } from '#core/control.ts';
-import { jobKeys } from '#core/keys.ts';
-import type { JobStatus, Manifest } from '#core/model.ts';
-import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from '#core/status.ts';
-import { submitJob } from '#core/submit.ts';
+import type { JobStatus, Manifest } from '#core/model/documents.ts';
+import { jobKeys } from '#core/model/keys.ts';
+import {
+  readJson,
+  readStatus,
+  TERMINAL_STATES,
+  updateStatus,
+  writeJson,
+} from '#core/model/status.ts';
+import { cancelJob, redriveJob } from '#core/run/control.ts';
+import { submitJob } from '#core/run/submit.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { type LocalRuntime, startRuntime, submitDeps } from '#local/runtime.ts';
 import { byFieldSinglePass } from '../../bench/baseline.ts';

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
-import type { ObjectStore } from '#core/ports.ts';
+import type { ObjectStore } from '#core/base/ports.ts';
 import { type LocalS3Server, startS3Server } from '#local/s3/server.ts';
 
 const BUCKET = 'contract';

@@ -4,10 +4,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type ApiDeps, handleApiRequest, ROUTES } from '#core/api.ts';
-import { openApiDocument } from '#core/openapi.ts';
-import type { UrlSigner } from '#core/ports.ts';
-import { systemClock } from '#core/ports.ts';
+import { type ApiDeps, handleApiRequest, ROUTES } from '#core/api/api.ts';
+import { openApiDocument } from '#core/api/openapi.ts';
+import type { UrlSigner } from '#core/base/ports.ts';
+import { systemClock } from '#core/base/ports.ts';
 import { jobs } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';

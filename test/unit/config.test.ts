@@ -1,7 +1,7 @@
 /** The handlers' environment helpers: priming the SDK clients at init. */
 import { describe, expect, it } from 'vitest';
 import type { LambdaInvoker } from '#adapters/lambda-invoker.ts';
-import { NotFoundError } from '#core/errors.ts';
+import { NotFoundError } from '#core/base/errors.ts';
 import { PRIME_KEYS, primeClients, speculationFromEnv } from '../../functions/config.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 

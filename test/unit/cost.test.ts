@@ -3,7 +3,7 @@
  * and the cost that finished and failed jobs carry in their status.
  */
 import { describe, expect, it } from 'vitest';
-import { addUsage, estimateCost, invocationUsage, noUsage, PRICE_TABLE } from '#core/cost.ts';
+import { addUsage, estimateCost, invocationUsage, noUsage, PRICE_TABLE } from '#core/cost/cost.ts';
 
 describe('the cost model', () => {
   it('prices a job computed by hand', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DatasetChangedError, FanoutError, toErrorInfo } from '#core/errors.ts';
+import { DatasetChangedError, FanoutError, toErrorInfo } from '#core/base/errors.ts';
 
 describe('errors', () => {
   it('keeps a stable code, the context and the class name', () => {

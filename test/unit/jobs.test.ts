@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseParams } from '#core/job.ts';
-import { type OrderedEntries, stringifyResult } from '#core/ordered.ts';
+import { parseParams } from '#core/model/job.ts';
+import { type OrderedEntries, stringifyResult } from '#core/reduce/result-json.ts';
 import { byField } from '#jobs/by-field.ts';
 import { jobs } from '#jobs/index.ts';
 import { scientists } from '#jobs/scientists.ts';

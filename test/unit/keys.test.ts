@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { JOB_ID, jobKeys, keyProblem, newJobId, parseInputUri, parseS3Uri } from '#core/keys.ts';
+import {
+  JOB_ID,
+  jobKeys,
+  keyProblem,
+  newJobId,
+  parseInputUri,
+  parseS3Uri,
+} from '#core/model/keys.ts';
 import { parseJsonObject, parsePositiveInt, parseSize } from '../../cli/args.ts';
 
 describe('S3 URIs', () => {

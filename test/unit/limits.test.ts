@@ -1,22 +1,22 @@
 /**
- * How the functions' timeouts fit together (shared/core/limits.ts), and what the coordinator
+ * How the functions' timeouts fit together (shared/core/base/limits.ts), and what the coordinator
  * does with them: it hands over to a continuation rather than wait for a reducer it has no
  * time left for, and it never waits past its own end.
  */
 import { describe, expect, it } from 'vitest';
-import { coordinateJob } from '#core/coordinator.ts';
-import { jobKeys } from '#core/keys.ts';
 import {
   defaultReducerTimeoutMs,
   handOverMs,
   invocationMarginMs,
   timeoutProblems,
-} from '#core/limits.ts';
-import type { ChunkTask } from '#core/model.ts';
-import { systemClock } from '#core/ports.ts';
-import { reduceJob } from '#core/reducer.ts';
-import { submitJob } from '#core/submit.ts';
-import { runChunk } from '#core/worker.ts';
+} from '#core/base/limits.ts';
+import { systemClock } from '#core/base/ports.ts';
+import type { ChunkTask } from '#core/model/documents.ts';
+import { jobKeys } from '#core/model/keys.ts';
+import { reduceJob } from '#core/reduce/reducer.ts';
+import { coordinateJob } from '#core/run/coordinator.ts';
+import { submitJob } from '#core/run/submit.ts';
+import { runChunk } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
 import { IN_PROCESS } from '../fixtures/in-process.ts';

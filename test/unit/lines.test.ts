@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type ReadRange, scanOwnedLines, splitLines } from '#core/lines.ts';
+import { type ReadRange, scanOwnedLines, splitLines } from '#core/data/lines.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createBytePipe } from '#core/pipe.ts';
+import { createBytePipe } from '#core/base/pipe.ts';
 
 const bytes = (n: number) => new Uint8Array(n);
 

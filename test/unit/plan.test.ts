@@ -12,7 +12,7 @@ import {
   type PlanObject,
   planChunks,
   type Segment,
-} from '#core/plan.ts';
+} from '#core/data/plan.ts';
 
 /**
  * The chunks' segments, in chunk order, read every byte of every object exactly once and in

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { splitLines } from '#core/lines.ts';
+import { splitLines } from '#core/data/lines.ts';
 import {
   createRecordDecoder,
   csvHeader,
@@ -8,7 +8,7 @@ import {
   RecordSyntaxError,
   recordStarts,
   SKIP,
-} from '#core/records.ts';
+} from '#core/data/records.ts';
 
 const enc = new TextEncoder();
 

@@ -3,8 +3,8 @@
  * job (names, inputs, error messages) cannot inject markup into the page.
  */
 import { describe, expect, it } from 'vitest';
-import type { ChunkOutcome, JobStatus, Manifest } from '#core/model.ts';
-import { attemptBars, renderReport } from '#core/report.ts';
+import type { ChunkOutcome, JobStatus, Manifest } from '#core/model/documents.ts';
+import { attemptBars, renderReport } from '#core/report/report.ts';
 
 const status: JobStatus = {
   jobId: 'zzzz0000report01',

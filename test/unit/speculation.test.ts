@@ -5,16 +5,16 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { coordinateJob } from '#core/coordinator.ts';
-import { ThrottledError } from '#core/errors.ts';
-import { jobKeys } from '#core/keys.ts';
-import type { ChunkTask, JobStatus, Manifest } from '#core/model.ts';
-import type { Invoker } from '#core/ports.ts';
-import { systemClock } from '#core/ports.ts';
-import { reduceJob } from '#core/reducer.ts';
-import { MIN_BACKUPS, medianOf, StragglerWatch } from '#core/speculation.ts';
-import { submitJob } from '#core/submit.ts';
-import { runChunk } from '#core/worker.ts';
+import { ThrottledError } from '#core/base/errors.ts';
+import type { Invoker } from '#core/base/ports.ts';
+import { systemClock } from '#core/base/ports.ts';
+import type { ChunkTask, JobStatus, Manifest } from '#core/model/documents.ts';
+import { jobKeys } from '#core/model/keys.ts';
+import { reduceJob } from '#core/reduce/reducer.ts';
+import { coordinateJob } from '#core/run/coordinator.ts';
+import { MIN_BACKUPS, medianOf, StragglerWatch } from '#core/run/speculation.ts';
+import { submitJob } from '#core/run/submit.ts';
+import { runChunk } from '#core/run/worker.ts';
 import type { FieldStats } from '#jobs/by-field.ts';
 import { jobs } from '#jobs/index.ts';
 import { prng, scientistLine } from '../../bench/gen.ts';

@@ -4,16 +4,16 @@
  * on a job whose coordinator died. In-memory store, in-process invoker, a clock the test moves.
  */
 import { describe, expect, it } from 'vitest';
-import { cancelJob, redriveJob } from '#core/control.ts';
-import { type CoordinatorDeps, coordinateJob } from '#core/coordinator.ts';
-import { ConflictError } from '#core/errors.ts';
-import { ACTIVE_PREFIX, jobKeys } from '#core/keys.ts';
-import type { ChunkTask, JobStatus } from '#core/model.ts';
-import type { Clock } from '#core/ports.ts';
-import { reduceJob } from '#core/reducer.ts';
-import { submitJob } from '#core/submit.ts';
-import { type SweepDeps, sweepJobs } from '#core/sweep.ts';
-import { runChunk } from '#core/worker.ts';
+import { ConflictError } from '#core/base/errors.ts';
+import type { Clock } from '#core/base/ports.ts';
+import type { ChunkTask, JobStatus } from '#core/model/documents.ts';
+import { ACTIVE_PREFIX, jobKeys } from '#core/model/keys.ts';
+import { reduceJob } from '#core/reduce/reducer.ts';
+import { cancelJob, redriveJob } from '#core/run/control.ts';
+import { type CoordinatorDeps, coordinateJob } from '#core/run/coordinator.ts';
+import { submitJob } from '#core/run/submit.ts';
+import { type SweepDeps, sweepJobs } from '#core/run/sweep.ts';
+import { runChunk } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
@@ -80,7 +80,7 @@ function setup(
       reduceJob(jobId, { ...base, invoker, reducerFunction: 'reducer' }),
     coordinator: async ({ jobId }: { jobId: string }) => {
       if (options.crashCoordinator) {
-        const { updateStatus } = await import('#core/status.ts');
+        const { updateStatus } = await import('#core/model/status.ts');
         await updateStatus(store, BUCKET, jobId, (s) => ({
           ...s,
           status: 'RUNNING',

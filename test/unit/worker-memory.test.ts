@@ -4,10 +4,10 @@
  * and the test samples heap + external (Buffer) memory while the chunk runs.
  */
 import { describe, expect, it } from 'vitest';
-import type { ChunkTask } from '#core/model.ts';
-import type { ObjectInfo, ObjectStore } from '#core/ports.ts';
-import { systemClock } from '#core/ports.ts';
-import { runChunk } from '#core/worker.ts';
+import type { ObjectInfo, ObjectStore } from '#core/base/ports.ts';
+import { systemClock } from '#core/base/ports.ts';
+import type { ChunkTask } from '#core/model/documents.ts';
+import { runChunk } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 
 const MiB = 1024 * 1024;

@@ -1,10 +1,10 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import * as z from 'zod';
-import { createRegistry, defineJob } from '#core/job.ts';
-import type { ChunkTask } from '#core/model.ts';
-import { systemClock } from '#core/ports.ts';
-import { runChunk } from '#core/worker.ts';
+import { systemClock } from '#core/base/ports.ts';
+import type { ChunkTask } from '#core/model/documents.ts';
+import { createRegistry, defineJob } from '#core/model/job.ts';
+import { runChunk } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 

@@ -4,12 +4,12 @@
  * backup before a new task, and a ticker starts backups beside the lanes while the job is under
  * its ceiling. The first attempt to write its outcome wins (outcomes are written create-only);
  * the other's result is ignored, and its worker removes its part. The straggler rule itself is
- * shared/core/speculation.ts.
+ * shared/core/run/speculation.ts.
  */
 
-import { backoff } from '../../backoff.ts';
-import { ThrottledError } from '../../errors.ts';
-import type { StragglerWatch } from '../../speculation.ts';
+import { backoff } from '../../base/backoff.ts';
+import { ThrottledError } from '../../base/errors.ts';
+import type { StragglerWatch } from '../speculation.ts';
 import type { RunContext } from './context.ts';
 import { complete, deferred, type LiveTask } from './live.ts';
 import type { AttemptPayload, TaskResult } from './task.ts';

@@ -3,8 +3,9 @@
  * usage, or for one that failed (or lost, and outlives the run) its measured duration at the
  * function's memory. A throttled invocation did not run and costs nothing.
  */
-import { addUsage, invocationUsage, noUsage, type Usage } from '../../cost.ts';
-import type { Clock } from '../../ports.ts';
+
+import type { Clock } from '../../base/ports.ts';
+import { addUsage, invocationUsage, noUsage, type Usage } from '../../cost/cost.ts';
 
 /** The usage of a run's invocations. */
 export class Billing {

@@ -3,8 +3,8 @@
  * ledger that writes the tasks' records, the stop signal, the counts status.json shows, and the
  * settings. Built once by the engine; each piece reads what it needs.
  */
-import type { Clock } from '../../ports.ts';
-import type { StragglerWatch } from '../../speculation.ts';
+import type { Clock } from '../../base/ports.ts';
+import type { StragglerWatch } from '../speculation.ts';
 import type { InvocationGate } from './gate.ts';
 import type { AttemptLedger } from './ledger.ts';
 import type { Counts } from './progress.ts';

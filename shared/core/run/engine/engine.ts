@@ -12,9 +12,9 @@
  * lanes.ts (the pool).
  */
 
-import { invocationMarginMs } from '../../limits.ts';
-import type { Clock, Invoker, ObjectStore } from '../../ports.ts';
-import { type SpeculationOptions, StragglerWatch } from '../../speculation.ts';
+import { invocationMarginMs } from '../../base/limits.ts';
+import type { Clock, Invoker, ObjectStore } from '../../base/ports.ts';
+import { type SpeculationOptions, StragglerWatch } from '../speculation.ts';
 import { BackupScheduler } from './backups.ts';
 import type { Billing } from './billing.ts';
 import type { RunContext } from './context.ts';

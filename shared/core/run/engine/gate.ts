@@ -8,8 +8,8 @@
  * function is full: the ceiling drops to what it took (an "own throttle"), and dispatches wait
  * for one of the job's own invocations to end instead of backing off blindly.
  */
-import { ThrottledError } from '../../errors.ts';
-import type { Clock, Invoker } from '../../ports.ts';
+import { ThrottledError } from '../../base/errors.ts';
+import type { Clock, Invoker } from '../../base/ports.ts';
 import type { Billing } from './billing.ts';
 import type { AttemptLedger } from './ledger.ts';
 import type { AttemptPayload, TaskResult } from './task.ts';

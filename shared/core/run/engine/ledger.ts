@@ -3,9 +3,9 @@
  * It numbers attempts (a number names an attempt's part, so none is ever reused), and notes each
  * attempt that failed, was throttled, or lost to another, each backup, and each task's end.
  */
-import { toErrorInfo } from '../../errors.ts';
-import type { TaskRecord } from '../../model.ts';
-import type { Clock } from '../../ports.ts';
+import { toErrorInfo } from '../../base/errors.ts';
+import type { Clock } from '../../base/ports.ts';
+import type { TaskRecord } from '../../model/documents.ts';
 
 /** Writes the tasks' records, by index. */
 export class AttemptLedger {

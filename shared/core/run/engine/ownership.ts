@@ -5,8 +5,8 @@
  * progress or end it. A cancel request leaves the run the owner: it stops dispatching and ends
  * the job CANCELLED itself.
  */
-import type { JobStatus } from '../../model.ts';
-import { TERMINAL_STATES } from '../../status.ts';
+import type { JobStatus } from '../../model/documents.ts';
+import { TERMINAL_STATES } from '../../model/status.ts';
 
 /** How a run of epoch `epoch` stands towards the job whose status is `status`. */
 export type Ownership = 'owned' | 'cancel-requested' | 'superseded';

@@ -10,7 +10,7 @@
  * | the task's last attempt, or the job is failing | fail the task |
  * | anything else | retry after a backoff |
  */
-import { FunctionError, ThrottledError } from '../../errors.ts';
+import { FunctionError, ThrottledError } from '../../base/errors.ts';
 
 /**
  * Errors that fail the same way however often the task is retried, by the error type the

@@ -4,8 +4,8 @@
  * when any attempt's outcome counted, or when its own attempts failed for good and no backup is
  * left running that may still succeed.
  */
-import { backoff } from '../../backoff.ts';
-import type { ThrottledError } from '../../errors.ts';
+import { backoff } from '../../base/backoff.ts';
+import type { ThrottledError } from '../../base/errors.ts';
 import type { BackupScheduler } from './backups.ts';
 import type { RunContext } from './context.ts';
 import { complete, type LiveTask, liveTask } from './live.ts';

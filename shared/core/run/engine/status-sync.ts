@@ -4,8 +4,8 @@
  * Both hear of a cancel request or a newer epoch through the ownership rule and tell the stop
  * signal: no task starts after a cancel was acknowledged, and a superseded run writes nothing.
  */
-import type { ObjectStore } from '../../ports.ts';
-import { readStatus, updateStatus } from '../../status.ts';
+import type { ObjectStore } from '../../base/ports.ts';
+import { readStatus, updateStatus } from '../../model/status.ts';
 import { ownership } from './ownership.ts';
 import type { Counts } from './progress.ts';
 import type { Stop } from './stop.ts';

@@ -4,9 +4,10 @@
  * rule, and an outcome object that the first attempt to finish writes create-only, which makes
  * it the winner. The engine knows nothing else of a task.
  */
-import type { Usage } from '../../cost.ts';
-import type { FanoutError } from '../../errors.ts';
-import type { TaskRecord } from '../../model.ts';
+
+import type { FanoutError } from '../../base/errors.ts';
+import type { Usage } from '../../cost/cost.ts';
+import type { TaskRecord } from '../../model/documents.ts';
 
 /** What every payload carries: which task, which attempt, when it was sent. */
 export interface AttemptPayload {

@@ -16,21 +16,21 @@
  * Every request is validated before anything is written: a 4xx never leaves a trace in S3.
  */
 import type { z } from 'zod';
-import { completeSchema, submitSchema, uploadPartsSchema, uploadSchema } from './api-schemas.ts';
-import { cancelJob, redriveJob } from './control.ts';
-import { resolveInput } from './coordinator.ts';
-import { ValidationError } from './errors.ts';
-import type { JobEvents } from './events.ts';
+import { ValidationError } from '../base/errors.ts';
+import type { Clock, Invoker, ObjectStore, UrlSigner } from '../base/ports.ts';
+import type { JobStatus } from '../model/documents.ts';
+import type { JobEvents } from '../model/events.ts';
+import type { AnyJob } from '../model/job.ts';
+import { findJob } from '../model/job.ts';
+import { JOB_ID, jobKeys, keyProblem, parseInputUri } from '../model/keys.ts';
+import { readJson, readStatus } from '../model/status.ts';
+import { loadReport, renderReport } from '../report/report.ts';
+import { cancelJob, redriveJob } from '../run/control.ts';
+import { resolveInput } from '../run/plan-job.ts';
+import { submitJob } from '../run/submit.ts';
 import { type ApiRequest, type ApiResponse, errorResponse, HttpError, json } from './http.ts';
-import type { AnyJob } from './job.ts';
-import { findJob } from './job.ts';
-import { JOB_ID, jobKeys, keyProblem, parseInputUri } from './keys.ts';
-import type { JobStatus } from './model.ts';
 import { openApiDocument } from './openapi.ts';
-import type { Clock, Invoker, ObjectStore, UrlSigner } from './ports.ts';
-import { loadReport, renderReport } from './report.ts';
-import { readJson, readStatus } from './status.ts';
-import { submitJob } from './submit.ts';
+import { completeSchema, submitSchema, uploadPartsSchema, uploadSchema } from './schemas.ts';
 
 /** What the API needs. */
 export interface ApiDeps {

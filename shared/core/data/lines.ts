@@ -16,7 +16,7 @@ export interface OwnedRange {
   size: number;
 }
 
-import { concatBytes } from './bytes.ts';
+import { concatBytes } from '../base/bytes.ts';
 
 const NL = 10;
 const CR = 13;

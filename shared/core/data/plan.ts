@@ -8,7 +8,7 @@
  * Functions' ItemBatcher packs items), or the tail of one object and the head of the next. Its
  * {@link chunkSegments} are the byte ranges of the objects it touches, one per object.
  */
-import { ValidationError } from './errors.ts';
+import { ValidationError } from '../base/errors.ts';
 
 export const MiB = 1024 * 1024;
 /** Inputs up to this size are split on record (or object) boundaries instead of byte ranges. */
@@ -342,5 +342,10 @@ export function chunkBytes(
   chunk: Pick<ChunkRange, 'object' | 'start' | 'lastObject' | 'end'>,
   objects: readonly { size: number }[],
 ): number {
-  return chunkSegments(chunk, objects).reduce((sum, s) => sum + s.end - s.start, 0);
+  return segmentBytes(chunkSegments(chunk, objects));
+}
+
+/** The bytes segments own: the sum of their lengths (a chunk's size, a task's). */
+export function segmentBytes(segments: readonly { start: number; end: number }[]): number {
+  return segments.reduce((sum, s) => sum + s.end - s.start, 0);
 }

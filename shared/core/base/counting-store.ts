@@ -4,7 +4,7 @@
  * (a multipart upload at least three: create, a part, complete); a listing one LIST per 1,000
  * keys it returned.
  */
-import type { Usage } from './cost.ts';
+import type { Usage } from '../cost/cost.ts';
 import type { ObjectStore } from './ports.ts';
 
 /** Wraps `store`; `requests` grows as it is used. */

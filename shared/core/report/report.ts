@@ -5,11 +5,18 @@
  * the slowest chunks, every error, the cost and the job's parameters. Hand-drawn SVG: five
  * simple charts do not earn a charting library's weight in every report.
  */
-import { jobKeys } from './keys.ts';
-import type { ChunkOutcome, FunctionRun, JobRequest, JobStatus, Manifest } from './model.ts';
-import { orderedMap } from './ordered-map.ts';
-import type { ObjectStore } from './ports.ts';
-import { readJson } from './status.ts';
+
+import { orderedMap } from '../base/parallel.ts';
+import type { ObjectStore } from '../base/ports.ts';
+import type {
+  ChunkOutcome,
+  FunctionRun,
+  JobRequest,
+  JobStatus,
+  Manifest,
+} from '../model/documents.ts';
+import { jobKeys } from '../model/keys.ts';
+import { readJson } from '../model/status.ts';
 
 /** What a report is made of. */
 export interface ReportInput {

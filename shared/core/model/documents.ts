@@ -3,12 +3,13 @@
  * pinned inputs), status.json (progress), chunks/{i}.json (per-chunk outcomes). Plain data, so
  * the CLI, the handlers and (later) the HTTP API all read the same shapes.
  */
-import type { Cost, Usage } from './cost.ts';
-import type { ErrorInfo } from './errors.ts';
+
+import type { ErrorInfo } from '../base/errors.ts';
+import type { ObjectInfo } from '../base/ports.ts';
+import type { Cost, Usage } from '../cost/cost.ts';
+import type { ChunkRange } from '../data/plan.ts';
+import type { RecordFormat } from '../data/records.ts';
 import type { BadRecordPolicy } from './job.ts';
-import type { ChunkRange } from './plan.ts';
-import type { ObjectInfo } from './ports.ts';
-import type { RecordFormat } from './records.ts';
 
 /** jobs/{id}/job.json: what was asked, written once by whoever submits the job. */
 export interface JobRequest {
@@ -84,7 +85,7 @@ export interface JobStatus {
   /**
    * When the coordinator that owns the job last showed it is alive (ISO time). It writes this
    * every few seconds while it runs; a RUNNING job whose heartbeat is older than the sweeper's
-   * limit has lost its coordinator and is resumed (see shared/core/sweep.ts).
+   * limit has lost its coordinator and is resumed (see shared/core/run/sweep.ts).
    */
   heartbeatAt?: string;
   /** How often the sweeper resumed the job after its coordinator was lost; bounded. */

@@ -3,8 +3,8 @@
  * it) and, optionally, folds the outputs into one value with an associative reduce.
  */
 import type { z } from 'zod';
-import { ValidationError } from './errors.ts';
-import type { RecordFormat } from './records.ts';
+import { ValidationError } from '../base/errors.ts';
+import type { RecordFormat } from '../data/records.ts';
 
 /**
  * A reduce: `add` folds one map output into an accumulator; `merge` combines two accumulators
@@ -61,7 +61,7 @@ const JOB_NAME = /^[a-z][a-z0-9-]{0,62}$/;
  * @example
  * ```ts
  * import * as z from 'zod';
- * import { defineJob } from '#core/job.ts';
+ * import { defineJob } from '#core/model/job.ts';
  *
  * export const lengths = defineJob({
  *   name: 'lengths',

@@ -9,13 +9,13 @@
  * FAILED, naming why. Lambda's on-failure destination for the coordinator's asynchronous
  * invocations calls {@link rescueJob} too, without waiting for the heartbeat to go stale.
  */
-import { NotFoundError } from './errors.ts';
-import type { JobEvents } from './events.ts';
-import { ACTIVE_PREFIX, activeKey, JOB_ID } from './keys.ts';
-import type { JobStatus } from './model.ts';
-import { orderedMap } from './ordered-map.ts';
-import type { Clock, Invoker, ObjectStore } from './ports.ts';
-import { TERMINAL_STATES, updateStatus } from './status.ts';
+import { NotFoundError } from '../base/errors.ts';
+import { orderedMap } from '../base/parallel.ts';
+import type { Clock, Invoker, ObjectStore } from '../base/ports.ts';
+import type { JobStatus } from '../model/documents.ts';
+import type { JobEvents } from '../model/events.ts';
+import { ACTIVE_PREFIX, activeKey, JOB_ID } from '../model/keys.ts';
+import { TERMINAL_STATES, updateStatus } from '../model/status.ts';
 
 /** What the sweeper needs. */
 export interface SweepDeps {

@@ -5,13 +5,17 @@
  * looks like a finished result is written from partial data.
  */
 
-import { addUsage, DEFAULT_PRICING, estimateCost, noUsage, type Usage } from './cost.ts';
-import { FanoutError } from './errors.ts';
-import type { JobEvents } from './events.ts';
-import type { AnyJob } from './job.ts';
-import { findJob } from './job.ts';
-import { jobKeys } from './keys.ts';
-import { invocationMarginMs } from './limits.ts';
+import { FanoutError } from '../base/errors.ts';
+import { invocationMarginMs } from '../base/limits.ts';
+import { orderedMap } from '../base/parallel.ts';
+import {
+  type Clock,
+  type Invoker,
+  MIN_COMPOSE_PART,
+  type ObjectInfo,
+  type ObjectStore,
+} from '../base/ports.ts';
+import { addUsage, DEFAULT_PRICING, estimateCost, noUsage, type Usage } from '../cost/cost.ts';
 import {
   type ChunkOutcome,
   chunkPlace,
@@ -19,17 +23,13 @@ import {
   type FunctionRun,
   type JobStatus,
   type Manifest,
-} from './model.ts';
-import { stringifyResult } from './ordered.ts';
-import { orderedMap } from './ordered-map.ts';
-import {
-  type Clock,
-  type Invoker,
-  MIN_COMPOSE_PART,
-  type ObjectInfo,
-  type ObjectStore,
-} from './ports.ts';
-import { readJson, TERMINAL_STATES, updateStatus } from './status.ts';
+} from '../model/documents.ts';
+import type { JobEvents } from '../model/events.ts';
+import type { AnyJob } from '../model/job.ts';
+import { findJob } from '../model/job.ts';
+import { jobKeys } from '../model/keys.ts';
+import { readJson, TERMINAL_STATES, updateStatus } from '../model/status.ts';
+import { stringifyResult } from './result-json.ts';
 
 /** What {@link reduceJob} needs from its surroundings. */
 export interface ReducerDeps {
@@ -141,6 +141,13 @@ export async function reduceGroup(
 
 const textEncoder = new TextEncoder();
 
+/** What a job's result is, and what went into it. */
+interface Reduced {
+  result: { key: string; bytes: number };
+  records: number;
+  badRecords: number;
+}
+
 /**
  * Reduces a job whose chunks all succeeded, or failed within its tolerance (the result is then
  * marked partial and lists them); returns the final status.
@@ -151,7 +158,6 @@ export async function reduceJob(
   billing: ReduceBilling = {},
 ): Promise<JobStatus> {
   const keys = jobKeys(jobId);
-  const parallelism = deps.parallelism ?? 16;
   const [{ value: manifest }, { value: before }] = await Promise.all([
     readJson<Manifest>(deps.store, deps.bucket, keys.manifest),
     readJson<JobStatus>(deps.store, deps.bucket, keys.status),
@@ -174,67 +180,10 @@ export async function reduceJob(
       error: c.errors?.at(-1) ?? { code: 'UNKNOWN', name: 'Error', message: 'no error recorded' },
     }));
   const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
-  const n = included.length;
-
-  let result: { key: string; bytes: number };
-  let records = 0;
-  let badRecords = 0;
-  if (job.reduce === undefined) {
-    const outcomes: ChunkOutcome[] = [];
-    for await (const outcome of orderedMap(n, parallelism, (k) =>
-      readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k] as number)).then(
-        (r) => r.value,
-      ),
-    )) {
-      outcomes.push(outcome);
-      records += outcome.recordsOut;
-      badRecords += outcome.badRecords.count;
-    }
-    result = await concatenateOutputs(outcomes, keys.result(true), parallelism, deps);
-  } else {
-    const reduce = job.reduce;
-    const fanIn = deps.fanIn ?? 1000;
-    let acc: unknown;
-    if (deps.invoker !== undefined && deps.reducerFunction !== undefined && n > fanIn) {
-      // Tree reduce: groups merge in parallel in their own invocations; merged here in order.
-      const { invoker, reducerFunction } = deps;
-      const count = Math.ceil(n / fanIn);
-      acc = reduce.init();
-      for await (const group of orderedMap(count, parallelism, (g) => {
-        const from = Math.floor((g * n) / count);
-        const to = Math.floor(((g + 1) * n) / count);
-        const payload = {
-          jobId,
-          group: { job: job.name, from, to, chunks: included.slice(from, to) },
-        };
-        const own = deps.reducerTimeoutMs ?? 900_000;
-        // A group takes at most the function's timeout; no wait outlasts this invocation, so
-        // that a slow group fails the job with its reason instead of timing this one out.
-        const left =
-          deps.remainingMs === undefined
-            ? Number.POSITIVE_INFINITY
-            : Math.max(1_000, deps.remainingMs() - 2_000);
-        return invoker.invoke<GroupResult>(reducerFunction, payload, {
-          timeoutMs: Math.min(own + invocationMarginMs(own), left),
-        });
-      })) {
-        acc = reduce.merge(
-          acc,
-          (await readJson<unknown>(deps.store, deps.bucket, group.key)).value,
-        );
-        records += group.records;
-        badRecords += group.badRecords;
-      }
-    } else {
-      ({ acc, records, badRecords } = await mergeChunks(jobId, included, reduce, deps));
-    }
-    const value = reduce.finish ? reduce.finish(acc, manifest.params) : acc;
-    const body = textEncoder.encode(stringifyResult(value));
-    const key = keys.result(false);
-    await deps.store.put(deps.bucket, key, body, { contentType: 'application/json' });
-    result = { key, bytes: body.length };
-  }
-
+  const reduced =
+    job.reduce === undefined
+      ? await concatenateJob(jobId, included, deps)
+      : await reduceChunks(jobId, job, manifest.params, included, deps);
   return updateStatus(
     deps.store,
     deps.bucket,
@@ -247,48 +196,142 @@ export async function reduceJob(
           { context: { jobId } },
         );
       }
-      const own = deps.meter?.();
-      const waiting =
-        own === undefined || billing.waitingMemoryMb === undefined
-          ? undefined
-          : {
-              ...noUsage(),
-              lambdaGbSeconds: (own.durationMs / 1000) * (billing.waitingMemoryMb / 1024),
-            };
-      const usage = addUsage(s.usage, billing.usage, own?.usage, waiting);
-      const now = Date.parse(deps.clock.iso());
-      const runs: FunctionRun[] = [...(s.runs ?? [])];
-      if (billing.coordinatorRun !== undefined) {
-        const c = billing.coordinatorRun;
-        runs.push({ ...c, endedAt: now, billedMs: Math.ceil(c.billedMs + (own?.durationMs ?? 0)) });
-      }
-      if (own?.startedAt !== undefined) {
-        runs.push({
-          role: 'reducer',
-          startedAt: own.startedAt,
-          endedAt: now,
-          billedMs: Math.ceil(own.durationMs),
-          memoryMb: own.memoryMb ?? 0,
-        });
-      }
-      return {
-        ...s,
-        runs,
-        status: 'SUCCEEDED',
-        finishedAt: deps.clock.iso(),
-        usage,
-        cost: estimateCost(usage, billing.pricing ?? DEFAULT_PRICING),
-        result: {
-          key: result.key,
-          bytes: result.bytes,
-          records,
-          badRecords,
-          ...(failedChunks.length > 0 && { partial: true, failedChunks }),
-        },
-      };
+      return succeeded(s, reduced, failedChunks, billing, deps);
     },
     { events: deps.events },
   );
+}
+
+/** Map-only: every included chunk's output, in chunk order, as the JSONL result. */
+async function concatenateJob(
+  jobId: string,
+  included: readonly number[],
+  deps: ReducerDeps,
+): Promise<Reduced> {
+  const keys = jobKeys(jobId);
+  const parallelism = deps.parallelism ?? 16;
+  const outcomes: ChunkOutcome[] = [];
+  let records = 0;
+  let badRecords = 0;
+  for await (const outcome of orderedMap(included.length, parallelism, (k) =>
+    readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k] as number)).then(
+      (r) => r.value,
+    ),
+  )) {
+    outcomes.push(outcome);
+    records += outcome.recordsOut;
+    badRecords += outcome.badRecords.count;
+  }
+  const result = await concatenateOutputs(outcomes, keys.result(true), parallelism, deps);
+  return { result, records, badRecords };
+}
+
+/** A reduce: the included chunks' accumulators merged in order, finished, written as JSON. */
+async function reduceChunks(
+  jobId: string,
+  job: AnyJob,
+  params: unknown,
+  included: number[],
+  deps: ReducerDeps,
+): Promise<Reduced> {
+  const reduce = job.reduce as NonNullable<AnyJob['reduce']>;
+  const fanIn = deps.fanIn ?? 1000;
+  const { acc, records, badRecords } =
+    deps.invoker !== undefined && deps.reducerFunction !== undefined && included.length > fanIn
+      ? await treeReduce(jobId, job, included, deps)
+      : await mergeChunks(jobId, included, reduce, deps);
+  const value = reduce.finish ? reduce.finish(acc, params) : acc;
+  const body = textEncoder.encode(stringifyResult(value));
+  const key = jobKeys(jobId).result(false);
+  await deps.store.put(deps.bucket, key, body, { contentType: 'application/json' });
+  return { result: { key, bytes: body.length }, records, badRecords };
+}
+
+/** Tree reduce: groups merge in parallel in their own invocations; merged here in order. */
+async function treeReduce(jobId: string, job: AnyJob, included: number[], deps: ReducerDeps) {
+  const reduce = job.reduce as NonNullable<AnyJob['reduce']>;
+  const invoker = deps.invoker as Invoker;
+  const reducerFunction = deps.reducerFunction as string;
+  const n = included.length;
+  const count = Math.ceil(n / (deps.fanIn ?? 1000));
+  let acc = reduce.init();
+  let records = 0;
+  let badRecords = 0;
+  for await (const group of orderedMap(count, deps.parallelism ?? 16, (g) => {
+    const from = Math.floor((g * n) / count);
+    const to = Math.floor(((g + 1) * n) / count);
+    const payload = {
+      jobId,
+      group: { job: job.name, from, to, chunks: included.slice(from, to) },
+    };
+    const own = deps.reducerTimeoutMs ?? 900_000;
+    // A group takes at most the function's timeout; no wait outlasts this invocation, so that a
+    // slow group fails the job with its reason instead of timing this one out.
+    const left =
+      deps.remainingMs === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.max(1_000, deps.remainingMs() - 2_000);
+    return invoker.invoke<GroupResult>(reducerFunction, payload, {
+      timeoutMs: Math.min(own + invocationMarginMs(own), left),
+    });
+  })) {
+    acc = reduce.merge(acc, (await readJson<unknown>(deps.store, deps.bucket, group.key)).value);
+    records += group.records;
+    badRecords += group.badRecords;
+  }
+  return { acc, records, badRecords };
+}
+
+/**
+ * The status of a job that ends SUCCEEDED now: its usage (the coordinator run's, this
+ * reducer's, and the coordinator's while it waited), its runs, its cost and its result.
+ */
+function succeeded(
+  s: JobStatus,
+  reduced: Reduced,
+  failedChunks: FailedChunk[],
+  billing: ReduceBilling,
+  deps: ReducerDeps,
+): JobStatus {
+  const own = deps.meter?.();
+  const waiting =
+    own === undefined || billing.waitingMemoryMb === undefined
+      ? undefined
+      : {
+          ...noUsage(),
+          lambdaGbSeconds: (own.durationMs / 1000) * (billing.waitingMemoryMb / 1024),
+        };
+  const usage = addUsage(s.usage, billing.usage, own?.usage, waiting);
+  const now = Date.parse(deps.clock.iso());
+  const runs: FunctionRun[] = [...(s.runs ?? [])];
+  if (billing.coordinatorRun !== undefined) {
+    const c = billing.coordinatorRun;
+    runs.push({ ...c, endedAt: now, billedMs: Math.ceil(c.billedMs + (own?.durationMs ?? 0)) });
+  }
+  if (own?.startedAt !== undefined) {
+    runs.push({
+      role: 'reducer',
+      startedAt: own.startedAt,
+      endedAt: now,
+      billedMs: Math.ceil(own.durationMs),
+      memoryMb: own.memoryMb ?? 0,
+    });
+  }
+  return {
+    ...s,
+    runs,
+    status: 'SUCCEEDED',
+    finishedAt: deps.clock.iso(),
+    usage,
+    cost: estimateCost(usage, billing.pricing ?? DEFAULT_PRICING),
+    result: {
+      key: reduced.result.key,
+      bytes: reduced.result.bytes,
+      records: reduced.records,
+      badRecords: reduced.badRecords,
+      ...(failedChunks.length > 0 && { partial: true, failedChunks }),
+    },
+  };
 }
 
 /** Parts up to this size are fetched ahead, `parallelism` at a time, when streamed. */

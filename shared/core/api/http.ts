@@ -2,7 +2,7 @@
  * HTTP-shaped requests and responses for the api handler, independent of API Gateway's event
  * format (functions/api converts), and the one mapping from fanout errors to HTTP statuses.
  */
-import { FanoutError } from './errors.ts';
+import { FanoutError } from '../base/errors.ts';
 
 /** A request as the api core sees it. */
 export interface ApiRequest {

@@ -9,7 +9,7 @@
  * smaller, and a fixed limit would back up none of them (or every big one).
  */
 
-import { ValidationError } from './errors.ts';
+import { ValidationError } from '../base/errors.ts';
 
 /** How eagerly stragglers are backed up. */
 export interface SpeculationOptions {

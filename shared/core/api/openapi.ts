@@ -4,7 +4,7 @@
  * documented and every documented operation is routed.
  */
 import * as z from 'zod';
-import { completeSchema, submitSchema, uploadPartsSchema, uploadSchema } from './api-schemas.ts';
+import { completeSchema, submitSchema, uploadPartsSchema, uploadSchema } from './schemas.ts';
 
 const error = {
   description: 'error',

@@ -3,7 +3,7 @@
  * so users react to a job's end without polling: EventBridge on AWS, the functions' log under
  * `fanout dev`. Publishing is best effort: a job never fails because an event could not be sent.
  */
-import type { JobStatus } from './model.ts';
+import type { JobStatus } from './documents.ts';
 
 export const JOB_EVENT_SOURCE = 'fanout';
 export const JOB_EVENT_DETAIL_TYPE = 'Fanout Job Status Change';

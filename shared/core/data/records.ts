@@ -2,7 +2,7 @@
  * Record codecs: how one line becomes one record, per format. Lines arrive as bytes from the
  * line scanner; decoding happens one line at a time, so a worker never holds more than a line.
  */
-import { FanoutError, ValidationError } from './errors.ts';
+import { FanoutError, ValidationError } from '../base/errors.ts';
 import { splitLines } from './lines.ts';
 
 /**

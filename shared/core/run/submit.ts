@@ -4,16 +4,16 @@
  * CLI now and by the HTTP API's POST /jobs.
  */
 
-import { noUsage } from './cost.ts';
-import { ValidationError } from './errors.ts';
-import { type JobEvents, publishChange } from './events.ts';
-import type { AnyJob, BadRecordPolicy } from './job.ts';
-import { findJob, parseParams } from './job.ts';
-import { activeKey, jobKeys, newJobId, parseInputUri } from './keys.ts';
-import type { JobRequest, JobStatus } from './model.ts';
-import type { Clock, Invoker, ObjectStore } from './ports.ts';
-import { RECORD_FORMATS, type RecordFormat } from './records.ts';
-import { writeJson } from './status.ts';
+import { ValidationError } from '../base/errors.ts';
+import type { Clock, Invoker, ObjectStore } from '../base/ports.ts';
+import { noUsage } from '../cost/cost.ts';
+import { RECORD_FORMATS, type RecordFormat } from '../data/records.ts';
+import type { JobRequest, JobStatus } from '../model/documents.ts';
+import { type JobEvents, publishChange } from '../model/events.ts';
+import type { AnyJob, BadRecordPolicy } from '../model/job.ts';
+import { findJob, parseParams } from '../model/job.ts';
+import { activeKey, jobKeys, newJobId, parseInputUri } from '../model/keys.ts';
+import { writeJson } from '../model/status.ts';
 
 /** What a caller asks for. */
 export interface SubmitRequest {
@@ -144,7 +144,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
   await writeJson(deps.store, deps.bucket, keys.status, status, { ifNoneMatch: '*' });
   await publishChange(deps.events, status);
   // Marked active before the coordinator is started: if its event is lost, the sweeper finds
-  // the job and starts one (shared/core/sweep.ts).
+  // the job and starts one (shared/core/run/sweep.ts).
   await deps.store.put(deps.bucket, activeKey(jobId), jobId);
   await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
   return stored;

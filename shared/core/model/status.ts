@@ -4,11 +4,11 @@
  * If-Match, and start over if someone else wrote in between. No update is ever lost. A write
  * that changes the job's state is published as a job event when `events` is given.
  */
-import { PreconditionFailedError } from './errors.ts';
+import { PreconditionFailedError } from '../base/errors.ts';
+import type { ObjectStore } from '../base/ports.ts';
+import type { JobState, JobStatus } from './documents.ts';
 import { type JobEvents, publishChange } from './events.ts';
 import { jobKeys } from './keys.ts';
-import type { JobState, JobStatus } from './model.ts';
-import type { ObjectStore } from './ports.ts';
 
 const decoder = new TextDecoder();
 

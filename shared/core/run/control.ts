@@ -2,12 +2,12 @@
  * Cancel and redrive: requests that change a running or ended job, through compare-and-swap on
  * status.json so they never lose an update against the coordinator.
  */
-import { ConflictError, DatasetChangedError, NotFoundError } from './errors.ts';
-import type { JobEvents } from './events.ts';
-import { activeKey, jobKeys } from './keys.ts';
-import type { JobStatus, Manifest } from './model.ts';
-import type { Clock, Invoker, ObjectStore } from './ports.ts';
-import { readJson, TERMINAL_STATES, updateStatus } from './status.ts';
+import { ConflictError, DatasetChangedError, NotFoundError } from '../base/errors.ts';
+import type { Clock, Invoker, ObjectStore } from '../base/ports.ts';
+import type { JobStatus, Manifest } from '../model/documents.ts';
+import type { JobEvents } from '../model/events.ts';
+import { activeKey, jobKeys } from '../model/keys.ts';
+import { readJson, TERMINAL_STATES, updateStatus } from '../model/status.ts';
 import { lastSignOfLife, SWEEP_DEFAULTS } from './sweep.ts';
 
 /** What cancel and redrive need. */

@@ -1,0 +1,230 @@
+/**
+ * The map stage as a kind of task for the engine: one task per chunk of the manifest, invoking
+ * the worker with a ChunkTask (references to its byte ranges, never records), done once its
+ * outcome object `chunks/{i}.json` exists (written create-only by the attempt that finishes
+ * first). Its failure names the chunk's bytes and objects.
+ */
+import { DatasetChangedError, FanoutError, FunctionError } from '../base/errors.ts';
+import { handOverMs } from '../base/limits.ts';
+import { orderedMap } from '../base/parallel.ts';
+import type { Clock, Invoker, ObjectInfo, ObjectStore } from '../base/ports.ts';
+import { chunkBytes, chunkSegments } from '../data/plan.ts';
+import {
+  type ChunkOutcome,
+  type ChunkSummary,
+  type ChunkTask,
+  chunkPlace,
+  describePlace,
+  type JobRequest,
+  type Manifest,
+  type TaskSegment,
+} from '../model/documents.ts';
+import { jobKeys } from '../model/keys.ts';
+import { readJson } from '../model/status.ts';
+import { type Billing, type RunEnd, runTasks, type TaskKind } from './engine/index.ts';
+import type { SpeculationOptions } from './speculation.ts';
+
+/** What the map stage needs (CoordinatorDeps has it all). */
+export interface MapStageDeps {
+  store: ObjectStore;
+  invoker: Invoker;
+  clock: Clock;
+  /** The bucket that holds jobs/. */
+  bucket: string;
+  workerFunction: string;
+  /** The worker function's timeout: an invocation unanswered by then plus a margin is a timeout. */
+  workerTimeoutMs: number;
+  /** Time this invocation has left (Lambda's context.getRemainingTimeInMillis). @default unbounded */
+  remainingMs?: () => number;
+  /**
+   * The most worker invocations in flight, backups included, whatever the job's concurrency:
+   * each holds a socket, and a Lambda execution environment has 1,024 file descriptors.
+   * @default unbounded
+   */
+  maxInvocations?: number;
+  /** Attempts per chunk while the worker function throttles (429). @default 50 */
+  maxThrottledAttempts?: number;
+  /** Milliseconds between status.json writes while the job runs. @default 500 */
+  statusIntervalMs?: number;
+  /**
+   * Lanes opened at first; the others open once a chunk has run `rampMs` while chunks wait.
+   * The local runtime opens one per core, so that tiny chunks that compute do not start a
+   * sandbox each. @default all of the job's concurrency at once
+   */
+  initialLanes?: number;
+  /** See `initialLanes`. @default 250 */
+  rampMs?: number;
+  /**
+   * Backup attempts for stragglers: a chunk running longer than `factor` × the median time of
+   * finished chunks of its size (and at least `floorMs`) gets one more attempt in the next free
+   * slot, at most `maxExtra` × chunks of them (a cap: what is spent is what straggles).
+   * @default enabled, factor 3, floorMs 1000, maxExtra 0.05 (SPECULATION_DEFAULTS)
+   */
+  speculation?: SpeculationOptions;
+  /**
+   * Waits between looks for stragglers: real time by default, even where `sleep` is stubbed to
+   * return at once (a zero wait would spin); the simulation passes its virtual clock's.
+   */
+  tick?: (ms: number) => Promise<void>;
+  /** Told, when a run stops dispatching, what it dispatched, retried and was throttled on. */
+  onRun?: (run: { dispatched: number; retries: number; throttles: number }) => void;
+  /**
+   * Runs `callback` every `ms` until stopped: the heartbeat and the progress writes. Real time by
+   * default; the simulation passes its virtual clock's, so that its request counts do not depend
+   * on how fast the machine runs it.
+   */
+  every?: (ms: number, callback: () => void) => { stop(): void };
+  /** Waits between retries; injectable so tests do not sleep. */
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+/**
+ * Runs the chunks of the manifest that have no outcome yet through the engine (a plain
+ * function: the engine's promise is returned as it is).
+ */
+export function runMapStage(
+  manifest: Manifest,
+  request: JobRequest,
+  run: { epoch: number; fresh: boolean; billing: Billing },
+  deps: MapStageDeps,
+): Promise<RunEnd> {
+  return runTasks(mapTasks(manifest, deps), {
+    store: deps.store,
+    invoker: deps.invoker,
+    clock: deps.clock,
+    bucket: deps.bucket,
+    jobId: manifest.jobId,
+    epoch: run.epoch,
+    fresh: run.fresh,
+    concurrency: manifest.concurrency,
+    maxAttempts: request.maxAttempts ?? 3,
+    tolerated: tolerance(request, manifest.chunks.length),
+    billing: run.billing,
+    // A run dispatches until one worker timeout and its margins are left (shared/core/base/limits.ts).
+    shortOfTime: () =>
+      deps.remainingMs !== undefined && deps.remainingMs() < handOverMs(deps.workerTimeoutMs),
+    ...(request.speculation !== false &&
+      deps.speculation?.enabled !== false && { speculation: deps.speculation ?? {} }),
+    ...pick(deps, [
+      'maxInvocations',
+      'initialLanes',
+      'rampMs',
+      'statusIntervalMs',
+      'every',
+      'sleep',
+      'tick',
+      'random',
+      'onRun',
+    ]),
+    ...(deps.maxThrottledAttempts !== undefined && { maxThrottled: deps.maxThrottledAttempts }),
+  });
+}
+
+/** A chunk's final failure, named so the job's error says which bytes of which objects. */
+function chunkFailure(manifest: Manifest, index: number, error: unknown): FanoutError {
+  const chunk = manifest.chunks[index]!;
+  const place = chunkPlace(chunk, manifest.objects);
+  if (error instanceof FunctionError && error.errorType === 'DatasetChangedError') {
+    // The worker's message names the object that changed; the chunk may read several.
+    const changed =
+      /input object (.+) changed while the job ran/.exec(error.message)?.[1] ?? place.key;
+    return new DatasetChangedError(changed, { cause: error, context: { chunk: index } });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new FanoutError(
+    error instanceof FanoutError ? error.code : 'CHUNK_FAILED',
+    `chunk ${index} (${describePlace(place)}) failed after ${chunk.attempts} attempt(s): ${message}`,
+    { cause: error, context: { chunk: index, ...place } },
+  );
+}
+
+/** Failed chunks a job tolerates: the larger of its count and its share of all chunks. */
+function tolerance(request: JobRequest, total: number): number {
+  return Math.max(
+    request.toleratedFailureCount ?? 0,
+    Math.floor(((request.toleratedFailurePercent ?? 0) * total) / 100),
+  );
+}
+
+/** The keys of `source` among `keys` that are set. */
+function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]): Pick<T, K> {
+  const out = {} as Pick<T, K>;
+  for (const key of keys) if (source[key] !== undefined) out[key] = source[key];
+  return out;
+}
+
+/**
+ * The map stage as a kind of task: one task per chunk of the manifest, invoking the worker with
+ * a ChunkTask (references to its byte ranges, never records), done once its outcome object
+ * `chunks/{i}.json` exists.
+ */
+export function mapTasks(
+  manifest: Manifest,
+  deps: MapStageDeps,
+): TaskKind<ChunkTask, ChunkSummary> {
+  const keys = jobKeys(manifest.jobId);
+  const total = manifest.chunks.length;
+  // Each object's pinned identity, built once and shared by every task that reads it.
+  const pinned: ObjectInfo[] = manifest.objects.map(({ bucket: b, key, size, etag, versionId }) =>
+    versionId === undefined
+      ? { bucket: b, key, size, etag }
+      : { bucket: b, key, size, etag, versionId },
+  );
+  return {
+    functionName: deps.workerFunction,
+    timeoutMs: deps.workerTimeoutMs,
+    records: manifest.chunks,
+    size: (index) => chunkBytes(manifest.chunks[index]!, manifest.objects),
+    prepare(index) {
+      const segments: TaskSegment[] = chunkSegments(manifest.chunks[index]!, manifest.objects).map(
+        (s) => {
+          const { gzip, header } = manifest.objects[s.object]!;
+          const segment: TaskSegment = {
+            object: pinned[s.object]!,
+            start: s.start,
+            end: s.end,
+            gzip,
+          };
+          if (header !== undefined && s.start > 0) segment.header = header;
+          return segment;
+        },
+      );
+      return (attempt, dispatchedAt) => ({
+        jobId: manifest.jobId,
+        job: manifest.job,
+        params: manifest.params,
+        format: manifest.format,
+        ...(manifest.columns !== undefined && { columns: manifest.columns }),
+        onBadRecord: manifest.onBadRecord,
+        bucket: deps.bucket,
+        index,
+        attempt,
+        segments,
+        dispatchedAt,
+      });
+    },
+    recordsOf: (summary) => summary.recordsIn,
+    async finished() {
+      const indexes = [
+        ...new Set(
+          (await deps.store.list(deps.bucket, `${keys.root}/chunks/`))
+            .map((o) => Number(/\/(\d+)\.json$/.exec(o.key)?.[1]))
+            .filter((i) => Number.isInteger(i) && i < total),
+        ),
+      ];
+      let records = 0;
+      let bytes = 0;
+      for await (const outcome of orderedMap(indexes.length, 16, (k) =>
+        readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(indexes[k] as number)).then(
+          (r) => r.value,
+        ),
+      )) {
+        records += outcome.recordsIn;
+        bytes += outcome.bytes;
+      }
+      return { indexes, records, bytes };
+    },
+    failure: (index, error) => chunkFailure(manifest, index, error),
+  };
+}

@@ -1,0 +1,403 @@
+/**
+ * One chunk, start to finish: read the owned records of each of the chunk's segments (a byte
+ * range of one object each), map them in dataset order, and write the chunk's outcome (and, for
+ * a large map-only output, its part). Memory stays flat whatever the chunk size: bytes stream
+ * in, a large map-only output streams out through a bounded pipe, and a reduce keeps only its
+ * accumulator. Small objects are fetched ahead, several at a time, so a chunk of many objects
+ * does not pay one request latency after another.
+ */
+import { readAll } from '../base/bytes.ts';
+import {
+  BadRecordError,
+  CorruptInputError,
+  FanoutError,
+  PreconditionFailedError,
+} from '../base/errors.ts';
+import { orderedMap } from '../base/parallel.ts';
+import { createBytePipe } from '../base/pipe.ts';
+import type { Clock, ObjectInfo, ObjectStore } from '../base/ports.ts';
+import { type ReadRange, scanOwnedLines } from '../data/lines.ts';
+import { segmentBytes } from '../data/plan.ts';
+import { createRecordDecoder, csvHeader, RecordSyntaxError, SKIP } from '../data/records.ts';
+import {
+  type BadRecordSample,
+  type ChunkOutcome,
+  type ChunkOutput,
+  type ChunkSummary,
+  type ChunkTask,
+  INLINE_OUTPUT_CHARS,
+  type InvocationInfo,
+  type TaskSegment,
+} from '../model/documents.ts';
+import type { AnyJob } from '../model/job.ts';
+import { findJob, parseParams } from '../model/job.ts';
+import { jobKeys } from '../model/keys.ts';
+import { writeJson } from '../model/status.ts';
+
+/** How many skipped bad records a chunk outcome keeps as samples. */
+export const BAD_RECORD_SAMPLES = 10;
+const SNIPPET_CHARS = 120;
+/** Whole objects up to this size are fetched ahead of their turn (at most this × the window). */
+export const PREFETCH_OBJECT_BYTES = 1024 * 1024;
+/** GETs a worker keeps in flight for a chunk's small objects. */
+export const SEGMENT_PARALLELISM = 8;
+
+/** What {@link runChunk} needs from its surroundings. */
+export interface WorkerDeps {
+  store: ObjectStore;
+  jobs: ReadonlyMap<string, AnyJob>;
+  clock: Clock;
+  /** Decompresses a gzip stream (the handler supplies node:zlib; the core stays pure). */
+  gunzip: (compressed: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
+  /** GETs in flight for small objects. @default SEGMENT_PARALLELISM */
+  parallelism?: number;
+  /** The invocation this chunk runs in (the handler knows), recorded in the outcome. */
+  invocation?: InvocationInfo;
+  /**
+   * Parquet: the rows of the row groups that begin in a segment, with their group's offset
+   * (shared/adapters/parquet.ts); `onRead` counts the bytes fetched. @default Parquet is refused
+   */
+  readParquet?: (
+    segment: { object: ObjectInfo; start: number; end: number },
+    columns: readonly string[] | undefined,
+    onRead: (bytes: number) => void,
+  ) => AsyncIterable<{ row: unknown; offset: number }>;
+}
+
+const textDecoder = new TextDecoder();
+const textEncoder = new TextEncoder();
+
+function snippetOf(line: Uint8Array): string {
+  const text = textDecoder.decode(line.subarray(0, SNIPPET_CHARS * 4));
+  return escapeControl(text.length > SNIPPET_CHARS ? `${text.slice(0, SNIPPET_CHARS)}…` : text);
+}
+
+/** Control characters and undecodable bytes escaped: never written raw to a terminal or log. */
+function escapeControl(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we escape
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\ufffd]/g, (c) =>
+    c === '\ufffd' ? '\\ufffd' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  value !== null &&
+  typeof value === 'object' &&
+  typeof (value as { then?: unknown }).then === 'function';
+
+/**
+ * Decompressed bytes of a gzip object; a stream that cannot be decompressed (zlib's Z_* errors)
+ * is a CorruptInputError naming gzip and the key, which is not retried.
+ */
+async function* gunzipped(
+  bytes: AsyncIterable<Uint8Array>,
+  key: string,
+): AsyncIterable<Uint8Array> {
+  try {
+    yield* bytes;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('Z_')) {
+      throw new CorruptInputError(
+        `${key} is not valid gzip (${(error as Error).message}); a .gz object is decompressed whole, and this one cannot be`,
+        { cause: error, context: { key } },
+      );
+    }
+    throw error;
+  }
+}
+
+/** A whole object small enough to fetch ahead: its bytes are read before its turn comes. */
+const fetchedAhead = (s: TaskSegment) =>
+  s.start === 0 && s.end === s.object.size && s.object.size <= PREFETCH_OBJECT_BYTES;
+
+/**
+ * Processes one chunk and writes `chunks/{i}.json` (and its part for a large map-only output).
+ * Returns a small summary. The outcome is written create-only: the first attempt to finish (a
+ * chunk's own, or a backup) wins; a later one removes its own part and reports a duplicate.
+ */
+export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<ChunkSummary> {
+  const started = deps.clock.now();
+  const job = findJob(deps.jobs, task.job);
+  const reader = new ChunkReader(task, deps, job, parseParams(job, task.params));
+  try {
+    await reader.readSegments();
+  } catch (error) {
+    reader.output?.fail(error);
+    throw error;
+  }
+  const result: ChunkOutput =
+    reader.output === undefined ? { kind: 'acc', value: reader.acc } : await reader.output.finish();
+  const outcome = outcomeOf(task, deps, reader, result, Math.round(deps.clock.now() - started));
+  const summary: ChunkSummary = {
+    index: task.index,
+    recordsIn: reader.recordsIn,
+    recordsOut: reader.recordsOut,
+    badRecords: reader.bad.count,
+    bytesRead: reader.bytesRead,
+    durationMs: outcome.durationMs,
+  };
+  // Create-only: when a backup and its original both finish, exactly one outcome (and so one
+  // part) counts; the other attempt removes its own part and says it lost.
+  try {
+    await writeJson(deps.store, task.bucket, jobKeys(task.jobId).outcome(task.index), outcome, {
+      ifNoneMatch: '*',
+    });
+  } catch (error) {
+    if (!(error instanceof PreconditionFailedError)) throw error;
+    if (result.kind === 'part') await deps.store.delete(task.bucket, result.key);
+    return { ...summary, duplicate: true };
+  }
+  return summary;
+}
+
+/** The outcome document of a chunk that was read to its end. */
+function outcomeOf(
+  task: ChunkTask,
+  deps: WorkerDeps,
+  reader: ChunkReader,
+  output: ChunkOutput,
+  durationMs: number,
+): ChunkOutcome {
+  const outcome: ChunkOutcome = {
+    index: task.index,
+    attempt: task.attempt,
+    bytes: segmentBytes(task.segments),
+    objects: task.segments.length,
+    recordsIn: reader.recordsIn,
+    recordsOut: reader.recordsOut,
+    badRecords: reader.bad,
+    bytesRead: reader.bytesRead,
+    durationMs,
+    output,
+  };
+  if (deps.invocation !== undefined) {
+    const { initMs, ...where } = deps.invocation;
+    const endedAt = Date.parse(deps.clock.iso());
+    outcome.run = {
+      ...(task.dispatchedAt !== undefined && { dispatchedAt: task.dispatchedAt }),
+      ...where,
+      endedAt,
+      billedMs: Math.ceil(endedAt - where.startedAt + initMs),
+    };
+  }
+  return outcome;
+}
+
+/**
+ * Reads a chunk's segments in dataset order and maps every owned record: a reduce folds it into
+ * the accumulator, a map-only job writes it to the output. Counts what it saw.
+ */
+class ChunkReader {
+  recordsIn = 0;
+  recordsOut = 0;
+  bytesRead = 0;
+  readonly bad = { count: 0, samples: [] as BadRecordSample[] };
+  acc: unknown;
+  readonly output: ReturnType<typeof mapOutput> | undefined;
+  /** The segment being read, and its records' decoder (a CSV object's is made from its header). */
+  private segment: TaskSegment;
+  private decode: ((line: Uint8Array) => unknown) | undefined;
+
+  constructor(
+    private readonly task: ChunkTask,
+    private readonly deps: WorkerDeps,
+    private readonly job: AnyJob,
+    private readonly params: unknown,
+  ) {
+    this.acc = job.reduce?.init();
+    this.output = job.reduce === undefined ? mapOutput(task, deps) : undefined;
+    this.segment = task.segments[0] as TaskSegment;
+  }
+
+  private where() {
+    return { jobId: this.task.jobId, chunk: this.task.index, key: this.segment.object.key };
+  }
+
+  /** A malformed record: the chunk fails (onBadRecord 'fail') or it is counted and sampled. */
+  private badRecord(line: Uint8Array, offset: number, error: unknown): void {
+    const reason = escapeControl(error instanceof Error ? error.message : String(error));
+    const snippet = snippetOf(line);
+    const { key } = this.segment.object;
+    if (this.task.onBadRecord === 'fail') {
+      throw new BadRecordError(
+        `malformed record at byte ${offset} of ${key} (chunk ${this.task.index}): ${reason}; record starts: ${snippet}`,
+        { cause: error, context: { ...this.where(), offset, snippet } },
+      );
+    }
+    this.bad.count += 1;
+    if (this.bad.samples.length < BAD_RECORD_SAMPLES) {
+      this.bad.samples.push({ key, offset, snippet, reason });
+    }
+  }
+
+  private readonly emit = (out: unknown): undefined | Promise<void> => {
+    if (out === undefined) return undefined;
+    this.recordsOut += 1;
+    const reduce = this.job.reduce;
+    if (reduce !== undefined) {
+      this.acc = reduce.add(this.acc, out);
+      return undefined;
+    }
+    return this.output?.write(out);
+  };
+
+  /** One owned line of a text format. */
+  private readonly onLine = (line: Uint8Array, offset: number): undefined | Promise<void> => {
+    if (this.decode === undefined) {
+      // A CSV object's first line is its header, not a record.
+      this.decode = createRecordDecoder('csv', csvHeader(line));
+      return undefined;
+    }
+    let record: unknown;
+    try {
+      record = this.decode(line);
+    } catch (error) {
+      if (!(error instanceof RecordSyntaxError)) throw error;
+      this.recordsIn += 1;
+      this.badRecord(line, offset, error);
+      return undefined;
+    }
+    if (record === SKIP) return undefined;
+    return this.mapRecord(record, line, offset);
+  };
+
+  /** Maps one decoded record; `line` is its source, for a bad-record report. */
+  private mapRecord(record: unknown, line: Uint8Array, offset: number): undefined | Promise<void> {
+    this.recordsIn += 1;
+    let out: unknown;
+    try {
+      out = this.job.map(record, this.params);
+    } catch (error) {
+      // A job signals "this record is malformed" by throwing RecordSyntaxError from map.
+      if (!(error instanceof RecordSyntaxError)) throw withContext(error, this.where(), offset);
+      this.badRecord(line, offset, error);
+      return undefined;
+    }
+    if (!isThenable(out)) return this.emit(out);
+    // The line's bytes are only valid during this call: keep a copy for a late bad-record report.
+    const copy = line.slice();
+    const context = this.where();
+    return Promise.resolve(out).then(this.emit, (error) => {
+      if (!(error instanceof RecordSyntaxError)) throw withContext(error, context, offset);
+      this.badRecord(copy, offset, error);
+    });
+  }
+
+  /** Every segment, in order; small whole objects fetched up to `parallelism` ahead. */
+  async readSegments(): Promise<void> {
+    const { task, deps } = this;
+    const ahead = orderedMap(task.segments.length, deps.parallelism ?? SEGMENT_PARALLELISM, (i) => {
+      const s = task.segments[i] as TaskSegment;
+      // Parquet is read by row group, through its own reader.
+      return fetchedAhead(s) && task.format !== 'parquet'
+        ? readAll(deps.store.readRange(s.object, 0, s.end))
+        : Promise.resolve(undefined);
+    });
+    let i = 0;
+    for await (const bytes of ahead) {
+      this.segment = task.segments[i++] as TaskSegment;
+      if (task.format === 'parquet') await this.readParquet();
+      else await this.readLines(bytes);
+    }
+  }
+
+  /** The row groups that begin in the segment, through the Parquet reader. */
+  private async readParquet(): Promise<void> {
+    if (this.deps.readParquet === undefined) {
+      throw new FanoutError('UNSUPPORTED', 'Parquet input is not supported by this worker');
+    }
+    const rows = this.deps.readParquet(this.segment, this.task.columns, (n) => {
+      this.bytesRead += n;
+    });
+    for await (const { row, offset } of rows) {
+      const pending = this.mapRecord(row, textEncoder.encode(JSON.stringify(row)), offset);
+      if (pending !== undefined) await pending;
+    }
+  }
+
+  /** The lines the segment owns (its bytes already fetched, or streamed now). */
+  private async readLines(bytes: Uint8Array | undefined): Promise<void> {
+    const { task, deps, segment } = this;
+    this.decode =
+      task.format === 'csv' && segment.start === 0
+        ? undefined
+        : createRecordDecoder(task.format, segment.header);
+    if (bytes !== undefined) this.bytesRead += bytes.length;
+    const fetch: ReadRange =
+      bytes === undefined
+        ? (start, end) => deps.store.readRange(segment.object, start, end)
+        : async function* (start, end) {
+            yield bytes.subarray(start, end);
+          };
+    const object = segment.object;
+    const read: ReadRange = segment.gzip
+      ? () => gunzipped(deps.gunzip(fetch(0, object.size)), object.key)
+      : fetch;
+    // A gzip object is one segment whose decompressed length is unknown until it ends.
+    const range = segment.gzip
+      ? { start: 0, end: Number.MAX_SAFE_INTEGER, size: Number.MAX_SAFE_INTEGER }
+      : { start: segment.start, end: segment.end, size: segment.object.size };
+    const scanned = await scanOwnedLines(read, range, this.onLine);
+    if (bytes === undefined) this.bytesRead += scanned.bytesRead;
+  }
+}
+
+/**
+ * A map-only chunk's output: JSONL kept in memory while it is small (it then travels inside the
+ * outcome), and streamed to `parts/{i}.jsonl` through a bounded pipe once it outgrows
+ * {@link INLINE_OUTPUT_CHARS}.
+ */
+function mapOutput(task: ChunkTask, deps: WorkerDeps) {
+  const key = jobKeys(task.jobId).part(task.index, true, task.attempt);
+  let batch = '';
+  let part:
+    | { pipe: ReturnType<typeof createBytePipe>; upload: Promise<{ etag: string; size: number }> }
+    | undefined;
+  const flush = () => {
+    if (part === undefined) {
+      const pipe = createBytePipe();
+      const upload = deps.store.upload(task.bucket, key, pipe.readable, {
+        contentType: 'application/x-ndjson',
+      });
+      // Keep the upload's rejection observed while the scan goes on.
+      upload.catch(() => undefined);
+      part = { pipe, upload };
+    }
+    const bytes = textEncoder.encode(batch);
+    batch = '';
+    return part.pipe.write(bytes);
+  };
+  return {
+    /** Appends one output; returns a promise when the pipe is full (backpressure). */
+    write(out: unknown): undefined | Promise<void> {
+      batch += `${JSON.stringify(out)}\n`;
+      return batch.length >= INLINE_OUTPUT_CHARS ? flush() : undefined;
+    },
+    async finish(): Promise<ChunkOutput> {
+      if (part === undefined) return { kind: 'inline', text: batch };
+      if (batch !== '') await flush();
+      part.pipe.close();
+      const { etag, size } = await part.upload;
+      return { kind: 'part', key, bytes: size, etag };
+    },
+    fail(error: unknown) {
+      part?.pipe.fail(error);
+    },
+  };
+}
+
+/** Adds where it happened to an error thrown by a job's map, keeping the original as cause. */
+function withContext(
+  error: unknown,
+  context: { jobId: string; chunk: number; key: string },
+  offset: number,
+): unknown {
+  if (error instanceof FanoutError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new FanoutError(
+    'MAP_FAILED',
+    `job map threw on the record at byte ${offset} of ${context.key} (chunk ${context.chunk}): ${message}`,
+    { cause: error, context: { ...context, offset } },
+  );
+}
