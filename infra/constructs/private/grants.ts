@@ -1,0 +1,197 @@
+/**
+ * Least privilege, role by role and S3 prefix by prefix (docs/ARCHITECTURE.md, "S3 layout"),
+ * and the cdk-nag acknowledgements of exactly the wildcards that needs. The local runtime
+ * enforces these same policies from the synthesized template.
+ */
+import { Validations } from 'aws-cdk-lib';
+import { Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
+import { acknowledgeWildcards } from '../nag.ts';
+import type { Functions } from './functions.ts';
+
+/** Grants each function what it needs of the bucket and of the other functions. */
+export function grantLeastPrivilege(
+  scope: Construct,
+  fns: Functions,
+  bucket: IBucket,
+  prefixes: readonly string[],
+): void {
+  const { api, coordinator, worker, reducer, sweeper } = fns;
+  const jobs = (suffix: string) => bucket.arnForObjects(`jobs/*/${suffix}`);
+  const inputs = prefixes.map((p) => bucket.arnForObjects(`${p}*`));
+  // Least privilege, by S3 prefix (ARCHITECTURE.md "S3 layout").
+  const allow = (fn: IFunction, actions: string[], resources: string[]) =>
+    fn.addToRolePolicy(new PolicyStatement({ actions, resources }));
+  const listUnder = (fn: IFunction, under: string[]) =>
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': under } },
+      }),
+    );
+  const read = ['s3:GetObject', 's3:GetObjectVersion'];
+  const inputPrefixes = prefixes.map((p) => `${p}*`);
+  // Listing is granted wherever a role must tell a missing key from a refused one: without
+  // s3:ListBucket S3 answers 403, not 404, for a key that does not exist (S3's GetObject).
+  allow(worker, read, inputs);
+  allow(worker, ['s3:PutObject', 's3:AbortMultipartUpload'], [jobs('parts/*'), jobs('chunks/*')]);
+  // An attempt that lost to a backup removes its own part (shared/core/run/worker.ts).
+  allow(worker, ['s3:DeleteObject'], [jobs('parts/*')]);
+  listUnder(worker, inputPrefixes);
+  // A continuation, a resume and a redrive read the manifest and the outcomes of the chunks
+  // that are done (shared/core/run/coordinator.ts), and list them.
+  allow(coordinator, read, [
+    ...inputs,
+    jobs('job.json'),
+    jobs('status.json'),
+    jobs('manifest.json'),
+    jobs('chunks/*'),
+  ]);
+  allow(coordinator, ['s3:PutObject'], [jobs('status.json'), jobs('manifest.json')]);
+  listUnder(coordinator, [...inputPrefixes, 'jobs/*']);
+  allow(reducer, read, [
+    jobs('manifest.json'),
+    jobs('chunks/*'),
+    jobs('parts/*'),
+    jobs('merged/*'),
+    jobs('status.json'),
+  ]);
+  allow(
+    reducer,
+    ['s3:PutObject', 's3:AbortMultipartUpload'],
+    [jobs('result.json'), jobs('result.jsonl'), jobs('status.json'), jobs('merged/*')],
+  );
+  listUnder(reducer, ['jobs/*']);
+  allow(api, read, [
+    ...inputs,
+    jobs('job.json'),
+    jobs('status.json'),
+    jobs('manifest.json'),
+    jobs('chunks/*'),
+    jobs('result.json'),
+    jobs('result.jsonl'),
+    jobs('report.html'),
+  ]);
+  allow(
+    api,
+    ['s3:PutObject'],
+    [
+      jobs('job.json'),
+      jobs('status.json'),
+      jobs('report.html'),
+      bucket.arnForObjects('active/*'),
+      ...inputs,
+    ],
+  );
+  allow(sweeper, ['s3:GetObject'], [jobs('status.json')]);
+  allow(sweeper, ['s3:PutObject'], [jobs('status.json')]);
+  allow(sweeper, ['s3:DeleteObject'], [bucket.arnForObjects('active/*')]);
+  listUnder(sweeper, ['active/*', 'jobs/*']);
+  coordinator.grantInvoke(sweeper);
+  listUnder(api, [...inputPrefixes, 'jobs/*']);
+  worker.grantInvoke(coordinator);
+  // A long job continues in a new coordinator invocation. The statement lives in its own
+  // policy: in the role's default policy it would make the function depend on itself.
+  new Policy(scope, 'CoordinatorContinues', {
+    statements: [
+      new PolicyStatement({
+        actions: ['lambda:InvokeFunction'],
+        resources: [coordinator.functionArn],
+      }),
+    ],
+  }).attachToRole(coordinator.role!);
+  // Likewise a reducer with a large fan-in merges groups of parts in its own invocations.
+  new Policy(scope, 'ReducerFansOut', {
+    statements: [
+      new PolicyStatement({
+        actions: ['lambda:InvokeFunction'],
+        resources: [reducer.functionArn],
+      }),
+    ],
+  }).attachToRole(reducer.role!);
+  reducer.grantInvoke(coordinator);
+  coordinator.grantInvoke(api);
+}
+
+/**
+ * Acknowledges cdk-nag's findings that are deliberate: the managed policy that only writes the
+ * functions' own logs, and every wildcard resource, role by role (any other fails synthesis).
+ */
+export function acknowledgeFindings(
+  fns: Functions,
+  bucket: IBucket,
+  prefixes: readonly string[],
+): void {
+  const { api, coordinator, worker, reducer, sweeper } = fns;
+  const jobs = (suffix: string) => bucket.arnForObjects(`jobs/*/${suffix}`);
+  const inputs = prefixes.map((p) => bucket.arnForObjects(`${p}*`));
+  for (const fn of [api, coordinator, worker, reducer, sweeper]) {
+    Validations.of(fn).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      reason: "AWSLambdaBasicExecutionRole only allows writing the function's own logs",
+    });
+  }
+  // Every wildcard resource, role by role: S3 key prefixes (job ids and chunk numbers exist
+  // only at run time) and the versions of our own functions (grantInvoke's `Arn:*`). Any other
+  // wildcard fails cdk-nag.
+  const why =
+    'Wildcards are confined to S3 key prefixes (datasets/*, jobs/*/parts/*, …) because job ids and chunk numbers exist only at run time, and to the versions of our own functions (Arn:*)';
+  const objects = (...paths: string[]) => paths.map((p) => jobs(p));
+  const versions = (fn: IFunction) => `${fn.functionArn}:*`;
+  const active = bucket.arnForObjects('active/*');
+  const wildcards: [IFunction, string[]][] = [
+    [worker, [...inputs, ...objects('parts/*', 'chunks/*')]],
+    [
+      reducer,
+      objects(
+        'manifest.json',
+        'chunks/*',
+        'parts/*',
+        'merged/*',
+        'status.json',
+        'result.json',
+        'result.jsonl',
+      ),
+    ],
+    [
+      coordinator,
+      [
+        ...inputs,
+        ...objects('job.json', 'status.json', 'manifest.json', 'chunks/*'),
+        versions(worker),
+        versions(reducer),
+      ],
+    ],
+    [
+      api,
+      [
+        ...inputs,
+        ...objects(
+          'job.json',
+          'status.json',
+          'manifest.json',
+          'chunks/*',
+          'result.json',
+          'result.jsonl',
+          'report.html',
+        ),
+        active,
+        versions(coordinator),
+      ],
+    ],
+    [sweeper, [...objects('status.json'), active, versions(coordinator)]],
+  ];
+  for (const [fn, resources] of wildcards) acknowledgeWildcards(fn.role!, resources, why);
+  // Active tracing's grant: X-Ray's PutTraceSegments and PutTelemetryRecords have no
+  // resource-level permissions. The infra test allows `*` for those two actions only.
+  for (const fn of [worker, reducer, coordinator, api, sweeper]) {
+    acknowledgeWildcards(
+      fn.role!,
+      ['*'],
+      'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions',
+    );
+  }
+}
