@@ -47,6 +47,11 @@ export const ENV = {
   /** Seconds between the coordinator's heartbeats in status.json. Default: 10 */
   heartbeatSeconds: 'FANOUT_HEARTBEAT_SECONDS',
   /**
+   * Milliseconds between the coordinator's progress writes to status.json while chunks run (a
+   * PUT each: fewer costs less, and a client sees progress later). Default: 500
+   */
+  statusIntervalMs: 'FANOUT_STATUS_INTERVAL_MS',
+  /**
    * Seconds of silence after which a RUNNING job's coordinator counts as lost: the sweeper
    * resumes the job, cancel ends it at once, redrive may resume it. Default: 120
    */

@@ -111,6 +111,11 @@ export interface RuntimeOptions {
    * process that ran them
    */
   sweep?: boolean;
+  /**
+   * More variables for a function's sandboxes, over the template's and the local ones (a test
+   * that needs a coordinator setting, say). @default none
+   */
+  functionEnv?: Partial<Record<FunctionRole, Record<string, string>>>;
   /** Told of slow one-time work (synthesizing the template), so a person knows why they wait. */
   note?: (text: string) => void;
   /** Fixed ports (0: any free port). */
@@ -443,7 +448,7 @@ function functionSpec(
   return {
     name: fn.name,
     bundle: ctx.bundle,
-    env: { ...fn.environment, ...localEnvironment(role, ctx) },
+    env: { ...fn.environment, ...localEnvironment(role, ctx), ...ctx.options.functionEnv?.[role] },
     timeoutSeconds,
     concurrency,
     memoryMb: fn.memoryMb,

@@ -39,6 +39,7 @@ const deps = {
   workerTimeoutMs: optionalInt(process.env, ENV.workerTimeoutSeconds, 300) * 1000,
   reducerTimeoutMs: optionalInt(process.env, ENV.reducerTimeoutSeconds, 300) * 1000,
   heartbeatMs: optionalInt(process.env, ENV.heartbeatSeconds, 10) * 1000,
+  statusIntervalMs: optionalInt(process.env, ENV.statusIntervalMs, 500),
   // The cost estimate: this function's memory as Lambda reports it, the workers' as configured.
   memoryMb: {
     coordinator: memoryMb('coordinator'),

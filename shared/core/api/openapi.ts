@@ -75,7 +75,8 @@ const usage = {
   },
 };
 
-const statusSchema = {
+/** The status document (JobStatus in shared/core/model/documents.ts; a test holds the two together). */
+export const statusSchema = {
   type: 'object',
   required: ['jobId', 'job', 'status', 'input', 'createdAt', 'chunks', 'records', 'bytes'],
   properties: {
