@@ -5,7 +5,7 @@
  */
 
 import { createWriteStream } from 'node:fs';
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -99,17 +99,20 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   parseParams(job, options.params);
 
   // A job is about to run: start its sandboxes while the input is resolved, as provisioned
-  // concurrency would, so cold starts do not add to the job's time. Best effort. A job opens
-  // one lane per core at first (FANOUT_INITIAL_CONCURRENCY): warm as many workers.
+  // concurrency would, so cold starts do not add to the job's time. Best effort. A byte-range
+  // job opens one lane per core at first (FANOUT_INITIAL_CONCURRENCY); a small input split by
+  // record opens a lane per task at once: warm as many workers as the plan will use.
+  const tasks = await smallPlanTasks(options);
   const warming = Promise.all([
     runtime.lambda.prewarm(runtime.functions.coordinator, 1),
     runtime.lambda.prewarm(runtime.functions.reducer, 1),
     runtime.lambda.prewarm(
       runtime.functions.worker,
-      Math.min(
-        options.concurrency ?? LOCAL_DEFAULTS.byteRangeConcurrency,
-        LOCAL_DEFAULTS.byteRangeConcurrency,
-      ),
+      tasks ??
+        Math.min(
+          options.concurrency ?? LOCAL_DEFAULTS.byteRangeConcurrency,
+          LOCAL_DEFAULTS.byteRangeConcurrency,
+        ),
     ),
   ]).catch(() => undefined);
   const uri = await inputUri(runtime, options.input, options.chunks);
@@ -204,6 +207,27 @@ async function inputUri(runtime: LocalRuntime, input: string, chunks?: number): 
   }
   if (info.isDirectory()) return formatS3Uri(await runtime.s3.mount(input), '');
   return formatS3Uri(await runtime.s3.mount(dirname(input)), basename(input));
+}
+
+/**
+ * The tasks of a small local file split by record (as planChunks splits one: a task per record,
+ * at most `concurrency`), counted from its lines; undefined for anything else (a large or
+ * compressed file, a directory, an s3:// input, a chunk size or count given).
+ */
+async function smallPlanTasks(options: RunOptions): Promise<number | undefined> {
+  if (options.input.startsWith('s3://') || options.chunkSize !== undefined) return undefined;
+  if (options.chunks !== undefined || /\.(gz|parquet)$/.test(options.input)) return undefined;
+  const info = await stat(options.input).catch(() => undefined);
+  if (info === undefined || !info.isFile() || info.size === 0 || info.size > SMALL_INPUT_BYTES) {
+    return undefined;
+  }
+  const text = await readFile(options.input, 'utf8');
+  const records = text.split('\n').filter((line) => line.trim() !== '').length;
+  const header = options.format === 'csv' || options.input.endsWith('.csv') ? 1 : 0;
+  return Math.max(
+    1,
+    Math.min(records - header, options.concurrency ?? LOCAL_DEFAULTS.workerSandboxes),
+  );
 }
 
 /** Bytes of a local file, or of the regular files under a directory (at least one). */

@@ -310,6 +310,8 @@ describe('coordinateJob', () => {
         input: `s3://${BUCKET}/datasets/s.jsonl`,
         params: { sleepMs },
         concurrency: 6,
+        // Byte ranges, one 52-byte line each: a small input split by record opens every lane.
+        chunkSize: 52,
       });
       expect(status).toMatchObject({ status: 'SUCCEEDED', chunks: { total: 6 } });
       return h.concurrent.max;
@@ -318,6 +320,23 @@ describe('coordinateJob', () => {
     expect(await run(0)).toBe(1);
     // Chunks that wait 300 ms each open the other five lanes.
     expect(await run(300)).toBe(6);
+  });
+
+  it('opens every lane at once for a small input split by record, as executor.map would', async () => {
+    const lines = Array.from({ length: 6 }, (_, i) =>
+      JSON.stringify({ name: `s${i}`, field: 'f', born: 1900 + i, nobel: false }),
+    );
+    // One lane at first and a ramp that never comes: the record split does not wait for it.
+    const h = harness(undefined, { initialLanes: 1, rampMs: 60_000 });
+    await h.store.put(BUCKET, 'datasets/s.jsonl', `${lines.join('\n')}\n`);
+    const { status } = await h.submit({
+      job: 'scientists',
+      input: `s3://${BUCKET}/datasets/s.jsonl`,
+      params: { sleepMs: 100 },
+      concurrency: 6,
+    });
+    expect(status).toMatchObject({ status: 'SUCCEEDED', chunks: { total: 6 } });
+    expect(h.concurrent.max).toBe(6);
   });
 
   it('fails with a clear error when the input does not exist', async () => {

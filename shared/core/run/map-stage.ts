@@ -47,9 +47,10 @@ export interface MapStageDeps {
   /** Milliseconds between status.json writes while the job runs. @default 500 */
   statusIntervalMs?: number;
   /**
-   * Lanes opened at first; the others open once a chunk has run `rampMs` while chunks wait.
-   * The local runtime opens one per core, so that tiny chunks that compute do not start a
-   * sandbox each. @default all of the job's concurrency at once
+   * Lanes opened at first by a plan of byte ranges; the others open once a chunk has run
+   * `rampMs` while chunks wait. The local runtime opens one per core, so that tiny chunks that
+   * compute do not start a sandbox each. A small input split by record opens every lane at once.
+   * @default all of the job's concurrency at once
    */
   initialLanes?: number;
   /** See `initialLanes`. @default 250 */
@@ -62,8 +63,9 @@ export interface MapStageDeps {
    */
   speculation?: SpeculationOptions;
   /**
-   * Waits between looks for stragglers: real time by default, even where `sleep` is stubbed to
-   * return at once (a zero wait would spin); the simulation passes its virtual clock's.
+   * Waits that must pass time, between looks for stragglers and while the lanes ramp up: real
+   * time by default, even where `sleep` is stubbed to return at once (a zero wait would spin);
+   * the simulation passes its virtual clock's.
    */
   tick?: (ms: number) => Promise<void>;
   /** Told, when a run stops dispatching, what it dispatched, retried and was throttled on. */
@@ -74,7 +76,7 @@ export interface MapStageDeps {
    * on how fast the machine runs it.
    */
   every?: (ms: number, callback: () => void) => { stop(): void };
-  /** Waits between retries; injectable so tests do not sleep. */
+  /** Waits between retries (and throttled attempts); injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
 }
@@ -106,9 +108,12 @@ export function runMapStage(
       deps.remainingMs !== undefined && deps.remainingMs() < handOverMs(deps.workerTimeoutMs),
     ...(request.speculation !== false &&
       deps.speculation?.enabled !== false && { speculation: deps.speculation ?? {} }),
+    // A small input split by record (as executor.map splits its iterable) opens every lane at
+    // once: its few tasks are what the job is, and they tend to wait (I/O, a sleep). A plan of
+    // byte ranges ramps up from `initialLanes`.
+    ...(!manifest.recordSplit && pick(deps, ['initialLanes'])),
     ...pick(deps, [
       'maxInvocations',
-      'initialLanes',
       'rampMs',
       'statusIntervalMs',
       'every',

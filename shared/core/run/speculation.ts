@@ -67,7 +67,10 @@ export class StragglerWatch {
   readonly floorMs: number;
   /** Backups this job may start. */
   readonly maxBackups: number;
-  /** Backups started (a throttled one is given back). */
+  /**
+   * Backups taken from the budget: queued or started. One that is no longer needed when its
+   * slot comes is given back; a throttled one is queued again and keeps its place.
+   */
   backups = 0;
   private readonly rates: number[] = [];
   private median = Number.NaN;

@@ -73,14 +73,15 @@ export class BackupScheduler<P extends AttemptPayload, R extends TaskResult> {
   /**
    * A backup attempt of a straggling task: run by a lane in place of a new task, or beside the
    * lanes while the job is under its ceiling. Its caller moves on once the task has an outcome,
-   * whichever attempt wrote it.
+   * whichever attempt wrote it. False when the task needed no backup after all (nothing was
+   * invoked).
    */
-  async run(index: number): Promise<void> {
+  async run(index: number): Promise<boolean> {
     const { ctx, watch } = this;
     const state = this.live.get(index);
     if (state === undefined || state.done) {
       watch.backups -= 1; // not needed after all: back in the budget
-      return;
+      return false;
     }
     ctx.ledger.backupStarted(index);
     state.queued = false;
@@ -116,12 +117,13 @@ export class BackupScheduler<P extends AttemptPayload, R extends TaskResult> {
         if (!ctx.gate.isOwnThrottle(error)) {
           await ctx.sleep(backoff(1, ctx.random, { retryAfterSeconds: error.retryAfterSeconds }));
         }
-        return;
+        return true;
       }
       ctx.ledger.failed(index, payload, {
         error: `backup: ${error instanceof Error ? error.message : String(error)}`,
       });
     }
+    return true;
   }
 
   /** True once a running backup gives the task an outcome; false when none is left running. */

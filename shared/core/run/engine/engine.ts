@@ -68,10 +68,16 @@ export interface EngineDeps {
   shortOfTime?: () => boolean;
   /** Milliseconds between progress writes. @default 500 */
   statusIntervalMs?: number;
+  /** A periodic timer (the progress writes). @default real time */
   every?: (ms: number, callback: () => void) => { stop(): void };
+  /** Waits between retries (and throttled attempts). @default real time */
   sleep?: (ms: number) => Promise<void>;
-  /** Waits between looks for stragglers. @default real time */
+  /**
+   * Waits that must pass time: between looks for stragglers, and while the lanes ramp up.
+   * @default real time
+   */
   tick?: (ms: number) => Promise<void>;
+  /** The jitter of backoffs. @default Math.random */
   random?: () => number;
   /** Told, when the run stops dispatching, what it dispatched, retried and was throttled on. */
   onRun?: (run: { dispatched: number; retries: number; throttles: number }) => void;
@@ -146,7 +152,9 @@ export async function runTasks<P extends AttemptPayload, R extends TaskResult>(
     initial: Math.min(lanes, deps.initialLanes ?? lanes),
     rampMs: deps.rampMs ?? 250,
     tolerated: deps.tolerated,
-    sleep: ctx.sleep,
+    // The ramp waits on the clock, not on the retry wait: a test's zero-wait retries would
+    // make it spin.
+    sleep: deps.tick ?? realSleep,
     // Each run dispatches at least one task, so a run that starts short of time progresses.
     shortOfTime: () => ctx.counters.dispatched > 0 && (deps.shortOfTime?.() ?? false),
   });

@@ -76,6 +76,16 @@ export class InvocationGate<P extends AttemptPayload, R extends TaskResult> {
     }
   }
 
+  /**
+   * A slot `acquire` gave goes unused (the task ended meanwhile). Each invocation's end wakes
+   * one waiter, so once waiters outnumber the invocations in flight, one would wait for an end
+   * that never comes (a hung run): it is woken now. Only then: while ends are still to come,
+   * waking one early would let it race the lanes for a slot, and throttle more.
+   */
+  unused(): void {
+    if (this.waiters.length > this.invocations) this.waiters.shift()?.();
+  }
+
   /** One invocation, counted for the ceiling and billed for the cost. */
   async invoke(payload: P, backup = false): Promise<R> {
     const { deps } = this;

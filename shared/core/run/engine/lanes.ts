@@ -46,7 +46,8 @@ export class LanePool<P extends AttemptPayload, R extends TaskResult> {
     private readonly ctx: RunContext<P, R>,
     private readonly todo: readonly number[],
     private readonly runner: TaskRunner<P, R>,
-    private readonly status: StatusSync,
+    /** The read before each dispatch, and the first dispatch's start of progress writes. */
+    private readonly status: Pick<StatusSync, 'check' | 'touch'>,
     private readonly backups: BackupScheduler<P, R> | undefined,
     private readonly settings: LaneSettings,
   ) {
@@ -95,7 +96,8 @@ export class LanePool<P extends AttemptPayload, R extends TaskResult> {
       if (due.length > 0) {
         await ctx.gate.acquire();
         const straggler = due.shift();
-        if (straggler !== undefined) await backups?.run(straggler);
+        const invoked = straggler !== undefined && (await backups?.run(straggler)) === true;
+        if (!invoked) ctx.gate.unused();
         continue;
       }
       if (this.next >= this.todo.length) continue;

@@ -67,8 +67,13 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
       ) {
         throw NOT_RETRIED;
       }
-      if (ctx.watch !== undefined) await ctx.gate.acquire();
-      if (state.done) return;
+      if (ctx.watch !== undefined) {
+        await ctx.gate.acquire();
+        if (state.done) {
+          ctx.gate.unused();
+          return;
+        }
+      }
       const payload = state.payload();
       try {
         const result = await ctx.gate.invoke(payload);

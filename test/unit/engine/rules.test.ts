@@ -1,0 +1,95 @@
+/**
+ * The engine's pure rules: the stop signal, the ownership rule, and what a failed attempt means
+ * (retryDecision, as a table).
+ */
+import { describe, expect, it } from 'vitest';
+import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/base/errors.ts';
+import type { JobStatus } from '#core/model/documents.ts';
+import { ownership } from '#core/run/engine/ownership.ts';
+import { DETERMINISTIC, type RetryDecision, retryDecision } from '#core/run/engine/retry.ts';
+import { Stop } from '#core/run/engine/stop.ts';
+
+describe('Stop', () => {
+  it('keeps the first reason asked, until the run fails past its tolerance', () => {
+    const stop = new Stop();
+    expect(stop.stopped).toBe(false);
+    stop.request('continue');
+    stop.request('cancelled');
+    expect(stop.reason).toBe('continue');
+    stop.fail();
+    expect(stop.reason).toBe('failed');
+    stop.request('superseded');
+    expect(stop.reason).toBe('failed');
+    expect(stop.stopped).toBe(true);
+  });
+});
+
+describe('ownership', () => {
+  const status = (s: Partial<JobStatus>): JobStatus =>
+    ({ jobId: 'j', job: 'x', status: 'RUNNING', epoch: 2, ...s }) as JobStatus;
+
+  it.each([
+    [{}, 2, 'owned'],
+    [{ cancelRequested: true }, 2, 'cancel-requested'],
+    [{}, 1, 'superseded'], // a newer run raised the epoch
+    [{}, 3, 'superseded'], // status.json was rewritten under this run
+    [{ cancelRequested: true }, 1, 'superseded'], // a newer run acknowledges the cancel
+    [{ status: 'SUCCEEDED' as const }, 2, 'superseded'],
+    [{ status: 'CANCELLED' as const, cancelRequested: true }, 2, 'superseded'],
+    [{ status: 'FAILED' as const }, 2, 'superseded'],
+    [{ status: 'QUEUED' as const }, 2, 'owned'],
+  ])('status %o seen by the run of epoch %i: %s', (s, epoch, expected) => {
+    expect(ownership(status(s), epoch)).toBe(expected);
+  });
+});
+
+describe('retryDecision', () => {
+  const base = {
+    ownThrottle: false,
+    throttled: 0,
+    maxThrottled: 50,
+    attempt: 1,
+    maxAttempts: 3,
+    failing: false,
+  };
+  const throttle = new ThrottledError('worker');
+  const transient = new FunctionError('worker', 'Error', 'socket hang up');
+  const timeout = new InvocationTimeoutError('worker', 1000);
+
+  const table: [string, unknown, Partial<typeof base>, RetryDecision][] = [
+    ['own throttle', throttle, { ownThrottle: true }, 'own-throttle'],
+    [
+      'own throttle, even past the throttle limit',
+      throttle,
+      { ownThrottle: true, throttled: 50 },
+      'own-throttle',
+    ],
+    ['other throttle, under the limit', throttle, { throttled: 49 }, 'throttle'],
+    ['other throttle, on its last attempt', throttle, { attempt: 3 }, 'throttle'],
+    ['other throttle, at the limit, attempts left', throttle, { throttled: 50 }, 'retry'],
+    ['other throttle, at the limit, last attempt', throttle, { throttled: 50, attempt: 3 }, 'fail'],
+    ['transient error', transient, {}, 'retry'],
+    ['timeout', timeout, { attempt: 2 }, 'retry'],
+    ['transient error, last attempt', transient, { attempt: 3 }, 'fail'],
+    ['transient error, job failing', transient, { failing: true }, 'fail'],
+    ['plain Error', new Error('boom'), {}, 'retry'],
+  ];
+  for (const type of DETERMINISTIC) {
+    table.push([type, new FunctionError('worker', type, 'no'), {}, 'fail']);
+  }
+
+  it.each(table)('%s → %s', (_name, error, context, expected) => {
+    expect(retryDecision(error, { ...base, ...context })).toBe(expected);
+  });
+
+  it('names the deterministic errors that a retry cannot mend', () => {
+    expect([...DETERMINISTIC].sort()).toEqual([
+      'AccessDeniedError',
+      'BadRecordError',
+      'CorruptInputError',
+      'DatasetChangedError',
+      'NotFoundError',
+      'ValidationError',
+    ]);
+  });
+});
