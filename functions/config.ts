@@ -2,12 +2,13 @@
  * Configuration of the Lambda handlers, read from the environment once at cold start. The same
  * variables are set by CDK on AWS and by the local runtime, so the handlers cannot tell which
  * one they run on. A missing or malformed variable fails naming it.
+ *
+ * No SDK client is made here: clients.ts makes them, and the worker (whose hot requests are
+ * lean, shared/adapters/lean-store.ts) loads it only when it needs the SDK.
  */
 
 import { eventBridgeEvents, logEvents } from '#adapters/events.ts';
-import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
-import { createS3Client } from '#adapters/s3-clients.ts';
-import { S3ObjectStore } from '#adapters/s3-store.ts';
+import type { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { ValidationError } from '#core/base/errors.ts';
 import type { ObjectStore } from '#core/base/ports.ts';
 import {
@@ -96,9 +97,21 @@ let invoked = false;
 /** This sandbox's id: drawn once per execution environment, for the job report's timeline. */
 const SANDBOX = Math.random().toString(36).slice(2, 10);
 
+/**
+ * Performance marks of a sandbox's init: its code has loaded (every module it imports has been
+ * read, compiled and run), and its init is done (clients made and primed). The bench reads them.
+ */
+export const INIT_MARKS = { loaded: 'fanout:code-loaded', ready: 'fanout:init-done' } as const;
+
+/** Called by a handler module first thing in its body: the modules it imports have loaded. */
+export function codeLoaded(): void {
+  performance.mark(INIT_MARKS.loaded);
+}
+
 /** Called by a handler module when its init (imports, priming) is done. */
 export function initDone(): void {
   initMs ??= performance.now() - initStarted;
+  performance.mark(INIT_MARKS.ready);
 }
 
 /**
@@ -206,41 +219,10 @@ export function speculationFromEnv(env: Env = process.env): SpeculationOptions {
 }
 
 /**
- * The object store every handler uses. `maxSockets` bounds its sockets (half for the SDK
- * client, half for lean dataset GETs) where file descriptors are counted (the coordinator).
- */
-export function storeFromEnv(
-  env: Env = process.env,
-  trace: { captureClient<C>(client: C): C } = { captureClient: (c) => c },
-  options: { maxSockets?: number } = {},
-) {
-  const endpoint = optionalUrl(env, ENV.s3Endpoint);
-  const half = options.maxSockets === undefined ? undefined : Math.max(1, options.maxSockets >> 1);
-  return new S3ObjectStore(
-    trace.captureClient(
-      createS3Client({
-        ...(endpoint !== undefined && { endpoint }),
-        ...(half !== undefined && { maxSockets: half }),
-      }),
-    ),
-    half === undefined ? {} : { leanSockets: half },
-  );
-}
-
-/** The invoker the coordinator (and submitters) use; `maxSockets` caps its sockets. */
-export function invokerFromEnv(env: Env = process.env, options: { maxSockets?: number } = {}) {
-  const endpoint = optionalUrl(env, ENV.lambdaEndpoint);
-  return new LambdaInvoker({
-    ...(endpoint !== undefined && { endpoint }),
-    ...(options.maxSockets !== undefined && { maxSockets: options.maxSockets }),
-  });
-}
-
-/**
  * Keys no job writes, under paths each role may touch, so that priming is not an AccessDenied
  * on AWS (where CloudTrail would record it) nor in the local runtime: a status document of a
  * job id no job has (every role but the worker reads and writes status.json), and a chunk
- * outcome of it (the worker writes outcomes, and reads only datasets).
+ * outcome of it (the worker writes outcomes; it reads datasets and, after a lost write, an outcome).
  */
 export const PRIME_KEYS = {
   status: 'jobs/.prime/status.json',

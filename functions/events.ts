@@ -1,14 +1,22 @@
 /**
  * zod schemas of the events the functions receive. A malformed event fails fast with zod's
- * message instead of half-running a chunk.
+ * message instead of half-running a chunk. `zod/mini`: a cold start compiles only the checks
+ * used here, not the classic API (the worker's import measured ~10 ms less).
  */
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { MAX_OBJECTS_PER_CHUNK } from '#core/data/plan.ts';
 import type { ChunkTask } from '#core/model/documents.ts';
+import { englishZodMessages } from '#core/model/job.ts';
 import { JOB_ID } from '#core/model/keys.ts';
 
+englishZodMessages();
+
+const jobId = z.string().check(z.regex(JOB_ID));
+const nonNegative = z.int().check(z.nonnegative());
+const nonNegativeNumber = z.number().check(z.nonnegative());
+
 /** `{ jobId }`: the coordinator's event. */
-export const jobEventSchema = z.object({ jobId: z.string().regex(JOB_ID) });
+export const jobEventSchema = z.object({ jobId });
 
 /**
  * The sweeper's events: Lambda's invocation record for a coordinator event that failed for good
@@ -18,9 +26,9 @@ export const jobEventSchema = z.object({ jobId: z.string().regex(JOB_ID) });
 export const failureRecordSchema = z.object({
   requestContext: z.object({ condition: z.string() }),
   requestPayload: jobEventSchema,
-  responsePayload: z
-    .object({ errorType: z.string().optional(), errorMessage: z.string().optional() })
-    .nullish(),
+  responsePayload: z.nullish(
+    z.object({ errorType: z.optional(z.string()), errorMessage: z.optional(z.string()) }),
+  ),
 });
 
 /**
@@ -29,81 +37,83 @@ export const failureRecordSchema = z.object({
  * survives it); the schedule's events on AWS carry nothing, and the default applies.
  */
 export const sweepEventSchema = z.object({
-  queuedStaleAfterSeconds: z.number().int().positive().optional(),
+  queuedStaleAfterSeconds: z.optional(z.int().check(z.positive())),
 });
 
 /** The reducer's event: the whole job, or one group of its chunks (tree reduce). */
 const usageSchema = z.object({
-  lambdaGbSeconds: z.number().nonnegative(),
-  lambdaRequests: z.number().int().nonnegative(),
-  s3Requests: z.object({
-    get: z.number().int().nonnegative(),
-    put: z.number().int().nonnegative(),
-    list: z.number().int().nonnegative(),
-  }),
-  apiRequests: z.number().int().nonnegative(),
+  lambdaGbSeconds: nonNegativeNumber,
+  lambdaRequests: nonNegative,
+  s3Requests: z.object({ get: nonNegative, put: nonNegative, list: nonNegative }),
+  apiRequests: nonNegative,
 });
 
 export const reduceEventSchema = z.object({
-  jobId: z.string().regex(JOB_ID),
+  jobId,
   /** The coordinator run's usage, its memory and the prices to use (see ReduceBilling). */
-  usage: usageSchema.optional(),
-  waitingMemoryMb: z.number().positive().optional(),
-  coordinatorRun: z
-    .object({
+  usage: z.optional(usageSchema),
+  waitingMemoryMb: z.optional(z.number().check(z.positive())),
+  coordinatorRun: z.optional(
+    z.object({
       role: z.literal('coordinator'),
-      epoch: z.number().int().nonnegative().optional(),
-      startedAt: z.number().nonnegative(),
-      endedAt: z.number().nonnegative(),
-      billedMs: z.number().nonnegative(),
-      memoryMb: z.number().positive(),
-    })
-    .optional(),
-  pricing: z
-    .object({ region: z.string().min(1), architecture: z.enum(['arm64', 'x86_64']) })
-    .optional(),
-  group: z
-    .object({
-      job: z.string().min(1),
-      from: z.number().int().nonnegative(),
-      to: z.number().int().nonnegative(),
-      chunks: z.array(z.number().int().nonnegative()).min(1),
-    })
-    .refine((g) => g.from < g.to, 'group.from must be below group.to')
-    .refine((g) => g.chunks.length === g.to - g.from, 'group.chunks must hold to - from indexes')
-    .optional(),
+      epoch: z.optional(nonNegative),
+      startedAt: nonNegativeNumber,
+      endedAt: nonNegativeNumber,
+      billedMs: nonNegativeNumber,
+      memoryMb: z.number().check(z.positive()),
+    }),
+  ),
+  pricing: z.optional(
+    z.object({
+      region: z.string().check(z.minLength(1)),
+      architecture: z.enum(['arm64', 'x86_64']),
+    }),
+  ),
+  group: z.optional(
+    z
+      .object({
+        job: z.string().check(z.minLength(1)),
+        from: nonNegative,
+        to: nonNegative,
+        chunks: z.array(nonNegative).check(z.minLength(1)),
+      })
+      .check(
+        z.refine((g) => g.from < g.to, 'group.from must be below group.to'),
+        z.refine(
+          (g) => g.chunks.length === g.to - g.from,
+          'group.chunks must hold to - from indexes',
+        ),
+      ),
+  ),
 });
 
-const nonNegative = z.number().int().nonnegative();
-
 /** The worker's event. */
-export const chunkTaskSchema: z.ZodType<ChunkTask> = z.object({
-  jobId: z.string().regex(JOB_ID),
+export const chunkTaskSchema: z.ZodMiniType<ChunkTask> = z.object({
+  jobId,
   job: z.string(),
   params: z.unknown(),
   format: z.enum(['jsonl', 'csv', 'lines', 'parquet']),
-  columns: z.array(z.string()).optional(),
+  columns: z.optional(z.array(z.string())),
   onBadRecord: z.enum(['fail', 'skip']),
-  bucket: z.string().min(3),
+  bucket: z.string().check(z.minLength(3)),
   index: nonNegative,
-  attempt: z.number().int().min(1),
+  attempt: z.int().check(z.minimum(1)),
   segments: z
     .array(
       z.object({
         object: z.object({
-          bucket: z.string().min(3),
-          key: z.string().min(1),
+          bucket: z.string().check(z.minLength(3)),
+          key: z.string().check(z.minLength(1)),
           size: nonNegative,
-          etag: z.string().min(1),
-          versionId: z.string().optional(),
+          etag: z.string().check(z.minLength(1)),
+          versionId: z.optional(z.string()),
         }),
         start: nonNegative,
         end: nonNegative,
         gzip: z.boolean(),
-        header: z.array(z.string()).optional(),
+        header: z.optional(z.array(z.string())),
       }),
     )
-    .min(1)
-    .max(MAX_OBJECTS_PER_CHUNK),
-  dispatchedAt: z.number().nonnegative().optional(),
+    .check(z.minLength(1), z.maxLength(MAX_OBJECTS_PER_CHUNK)),
+  dispatchedAt: z.optional(nonNegativeNumber),
 });

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { defineJob } from '#core/model/job.ts';
 import { OrderedEntries, table } from '#core/reduce/result-json.ts';
 import { asScientist } from './scientists.ts';
@@ -20,7 +20,7 @@ export const byField = defineJob({
   name: 'by-field',
   description: 'count scientists, Nobel laureates and summed ages per field',
   format: 'jsonl',
-  params: z.object({ year: z.number().int().default(2017) }).strict(),
+  params: z.strictObject({ year: z._default(z.int(), 2017) }),
   map(record: unknown, params) {
     const s = asScientist(record);
     return { field: s.field, nobel: s.nobel === true, age: params.year - s.born };

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { RecordSyntaxError } from '#core/data/records.ts';
 import { defineJob } from '#core/model/job.ts';
 
@@ -47,12 +47,10 @@ export const scientists = defineJob({
   name: 'scientists',
   description: 'map {name, field, born, nobel} to {name, age}; map-only, results in input order',
   format: 'jsonl',
-  params: z
-    .object({
-      year: z.number().int().default(2017),
-      sleepMs: z.number().int().min(0).max(900_000).default(0),
-    })
-    .strict(),
+  params: z.strictObject({
+    year: z._default(z.int(), 2017),
+    sleepMs: z._default(z.int().check(z.minimum(0), z.maximum(900_000)), 0),
+  }),
   map(record: unknown, params) {
     const s = asScientist(record);
     const out = { name: s.name, age: params.year - s.born };

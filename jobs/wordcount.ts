@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { defineJob } from '#core/model/job.ts';
 import { OrderedEntries, table } from '#core/reduce/result-json.ts';
 
@@ -16,7 +16,7 @@ export const wordcount = defineJob({
   name: 'wordcount',
   description: 'count words (lowercased, split on non-letters/digits), most frequent first',
   format: 'lines',
-  params: z.object({ top: z.number().int().positive().optional() }).strict(),
+  params: z.strictObject({ top: z.optional(z.int().check(z.positive())) }),
   map(record: unknown) {
     const words = textOf(record).toLowerCase().split(SEPARATORS);
     return words.some((w) => w !== '') ? words : undefined;

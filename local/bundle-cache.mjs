@@ -8,8 +8,9 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { join, relative, resolve } from 'node:path';
 
 /**
- * The path of `entry`'s bundle, built with esbuild only when one of its own source files
- * (outside node_modules), package-lock.json or the build options changed since the cached one.
+ * The path of `entry`'s bundle (its `index.mjs` when split into chunks), built with esbuild only
+ * when one of its own source files (outside node_modules), package-lock.json or the build options
+ * changed since the cached one.
  *
  * @param {import('./bundle-cache.d.mts').BundleSpec} spec
  * @returns {Promise<string>}
@@ -24,18 +25,33 @@ export async function cachedBundle(spec) {
   const known = await readFile(inputsFile, 'utf8')
     .then((text) => JSON.parse(text))
     .catch(() => undefined);
+  // With code splitting, a bundle is a directory: its entry (index.mjs) and the chunks that
+  // the entry imports when it needs them.
+  const split = options.splitting === true;
+  /** @param {string} path */
+  const entryOf = (path) => (split ? join(path, 'index.mjs') : path);
+  /** @param {string | undefined} key */
+  const finalPath = (key) => join(cacheDir, split ? `${name}-${key}` : `${name}-${key}.mjs`);
   if (known !== undefined) {
     const key = await contentKey(rootDir, entry, known, lock, options);
-    const cached = join(cacheDir, `${name}-${key}.mjs`);
-    if (key !== undefined && existsSync(cached)) return cached;
+    if (key !== undefined && existsSync(entryOf(finalPath(key)))) return entryOf(finalPath(key));
   }
   // esbuild is loaded only to build: a cache hit does not pay for it.
   const { build } = await import('esbuild');
-  const outfile = join(cacheDir, `${name}-build-${process.pid}-${Date.now()}.mjs`);
+  const building = join(
+    cacheDir,
+    `${name}-build-${process.pid}-${Date.now()}${split ? '' : '.mjs'}`,
+  );
   const result = await build({
     ...options,
-    entryPoints: [entry],
-    outfile,
+    ...(split
+      ? {
+          entryPoints: { index: entry },
+          outdir: building,
+          outExtension: { '.js': '.mjs' },
+          chunkNames: 'chunks/[name]-[hash]',
+        }
+      : { entryPoints: [entry], outfile: building }),
     absWorkingDir: rootDir,
     metafile: true,
   });
@@ -44,28 +60,38 @@ export async function cachedBundle(spec) {
     .map((p) => resolve(rootDir, p))
     .sort();
   const key = await contentKey(rootDir, entry, inputs, lock, options);
-  const final = join(cacheDir, `${name}-${key}.mjs`);
-  // Rename is atomic: a concurrent process sees the old bundle or the new one, never half.
-  await rename(outfile, final);
-  await rename(`${outfile}.map`, `${final}.map`).catch(() => undefined);
+  const final = finalPath(key);
+  if (split) {
+    // A directory cannot replace another atomically: a concurrent process that built the same
+    // sources first keeps its copy (the same content), and this one is dropped.
+    await rename(building, final).catch(async (error) => {
+      if (!existsSync(entryOf(final))) throw error;
+      await rm(building, { recursive: true, force: true });
+    });
+  } else {
+    // Rename is atomic: a concurrent process sees the old bundle or the new one, never half.
+    await rename(building, final);
+    await rename(`${building}.map`, `${final}.map`).catch(() => undefined);
+  }
   await writeFile(inputsFile, JSON.stringify(inputs));
   await pruneStale(cacheDir, name, final);
-  return final;
+  return entryOf(final);
 }
 
 /**
- * Removes a bundle's older versions, so the cache holds one per name.
+ * Removes a bundle's older versions (files, or directories of split bundles), so the cache
+ * holds one per name.
  *
  * @param {string} cacheDir
  * @param {string} name
  * @param {string} keep
  */
 async function pruneStale(cacheDir, name, keep) {
-  const mine = new RegExp(`^${name}-[0-9a-f]{16}\\.mjs(\\.map)?$`);
+  const mine = new RegExp(`^${name}-[0-9a-f]{16}(\\.mjs(\\.map)?)?$`);
   for (const file of await readdir(cacheDir)) {
     const path = join(cacheDir, file);
     if (mine.test(file) && path !== keep && path !== `${keep}.map`) {
-      await rm(path, { force: true });
+      await rm(path, { recursive: true, force: true });
     }
   }
 }

@@ -2,17 +2,12 @@
 import { handleApiRequest } from '#core/api/api.ts';
 import { systemClock } from '#core/base/ports.ts';
 import { jobs } from '#jobs/index.ts';
-import {
-  ENV,
-  eventsFromEnv,
-  invokerFromEnv,
-  optionalInt,
-  requireEnv,
-  storeFromEnv,
-} from '../config.ts';
+import { invokerFromEnv, storeFromEnv } from '../clients.ts';
+import { codeLoaded, ENV, eventsFromEnv, optionalInt, requireEnv } from '../config.ts';
 import { observability } from '../observability.ts';
 
 const bucket = requireEnv(process.env, ENV.bucket);
+codeLoaded();
 const obs = await observability('api');
 const store = storeFromEnv(process.env, obs);
 const deps = {

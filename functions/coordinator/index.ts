@@ -5,10 +5,11 @@ import { systemClock } from '#core/base/ports.ts';
 import { DEPLOYED_MEMORY_MB } from '#core/cost/cost.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { jobs } from '#jobs/index.ts';
+import { invokerFromEnv, storeFromEnv } from '../clients.ts';
 import {
+  codeLoaded,
   ENV,
   eventsFromEnv,
-  invokerFromEnv,
   memoryMb,
   optionalInt,
   PRIME_KEYS,
@@ -16,11 +17,11 @@ import {
   primeClients,
   requireEnv,
   speculationFromEnv,
-  storeFromEnv,
 } from '../config.ts';
 import { jobEventSchema } from '../events.ts';
 import { observability } from '../observability.ts';
 
+codeLoaded();
 const obs = await observability('coordinator');
 const deps = {
   // A Lambda environment has 1,024 file descriptors: one socket per invocation in flight, and

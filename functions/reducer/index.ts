@@ -4,23 +4,24 @@ import { countingStore } from '#core/base/counting-store.ts';
 import { systemClock } from '#core/base/ports.ts';
 import { type ReducerDeps, reduceGroup, reduceJob } from '#core/reduce/reducer.ts';
 import { jobs } from '#jobs/index.ts';
+import { invokerFromEnv, storeFromEnv } from '../clients.ts';
 import {
+  codeLoaded,
   ENV,
   eventsFromEnv,
   initDone,
-  invokerFromEnv,
   meterInvocation,
   optionalInt,
   PRIME_KEYS,
   primeClients,
   requireEnv,
-  storeFromEnv,
 } from '../config.ts';
 import { reduceEventSchema } from '../events.ts';
 import { observability } from '../observability.ts';
 
 type ReduceEvent = ReturnType<typeof reduceEventSchema.parse>;
 
+codeLoaded();
 const obs = await observability('reducer');
 const invoker = invokerFromEnv();
 const deps: ReducerDeps = {

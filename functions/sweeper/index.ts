@@ -13,19 +13,20 @@ import {
   type SweepReport,
   sweepJobs,
 } from '#core/run/sweep.ts';
+import { invokerFromEnv, storeFromEnv } from '../clients.ts';
 import {
+  codeLoaded,
   ENV,
   eventsFromEnv,
-  invokerFromEnv,
   optionalInt,
   PRIME_KEYS,
   primeClients,
   requireEnv,
-  storeFromEnv,
 } from '../config.ts';
 import { failureRecordSchema, sweepEventSchema } from '../events.ts';
 import { observability } from '../observability.ts';
 
+codeLoaded();
 const obs = await observability('sweeper');
 const deps = {
   store: storeFromEnv(process.env, obs),

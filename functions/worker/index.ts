@@ -1,17 +1,24 @@
 /** Worker Lambda: processes one chunk (a byte range of one object) and writes its part. */
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { leanStoreFromEnv } from '#adapters/lean-store.ts';
 import { countingStore } from '#core/base/counting-store.ts';
 import { systemClock } from '#core/base/ports.ts';
 import { runChunk } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
-import { initDone, meterInvocation, PRIME_KEYS, primeClients, storeFromEnv } from '../config.ts';
+import { codeLoaded, initDone, meterInvocation, PRIME_KEYS, primeClients } from '../config.ts';
 import { chunkTaskSchema } from '../events.ts';
 import { observability } from '../observability.ts';
 
+codeLoaded();
 const obs = await observability('worker');
-const store = storeFromEnv(process.env, obs);
-// The worker reads datasets through lean GETs, not the SDK's GetObject: only its writes prime.
+// The SDK's store, for what the lean requests do not cover (loaded on first use).
+const sdkStore = async () => (await import('../clients.ts')).storeFromEnv(process.env, obs);
+// Reads, the outcome's create-only PUT, a part and a lost part's DELETE are lean requests: a
+// worker that needs nothing else never loads the S3 client. Without credentials in the
+// environment (the SDK's provider chain finds them), the SDK's store does everything.
+const store = leanStoreFromEnv(process.env, sdkStore) ?? (await sdkStore());
+// The worker's first request (the outcome's PUT) is the one primed.
 await primeClients(process.env, { store, keys: { write: PRIME_KEYS.outcome } });
 initDone();
 

@@ -1,7 +1,14 @@
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { Architecture, type CfnFunction, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { AssetHashType, DockerImage, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import {
+  Architecture,
+  type CfnFunction,
+  Code,
+  Function as LambdaFunction,
+  Runtime,
+  Tracing,
+} from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { bundleOptions } from '../../local/bundle.ts';
@@ -36,7 +43,8 @@ export interface FanoutFunctionProps {
 /**
  * Every fanout Lambda, with our defaults: Node.js 24 on ARM64 (cheaper per GB-second, and the
  * functions are plain JS), an ESM bundle built by the installed esbuild with the same options as
- * the local runtime's bundles, source maps, and a log group with retention.
+ * the local runtime's bundles (split into chunks, which NodejsFunction's single output file
+ * cannot hold: see {@link functionCode}), source maps, and a log group with retention.
  *
  * @example
  * new FanoutFunction(this, 'Worker', { handler: 'worker', memorySize: 1769 });
@@ -45,7 +53,7 @@ export class FanoutFunction extends Construct {
   /** The metadata key that names a function's role in its template (the local runtime reads it). */
   static readonly METADATA_KEY = 'fanout:function';
   /** The function. */
-  readonly function: NodejsFunction;
+  readonly function: LambdaFunction;
   /** Its log group (metric filters read it). */
   readonly logGroup: LogGroup;
 
@@ -56,11 +64,12 @@ export class FanoutFunction extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     this.logGroup = logGroup;
-    this.function = new NodejsFunction(this, 'Function', {
-      entry: resolve(repoRoot, `functions/${props.handler}/index.ts`),
-      handler: 'handler',
-      projectRoot: repoRoot,
-      depsLockFilePath: resolve(repoRoot, 'package-lock.json'),
+    this.function = new LambdaFunction(this, 'Function', {
+      code: functionCode(
+        resolve(repoRoot, `functions/${props.handler}/index.ts`),
+        props.jobs === undefined ? undefined : resolve(props.jobs),
+      ),
+      handler: 'index.handler',
       runtime: Runtime.NODEJS_24_X,
       architecture: Architecture.ARM_64,
       memorySize: props.memorySize ?? 1024,
@@ -82,19 +91,6 @@ export class FanoutFunction extends Construct {
         POWERTOOLS_TRACE_ENABLED: 'true',
         ...props.environment,
       },
-      bundling: {
-        format: OutputFormat.ESM,
-        target: 'node24',
-        sourceMap: true,
-        minify: bundleOptions.minify,
-        mainFields: [...bundleOptions.mainFields],
-        banner: bundleOptions.banner.js,
-        // Bundle the SDK too: the functions run the versions package-lock.json pins.
-        externalModules: [],
-        // A user's registry in place of jobs/index.ts: the same tsconfig `paths` entry as a job
-        // run by path locally (local/job-path.ts); `fanout` is the public job API.
-        ...(props.jobs !== undefined && { esbuildArgs: registryArgs(resolve(props.jobs)) }),
-      },
     });
     // Which fanout function this is, whatever its logical id: `fanout dev --template` runs each
     // with the configuration and role the template gives it.
@@ -105,11 +101,39 @@ export class FanoutFunction extends Construct {
   }
 }
 
-/** esbuild CLI arguments for a registry in place of jobs/index.ts (registryBuildOptions). */
-function registryArgs(registry: string): Record<string, string> {
-  const options = registryBuildOptions(registry);
-  return {
-    '--tsconfig-raw': JSON.stringify(options.tsconfigRaw),
-    '--alias:fanout': options.alias.fanout,
-  };
+/**
+ * A function's code: its bundle, built by the installed esbuild (no Docker) with the local
+ * runtime's options (local/bundle.ts), for Node.js 24: an `index.mjs` and the chunks it loads
+ * when it needs them. `jobs`: a registry in place of jobs/index.ts, as a job run by path is
+ * built locally (local/job-path.ts), with `fanout` as the public job API. The asset is hashed
+ * by its output, as NodejsFunction's is.
+ */
+function functionCode(entry: string, jobs: string | undefined): Code {
+  return Code.fromAsset(repoRoot, {
+    assetHashType: AssetHashType.OUTPUT,
+    bundling: {
+      // Never pulled: the local build below always runs (and throws if esbuild fails).
+      image: DockerImage.fromRegistry('fanout/local-bundling-only'),
+      local: {
+        tryBundle(outputDir) {
+          // Loaded only when a stack is bundled: synthesis without assets never needs it.
+          const { buildSync } = createRequire(import.meta.url)(
+            'esbuild',
+          ) as typeof import('esbuild');
+          buildSync({
+            ...bundleOptions,
+            ...(jobs !== undefined && registryBuildOptions(jobs)),
+            entryPoints: { index: entry },
+            outdir: outputDir,
+            outExtension: { '.js': '.mjs' },
+            chunkNames: 'chunks/[name]-[hash]',
+            target: 'node24',
+            absWorkingDir: repoRoot,
+            logLevel: 'error',
+          });
+          return true;
+        },
+      },
+    },
+  });
 }

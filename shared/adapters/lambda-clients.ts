@@ -5,7 +5,8 @@
  * the coordinator bounds the requests in flight itself.
  */
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { type KeepAliveAgents, keepAliveAgents, keepAliveHandler } from './http.ts';
+import { type KeepAliveAgents, keepAliveAgents } from './agents.ts';
+import { keepAliveHandler } from './http.ts';
 
 /** Options of {@link createLambdaClient}. */
 export interface LambdaClientOptions {

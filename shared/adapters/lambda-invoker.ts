@@ -2,7 +2,7 @@
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/base/errors.ts';
 import type { Invoker } from '#core/base/ports.ts';
-import { keepAliveAgents } from './http.ts';
+import { keepAliveAgents } from './agents.ts';
 import { createLambdaClient, type LambdaClientOptions } from './lambda-clients.ts';
 
 const decoder = new TextDecoder();

@@ -14,8 +14,6 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   AccessDeniedError,
   DatasetChangedError,
@@ -30,8 +28,16 @@ import type {
   UploadOptions,
   UrlSigner,
 } from '#core/base/ports.ts';
-import { keepAliveAgents } from './http.ts';
-import { LeanGet, LeanGetError } from './s3-get.ts';
+import { keepAliveAgents } from './agents.ts';
+import { clientAttempts, clientTargets, LeanS3, LeanS3Error } from './s3-lean.ts';
+
+/**
+ * Presigning (the API's uploads and downloads) and multipart uploads of unknown length (a large
+ * map-only part) are loaded when first used: every worker, coordinator and reducer cold start
+ * would otherwise compile them, and most never use them.
+ */
+const getSignedUrl: typeof import('@aws-sdk/s3-request-presigner').getSignedUrl = async (...args) =>
+  (await import('@aws-sdk/s3-request-presigner')).getSignedUrl(...args);
 
 /** S3's largest single PUT. */
 const MAX_SINGLE_PUT = 5 * 1024 ** 3;
@@ -75,14 +81,18 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
   private readonly partSize: number;
   private readonly queueSize: number;
 
-  /** Dataset reads: one signed GET each, without the SDK's request path (see s3-get.ts). */
-  private readonly lean: LeanGet;
+  /** Dataset reads: one signed GET each, without the SDK's request path (see s3-lean.ts). */
+  private readonly lean: LeanS3;
 
   constructor(
     private readonly client: S3Client,
     options: S3ObjectStoreOptions = {},
   ) {
-    this.lean = new LeanGet(client, keepAliveAgents(options.leanSockets ?? 64));
+    this.lean = new LeanS3(
+      clientTargets(client),
+      keepAliveAgents(options.leanSockets ?? 64),
+      clientAttempts(client),
+    );
     this.pageSize = options.pageSize ?? 1000;
     this.partSize = options.partSize ?? 8 * 1024 * 1024;
     this.queueSize = options.queueSize ?? 4;
@@ -278,14 +288,14 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
       body = await this.lean.open(object, start, stop);
     } catch (error) {
       if (
-        error instanceof LeanGetError &&
+        error instanceof LeanS3Error &&
         (error.status === 404 ||
           error.status === 412 ||
           (error.status === 403 && (await this.absent(object.bucket, object.key))))
       ) {
         throw new DatasetChangedError(object.key, { cause: error });
       }
-      if (error instanceof LeanGetError && error.status === 403) {
+      if (error instanceof LeanS3Error && error.status === 403) {
         throw new AccessDeniedError(
           `GET s3://${object.bucket}/${object.key} was refused (403 ${error.code}); the deployment's role for this function lacks the permission`,
           { cause: error },
@@ -482,6 +492,7 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
         throw failure ?? error;
       }
     }
+    const { Upload } = await import('@aws-sdk/lib-storage');
     const upload = new Upload({
       client: this.client,
       partSize: this.partSize,

@@ -2,7 +2,7 @@
  * The CDK stack, synthesised (bundling skipped) and asserted: functions, bucket, least-privilege
  * IAM, the HTTP API's authorization, logging and throttling, and cdk-nag with zero findings.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
@@ -308,7 +308,7 @@ describe('FanoutStack', () => {
     ).toBe(false);
   });
 
-  it('grants the worker only reads of datasets/, writes of its parts and outcomes, and removal of a losing part', () => {
+  it('grants the worker only reads of datasets/ and outcomes, writes of its parts and outcomes, and removal of a losing part', () => {
     const statements = statementsOf('Worker');
     expect(
       statements.map((s) => [actionsOf([s]).sort(), resources(s).sort(), s.Condition ?? null]),
@@ -316,6 +316,8 @@ describe('FanoutStack', () => {
       [['s3:GetObject', 's3:GetObjectVersion'], ['/datasets/*'], null],
       [['s3:AbortMultipartUpload', 's3:PutObject'], ['/jobs/*/chunks/*', '/jobs/*/parts/*'], null],
       [['s3:DeleteObject'], ['/jobs/*/parts/*'], null],
+      // The outcome that beat its create-only write: its own (a retried PUT) or another's.
+      [['s3:GetObject'], ['/jobs/*/chunks/*'], null],
       // A vanished input is a 404 (DatasetChangedError), not a 403, only with listing.
       [
         ['s3:ListBucket'],
@@ -663,7 +665,12 @@ describe('FanoutService', () => {
         const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) =>
           id.startsWith(`Fanout${name}Function`),
         )?.[1] as { Metadata: { 'aws:asset:path': string } };
-        return readFileSync(join(outdir, fn.Metadata['aws:asset:path'], 'index.mjs'), 'utf8');
+        // The entry and its chunks: the bundle is split (the job registry may sit in a chunk).
+        const asset = join(outdir, fn.Metadata['aws:asset:path']);
+        return readdirSync(asset, { recursive: true, encoding: 'utf8' })
+          .filter((file) => file.endsWith('.mjs'))
+          .map((file) => readFileSync(join(asset, file), 'utf8'))
+          .join('\n');
       };
       for (const name of ['Worker', 'Coordinator', 'Reducer', 'Api']) {
         const bundle = bundleOf(custom, name);

@@ -1,8 +1,11 @@
 /**
- * The ObjectStore contract, run against the S3 adapter talking to the local S3 server. Every
- * behaviour the core relies on is here: pinned reads, conditional writes, paging, streaming.
+ * The ObjectStore contract, run against the S3 adapter talking to the local S3 server, and
+ * against the worker's lean store (its hot requests signed by hand, the rest through the S3
+ * adapter). Every behaviour the core relies on is here: pinned reads, conditional writes,
+ * paging, streaming.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LeanObjectStore, leanStoreFromEnv } from '#adapters/lean-store.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
 import type { ObjectStore } from '#core/base/ports.ts';
@@ -10,14 +13,43 @@ import { type LocalS3Server, startS3Server } from '#local/s3/server.ts';
 
 const BUCKET = 'contract';
 let server: LocalS3Server;
-let store: ObjectStore;
+const stores: Record<string, ObjectStore> = {};
+/** Calls the lean store made to the SDK's store. */
+const fallbacks = { count: 0 };
+
+/** `store`, counting the calls made to it in `fallbacks`. */
+function counted(store: ObjectStore): ObjectStore {
+  return new Proxy(store, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        fallbacks.count += 1;
+        return value.apply(target, args);
+      };
+    },
+  });
+}
 
 beforeAll(async () => {
-  server = await startS3Server({ buckets: [BUCKET] });
-  store = new S3ObjectStore(createS3Client({ endpoint: server.endpoint }), {
-    pageSize: 3,
-    partSize: 5 * 1024 * 1024,
-  });
+  server = await startS3Server({ buckets: [BUCKET, `${BUCKET}-lean`] });
+  const sdk = () =>
+    new S3ObjectStore(createS3Client({ endpoint: server.endpoint }), {
+      pageSize: 3,
+      partSize: 5 * 1024 * 1024,
+    });
+  stores['S3 adapter'] = sdk();
+  const lean = leanStoreFromEnv(
+    {
+      AWS_ENDPOINT_URL_S3: server.endpoint,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    },
+    async () => counted(sdk()),
+    { singlePutBytes: 6 * 1024 * 1024 },
+  );
+  if (!(lean instanceof LeanObjectStore)) throw new Error('no lean store from the environment');
+  stores['lean store'] = lean;
 });
 afterAll(() => server?.close());
 
@@ -27,7 +59,15 @@ async function text(stream: AsyncIterable<Uint8Array>) {
   return Buffer.concat(pieces).toString('utf8');
 }
 
-describe('ObjectStore contract (S3 adapter, local server)', () => {
+describe.each([
+  ['S3 adapter', BUCKET],
+  ['lean store', `${BUCKET}-lean`],
+])('ObjectStore contract (%s, local server)', (name, BUCKET) => {
+  let store: ObjectStore;
+  beforeAll(() => {
+    store = stores[name] as ObjectStore;
+  });
+
   it('heads objects and reports missing ones as NotFoundError', async () => {
     const { etag } = await store.put(BUCKET, 'h/a.txt', 'hello');
     expect(await store.head(BUCKET, 'h/a.txt')).toEqual({
@@ -176,5 +216,57 @@ describe('ObjectStore contract (S3 adapter, local server)', () => {
       'utf8',
     );
     expect([...tail]).toEqual([12, 12, 12]);
+  });
+});
+
+describe('the lean store', () => {
+  it('reads, writes create-only, uploads a small part and deletes without the SDK', async () => {
+    const store = stores['lean store'] as ObjectStore;
+    await stores['S3 adapter']?.put(BUCKET, 'lean/data', 'abcdefgh');
+    const object = await (stores['S3 adapter'] as ObjectStore).head(BUCKET, 'lean/data');
+    const before = fallbacks.count;
+    expect(await text(store.readRange(object, 2, 6))).toBe('cdef');
+    await store.put(BUCKET, 'lean/outcome.json', '{}', { ifNoneMatch: '*' });
+    await expect(
+      store.put(BUCKET, 'lean/outcome.json', '{}', { ifNoneMatch: '*' }),
+    ).rejects.toMatchObject({ code: 'PRECONDITION_FAILED' });
+    async function* part() {
+      yield new TextEncoder().encode('{"a":1}\n');
+      yield new TextEncoder().encode('{"a":2}\n');
+    }
+    let progress = 0;
+    const up = await store.upload(BUCKET, 'lean/part.jsonl', part(), {
+      onProgress: (n) => {
+        progress = n;
+      },
+    });
+    expect(up).toMatchObject({ size: 16, etag: expect.stringMatching(/^"[0-9a-f]{32}"$/) });
+    expect(progress).toBe(16);
+    await store.delete(BUCKET, 'lean/part.jsonl');
+    await store.delete(BUCKET, 'lean/never-was');
+    expect(fallbacks.count).toBe(before);
+    const sdk = stores['S3 adapter'] as ObjectStore;
+    expect(Buffer.from((await sdk.getBytes(BUCKET, 'lean/outcome.json')).body).toString()).toBe(
+      '{}',
+    );
+    await expect(sdk.head(BUCKET, 'lean/part.jsonl')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('hands a part longer than one PUT to the SDK’s multipart upload, first bytes included', async () => {
+    const store = stores['lean store'] as ObjectStore;
+    const piece = 1024 * 1024;
+    async function* body() {
+      for (let i = 0; i < 7; i++) yield new Uint8Array(piece).fill(i + 1);
+    }
+    const before = fallbacks.count;
+    const out = await store.upload(BUCKET, 'lean/big.bin', body());
+    // One call: the SDK store's upload (multipart, 5 MiB parts here), not a PUT of it all.
+    expect(fallbacks.count).toBe(before + 1);
+    expect(out.size).toBe(7 * piece);
+    const object = await (stores['S3 adapter'] as ObjectStore).head(BUCKET, 'lean/big.bin');
+    expect([...Buffer.from(await text(store.readRange(object, 0, 2)))]).toEqual([1, 1]);
+    expect([...Buffer.from(await text(store.readRange(object, 7 * piece - 2, 7 * piece)))]).toEqual(
+      [7, 7],
+    );
   });
 });

@@ -82,6 +82,25 @@ describe('runChunk', () => {
     expect(parts).toEqual([`${BUCKET}/jobs/${JOB_ID}/parts/0.1.jsonl`]);
   });
 
+  it('keeps its win when a retried outcome PUT finds the outcome its first try wrote', async () => {
+    const many = Array.from({ length: 8000 }, (_, i) =>
+      JSON.stringify({ name: `n${i}`.padEnd(40, '.'), field: 'f', born: 1900, nobel: false }),
+    );
+    const { store, deps, task } = await setup(`${many.join('\n')}\n`);
+    // The first PUT lands but its answer is lost; the store's retry then finds the object.
+    const put = store.put.bind(store);
+    store.put = async (bucket, key, body, options) => {
+      const written = await put(bucket, key, body, options);
+      if (key.endsWith('/chunks/0.json')) return put(bucket, key, body, options);
+      return written;
+    };
+    const summary = await runChunk(task({}), deps);
+    expect(summary.duplicate).toBeUndefined();
+    const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    expect(outcome.output).toMatchObject({ key: `jobs/${JOB_ID}/parts/0.1.jsonl` });
+    await expect(store.head(BUCKET, `jobs/${JOB_ID}/parts/0.1.jsonl`)).resolves.toBeDefined();
+  });
+
   it('streams a large map-only output to its part and records its size and ETag', async () => {
     const many = Array.from({ length: 8000 }, (_, i) =>
       JSON.stringify({ name: `n${i}`.padEnd(40, '.'), field: 'f', born: 1900, nobel: false }),

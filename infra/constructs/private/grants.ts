@@ -38,8 +38,11 @@ export function grantLeastPrivilege(
   // s3:ListBucket S3 answers 403, not 404, for a key that does not exist (S3's GetObject).
   allow(worker, read, inputs);
   allow(worker, ['s3:PutObject', 's3:AbortMultipartUpload'], [jobs('parts/*'), jobs('chunks/*')]);
-  // An attempt that lost to a backup removes its own part (shared/core/run/worker.ts).
+  // An attempt that lost to a backup removes its own part; it reads the outcome that beat its
+  // create-only write, which may be its own (a retried PUT whose first try landed), by attempt
+  // number (shared/core/run/worker.ts).
   allow(worker, ['s3:DeleteObject'], [jobs('parts/*')]);
+  allow(worker, ['s3:GetObject'], [jobs('chunks/*')]);
   listUnder(worker, inputPrefixes);
   // A continuation, a resume and a redrive read the manifest and the outcomes of the chunks
   // that are done (shared/core/run/coordinator.ts), and list them.

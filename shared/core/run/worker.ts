@@ -32,7 +32,7 @@ import {
 import type { AnyJob } from '../model/job.ts';
 import { findJob, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
-import { writeJson } from '../model/status.ts';
+import { readJson, writeJson } from '../model/status.ts';
 
 /** How many skipped bad records a chunk outcome keeps as samples. */
 export const BAD_RECORD_SAMPLES = 10;
@@ -145,10 +145,23 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     });
   } catch (error) {
     if (!(error instanceof PreconditionFailedError)) throw error;
+    // A PUT retried after its first try landed (an answer lost on the way) finds its own
+    // outcome: this attempt won, and its part is the one the outcome names.
+    if (await wroteOutcome(task, deps)) return summary;
     if (result.kind === 'part') await deps.store.delete(task.bucket, result.key);
     return { ...summary, duplicate: true };
   }
   return summary;
+}
+
+/** True when the chunk's outcome is this attempt's (attempt numbers are never reused). */
+async function wroteOutcome(task: ChunkTask, deps: WorkerDeps): Promise<boolean> {
+  const { value } = await readJson<ChunkOutcome>(
+    deps.store,
+    task.bucket,
+    jobKeys(task.jobId).outcome(task.index),
+  );
+  return value.attempt === task.attempt;
 }
 
 /** The outcome document of a chunk that was read to its end. */
