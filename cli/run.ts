@@ -99,9 +99,9 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   parseParams(job, options.params);
 
   // A job is about to run: start its sandboxes while the input is resolved, as provisioned
-  // concurrency would, so cold starts do not add to the job's time. Best effort. A byte-range
-  // job opens one lane per core at first (FANOUT_INITIAL_CONCURRENCY); a small input split by
-  // record opens a lane per task at once: warm as many workers as the plan will use.
+  // concurrency would, so cold starts do not add to the job's time. Best effort. A job opens one
+  // lane per core at first (FANOUT_INITIAL_CONCURRENCY); one with a task per record of a small
+  // input opens a lane per task at once: warm as many workers as the plan will use.
   const tasks = await smallPlanTasks(options);
   const warming = Promise.all([
     runtime.lambda.prewarm(runtime.functions.coordinator, 1),
@@ -210,9 +210,10 @@ async function inputUri(runtime: LocalRuntime, input: string, chunks?: number): 
 }
 
 /**
- * The tasks of a small local file split by record (as planChunks splits one: a task per record,
- * at most `concurrency`), counted from its lines; undefined for anything else (a large or
- * compressed file, a directory, an s3:// input, a chunk size or count given).
+ * The tasks of a small local file split one record per task (as planChunks splits one when it
+ * has no more records than `concurrency`: every lane then opens at once), counted from its
+ * lines; undefined for anything else (more records, a large or compressed file, a directory, an
+ * s3:// input, a chunk size or count given), whose job opens one lane per core at first.
  */
 async function smallPlanTasks(options: RunOptions): Promise<number | undefined> {
   if (options.input.startsWith('s3://') || options.chunkSize !== undefined) return undefined;
@@ -224,10 +225,8 @@ async function smallPlanTasks(options: RunOptions): Promise<number | undefined> 
   const text = await readFile(options.input, 'utf8');
   const records = text.split('\n').filter((line) => line.trim() !== '').length;
   const header = options.format === 'csv' || options.input.endsWith('.csv') ? 1 : 0;
-  return Math.max(
-    1,
-    Math.min(records - header, options.concurrency ?? LOCAL_DEFAULTS.workerSandboxes),
-  );
+  const tasks = Math.max(1, records - header);
+  return tasks <= (options.concurrency ?? LOCAL_DEFAULTS.workerSandboxes) ? tasks : undefined;
 }
 
 /** Bytes of a local file, or of the regular files under a directory (at least one). */

@@ -322,21 +322,31 @@ describe('coordinateJob', () => {
     expect(await run(300)).toBe(6);
   });
 
-  it('opens every lane at once for a small input split by record, as executor.map would', async () => {
-    const lines = Array.from({ length: 6 }, (_, i) =>
+  /** Max workers at once for `records` small records over 6 lanes: one at first, no ramp. */
+  const smallInput = async (records: number) => {
+    const lines = Array.from({ length: records }, (_, i) =>
       JSON.stringify({ name: `s${i}`, field: 'f', born: 1900 + i, nobel: false }),
     );
-    // One lane at first and a ramp that never comes: the record split does not wait for it.
+    // One lane at first and a ramp that never comes.
     const h = harness(undefined, { initialLanes: 1, rampMs: 60_000 });
     await h.store.put(BUCKET, 'datasets/s.jsonl', `${lines.join('\n')}\n`);
-    const { status } = await h.submit({
+    const { job, status } = await h.submit({
       job: 'scientists',
       input: `s3://${BUCKET}/datasets/s.jsonl`,
-      params: { sleepMs: 100 },
+      params: { sleepMs: 20 },
       concurrency: 6,
     });
     expect(status).toMatchObject({ status: 'SUCCEEDED', chunks: { total: 6 } });
-    expect(h.concurrent.max).toBe(6);
+    const manifest: Manifest = JSON.parse(h.store.text(BUCKET, jobKeys(job.jobId).manifest));
+    return { max: h.concurrent.max, taskPerItem: manifest.taskPerItem };
+  };
+
+  it('opens every lane at once for one task per record of a small input, as executor.map would', async () => {
+    expect(await smallInput(6)).toEqual({ max: 6, taskPerItem: true });
+  });
+
+  it('ramps up a small input whose tasks hold several records each', async () => {
+    expect(await smallInput(12)).toEqual({ max: 1, taskPerItem: undefined });
   });
 
   it('fails with a clear error when the input does not exist', async () => {

@@ -241,18 +241,42 @@ function dealTasks(
   offsets: readonly number[],
   groups: number,
 ): number[] {
-  const tasks: number[] = [];
-  for (const [i, o] of objects.entries()) {
-    if (o.size === 0) continue;
-    const base = offsets[i] as number;
-    const starts = o.gzip ? undefined : o.recordStarts;
-    tasks.push(base);
-    for (const s of starts?.slice(1) ?? []) if (s > 0 && s < o.size) tasks.push(base + s);
-  }
+  const tasks = itemStarts(objects, offsets);
   const n = tasks.length;
   const k = Math.min(groups, n);
   // Group g holds tasks [floor(g n / k), floor((g+1) n / k)): counts differ by at most one.
   return Array.from({ length: k - 1 }, (_, g) => tasks[Math.floor(((g + 1) * n) / k)] as number);
+}
+
+/**
+ * Where each item of a small input begins in the dataset: each record of an object whose
+ * `recordStarts` are given, else each whole (non-empty) object.
+ */
+function itemStarts(objects: readonly PlanObject[], offsets: readonly number[]): number[] {
+  const starts: number[] = [];
+  for (const [i, o] of objects.entries()) {
+    if (o.size === 0) continue;
+    const base = offsets[i] as number;
+    const records = o.gzip ? undefined : o.recordStarts;
+    starts.push(base);
+    for (const s of records?.slice(1) ?? []) if (s > 0 && s < o.size) starts.push(base + s);
+  }
+  return starts;
+}
+
+/**
+ * The items a small input is dealt as (see {@link planChunks}): its records, or whole objects.
+ * A plan with as many chunks as items runs one item per task, as executor.map calls once per
+ * item.
+ */
+export function itemCount(objects: readonly PlanObject[]): number {
+  let at = 0;
+  const offsets = objects.map((o) => {
+    const offset = at;
+    at += o.size;
+    return offset;
+  });
+  return itemStarts(objects, offsets).length;
 }
 
 /**

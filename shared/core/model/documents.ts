@@ -233,7 +233,7 @@ export const INLINE_OUTPUT_CHARS = 256 * 1024;
 /** jobs/{id}/chunks/{i}.json: written by the worker when its chunk succeeded. */
 export interface ChunkOutcome {
   index: number;
-  /** The attempt that produced this outcome (a rerun overwrites it). */
+  /** The attempt that produced this outcome: the first to finish (outcomes are create-only). */
   attempt: number;
   /** Input bytes the chunk owns: the sum of its segments' lengths. */
   bytes: number;
@@ -304,6 +304,11 @@ export interface Manifest {
   chunkSize?: number;
   /** Split into tasks (records or whole objects: a small input) rather than byte ranges. */
   recordSplit: boolean;
+  /**
+   * Each task is one item (a record, or a whole object) of a small input, as executor.map makes
+   * one call per item: its tasks all start at once, whatever they do (a sleep, I/O).
+   */
+  taskPerItem?: boolean;
   /** Parquet: the columns to read (all when absent). */
   columns?: string[];
   objects: (ObjectInfo & { gzip: boolean; header?: string[] })[];

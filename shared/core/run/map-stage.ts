@@ -47,9 +47,10 @@ export interface MapStageDeps {
   /** Milliseconds between status.json writes while the job runs. @default 500 */
   statusIntervalMs?: number;
   /**
-   * Lanes opened at first by a plan of byte ranges; the others open once a chunk has run
-   * `rampMs` while chunks wait. The local runtime opens one per core, so that tiny chunks that
-   * compute do not start a sandbox each. A small input split by record opens every lane at once.
+   * Lanes opened at first; the others open once a chunk has run `rampMs` while chunks wait. The
+   * local runtime opens one per core, so that tiny chunks that compute do not start a sandbox
+   * each. A plan of one task per item of a small input (Manifest.taskPerItem) opens every lane
+   * at once.
    * @default all of the job's concurrency at once
    */
   initialLanes?: number;
@@ -108,10 +109,10 @@ export function runMapStage(
       deps.remainingMs !== undefined && deps.remainingMs() < handOverMs(deps.workerTimeoutMs),
     ...(request.speculation !== false &&
       deps.speculation?.enabled !== false && { speculation: deps.speculation ?? {} }),
-    // A small input split by record (as executor.map splits its iterable) opens every lane at
-    // once: its few tasks are what the job is, and they tend to wait (I/O, a sleep). A plan of
-    // byte ranges ramps up from `initialLanes`.
-    ...(!manifest.recordSplit && pick(deps, ['initialLanes'])),
+    // One task per item of a small input (executor.map's one call per item) opens every lane at
+    // once: its few tasks are what the job is, and they tend to wait (I/O, a sleep). Any other
+    // plan ramps up from `initialLanes`: tasks that compute finish before more lanes would help.
+    ...(manifest.taskPerItem !== true && pick(deps, ['initialLanes'])),
     ...pick(deps, [
       'maxInvocations',
       'rampMs',

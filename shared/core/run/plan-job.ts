@@ -8,7 +8,7 @@ import { NotFoundError, ValidationError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
 import type { ObjectInfo, ObjectStore } from '../base/ports.ts';
 import { scanOwnedLines } from '../data/lines.ts';
-import { needsRecordStarts, planChunks } from '../data/plan.ts';
+import { itemCount, needsRecordStarts, planChunks } from '../data/plan.ts';
 import { csvHeader, formatOfKey, type RecordFormat, recordStarts } from '../data/records.ts';
 import type { JobRequest, Manifest } from '../model/documents.ts';
 import { type AnyJob, findJob, parseParams } from '../model/job.ts';
@@ -69,15 +69,13 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
           : recordStarts(body, format),
     ),
   );
-  const chunks = planChunks(
-    pinned.map((o, i) => {
-      const recordStartsOf = starts[i];
-      return recordStartsOf === undefined
-        ? { size: o.size, gzip: o.gzip }
-        : { size: o.size, gzip: o.gzip, recordStarts: recordStartsOf };
-    }),
-    options,
-  );
+  const planObjects = pinned.map((o, i) => {
+    const recordStartsOf = starts[i];
+    return recordStartsOf === undefined
+      ? { size: o.size, gzip: o.gzip }
+      : { size: o.size, gzip: o.gzip, recordStarts: recordStartsOf };
+  });
+  const chunks = planChunks(planObjects, options);
   const headers = new Map<number, string[]>();
   if (format === 'csv') {
     const entered = [...new Set(chunks.filter((c) => c.start > 0).map((c) => c.object))];
@@ -103,6 +101,7 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
     concurrency: request.concurrency,
     ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
     recordSplit,
+    ...(recordSplit && chunks.length === itemCount(planObjects) && { taskPerItem: true }),
     objects: pinned.map((o, i) => {
       const header = headers.get(i);
       return header === undefined ? o : { ...o, header };
