@@ -76,9 +76,9 @@ export async function run(tinyRuns = 5, lessonRuns = 3): Promise<Report> {
         : []),
     ],
     figures: {
-      'tiny job median wall ms (target ≤ 1500)': ms(tinyWall),
+      'tiny job median wall ms (target ≤ 1200)': ms(tinyWall),
       'tiny job median peak RSS MB (target ≤ 300)': ms(tinyRss),
-      'lesson job time ms, median': lessonJob,
+      'lesson job time ms, median (target ≤ 1300)': lessonJob,
       chunks: lesson[0]?.summary.chunks ?? 0,
       ...(typeof python === 'number'
         ? { 'Python pool vs fanout job time': Number((python / lessonJob).toFixed(2)) }

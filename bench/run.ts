@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the five benchmarks, one after another, each in its own process (so one's heap
+ * `npm run bench`: the benchmarks, one after another, each in its own process (so one's heap
  * and sockets do not weigh on the next, and the simulation's RSS is its own), each printed as a
  * table and saved as bench/results/{name}.json, plus all.json. `npm run bench -- dispatch reduce`
  * runs a subset; each module also runs alone (`npx tsx bench/dispatch.ts`). Benchmarks assert
@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { machine, type Report, root } from './report.ts';
 
-const ALL = ['throughput', 'lesson', 'dispatch', 'simulate', 'reduce', 'small'];
+const ALL = ['throughput', 'lesson', 'dispatch', 'simulate', 'reduce', 'small', 'bundles'];
 
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const unknown = chosen.filter((name) => !ALL.includes(name));
