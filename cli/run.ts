@@ -13,7 +13,7 @@ import { JobFailedError, NotFoundError, ValidationError } from '#core/base/error
 import { SMALL_INPUT_BYTES } from '#core/data/plan.ts';
 import { describePlace, type JobStatus } from '#core/model/documents.ts';
 import { findJob, parseParams } from '#core/model/job.ts';
-import { formatS3Uri, parseInputUri } from '#core/model/keys.ts';
+import { formatS3Uri, jobKeys, parseInputUri } from '#core/model/keys.ts';
 import { readStatus, TERMINAL_STATES } from '#core/model/status.ts';
 import { loadReport, type ReportInput, renderReport } from '#core/report/report.ts';
 import { resolveInput } from '#core/run/plan-job.ts';
@@ -255,29 +255,51 @@ export async function followJob(
   const progress = createProgress(options.label, options.stderr);
   let idleSince: number | undefined;
   let wait = Math.min(10, options.pollMs);
-  for (;;) {
-    const status = await readStatus(runtime.store, runtime.bucket, jobId);
-    const { total, succeeded } = status.chunks;
-    progress.update(succeeded, total, `${succeeded}/${total} chunks`);
-    if (TERMINAL_STATES.has(status.status)) {
-      progress.done(
-        `${status.status.toLowerCase()}: ${status.chunks.succeeded}/${status.chunks.total} chunks, ${status.records} records, ${formatBytes(status.bytes)}`,
-      );
-      return status;
+  // A write of the job's status.json ends the wait at once: the job's end is seen as it is
+  // written, not up to a poll interval later. The polls remain for the stall check.
+  const statusKey = jobKeys(jobId).status;
+  let wake: (() => void) | undefined;
+  const unsubscribe = runtime.s3.onWrite((bucket, key) => {
+    if (bucket === runtime.bucket && key === statusKey) wake?.();
+  });
+  try {
+    return await pollStatus();
+  } finally {
+    unsubscribe();
+  }
+
+  async function pollStatus(): Promise<JobStatus> {
+    for (;;) {
+      const status = await readStatus(runtime.store, runtime.bucket, jobId);
+      const { total, succeeded } = status.chunks;
+      progress.update(succeeded, total, `${succeeded}/${total} chunks`);
+      if (TERMINAL_STATES.has(status.status)) {
+        progress.done(
+          `${status.status.toLowerCase()}: ${status.chunks.succeeded}/${status.chunks.total} chunks, ${status.records} records, ${formatBytes(status.bytes)}`,
+        );
+        return status;
+      }
+      const active = Object.values(runtime.functions).some((name) => {
+        const stats = runtime.lambda.stats(name);
+        return stats.busy > 0 || stats.queued > 0;
+      });
+      idleSince = active ? undefined : (idleSince ?? Date.now());
+      if (idleSince !== undefined && Date.now() - idleSince > options.stallMs) {
+        progress.done('stalled');
+        throw new JobFailedError(
+          `job ${jobId} stalled: it is ${status.status}, but no function has run for ${Math.round(options.stallMs / 1000)} s; its coordinator failed and exhausted its retries (fanout redrive can resume it from its finished chunks)`,
+          { context: { jobId } },
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+      wait = Math.min(options.pollMs, wait * 1.25);
     }
-    const active = Object.values(runtime.functions).some((name) => {
-      const stats = runtime.lambda.stats(name);
-      return stats.busy > 0 || stats.queued > 0;
-    });
-    idleSince = active ? undefined : (idleSince ?? Date.now());
-    if (idleSince !== undefined && Date.now() - idleSince > options.stallMs) {
-      progress.done('stalled');
-      throw new JobFailedError(
-        `job ${jobId} stalled: it is ${status.status}, but no function has run for ${Math.round(options.stallMs / 1000)} s; its coordinator failed and exhausted its retries (fanout redrive can resume it from its finished chunks)`,
-        { context: { jobId } },
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, wait));
-    wait = Math.min(options.pollMs, wait * 1.25);
   }
 }

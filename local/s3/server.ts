@@ -105,6 +105,12 @@ export interface LocalS3Server {
    * (ListObjectsV2), `get` an object GET; the others are by method.
    */
   requests(): S3Requests;
+  /**
+   * Calls `listener` with the bucket and key of every successful write (a PUT, a copy, a
+   * completed multipart upload) once its answer is sent. What lets a local client follow an
+   * object (a job's status.json) without polling it. Returns the unsubscribe function.
+   */
+  onWrite(listener: (bucket: string, key: string) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -692,6 +698,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
   ) => void)[];
   httpServer.removeAllListeners('request');
   const counts: S3Requests = { get: 0, put: 0, head: 0, list: 0, post: 0, delete: 0, copy: 0 };
+  const writeListeners = new Set<(bucket: string, key: string) => void>();
   httpServer.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -735,6 +742,12 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
       req.resume();
       return sendS3Error(res, 503, 'SlowDown', 'Please reduce your request rate.');
     }
+    if (method === 'put' || (method === 'post' && query.has('uploadId'))) {
+      res.once('finish', () => {
+        if (res.statusCode < 300)
+          for (const listener of writeListeners) listener(target.bucket, target.key);
+      });
+    }
     if (files === undefined) return koa?.(req, res);
     files.handle(req, res, target.key, query, denyMissing(req)).catch((error: Error) => {
       if (!res.headersSent) sendS3Error(res, 500, 'InternalError', error.message);
@@ -747,6 +760,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
     port,
     dir,
     requests: () => ({ ...counts }),
+    onWrite(listener) {
+      writeListeners.add(listener);
+      return () => writeListeners.delete(listener);
+    },
     async mount(directory) {
       const root = await realpath(directory);
       if (!(await stat(root)).isDirectory()) {

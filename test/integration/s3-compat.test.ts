@@ -172,6 +172,17 @@ describe('s3rver compatibility layer', () => {
     expect(got.ContentEncoding).toBeUndefined();
   });
 
+  it('tells write listeners of each stored object, and not of a refused write', async () => {
+    const writes: string[] = [];
+    const stop = server.onWrite((bucket, key) => writes.push(`${bucket}/${key}`));
+    await put('watched/a.json', '{}');
+    await expect(put('watched/a.json', '{}', { IfNoneMatch: '*' })).rejects.toThrow();
+    await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'watched/a.json' }));
+    stop();
+    await put('watched/b.json', '{}');
+    expect(writes).toEqual([`${BUCKET}/watched/a.json`]);
+  });
+
   it('injects 503 SlowDown when the fault hook says so', async () => {
     slowdown = true;
     try {
