@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type ReadRange, scanOwnedLines, splitLines } from '#core/data/lines.ts';
+import { type ReadRange, scanOwnedLines, scanOwnedText, splitLines } from '#core/data/lines.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -151,6 +151,72 @@ describe('scanOwnedLines', () => {
           const bytes = enc.encode(text);
           const size = Math.min(chunkSize, bytes.length + 3);
           expect(await allChunks(bytes, size, pieces, readAhead)).toEqual(reference(bytes));
+        },
+      ),
+      { numRuns: Number(process.env.FC_RUNS ?? 300) },
+    );
+  });
+});
+
+describe('scanOwnedText', () => {
+  /** Every line that [start, end) owns, as text, by scanOwnedText. */
+  async function ownedText(bytes: Uint8Array, start: number, end: number, pieces: number[]) {
+    const out: { text: string; offset: number }[] = [];
+    await scanOwnedText(
+      reader(bytes, pieces).read,
+      { start, end, size: bytes.length },
+      (text, offset) => {
+        out.push({ text, offset });
+      },
+    );
+    return out;
+  }
+
+  it('gives the lines and offsets of scanOwnedLines, decoded', async () => {
+    const file = enc.encode('\uFEFFalpha\nbé\r\n\n\uFEFF\uFEFFx\ntail');
+    for (const pieces of [[1], [3], [64]]) {
+      expect(await ownedText(file, 0, file.length, pieces)).toEqual(reference(file));
+      expect(await ownedText(file, 7, 12, pieces)).toEqual((await owned(file, 7, 12, pieces)).out);
+    }
+  });
+
+  it('awaits async callbacks in order', async () => {
+    const seen: string[] = [];
+    const { read } = reader(enc.encode('a\nb\nc\n'), [64]);
+    await scanOwnedText(read, { start: 0, end: 6, size: 6 }, async (line) => {
+      await new Promise((r) => setTimeout(r, 1));
+      seen.push(line);
+    });
+    expect(seen).toEqual(['a', 'b', 'c']);
+  });
+
+  it('property: any bytes, chunks and pieces give what decoding scanOwnedLines lines gives', async () => {
+    // Newlines, carriage returns, byte order marks, multi-byte characters and malformed UTF-8.
+    const unit = fc.constantFrom(
+      [10],
+      [13],
+      [0x61],
+      [0xef, 0xbb, 0xbf],
+      [0xc3, 0xa9],
+      [0xe4, 0xb8, 0xad],
+      [0xf0, 0x9f, 0x98, 0x80],
+      [0xff],
+      [0xe4, 0xb8],
+      [0x80],
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(unit, { maxLength: 60 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 4 }),
+        async (units, chunkSize, pieces) => {
+          const bytes = Uint8Array.from(units.flat());
+          for (let start = 0; start < bytes.length; start += chunkSize) {
+            const end = Math.min(bytes.length, start + chunkSize);
+            expect(await ownedText(bytes, start, end, pieces)).toEqual(
+              (await owned(bytes, start, end, pieces)).out,
+            );
+          }
         },
       ),
       { numRuns: Number(process.env.FC_RUNS ?? 300) },

@@ -47,13 +47,18 @@ export const SKIP: unique symbol = Symbol('fanout.skip');
 const decoder = new TextDecoder('utf-8', { fatal: false });
 
 /** True when the line has only spaces, tabs or carriage returns (or nothing). */
-function isBlank(line: Uint8Array): boolean {
+function isBlank(line: Uint8Array | string): boolean {
+  const text = typeof line === 'string';
   for (let i = 0; i < line.length; i++) {
-    const b = line[i];
-    if (b !== 32 && b !== 9 && b !== 13) return false;
+    const c = text ? line.charCodeAt(i) : line[i];
+    if (c !== 32 && c !== 9 && c !== 13) return false;
   }
   return true;
 }
+
+/** A line as text: a string as it is, bytes decoded as UTF-8. */
+const textOf = (line: Uint8Array | string) =>
+  typeof line === 'string' ? line : decoder.decode(line);
 
 /**
  * Parses one CSV line (RFC 4180 quoting: `"a, b"`, `"say ""hi"""`). Quoted fields cannot span
@@ -98,15 +103,15 @@ export function parseCsvLine(line: string): string[] {
   }
 }
 
-/** Parses a CSV header line into column names. */
-export function csvHeader(firstLine: Uint8Array): string[] {
-  const text = decoder.decode(firstLine).replace(/^\uFEFF/, '');
+/** Parses a CSV header line (its bytes, or its text) into column names. */
+export function csvHeader(firstLine: Uint8Array | string): string[] {
+  const text = textOf(firstLine).replace(/^\uFEFF/, '');
   return parseCsvLine(text.endsWith('\r') ? text.slice(0, -1) : text);
 }
 
 /**
- * A decoder for one format: bytes of a line in, a record (or {@link SKIP}) out. Throws
- * RecordSyntaxError for a line that does not parse.
+ * A decoder for one format: a line (its bytes, or its text decoded as UTF-8) in, a record (or
+ * {@link SKIP}) out. Throws RecordSyntaxError for a line that does not parse.
  *
  * - `jsonl`: `JSON.parse` of the line; blank lines are skipped.
  * - `csv`: an object keyed by `header`; blank lines are skipped; the column count must match.
@@ -115,13 +120,13 @@ export function csvHeader(firstLine: Uint8Array): string[] {
 export function createRecordDecoder(
   format: RecordFormat,
   header?: readonly string[],
-): (line: Uint8Array) => unknown {
+): (line: Uint8Array | string) => unknown {
   switch (format) {
     case 'jsonl':
       return (line) => {
         if (isBlank(line)) return SKIP;
         try {
-          return JSON.parse(decoder.decode(line));
+          return JSON.parse(textOf(line));
         } catch (error) {
           throw new RecordSyntaxError(`invalid JSON (${(error as Error).message})`);
         }
@@ -131,7 +136,7 @@ export function createRecordDecoder(
       const columns = [...header];
       return (line) => {
         if (isBlank(line)) return SKIP;
-        const fields = parseCsvLine(decoder.decode(line));
+        const fields = parseCsvLine(textOf(line));
         if (fields.length !== columns.length) {
           throw new RecordSyntaxError(
             `expected ${columns.length} CSV fields (${columns.join(',')}), found ${fields.length}`,
@@ -143,7 +148,7 @@ export function createRecordDecoder(
       };
     }
     case 'lines':
-      return (line) => decoder.decode(line);
+      return textOf;
     default:
       throw new TypeError(`unknown record format ${JSON.stringify(format)}`);
   }

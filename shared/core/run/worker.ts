@@ -16,7 +16,7 @@ import {
 import { orderedMap } from '../base/parallel.ts';
 import { createBytePipe } from '../base/pipe.ts';
 import type { Clock, ObjectInfo, ObjectStore } from '../base/ports.ts';
-import { type ReadRange, scanOwnedLines } from '../data/lines.ts';
+import { type ReadRange, scanOwnedText } from '../data/lines.ts';
 import { segmentBytes } from '../data/plan.ts';
 import { createRecordDecoder, csvHeader, RecordSyntaxError, SKIP } from '../data/records.ts';
 import {
@@ -64,11 +64,13 @@ export interface WorkerDeps {
   ) => AsyncIterable<{ row: unknown; offset: number }>;
 }
 
-const textDecoder = new TextDecoder();
 const textEncoder = new TextEncoder();
 
-function snippetOf(line: Uint8Array): string {
-  const text = textDecoder.decode(line.subarray(0, SNIPPET_CHARS * 4));
+/** A record's source line: its text, or (a Parquet row's) a function that makes it when needed. */
+type SourceLine = string | (() => string);
+
+function snippetOf(line: SourceLine): string {
+  const text = typeof line === 'string' ? line : line();
   return escapeControl(text.length > SNIPPET_CHARS ? `${text.slice(0, SNIPPET_CHARS)}…` : text);
 }
 
@@ -210,7 +212,7 @@ class ChunkReader {
   readonly output: ReturnType<typeof mapOutput> | undefined;
   /** The segment being read, and its records' decoder (a CSV object's is made from its header). */
   private segment: TaskSegment;
-  private decode: ((line: Uint8Array) => unknown) | undefined;
+  private decode: ((line: string) => unknown) | undefined;
 
   constructor(
     private readonly task: ChunkTask,
@@ -228,7 +230,7 @@ class ChunkReader {
   }
 
   /** A malformed record: the chunk fails (onBadRecord 'fail') or it is counted and sampled. */
-  private badRecord(line: Uint8Array, offset: number, error: unknown): void {
+  private badRecord(line: SourceLine, offset: number, error: unknown): void {
     const reason = escapeControl(error instanceof Error ? error.message : String(error));
     const snippet = snippetOf(line);
     const { key } = this.segment.object;
@@ -256,7 +258,7 @@ class ChunkReader {
   };
 
   /** One owned line of a text format. */
-  private readonly onLine = (line: Uint8Array, offset: number): undefined | Promise<void> => {
+  private readonly onLine = (line: string, offset: number): undefined | Promise<void> => {
     if (this.decode === undefined) {
       // A CSV object's first line is its header, not a record.
       this.decode = createRecordDecoder('csv', csvHeader(line));
@@ -276,7 +278,7 @@ class ChunkReader {
   };
 
   /** Maps one decoded record; `line` is its source, for a bad-record report. */
-  private mapRecord(record: unknown, line: Uint8Array, offset: number): undefined | Promise<void> {
+  private mapRecord(record: unknown, line: SourceLine, offset: number): undefined | Promise<void> {
     this.recordsIn += 1;
     let out: unknown;
     try {
@@ -288,12 +290,10 @@ class ChunkReader {
       return undefined;
     }
     if (!isThenable(out)) return this.emit(out);
-    // The line's bytes are only valid during this call: keep a copy for a late bad-record report.
-    const copy = line.slice();
     const context = this.where();
     return Promise.resolve(out).then(this.emit, (error) => {
       if (!(error instanceof RecordSyntaxError)) throw withContext(error, context, offset);
-      this.badRecord(copy, offset, error);
+      this.badRecord(line, offset, error);
     });
   }
 
@@ -324,7 +324,8 @@ class ChunkReader {
       this.bytesRead += n;
     });
     for await (const { row, offset } of rows) {
-      const pending = this.mapRecord(row, textEncoder.encode(JSON.stringify(row)), offset);
+      // The row as JSON text only for a bad-record report: most rows never need it.
+      const pending = this.mapRecord(row, () => JSON.stringify(row), offset);
       if (pending !== undefined) await pending;
     }
   }
@@ -351,7 +352,7 @@ class ChunkReader {
     const range = segment.gzip
       ? { start: 0, end: Number.MAX_SAFE_INTEGER, size: Number.MAX_SAFE_INTEGER }
       : { start: segment.start, end: segment.end, size: segment.object.size };
-    const scanned = await scanOwnedLines(read, range, this.onLine);
+    const scanned = await scanOwnedText(read, range, this.onLine);
     if (bytes === undefined) this.bytesRead += scanned.bytesRead;
   }
 }
