@@ -93,7 +93,11 @@ describe('a deploy rehearsal on the template', () => {
       (s) => s.status !== 'RUNNING' && s.status !== 'QUEUED',
       90_000,
     );
-    expect(ended).toMatchObject({ status: 'SUCCEEDED', records: RECORDS });
+    // A failure's message (an AccessDenied of a missing grant) is what a reader needs to see.
+    expect(ended, JSON.stringify(ended.error)).toMatchObject({
+      status: 'SUCCEEDED',
+      records: RECORDS,
+    });
     expect(ended.continuations).toBeGreaterThanOrEqual(2);
     const result = await (await fetch(`${dev.api}/jobs/${jobId}/result`)).text();
     expect(result.trim()).toBe(await singlePass());
@@ -119,7 +123,11 @@ describe('a deploy rehearsal on the template', () => {
     const second = await startDev(data, ['--template', template], env);
     running.push(second);
     const ended = await untilStatus(second.api, jobId, (s) => s.status !== 'RUNNING', 90_000);
-    expect(ended).toMatchObject({ status: 'SUCCEEDED', records: RECORDS });
+    // A failure's message (an AccessDenied of a missing grant) is what a reader needs to see.
+    expect(ended, JSON.stringify(ended.error)).toMatchObject({
+      status: 'SUCCEEDED',
+      records: RECORDS,
+    });
     expect(ended.resumes).toBeGreaterThanOrEqual(1);
     const result = await (await fetch(`${second.api}/jobs/${jobId}/result`)).text();
     expect(result.trim()).toBe(await singlePass());
