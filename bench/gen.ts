@@ -77,20 +77,25 @@ export const prng = mulberry32;
 const pick = <T>(random: () => number, list: readonly T[]): T =>
   list[Math.floor(random() * list.length)] as T;
 
-/** One scientist record as a JSONL line (with its newline). */
-export function scientistLine(random: () => number): string {
+/**
+ * One scientist record as a JSONL line (with its newline). With `keys`, its field is drawn
+ * uniformly from that many (`f0`…): 2,000,000 records over 1,000,000 keys have ~865,000 distinct.
+ */
+export function scientistLine(random: () => number, keys?: number): string {
   const name = `${pick(random, FIRST)} ${pick(random, LAST)}`;
-  const field = pick(random, FIELDS);
+  const field = keys === undefined ? pick(random, FIELDS) : `f${Math.floor(random() * keys)}`;
   const born = 1700 + Math.floor(random() * 300);
   const nobel = random() < 0.1;
   return `{"name": ${JSON.stringify(name)}, "field": "${field}", "born": ${born}, "nobel": ${nobel}}\n`;
 }
 
-/** One line of text for wordcount (with its newline). */
-export function textLine(random: () => number): string {
+/** One line of text for wordcount (with its newline); with `keys`, words from that many (`w0`…). */
+export function textLine(random: () => number, keys?: number): string {
   const n = 6 + Math.floor(random() * 10);
   const words: string[] = [];
-  for (let i = 0; i < n; i++) words.push(pick(random, WORDS));
+  for (let i = 0; i < n; i++) {
+    words.push(keys === undefined ? pick(random, WORDS) : `w${Math.floor(random() * keys)}`);
+  }
   const first = words[0] as string;
   words[0] = first.charAt(0).toUpperCase() + first.slice(1);
   return `${words.join(' ')}${random() < 0.5 ? ',' : '.'}\n`;
@@ -102,9 +107,12 @@ export async function generate(options: {
   out: string;
   seed?: number;
   kind?: 'scientists' | 'text';
+  /** Key cardinality: fields (scientists) or words (text) drawn from this many. @default the built-in lists */
+  keys?: number;
 }): Promise<number> {
   const random = prng(options.seed ?? 42);
-  const line = options.kind === 'text' ? textLine : scientistLine;
+  const make = options.kind === 'text' ? textLine : scientistLine;
+  const line = (r: () => number) => make(r, options.keys);
   const stream = createWriteStream(options.out);
   let bytes = 0;
   let batch = '';
@@ -122,7 +130,8 @@ export async function generate(options: {
   return bytes;
 }
 
-const USAGE = 'usage: npm run gen -- --records N --out FILE [--seed S] [--kind scientists|text]';
+const USAGE =
+  'usage: npm run gen -- --records N --out FILE [--seed S] [--kind scientists|text] [--keys N]\n  --keys N  draw fields (scientists) or words (text) from N distinct values (key cardinality)';
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
@@ -131,8 +140,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       out: { type: 'string' },
       seed: { type: 'string' },
       kind: { type: 'string' },
+      keys: { type: 'string' },
     },
   });
+  const keys = values.keys === undefined ? undefined : Number(values.keys);
+  if (keys !== undefined && !(Number.isSafeInteger(keys) && keys > 0)) {
+    process.stderr.write(`--keys must be a positive integer; got ${values.keys}\n${USAGE}\n`);
+    process.exit(2);
+  }
   const records = Number(values.records);
   const kind = values.kind ?? 'scientists';
   if (!Number.isSafeInteger(records) || records < 0 || values.out === undefined) {
@@ -148,6 +163,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     out: values.out,
     seed: values.seed === undefined ? 42 : Number(values.seed),
     kind,
+    ...(keys !== undefined && { keys }),
   });
   process.stderr.write(`wrote ${records} ${kind} records (${bytes} bytes) to ${values.out}\n`);
 }

@@ -10,7 +10,16 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { machine, type Report, root } from './report.ts';
 
-const ALL = ['throughput', 'lesson', 'dispatch', 'simulate', 'reduce', 'small', 'bundles'];
+const ALL = [
+  'throughput',
+  'lesson',
+  'dispatch',
+  'simulate',
+  'reduce',
+  'small',
+  'bundles',
+  'shuffle',
+];
 
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const unknown = chosen.filter((name) => !ALL.includes(name));
