@@ -29,7 +29,8 @@ export const VERB_HELP: Record<string, string> = {
     'Submits a registered job on a dataset in S3. Prints the job id.',
     `  --chunk-size SIZE | --chunks N, --concurrency N, --params JSON, --on-bad-record fail|skip,
   --max-attempts N, --tolerated-failure-percent P, --tolerated-failure-count N,
-  --format jsonl|csv|lines|parquet, --columns A,B, --no-speculation, --guided-tail
+  --format jsonl|csv|lines|parquet, --columns A,B, --no-speculation, --guided-tail,
+  --partitions N
                as for 'fanout run' (see 'fanout help run')
 `,
   ),

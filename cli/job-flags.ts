@@ -4,7 +4,7 @@
  */
 import { ValidationError } from '#core/base/errors.ts';
 import { RECORD_FORMATS, type RecordFormat } from '#core/data/records.ts';
-import type { BadRecordPolicy } from '#core/model/job.ts';
+import { type BadRecordPolicy, MAX_PARTITIONS, partitionsProblem } from '#core/model/job.ts';
 import { parseCount, parseJsonObject, parsePercent, parsePositiveInt, parseSize } from './args.ts';
 
 /** parseArgs option definitions of the job flags. */
@@ -21,6 +21,7 @@ export const JOB_FLAGS = {
   columns: { type: 'string' },
   'no-speculation': { type: 'boolean' },
   'guided-tail': { type: 'boolean' },
+  partitions: { type: 'string' },
 } as const;
 
 /** The job options the flags give (absent flags are absent keys). */
@@ -49,6 +50,8 @@ export interface JobFlagValues {
   speculation?: boolean;
   /** Smaller chunks at the end of the dataset. Default: off. */
   guidedTail?: boolean;
+  /** A keyed job's partitions (1 to 10,000). Default: the job's, else from the map stage. */
+  partitions?: number;
 }
 
 /** Parses and checks the job flags; throws ValidationError naming the flag at fault. */
@@ -83,6 +86,16 @@ export function parseJobFlags(
   set('concurrency', values.concurrency, (s) => parsePositiveInt('--concurrency', s));
   set('onBadRecord', policy, (s) => s as BadRecordPolicy);
   set('maxAttempts', values['max-attempts'], (s) => parsePositiveInt('--max-attempts', s));
+  set('partitions', values.partitions, (s) => {
+    const n = Number(s);
+    const problem = partitionsProblem(n);
+    if (!/^\d+$/.test(s) || problem !== undefined) {
+      throw new ValidationError(
+        `--partitions must be an integer from 1 to ${MAX_PARTITIONS}; got ${JSON.stringify(s)}`,
+      );
+    }
+    return n;
+  });
   set('toleratedFailurePercent', values['tolerated-failure-percent'], (s) =>
     parsePercent('--tolerated-failure-percent', s),
   );

@@ -5,8 +5,8 @@
  */
 import * as z from 'zod/mini';
 import { MAX_OBJECTS_PER_CHUNK } from '#core/data/plan.ts';
-import type { ChunkTask } from '#core/model/documents.ts';
-import { englishZodMessages } from '#core/model/job.ts';
+import type { ChunkTask, PartitionTask } from '#core/model/documents.ts';
+import { englishZodMessages, MAX_PARTITIONS } from '#core/model/job.ts';
 import { JOB_ID } from '#core/model/keys.ts';
 
 englishZodMessages();
@@ -116,4 +116,28 @@ export const chunkTaskSchema: z.ZodMiniType<ChunkTask> = z.object({
     )
     .check(z.minLength(1), z.maxLength(MAX_OBJECTS_PER_CHUNK)),
   dispatchedAt: z.optional(nonNegativeNumber),
+  buckets: z.optional(z.int().check(z.minimum(1), z.maximum(MAX_PARTITIONS))),
+});
+
+/** The worker's event for a keyed job's partition task. */
+export const partitionTaskSchema: z.ZodMiniType<PartitionTask> = z.object({
+  kind: z.literal('partition'),
+  jobId,
+  job: z.string(),
+  params: z.unknown(),
+  bucket: z.string().check(z.minLength(3)),
+  index: nonNegative,
+  attempt: z.int().check(z.minimum(1)),
+  dispatchedAt: z.optional(nonNegativeNumber),
+  first: nonNegative,
+  end: z.int().check(z.minimum(1), z.maximum(MAX_PARTITIONS)),
+  sources: z.array(
+    z.object({
+      key: z.string().check(z.minLength(1)),
+      etag: z.string(),
+      size: nonNegative,
+      start: nonNegative,
+      end: nonNegative,
+    }),
+  ),
 });

@@ -1,6 +1,5 @@
 import * as z from 'zod/mini';
 import { defineJob } from '#core/model/job.ts';
-import { OrderedEntries, table } from '#core/reduce/result-json.ts';
 import { asScientist } from './scientists.ts';
 
 /** Per-field totals. */
@@ -10,11 +9,18 @@ export interface FieldStats {
   ageSum: number;
 }
 
-type Acc = Record<string, FieldStats>;
+/** What by-field maps a scientist to. */
+interface FieldOut {
+  field: string;
+  nobel: boolean;
+  age: number;
+}
 
 /**
  * The lesson's reduce: scientists grouped by field, with how many there are, how many won a
- * Nobel prize and the sum of their ages (age = year - born). Result keys are sorted.
+ * Nobel prize and the sum of their ages (age = year - born). A keyed job: each field's totals
+ * are folded per chunk, shuffled to the partition that owns the field, and merged there, so a
+ * group-by over any number of fields fits; the result's keys are sorted.
  */
 export const byField = defineJob({
   name: 'by-field',
@@ -25,41 +31,19 @@ export const byField = defineJob({
     const s = asScientist(record);
     return { field: s.field, nobel: s.nobel === true, age: params.year - s.born };
   },
+  key: (out: FieldOut) => out.field,
   reduce: {
-    init: (): Acc => table(),
-    add(acc: Acc, out: { field: string; nobel: boolean; age: number }): Acc {
-      const stats = acc[out.field];
-      if (stats === undefined) {
-        acc[out.field] = { count: 1, nobels: out.nobel ? 1 : 0, ageSum: out.age };
-      } else {
-        stats.count += 1;
-        stats.nobels += out.nobel ? 1 : 0;
-        stats.ageSum += out.age;
-      }
+    init: (): FieldStats => ({ count: 0, nobels: 0, ageSum: 0 }),
+    add(acc: FieldStats, out: FieldOut): FieldStats {
+      acc.count += 1;
+      acc.nobels += out.nobel ? 1 : 0;
+      acc.ageSum += out.age;
       return acc;
     },
-    merge(a: Acc, b: Acc): Acc {
-      const out = table<FieldStats>();
-      for (const side of [a, b]) {
-        for (const [field, s] of Object.entries(side)) {
-          const t = out[field];
-          out[field] =
-            t === undefined
-              ? { count: s.count, nobels: s.nobels, ageSum: s.ageSum }
-              : {
-                  count: t.count + s.count,
-                  nobels: t.nobels + s.nobels,
-                  ageSum: t.ageSum + s.ageSum,
-                };
-        }
-      }
-      return out;
-    },
-    finish: (acc: Acc) =>
-      new OrderedEntries(
-        Object.keys(acc)
-          .sort()
-          .map((field) => [field, acc[field] as FieldStats] as const),
-      ),
+    merge: (a: FieldStats, b: FieldStats): FieldStats => ({
+      count: a.count + b.count,
+      nobels: a.nobels + b.nobels,
+      ageSum: a.ageSum + b.ageSum,
+    }),
   },
 });

@@ -4,10 +4,11 @@ import { createGunzip } from 'node:zlib';
 import { leanStoreFromEnv } from '#adapters/lean-store.ts';
 import { countingStore } from '#core/base/counting-store.ts';
 import { systemClock } from '#core/base/ports.ts';
+import { runPartition } from '#core/run/partition.ts';
 import { runChunk } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { codeLoaded, initDone, meterInvocation, PRIME_KEYS, primeClients } from '../config.ts';
-import { chunkTaskSchema } from '../events.ts';
+import { chunkTaskSchema, partitionTaskSchema } from '../events.ts';
 import { observability } from '../observability.ts';
 
 codeLoaded();
@@ -30,6 +31,7 @@ const gunzip = (compressed: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array
  * invocation's usage (duration, memory, S3 requests) for the job's cost.
  */
 export const handler = async (event: unknown, context?: unknown) => {
+  if ((event as { kind?: unknown } | null)?.kind === 'partition') return partition(event, context);
   const meter = meterInvocation('worker');
   const task = chunkTaskSchema.parse(event);
   return obs.invocation(
@@ -62,3 +64,28 @@ export const handler = async (event: unknown, context?: unknown) => {
     },
   );
 };
+
+/** A keyed job's partition task (shared/core/run/partition.ts). */
+async function partition(event: unknown, context: unknown) {
+  const meter = meterInvocation('worker');
+  const task = partitionTaskSchema.parse(event);
+  return obs.invocation(
+    context,
+    { jobId: task.jobId, partition: task.index, attempt: task.attempt },
+    async () => {
+      const counted = countingStore(store);
+      const summary = await runPartition(task, {
+        store: counted.store,
+        jobs,
+        clock: systemClock,
+        invocation: meter.info(),
+      }).catch((error: unknown) => {
+        obs.metric('PartitionErrors', 'Count', 1);
+        throw error;
+      });
+      obs.metric('PartitionsSucceeded', 'Count', 1);
+      obs.info('partition done', { ...summary });
+      return { ...summary, usage: meter.usage(counted.requests) };
+    },
+  );
+}

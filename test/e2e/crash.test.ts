@@ -86,6 +86,57 @@ describe('a crashed fanout dev', () => {
     await second.stop();
   });
 
+  it('finishes a keyed job killed during its reduce stage, once started again, exactly', async () => {
+    const data = join(dir, 'killed-keyed');
+    const env = { FANOUT_STALE_AFTER_SECONDS: '2' };
+    const registry = ['--jobs', 'test/fixtures/keyed-registry.ts'];
+    const first = await startDev(data, registry, env);
+    running.push(first);
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i % 20}`);
+    const put = await fetch(`${first.s3}/fanout-local/datasets/crash/keys.jsonl`, {
+      method: 'PUT',
+      body: `${keys.map((k) => JSON.stringify({ k })).join('\n')}\n`,
+    });
+    expect(put.status).toBe(200);
+    const submitted = await fetch(`${first.api}/jobs`, {
+      method: 'POST',
+      body: JSON.stringify({
+        job: 'slow-keyed',
+        input: 's3://fanout-local/datasets/crash/keys.jsonl',
+        params: { finishMs: 150 },
+        partitions: 6,
+        chunks: 4,
+        concurrency: 2,
+      }),
+    });
+    expect(submitted.status).toBe(202);
+    const { jobId } = (await submitted.json()) as { jobId: string };
+    // Killed once a partition has finished and others have not.
+    const midway = await until(
+      first.api,
+      jobId,
+      (s) => (s.partitions?.succeeded ?? 0) >= 1,
+      30_000,
+    );
+    expect(midway).toMatchObject({ status: 'RUNNING', chunks: { succeeded: 4 } });
+    await first.kill();
+    expect(midway.partitions?.succeeded).toBeLessThan(6);
+
+    const second = await startDev(data, registry, env);
+    running.push(second);
+    const ended = await until(second.api, jobId, (s) => s.status !== 'RUNNING', 40_000);
+    expect(ended).toMatchObject({ status: 'SUCCEEDED', resumes: 1, partitions: { succeeded: 6 } });
+    const result = await (await fetch(`${second.api}/jobs/${jobId}/result`)).json();
+    expect(result).toEqual(
+      Object.fromEntries(
+        Array.from({ length: 20 }, (_, i) => `k${i}`)
+          .sort()
+          .map((k) => [k, 2]),
+      ),
+    );
+    await second.stop();
+  });
+
   it('fails a job whose coordinator crashes on every attempt, after its resumes, naming why', async () => {
     const dev = await startDev(join(dir, 'crashing'), ['--chaos', 'coordinator-crash=1']);
     running.push(dev);

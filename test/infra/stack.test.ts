@@ -308,7 +308,7 @@ describe('FanoutStack', () => {
     ).toBe(false);
   });
 
-  it('grants the worker only reads of datasets/ and outcomes, writes of its parts and outcomes, and removal of a losing part', () => {
+  it("grants the worker only reads of datasets/ and outcomes, writes of its parts and outcomes, removal of a losing part, and a keyed job's shuffle", () => {
     const statements = statementsOf('Worker');
     expect(
       statements.map((s) => [actionsOf([s]).sort(), resources(s).sort(), s.Condition ?? null]),
@@ -323,6 +323,20 @@ describe('FanoutStack', () => {
         ['s3:ListBucket'],
         [expect.stringContaining('FanoutBucket')],
         { StringLike: { 's3:prefix': ['datasets/*'] } },
+      ],
+      // A keyed job's shuffle (docs/SHUFFLE.md): a map attempt's runs, a partition's part and
+      // outcome, each removed by the attempt that lost; a partition reads every map's runs.
+      [
+        ['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:PutObject'],
+        ['/jobs/*/reduced/*', '/jobs/*/shuffle/*'],
+        null,
+      ],
+      [['s3:PutObject'], ['/jobs/*/partitions/*'], null],
+      [['s3:GetObject'], ['/jobs/*/partitions/*', '/jobs/*/shuffle/*'], null],
+      [
+        ['s3:ListBucket'],
+        [expect.stringContaining('FanoutBucket')],
+        { StringLike: { 's3:prefix': ['jobs/*/shuffle/*', 'jobs/*/partitions/*'] } },
       ],
     ]);
   });

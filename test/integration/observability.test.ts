@@ -31,7 +31,9 @@ describe('logs and metrics', () => {
     const worker = lines
       .filter((l) => l.fn === runtime.functions.worker && l.text.startsWith('{'))
       .map((l) => JSON.parse(l.text) as Record<string, unknown>);
-    const logs = worker.filter((l) => l.message !== undefined);
+    // by-field is keyed: the worker function also runs its partition tasks, whose lines name
+    // the partition instead of a chunk.
+    const logs = worker.filter((l) => l.message !== undefined && l.partition === undefined);
     expect(logs.length).toBeGreaterThanOrEqual(3);
     for (const line of logs) {
       expect(line).toMatchObject({
@@ -41,6 +43,15 @@ describe('logs and metrics', () => {
         chunk: expect.any(Number),
         attempt: 1,
         function_request_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      });
+    }
+    const partitions = worker.filter((l) => l.message === 'partition done');
+    expect(partitions).toHaveLength(result.status.partitions?.total ?? -1);
+    for (const line of partitions) {
+      expect(line).toMatchObject({
+        jobId: result.jobId,
+        partition: expect.any(Number),
+        attempt: 1,
       });
     }
     const emf = worker.filter((l) => l._aws !== undefined);

@@ -5,7 +5,7 @@
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus, Manifest } from '#core/model/documents.ts';
 import { jobKeys } from '#core/model/keys.ts';
@@ -24,7 +24,10 @@ import { byFieldSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
 import { followJob, runJob } from '../../cli/run.ts';
 import { scientistsOutput } from '../fixtures/expected.ts';
+import { jobs as keyedJobs } from '../fixtures/keyed-registry.ts';
 import { until } from '../fixtures/until.ts';
+
+const keyedRegistry = resolve(import.meta.dirname, '../fixtures/keyed-registry.ts');
 
 const quiet = { write: () => true, isTTY: false } as unknown as NodeJS.WriteStream;
 let dir: string;
@@ -109,12 +112,17 @@ describe('chaos', () => {
       const retried = manifest.chunks.filter((c) => c.attempts > 1);
       expect(retried.length).toBeGreaterThan(0);
       // Every attempt but the last failed and left its error; a throttled one used no number.
-      for (const c of manifest.chunks) {
-        expect((c.errors ?? []).length, `chunk ${c.index}`).toBe(c.attempts - 1);
+      // by-field is keyed: its partition tasks run on the worker function, under the same faults.
+      const partitions = manifest.partitions ?? [];
+      expect(partitions.length).toBeGreaterThan(0);
+      for (const c of [...manifest.chunks, ...partitions]) {
+        expect((c.errors ?? []).length, `task ${c.index}`).toBe(c.attempts - 1);
       }
       // Each attempt is one invocation the Lambda server ran (a 429 never reached a sandbox).
       const stats = runtime.lambda.stats(runtime.functions.worker);
-      expect(manifest.chunks.reduce((sum, c) => sum + c.attempts, 0)).toBe(stats.invocations);
+      expect([...manifest.chunks, ...partitions].reduce((sum, c) => sum + c.attempts, 0)).toBe(
+        stats.invocations,
+      );
       expect(stats.errors + stats.throttles).toBeGreaterThan(0);
     } finally {
       await runtime.close();
@@ -255,6 +263,57 @@ describe('on the plain runtime', () => {
       await own.close();
     }
   });
+
+  it("cancels during a keyed job's reduce stage: no new partition, CANCELLED, no result; redrive finishes it", async () => {
+    const started = new Map<number, number>();
+    const own: LocalRuntime = await startRuntime({
+      registry: { module: keyedRegistry, jobs: keyedJobs },
+      functionEnv: { coordinator: { FANOUT_STATUS_INTERVAL_MS: '60000' } },
+      onInvoke: (name, event) => {
+        const task = event as { kind?: string; index: number };
+        if (name !== own.functions.worker || task.kind !== 'partition') return;
+        started.set(task.index, (started.get(task.index) ?? 0) + 1);
+      },
+    });
+    try {
+      const deps = submitDeps(own);
+      const count = () => [...started.values()].reduce((a, b) => a + b, 0);
+      // Six partitions, two at a time, each finishing its keys for ~1 s: the cancel lands while
+      // the first two run.
+      const keys = Array.from({ length: 60 }, (_, i) => `k${i}`);
+      const text = `${keys.map((k) => JSON.stringify({ k })).join('\n')}\n`;
+      const { jobId } = await submit(own, text, {
+        job: 'slow-keyed',
+        params: { finishMs: 100 },
+        partitions: 6,
+        chunks: 3,
+      });
+      for (let i = 0; i < 2000 && count() < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(count()).toBe(2);
+      await cancelJob(jobId, deps);
+      const cancelled = await waitFor(own, jobId, ended);
+      expect(cancelled).toMatchObject({
+        status: 'CANCELLED',
+        chunks: { succeeded: 3 },
+        partitions: { total: 6, succeeded: 2, running: 0 },
+      });
+      expect(count()).toBe(2); // no partition started after the cancel was acknowledged
+      expect(await exists(own, jobKeys(jobId).result(false))).toBe(false);
+
+      await redriveJob(jobId, deps);
+      const redriven = await waitFor(own, jobId, ended);
+      expect(redriven).toMatchObject({ status: 'SUCCEEDED', partitions: { succeeded: 6 } });
+      expect([...started.values()]).toEqual([1, 1, 1, 1, 1, 1]); // each partition ran once
+      const result = JSON.parse(
+        new TextDecoder().decode(
+          (await own.store.getBytes(own.bucket, jobKeys(jobId).result(false))).body,
+        ),
+      );
+      expect(result).toEqual(Object.fromEntries([...keys].sort().map((k) => [k, 1])));
+    } finally {
+      await own.close();
+    }
+  }, 60_000);
 
   it('refuses to redrive when a pinned input changed', async () => {
     const deps = submitDeps(runtime);

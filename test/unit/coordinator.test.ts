@@ -13,7 +13,7 @@ import { jobKeys } from '#core/model/keys.ts';
 import { type ReduceGroup, reduceGroup, reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { submitJob } from '#core/run/submit.ts';
-import { runChunk } from '#core/run/worker.ts';
+import { runWorkerTask } from '#core/run/worker.ts';
 import { jobs as builtIns } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
 import { IN_PROCESS } from '../fixtures/in-process.ts';
@@ -48,7 +48,7 @@ function harness(fanIn?: number, lanes: { initialLanes?: number; rampMs?: number
     worker: async (task: ChunkTask) => {
       concurrent.max = Math.max(concurrent.max, ++concurrent.now);
       try {
-        return await runChunk(task, { ...deps, gunzip });
+        return await runWorkerTask(task, { ...deps, gunzip });
       } finally {
         concurrent.now -= 1;
       }
@@ -260,6 +260,7 @@ describe('coordinateJob', () => {
   });
 
   it('merges a large fan-in as a tree of reducer invocations, with the same result', async () => {
+    // wordcount: a reduce to one accumulator (a keyed job's partitions are merged otherwise).
     const lines = Array.from({ length: 10 }, (_, i) =>
       JSON.stringify({
         name: `s${i}`,
@@ -272,14 +273,14 @@ describe('coordinateJob', () => {
     const flat = harness();
     await flat.store.put(BUCKET, 'datasets/t.jsonl', text);
     const one = await flat.submit({
-      job: 'by-field',
+      job: 'wordcount',
       input: `s3://${BUCKET}/datasets/t.jsonl`,
       concurrency: 10,
     });
     const tree = harness(3);
     await tree.store.put(BUCKET, 'datasets/t.jsonl', text);
     const many = await tree.submit({
-      job: 'by-field',
+      job: 'wordcount',
       input: `s3://${BUCKET}/datasets/t.jsonl`,
       concurrency: 10,
     });
@@ -291,10 +292,10 @@ describe('coordinateJob', () => {
       (c) => (c.payload as { group?: unknown }).group !== undefined,
     );
     expect(groups.map((c) => (c.payload as { group: unknown }).group)).toEqual([
-      { job: 'by-field', from: 0, to: 2, chunks: [0, 1] },
-      { job: 'by-field', from: 2, to: 5, chunks: [2, 3, 4] },
-      { job: 'by-field', from: 5, to: 7, chunks: [5, 6] },
-      { job: 'by-field', from: 7, to: 10, chunks: [7, 8, 9] },
+      { job: 'wordcount', from: 0, to: 2, chunks: [0, 1] },
+      { job: 'wordcount', from: 2, to: 5, chunks: [2, 3, 4] },
+      { job: 'wordcount', from: 5, to: 7, chunks: [5, 6] },
+      { job: 'wordcount', from: 7, to: 10, chunks: [7, 8, 9] },
     ]);
   });
 

@@ -8,7 +8,7 @@ import { join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const CORE = resolve(import.meta.dirname, '../../shared/core');
-const LAYERS = ['cost', 'base', 'data', 'model', 'run', 'reduce', 'report', 'api'];
+const LAYERS = ['cost', 'base', 'data', 'model', 'shuffle', 'run', 'reduce', 'report', 'api'];
 
 /** Every .ts file under shared/core, with the specifiers it imports. */
 function coreFiles(): { file: string; imports: string[] }[] {

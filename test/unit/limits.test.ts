@@ -16,7 +16,7 @@ import { jobKeys } from '#core/model/keys.ts';
 import { reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { submitJob } from '#core/run/submit.ts';
-import { runChunk } from '#core/run/worker.ts';
+import { runWorkerTask } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
 import { IN_PROCESS } from '../fixtures/in-process.ts';
@@ -68,7 +68,7 @@ async function runWith(remainingMs: () => number) {
   const deps = { store, jobs, clock: systemClock, bucket };
   let coordinatorRuns = 0;
   const invoker: DirectInvoker = new DirectInvoker({
-    worker: (task: ChunkTask) => runChunk(task, { ...deps, gunzip: (x) => x }),
+    worker: (task: ChunkTask) => runWorkerTask(task, { ...deps, gunzip: (x) => x }),
     reducer: ({ jobId }: { jobId: string }) => reduceJob(jobId, deps),
     coordinator: ({ jobId }: { jobId: string }) => {
       coordinatorRuns += 1;
@@ -128,7 +128,7 @@ describe('the coordinator and its sockets', () => {
         inFlight.max = Math.max(inFlight.max, ++inFlight.now);
         try {
           await new Promise((r) => setTimeout(r, 5));
-          return await runChunk(task, { ...deps, gunzip: (x) => x });
+          return await runWorkerTask(task, { ...deps, gunzip: (x) => x });
         } finally {
           inFlight.now -= 1;
         }

@@ -21,6 +21,7 @@ const complete = {
   startedAt: '2026-01-01T00:00:00.000Z',
   finishedAt: '2026-01-01T00:00:01.000Z',
   chunks: { total: 1, pending: 0, running: 0, succeeded: 1, failed: 0 },
+  partitions: { total: 1, pending: 0, running: 0, succeeded: 1, failed: 0 },
   records: 1,
   bytes: 10,
   error: { code: 'X', name: 'Error', message: 'm', context: {} },

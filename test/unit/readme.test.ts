@@ -37,6 +37,7 @@ describe('the README', () => {
     expect(files.map(([path]) => path)).toEqual([
       'my-jobs/nobels-by-decade.ts',
       'my-jobs/index.ts',
+      'my-jobs/visits-per-user.ts',
     ]);
     await rm(out, { recursive: true, force: true });
     for (const [path, source] of files) {

@@ -14,7 +14,7 @@ import { reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { MIN_BACKUPS, medianOf, StragglerWatch } from '#core/run/speculation.ts';
 import { submitJob } from '#core/run/submit.ts';
-import { runChunk } from '#core/run/worker.ts';
+import { runWorkerTask } from '#core/run/worker.ts';
 import type { FieldStats } from '#jobs/by-field.ts';
 import { jobs } from '#jobs/index.ts';
 import { prng, scientistLine } from '../../bench/gen.ts';
@@ -105,7 +105,7 @@ async function runWith(options: {
       const nth = (seen.get(task.index) ?? 0) + 1;
       seen.set(task.index, nth);
       await options.fault?.(task, nth);
-      return runChunk(task, { ...deps, gunzip: noGzip });
+      return runWorkerTask(task, { ...deps, gunzip: noGzip });
     },
     reducer: ({ jobId }: { jobId: string }) =>
       reduceJob(jobId, { ...deps, invoker: direct, reducerFunction: 'reducer' }),

@@ -13,7 +13,7 @@ import { cancelJob, redriveJob } from '#core/run/control.ts';
 import { type CoordinatorDeps, coordinateJob } from '#core/run/coordinator.ts';
 import { submitJob } from '#core/run/submit.ts';
 import { type SweepDeps, sweepJobs } from '#core/run/sweep.ts';
-import { runChunk } from '#core/run/worker.ts';
+import { runWorkerTask } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
@@ -66,9 +66,10 @@ function setup(
   });
   const invoker: DirectInvoker = new DirectInvoker({
     worker: async (task: ChunkTask) => {
-      perChunk.set(task.index, (perChunk.get(task.index) ?? 0) + 1);
+      // Map chunks only: a keyed job's partition tasks run on the worker function too.
+      if (!('kind' in task)) perChunk.set(task.index, (perChunk.get(task.index) ?? 0) + 1);
       const run = () =>
-        runChunk(task, {
+        runWorkerTask(task, {
           ...base,
           gunzip: () => {
             throw new Error('no gzip here');

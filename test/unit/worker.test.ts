@@ -5,6 +5,7 @@ import { systemClock } from '#core/base/ports.ts';
 import type { ChunkTask } from '#core/model/documents.ts';
 import { createRegistry, defineJob } from '#core/model/job.ts';
 import { runChunk } from '#core/run/worker.ts';
+import { bucketOf } from '#core/shuffle/hash.ts';
 import { jobs } from '#jobs/index.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
@@ -123,15 +124,54 @@ describe('runChunk', () => {
 
   it('keeps a reduce accumulator in the outcome', async () => {
     const { store, deps, task } = await setup(`${lines.join('\n')}\n`);
-    await runChunk(task({ job: 'by-field' }), deps);
+    await runChunk(task({ job: 'wordcount', format: 'lines' }), deps);
     const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
-    expect(outcome.output).toEqual({
-      kind: 'acc',
-      value: {
-        math: { count: 1, nobels: 0, ageSum: 202 },
-        physics: { count: 1, nobels: 1, ageSum: 150 },
-      },
+    expect(outcome.output.kind).toBe('acc');
+    expect(outcome.output.value).toMatchObject({ name: 2, math: 1, physics: 1, curie: 1 });
+  });
+
+  it("writes a keyed job's accumulators as one object of sorted runs, a run per bucket", async () => {
+    const fields = ['math', 'physics', 'chemistry', 'math', 'biology', '__proto__', 'physics'];
+    const text = fields
+      .map((field, i) =>
+        JSON.stringify({ name: `s${i}`, field, born: 1900 + i, nobel: i % 2 === 0 }),
+      )
+      .join('\n');
+    const { store, deps, task } = await setup(`${text}\n`);
+    await runChunk(task({ job: 'by-field', buckets: 4 }), deps);
+    const { output } = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    expect(output).toMatchObject({
+      kind: 'runs',
+      key: `jobs/${JOB_ID}/shuffle/0.1.jsonl`,
+      keys: 5,
     });
+    const bytes = Buffer.from(store.text(BUCKET, output.key));
+    expect(output.offsets).toHaveLength(5);
+    expect(output.offsets[4]).toBe(bytes.length);
+    const seen = new Map<string, unknown>();
+    for (let b = 0; b < 4; b++) {
+      const run = bytes
+        .subarray(output.offsets[b], output.offsets[b + 1])
+        .toString()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.split('\t') as [string, string]);
+      const keys = run.map(([k]) => JSON.parse(k) as string);
+      expect(keys).toEqual([...keys].sort()); // each run in key order
+      for (const [k, v] of run) {
+        expect(bucketOf(JSON.parse(k), 4)).toBe(b); // in its key's bucket
+        seen.set(JSON.parse(k), JSON.parse(v));
+      }
+    }
+    expect(Object.fromEntries([...seen].sort(([a], [b]) => (a < b ? -1 : 1)))).toEqual(
+      Object.fromEntries([
+        ['__proto__', { count: 1, nobels: 0, ageSum: 112 }],
+        ['biology', { count: 1, nobels: 1, ageSum: 113 }],
+        ['chemistry', { count: 1, nobels: 1, ageSum: 115 }],
+        ['math', { count: 2, nobels: 1, ageSum: 231 }],
+        ['physics', { count: 2, nobels: 1, ageSum: 227 }],
+      ]),
+    );
   });
 
   it('reads several objects in order: ranges, whole objects, gzip, CSV headers per object', async () => {

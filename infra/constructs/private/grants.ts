@@ -44,6 +44,17 @@ export function grantLeastPrivilege(
   allow(worker, ['s3:DeleteObject'], [jobs('parts/*')]);
   allow(worker, ['s3:GetObject'], [jobs('chunks/*')]);
   listUnder(worker, inputPrefixes);
+  // A keyed job (docs/SHUFFLE.md): a map attempt writes its runs; a partition task reads every
+  // map attempt's runs, writes its part and its outcome create-only, reads the outcome that beat
+  // it, and removes its part when it lost. Either removes its own object when it lost.
+  allow(
+    worker,
+    ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'],
+    [jobs('shuffle/*'), jobs('reduced/*')],
+  );
+  allow(worker, ['s3:PutObject'], [jobs('partitions/*')]);
+  allow(worker, ['s3:GetObject'], [jobs('shuffle/*'), jobs('partitions/*')]);
+  listUnder(worker, ['jobs/*/shuffle/*', 'jobs/*/partitions/*']);
   // A continuation, a resume and a redrive read the manifest and the outcomes of the chunks
   // that are done (shared/core/run/coordinator.ts), and list them.
   allow(coordinator, read, [
@@ -59,6 +70,8 @@ export function grantLeastPrivilege(
     jobs('manifest.json'),
     jobs('chunks/*'),
     jobs('parts/*'),
+    jobs('partitions/*'),
+    jobs('reduced/*'),
     jobs('merged/*'),
     jobs('status.json'),
   ]);
@@ -146,7 +159,10 @@ export function acknowledgeFindings(
   const versions = (fn: IFunction) => `${fn.functionArn}:*`;
   const active = bucket.arnForObjects('active/*');
   const wildcards: [IFunction, string[]][] = [
-    [worker, [...inputs, ...objects('parts/*', 'chunks/*')]],
+    [
+      worker,
+      [...inputs, ...objects('parts/*', 'chunks/*', 'shuffle/*', 'reduced/*', 'partitions/*')],
+    ],
     [
       reducer,
       objects(
@@ -154,6 +170,8 @@ export function acknowledgeFindings(
         'chunks/*',
         'parts/*',
         'merged/*',
+        'partitions/*',
+        'reduced/*',
         'status.json',
         'result.json',
         'result.jsonl',

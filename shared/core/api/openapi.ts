@@ -75,6 +75,14 @@ const usage = {
   },
 };
 
+/** Tasks of one kind by state (TaskCounts). */
+const taskCounts = {
+  type: 'object',
+  properties: Object.fromEntries(
+    ['total', 'pending', 'running', 'succeeded', 'failed'].map((k) => [k, { type: 'integer' }]),
+  ),
+};
+
 /** The status document (JobStatus in shared/core/model/documents.ts; a test holds the two together). */
 export const statusSchema = {
   type: 'object',
@@ -87,11 +95,10 @@ export const statusSchema = {
     createdAt: { type: 'string', format: 'date-time' },
     startedAt: { type: 'string', format: 'date-time' },
     finishedAt: { type: 'string', format: 'date-time' },
-    chunks: {
-      type: 'object',
-      properties: Object.fromEntries(
-        ['total', 'pending', 'running', 'succeeded', 'failed'].map((k) => [k, { type: 'integer' }]),
-      ),
+    chunks: taskCounts,
+    partitions: {
+      ...taskCounts,
+      description: "a keyed job's partition tasks, once its map stage has ended",
     },
     records: { type: 'integer' },
     bytes: { type: 'integer' },

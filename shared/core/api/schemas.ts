@@ -26,6 +26,7 @@ export const submitSchema = z
     maxAttempts: z.number().int().min(1).max(10).optional(),
     toleratedFailurePercent: z.number().min(0).max(100).optional(),
     toleratedFailureCount: z.number().int().min(0).optional(),
+    partitions: z.number().int().min(1).max(10_000).optional(),
   })
   .strict();
 

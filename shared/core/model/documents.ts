@@ -39,6 +39,8 @@ export interface JobRequest {
   toleratedFailurePercent?: number;
   /** Failed chunks tolerated, as a count. @default 0 */
   toleratedFailureCount?: number;
+  /** A keyed job's partitions, 1 to 10,000. @default the job's, else chosen after the map stage */
+  partitions?: number;
   createdAt: string;
 }
 
@@ -54,6 +56,15 @@ export interface FailedChunk {
   error: ErrorInfo;
 }
 
+/** Tasks of one kind by state, as status.json shows them. */
+export interface TaskCounts {
+  total: number;
+  pending: number;
+  running: number;
+  succeeded: number;
+  failed: number;
+}
+
 /** The job's lifecycle states. */
 export type JobState = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
 
@@ -66,7 +77,9 @@ export interface JobStatus {
   createdAt: string;
   startedAt?: string;
   finishedAt?: string;
-  chunks: { total: number; pending: number; running: number; succeeded: number; failed: number };
+  chunks: TaskCounts;
+  /** A keyed job's partition tasks, once its map stage has ended. */
+  partitions?: TaskCounts;
   /** Records read so far (finished chunks). */
   records: number;
   /** Input bytes of finished chunks. */
@@ -148,6 +161,59 @@ export interface ChunkTask {
   dispatchedAt?: number;
   /** Parquet: the columns to read (all when absent). */
   columns?: string[];
+  /** A keyed job: the hash buckets its runs are cut into (docs/SHUFFLE.md). */
+  buckets?: number;
+}
+
+/** One map output's runs that a partition task reads: bytes `[start, end)` of its object. */
+export interface RunSource {
+  key: string;
+  etag: string;
+  size: number;
+  start: number;
+  end: number;
+}
+
+/** What a worker needs to reduce one partition of a keyed job: buckets `[first, end)`. */
+export interface PartitionTask {
+  kind: 'partition';
+  jobId: string;
+  job: string;
+  params: unknown;
+  bucket: string;
+  index: number;
+  attempt: number;
+  dispatchedAt?: number;
+  /** The buckets of this partition. */
+  first: number;
+  end: number;
+  /** The partition's runs in every map output, in chunk order (empty ones left out). */
+  sources: RunSource[];
+}
+
+/** jobs/{id}/partitions/{r}.json: written create-only by the partition task that finished first. */
+export interface PartitionOutcome {
+  index: number;
+  attempt: number;
+  /** The part holding the partition's final values: `[bucket, key, value]` lines in key order. */
+  part: { key: string; bytes: number; etag: string };
+  first: number;
+  end: number;
+  keys: number;
+  /** Bytes of runs read from the map outputs. */
+  bytesRead: number;
+  durationMs: number;
+  run?: AttemptRun;
+}
+
+/** What a partition task returns to the coordinator. */
+export interface PartitionSummary {
+  index: number;
+  keys: number;
+  bytesRead: number;
+  durationMs: number;
+  duplicate?: boolean;
+  usage?: Usage;
 }
 
 /**
@@ -224,6 +290,8 @@ export interface BadRecordSample {
  */
 export type ChunkOutput =
   | { kind: 'acc'; value: unknown }
+  /** A keyed job's runs, one per bucket, in one object (see RunSource). */
+  | { kind: 'runs'; key: string; bytes: number; etag: string; offsets: number[]; keys: number }
   | { kind: 'inline'; text: string }
   | { kind: 'part'; key: string; bytes: number; etag: string };
 
@@ -313,6 +381,10 @@ export interface Manifest {
   columns?: string[];
   objects: (ObjectInfo & { gzip: boolean; header?: string[] })[];
   chunks: ManifestChunk[];
+  /** A keyed job: the buckets its map outputs are cut into, and its partitions if set. */
+  keyed?: { buckets: number; partitions?: number };
+  /** A keyed job's partition tasks, once its map stage has ended: buckets `[first, end)` each. */
+  partitions?: (TaskRecord & { first: number; end: number })[];
 }
 
 /** Where a chunk lies, by key: from byte `start` of `key` to byte `end` of `lastKey ?? key`. */

@@ -21,8 +21,11 @@ export interface Reducer<Out, Acc, Result = Acc, Params = unknown> {
   add(acc: Acc, out: Out): Acc;
   /** Combines the accumulators of two adjacent chunk sequences (`a` before `b`). */
   merge(a: Acc, b: Acc): Acc;
-  /** Turns the final accumulator into the job's result. Default: the accumulator itself. */
-  finish?(acc: Acc, params: Params): Result;
+  /**
+   * Turns the final accumulator into the job's result. Default: the accumulator itself. A keyed
+   * job's is called once per key, with the key, and gives that key's value in the result.
+   */
+  finish?(acc: Acc, params: Params, key?: string): Result;
 }
 
 /** What happens to a record that does not parse: fail the chunk, or skip and count it. */
@@ -51,6 +54,19 @@ export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown
   map(record: Rec, params: Params): Out | undefined | Promise<Out | undefined>;
   /** Optional reduce; without it the job is map-only and its result is JSONL in input order. */
   reduce?: Reducer<Out, Acc, Result, Params>;
+  /**
+   * Makes the job keyed (a group-by): `reduce` then applies per key, each chunk folds its
+   * outputs per key before they leave the worker, and the keys are shuffled through S3 to
+   * partition tasks, so no process holds every key (docs/SHUFFLE.md). The result is one JSON
+   * object whose keys are in ascending order (JavaScript string order). A key is a string of
+   * at most 65,536 characters.
+   */
+  key?(out: Out): string;
+  /**
+   * A keyed job's partitions (reduce tasks), 1 to 10,000; a submission's `partitions` overrides
+   * it. @default chosen from the sizes the map stage reports
+   */
+  partitions?: number;
 }
 
 /** A job with its types erased, as the registry and the handlers hold it. */
@@ -94,7 +110,34 @@ export function defineJob<Params, Rec, Out, Acc = unknown, Result = Acc>(
       `job ${definition.name}: format ${JSON.stringify(definition.format)} is invalid; expected jsonl, csv or lines`,
     );
   }
+  if (definition.key !== undefined && typeof definition.key !== 'function') {
+    throw new TypeError(`job ${definition.name}: key must be a function (out) => string`);
+  }
+  if (definition.key !== undefined && definition.reduce === undefined) {
+    throw new TypeError(
+      `job ${definition.name}: key needs a reduce (init, add, merge) to apply per key`,
+    );
+  }
+  if (definition.partitions !== undefined) {
+    const problem = partitionsProblem(definition.partitions);
+    if (problem !== undefined) throw new TypeError(`job ${definition.name}: ${problem}`);
+    if (definition.key === undefined) {
+      throw new TypeError(`job ${definition.name}: partitions applies only to a keyed job (key)`);
+    }
+  }
   return definition;
+}
+
+/** The most partitions a keyed job may ask for. */
+export const MAX_PARTITIONS = 10_000;
+
+/** What is wrong with a partition count, or undefined when it is 1 to 10,000. */
+export function partitionsProblem(partitions: unknown): string | undefined {
+  return Number.isInteger(partitions) &&
+    (partitions as number) >= 1 &&
+    (partitions as number) <= MAX_PARTITIONS
+    ? undefined
+    : `partitions ${JSON.stringify(partitions)} is invalid; expected an integer from 1 to ${MAX_PARTITIONS}`;
 }
 
 /**

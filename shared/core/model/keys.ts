@@ -17,6 +17,11 @@ export function jobKeys(jobId: string) {
     part: (index: number, mapOnly: boolean, attempt?: number) =>
       `${root}/parts/${index}${attempt === undefined ? '' : `.${attempt}`}.${mapOnly ? 'jsonl' : 'json'}`,
     result: (mapOnly: boolean) => `${root}/result.${mapOnly ? 'jsonl' : 'json'}`,
+    /** A keyed job's map attempt's runs (docs/SHUFFLE.md). */
+    runs: (index: number, attempt: number) => `${root}/shuffle/${index}.${attempt}.jsonl`,
+    /** A keyed job's partition outcome, and a partition attempt's part. */
+    partitionOutcome: (index: number) => `${root}/partitions/${index}.json`,
+    partitionPart: (index: number, attempt: number) => `${root}/reduced/${index}.${attempt}.jsonl`,
     /** The job report, stored when too large to answer inline. */
     report: `${root}/report.html`,
   };

@@ -4,5 +4,6 @@
  * writes the result, and only then marks the job SUCCEEDED; result-json.ts writes a result
  * object with its keys in ascending order.
  */
+export * from './keyed.ts';
 export * from './reducer.ts';
 export * from './result-json.ts';

@@ -29,6 +29,7 @@ import type { AnyJob } from '../model/job.ts';
 import { findJob } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, TERMINAL_STATES, updateStatus } from '../model/status.ts';
+import { assembleKeyed } from './keyed.ts';
 import { stringifyResult } from './result-json.ts';
 
 /** What {@link reduceJob} needs from its surroundings. */
@@ -183,7 +184,9 @@ export async function reduceJob(
   const reduced =
     job.reduce === undefined
       ? await concatenateJob(jobId, included, deps)
-      : await reduceChunks(jobId, job, manifest.params, included, deps);
+      : manifest.keyed !== undefined
+        ? await assembleKeyed(manifest, included, deps)
+        : await reduceChunks(jobId, job, manifest.params, included, deps);
   return updateStatus(
     deps.store,
     deps.bucket,

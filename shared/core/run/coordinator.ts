@@ -16,6 +16,7 @@ import { readJson, readStatus, TERMINAL_STATES, updateStatus, writeJson } from '
 import { Billing, ownership } from './engine/index.ts';
 import { type MapStageDeps, runMapStage } from './map-stage.ts';
 import { type PlanDeps, planJob } from './plan-job.ts';
+import { runReduceStage } from './reduce-stage.ts';
 import { SWEEP_DEFAULTS } from './sweep.ts';
 
 /** What {@link coordinateJob} needs from its surroundings. */
@@ -180,12 +181,19 @@ async function driveJob(
             if (!(error instanceof NotFoundError)) throw error;
             return plan();
           });
-    const end = await runMapStage(
+    const mapEnd = await runMapStage(
       manifest,
       request,
       { epoch, fresh, billing: tally.billing },
       deps,
     );
+    // A keyed job's partitions run once every chunk has its outcome (docs/SHUFFLE.md).
+    const end =
+      mapEnd.reason === 'done' && manifest.keyed !== undefined
+        ? await runReduceStage(manifest, request, { epoch, billing: tally.billing }, deps).then(
+            (r) => ({ ...r, dispatched: r.dispatched + mapEnd.dispatched }),
+          )
+        : mapEnd;
     // A run that was taken over leaves the manifest to the run that owns the job now.
     if (end.reason === 'superseded') return readStatus(deps.store, deps.bucket, jobId);
     await writeJson(deps.store, deps.bucket, keys.manifest, manifest);

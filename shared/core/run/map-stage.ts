@@ -21,7 +21,13 @@ import {
 } from '../model/documents.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson } from '../model/status.ts';
-import { type Billing, type RunEnd, runTasks, type TaskKind } from './engine/index.ts';
+import {
+  type Billing,
+  type EngineDeps,
+  type RunEnd,
+  runTasks,
+  type TaskKind,
+} from './engine/index.ts';
 import type { SpeculationOptions } from './speculation.ts';
 
 /** What the map stage needs (CoordinatorDeps has it all). */
@@ -92,7 +98,17 @@ export function runMapStage(
   run: { epoch: number; fresh: boolean; billing: Billing },
   deps: MapStageDeps,
 ): Promise<RunEnd> {
-  return runTasks(mapTasks(manifest, deps), {
+  return runTasks(mapTasks(manifest, deps), engineDeps(manifest, request, run, deps));
+}
+
+/** The engine's settings for a stage of the job: the map chunks', and a keyed job's partitions'. */
+export function engineDeps(
+  manifest: Manifest,
+  request: JobRequest,
+  run: { epoch: number; fresh: boolean; billing: Billing },
+  deps: MapStageDeps,
+): EngineDeps {
+  return {
     store: deps.store,
     invoker: deps.invoker,
     clock: deps.clock,
@@ -124,7 +140,7 @@ export function runMapStage(
       'onRun',
     ]),
     ...(deps.maxThrottledAttempts !== undefined && { maxThrottled: deps.maxThrottledAttempts }),
-  });
+  };
 }
 
 /** A chunk's final failure, named so the job's error says which bytes of which objects. */
@@ -202,6 +218,7 @@ export function mapTasks(
         params: manifest.params,
         format: manifest.format,
         ...(manifest.columns !== undefined && { columns: manifest.columns }),
+        ...(manifest.keyed !== undefined && { buckets: manifest.keyed.buckets }),
         onBadRecord: manifest.onBadRecord,
         bucket: deps.bucket,
         index,

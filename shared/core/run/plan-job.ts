@@ -13,6 +13,7 @@ import { csvHeader, formatOfKey, type RecordFormat, recordStarts } from '../data
 import type { JobRequest, Manifest } from '../model/documents.ts';
 import { type AnyJob, findJob, parseParams } from '../model/job.ts';
 import { parseInputUri } from '../model/keys.ts';
+import { bucketCount } from '../shuffle/partitions.ts';
 
 /** What planning needs. */
 export interface PlanDeps {
@@ -107,7 +108,15 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
       return header === undefined ? o : { ...o, header };
     }),
     chunks: chunks.map((c) => ({ ...c, attempts: 0 })),
+    ...(job.key !== undefined && { keyed: keyedPlan(request.partitions ?? job.partitions) }),
   };
+}
+
+/** A keyed job's buckets: one per partition when they are set, else the default. */
+function keyedPlan(partitions: number | undefined): NonNullable<Manifest['keyed']> {
+  return partitions === undefined
+    ? { buckets: bucketCount(undefined) }
+    : { buckets: bucketCount(partitions), partitions };
 }
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {

@@ -11,7 +11,7 @@ import { RECORD_FORMATS, type RecordFormat } from '../data/records.ts';
 import type { JobRequest, JobStatus } from '../model/documents.ts';
 import { type JobEvents, publishChange } from '../model/events.ts';
 import type { AnyJob, BadRecordPolicy } from '../model/job.ts';
-import { findJob, parseParams } from '../model/job.ts';
+import { findJob, parseParams, partitionsProblem } from '../model/job.ts';
 import { activeKey, jobKeys, newJobId, parseInputUri } from '../model/keys.ts';
 import { writeJson } from '../model/status.ts';
 
@@ -38,6 +38,8 @@ export interface SubmitRequest {
   speculation?: boolean;
   /** Smaller chunks at the end of the dataset, so the job does not end on one big chunk. */
   guidedTail?: boolean;
+  /** A keyed job's partitions, 1 to 10,000. @default the job's, else chosen after the map stage */
+  partitions?: number;
 }
 
 /** What {@link submitJob} needs. */
@@ -101,6 +103,15 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
       `columns must be a non-empty list of column names; got ${JSON.stringify(request.columns)}`,
     );
   }
+  if (request.partitions !== undefined) {
+    const problem = partitionsProblem(request.partitions);
+    if (problem !== undefined) throw new ValidationError(problem);
+    if (job.key === undefined) {
+      throw new ValidationError(
+        `partitions applies only to a keyed job; ${job.name} has no key (its reduce has one accumulator)`,
+      );
+    }
+  }
   const onBadRecord = request.onBadRecord ?? 'fail';
   if (onBadRecord !== 'fail' && onBadRecord !== 'skip') {
     throw new ValidationError(
@@ -126,6 +137,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     ...(request.columns !== undefined && { columns: request.columns }),
     ...(request.speculation === false && { speculation: false }),
     ...(request.guidedTail === true && { guidedTail: true }),
+    ...(request.partitions !== undefined && { partitions: request.partitions }),
     createdAt,
   };
   const status: JobStatus = {

@@ -27,12 +27,18 @@ import {
   type ChunkTask,
   INLINE_OUTPUT_CHARS,
   type InvocationInfo,
+  type PartitionSummary,
+  type PartitionTask,
   type TaskSegment,
 } from '../model/documents.ts';
 import type { AnyJob } from '../model/job.ts';
 import { findJob, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
+import { checkKey } from '../shuffle/hash.ts';
+import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
+import { encodeRuns } from '../shuffle/runs.ts';
+import { runPartition } from './partition.ts';
 
 /** How many skipped bad records a chunk outcome keeps as samples. */
 export const BAD_RECORD_SAMPLES = 10;
@@ -129,7 +135,11 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     throw error;
   }
   const result: ChunkOutput =
-    reader.output === undefined ? { kind: 'acc', value: reader.acc } : await reader.output.finish();
+    reader.keyed !== undefined
+      ? await writeRuns(task, deps, reader.keyed)
+      : reader.output === undefined
+        ? { kind: 'acc', value: reader.acc }
+        : await reader.output.finish();
   const outcome = outcomeOf(task, deps, reader, result, Math.round(deps.clock.now() - started));
   const summary: ChunkSummary = {
     index: task.index,
@@ -150,10 +160,37 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     // A PUT retried after its first try landed (an answer lost on the way) finds its own
     // outcome: this attempt won, and its part is the one the outcome names.
     if (await wroteOutcome(task, deps)) return summary;
-    if (result.kind === 'part') await deps.store.delete(task.bucket, result.key);
+    if (result.kind === 'part' || result.kind === 'runs') {
+      await deps.store.delete(task.bucket, result.key);
+    }
     return { ...summary, duplicate: true };
   }
   return summary;
+}
+
+/**
+ * A keyed chunk's accumulators as one object of sorted runs, one per bucket (shared/core/shuffle):
+ * an object per map attempt, whatever the partitions, so a retry or a backup never mixes its
+ * runs with another attempt's.
+ */
+async function writeRuns(
+  task: ChunkTask,
+  deps: WorkerDeps,
+  accs: ReadonlyMap<string, unknown>,
+): Promise<ChunkOutput> {
+  const runs = encodeRuns(accs, task.buckets ?? DEFAULT_BUCKETS);
+  const key = jobKeys(task.jobId).runs(task.index, task.attempt);
+  const { etag } = await deps.store.put(task.bucket, key, runs.bytes, {
+    contentType: 'application/x-ndjson',
+  });
+  return {
+    kind: 'runs',
+    key,
+    bytes: runs.bytes.length,
+    etag,
+    offsets: runs.offsets,
+    keys: runs.keys,
+  };
 }
 
 /** True when the chunk's outcome is this attempt's (attempt numbers are never reused). */
@@ -209,6 +246,8 @@ class ChunkReader {
   bytesRead = 0;
   readonly bad = { count: 0, samples: [] as BadRecordSample[] };
   acc: unknown;
+  /** A keyed job's accumulators by key (the combiner: outputs are folded before they leave). */
+  readonly keyed: Map<string, unknown> | undefined;
   readonly output: ReturnType<typeof mapOutput> | undefined;
   /** The segment being read, and its records' decoder (a CSV object's is made from its header). */
   private segment: TaskSegment;
@@ -220,7 +259,8 @@ class ChunkReader {
     private readonly job: AnyJob,
     private readonly params: unknown,
   ) {
-    this.acc = job.reduce?.init();
+    this.keyed = job.key !== undefined && job.reduce !== undefined ? new Map() : undefined;
+    this.acc = this.keyed === undefined ? job.reduce?.init() : undefined;
     this.output = job.reduce === undefined ? mapOutput(task, deps) : undefined;
     this.segment = task.segments[0] as TaskSegment;
   }
@@ -250,6 +290,12 @@ class ChunkReader {
     if (out === undefined) return undefined;
     this.recordsOut += 1;
     const reduce = this.job.reduce;
+    if (this.keyed !== undefined && reduce !== undefined) {
+      const key = checkKey(this.job.name, this.job.key?.(out));
+      const acc = this.keyed.get(key);
+      this.keyed.set(key, reduce.add(acc === undefined ? reduce.init() : acc, out));
+      return undefined;
+    }
     if (reduce !== undefined) {
       this.acc = reduce.add(this.acc, out);
       return undefined;
@@ -414,4 +460,14 @@ function withContext(
     `job map threw on the record at byte ${offset} of ${context.key} (chunk ${context.chunk}): ${message}`,
     { cause: error, context: { ...context, offset } },
   );
+}
+
+/** Runs what the worker function is sent: a map chunk, or a keyed job's partition. */
+export function runWorkerTask(
+  task: ChunkTask | PartitionTask,
+  deps: WorkerDeps,
+): Promise<ChunkSummary | PartitionSummary> {
+  return 'kind' in task && task.kind === 'partition'
+    ? runPartition(task, deps)
+    : runChunk(task as ChunkTask, deps);
 }

@@ -111,6 +111,7 @@ export async function runTasks<P extends AttemptPayload, R extends TaskResult>(
     kind.records.length,
     counts,
     stop,
+    kind.progress,
   );
   // The first progress write (totals; a cancel or takeover already there) does not hold up
   // dispatch: lanes stop within one write's time if it reports one.

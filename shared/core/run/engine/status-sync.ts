@@ -34,6 +34,7 @@ export class StatusSync {
     private readonly total: number,
     private readonly counts: Counts,
     private readonly stop: Stop,
+    private readonly field: 'chunks' | 'partitions' = 'chunks',
   ) {}
 
   /** One progress write: the counts as they are now, unless the run no longer owns the job. */
@@ -46,18 +47,16 @@ export class StatusSync {
         return undefined;
       }
       if (owner === 'cancel-requested') this.stop.request('cancelled');
-      return {
-        ...s,
-        chunks: {
-          total: this.total,
-          pending: this.total - snapshot.succeeded - snapshot.failed - snapshot.running,
-          running: snapshot.running,
-          succeeded: snapshot.succeeded,
-          failed: snapshot.failed,
-        },
-        records: snapshot.records,
-        bytes: snapshot.bytes,
+      const counts = {
+        total: this.total,
+        pending: this.total - snapshot.succeeded - snapshot.failed - snapshot.running,
+        running: snapshot.running,
+        succeeded: snapshot.succeeded,
+        failed: snapshot.failed,
       };
+      return this.field === 'partitions'
+        ? { ...s, partitions: counts }
+        : { ...s, chunks: counts, records: snapshot.records, bytes: snapshot.bytes };
     });
   }
 

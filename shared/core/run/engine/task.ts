@@ -41,6 +41,11 @@ export interface TaskKind<P extends AttemptPayload, R extends TaskResult> {
   timeoutMs: number;
   /** The tasks' records, by index: the ledger writes attempts, failures and backups there. */
   records: TaskRecord[];
+  /**
+   * Where status.json shows the tasks' progress: `chunks` (with the records and bytes read) or
+   * `partitions` (a keyed job's reduce tasks). @default 'chunks'
+   */
+  progress?: 'chunks' | 'partitions';
   /** A task's size in bytes: the straggler rule compares time per byte. */
   size(index: number): number;
   /**

@@ -1,0 +1,112 @@
+/**
+ * A keyed job's result: its partitions' parts, each in key order, merged by key as they stream
+ * into one JSON object (`{"key":value,...}`, keys ascending), so that no process holds every
+ * key. The same document a job whose `finish` returned its keys in order would give.
+ */
+import { FanoutError } from '../base/errors.ts';
+import { orderedMap } from '../base/parallel.ts';
+import { createBytePipe } from '../base/pipe.ts';
+import type { ObjectStore } from '../base/ports.ts';
+import type { ChunkOutcome, Manifest, PartitionOutcome } from '../model/documents.ts';
+import { jobKeys } from '../model/keys.ts';
+import { readJson } from '../model/status.ts';
+import { byKey, mergeSorted } from '../shuffle/merge.ts';
+import { runBatches } from '../shuffle/runs.ts';
+
+/** What the assembly needs. */
+export interface KeyedDeps {
+  store: ObjectStore;
+  bucket: string;
+  /** Outcomes read at once. @default 16 */
+  parallelism?: number;
+}
+
+/** The result is written in pieces of about this many characters. */
+const WRITE_CHARS = 64 * 1024;
+
+const encoder = new TextEncoder();
+
+/**
+ * Writes a keyed job's result from its partitions' parts; counts records and bad records from
+ * the included chunks' outcomes.
+ */
+export async function assembleKeyed(
+  manifest: Manifest,
+  included: readonly number[],
+  deps: KeyedDeps,
+): Promise<{ result: { key: string; bytes: number }; records: number; badRecords: number }> {
+  const keys = jobKeys(manifest.jobId);
+  const parallelism = deps.parallelism ?? 16;
+  let records = 0;
+  let badRecords = 0;
+  for await (const outcome of orderedMap(included.length, parallelism, (k) =>
+    readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k]!)).then(
+      (r) => r.value,
+    ),
+  )) {
+    records += outcome.recordsOut;
+    badRecords += outcome.badRecords.count;
+  }
+  const partitions = manifest.partitions ?? [];
+  const parts: PartitionOutcome['part'][] = [];
+  for await (const outcome of orderedMap(partitions.length, parallelism, (r) =>
+    readJson<PartitionOutcome>(deps.store, deps.bucket, keys.partitionOutcome(r)).then(
+      (o) => o.value,
+      (error: unknown) => {
+        throw new FanoutError(
+          'MISSING_OUTCOME',
+          `partition ${r} of job ${manifest.jobId} has no outcome: ${(error as Error).message}`,
+          { cause: error, context: { jobId: manifest.jobId, partition: r } },
+        );
+      },
+    ),
+  )) {
+    parts.push(outcome.part);
+  }
+  const key = keys.result(false);
+  const pipe = createBytePipe();
+  const upload = deps.store.upload(deps.bucket, key, pipe.readable, {
+    contentType: 'application/json',
+  });
+  upload.catch(() => undefined); // observed below
+  try {
+    await writeObject(parts, deps, pipe);
+  } catch (error) {
+    pipe.fail(error);
+    throw error;
+  }
+  const { size } = await upload;
+  return { result: { key, bytes: size }, records, badRecords };
+}
+
+/** `{"key":value,...}` from the parts, merged by key, into `pipe`. */
+async function writeObject(
+  parts: readonly PartitionOutcome['part'][],
+  deps: KeyedDeps,
+  pipe: ReturnType<typeof createBytePipe>,
+): Promise<void> {
+  let text = '{';
+  let first = true;
+  const sources = parts
+    .filter((p) => p.bytes > 0)
+    .map((p) =>
+      runBatches(
+        deps.store.readRange(
+          { bucket: deps.bucket, key: p.key, size: p.bytes, etag: p.etag },
+          0,
+          p.bytes,
+        ),
+      ),
+    );
+  await mergeSorted(sources, byKey, ({ keyJson, valueJson }) => {
+    text += `${first ? '' : ','}${keyJson}:${valueJson}`;
+    first = false;
+    if (text.length < WRITE_CHARS) return undefined;
+    const piece = encoder.encode(text);
+    text = '';
+    return pipe.write(piece);
+  });
+  text += '}';
+  await pipe.write(encoder.encode(text));
+  pipe.close();
+}

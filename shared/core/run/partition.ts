@@ -1,0 +1,176 @@
+/**
+ * A keyed job's partition task, run by the worker function: it reads its buckets' runs from
+ * every map output, merges them by key (a key's accumulators in chunk order, through the job's
+ * `merge`), applies `finish` per key, and writes its part: `[bucket, key, value]` lines in
+ * ascending key order. Its outcome is written create-only, so exactly one attempt of a
+ * partition counts; a losing attempt removes its part.
+ */
+
+import { readAll } from '../base/bytes.ts';
+import { FanoutError, PreconditionFailedError } from '../base/errors.ts';
+import { orderedMap } from '../base/parallel.ts';
+import { createBytePipe } from '../base/pipe.ts';
+import type { Clock, ObjectStore } from '../base/ports.ts';
+import type {
+  InvocationInfo,
+  PartitionOutcome,
+  PartitionSummary,
+  PartitionTask,
+} from '../model/documents.ts';
+import { type AnyJob, findJob, parseParams } from '../model/job.ts';
+import { jobKeys } from '../model/keys.ts';
+import { readJson, writeJson } from '../model/status.ts';
+import { byteLength, runBatches, runLine } from '../shuffle/runs.ts';
+
+/** A key being merged: its value as text until it is parsed, then its accumulator. */
+interface Entry {
+  keyJson: string;
+  text: string | undefined;
+  acc?: unknown;
+}
+
+/** What a partition task needs. */
+export interface PartitionDeps {
+  store: ObjectStore;
+  jobs: ReadonlyMap<string, AnyJob>;
+  clock: Clock;
+  /** Where and when this invocation runs (for the outcome's timeline). */
+  invocation?: InvocationInfo;
+  /** Map outputs read at once. @default 8 */
+  parallelism?: number;
+}
+
+/** Text is written to the part in pieces of about this many characters. */
+const WRITE_CHARS = 64 * 1024;
+
+const encoder = new TextEncoder();
+
+/** Reduces one partition (see the module's comment). */
+export async function runPartition(
+  task: PartitionTask,
+  deps: PartitionDeps,
+): Promise<PartitionSummary> {
+  const started = deps.clock.now();
+  const job = findJob(deps.jobs, task.job);
+  const reduce = job.reduce;
+  if (job.key === undefined || reduce === undefined) {
+    throw new FanoutError('VALIDATION', `job ${job.name} is not keyed: it has no partitions`);
+  }
+  const params = parseParams(job, task.params);
+  const keys = jobKeys(task.jobId);
+  const { merged, bytesRead } = await mergeRuns(task, deps, (a, b) => reduce.merge(a, b));
+
+  const partKey = keys.partitionPart(task.index, task.attempt);
+  const pipe = createBytePipe();
+  const upload = deps.store.upload(task.bucket, partKey, pipe.readable, {
+    contentType: 'application/x-ndjson',
+  });
+  upload.catch(() => undefined); // observed below; a failed merge fails the pipe first
+  let text = '';
+  let bytes = 0;
+  let count = 0;
+  const out = (line: string): undefined | Promise<void> => {
+    text += line;
+    bytes += byteLength(line);
+    if (text.length < WRITE_CHARS) return undefined;
+    const piece = encoder.encode(text);
+    text = '';
+    return pipe.write(piece);
+  };
+  try {
+    // The default sort compares strings by UTF-16 code units: JavaScript string order.
+    for (const key of [...merged.keys()].sort()) {
+      const entry = merged.get(key)!;
+      const valueJson =
+        reduce.finish !== undefined
+          ? JSON.stringify(
+              reduce.finish(
+                entry.text === undefined ? entry.acc : JSON.parse(entry.text),
+                params,
+                key,
+              ),
+            )
+          : (entry.text ?? JSON.stringify(entry.acc));
+      count += 1;
+      const pending = out(runLine(entry.keyJson, valueJson));
+      if (pending !== undefined) await pending;
+    }
+    if (text !== '') await pipe.write(encoder.encode(text));
+    pipe.close();
+  } catch (error) {
+    pipe.fail(error);
+    throw error;
+  }
+  const { etag } = await upload;
+  const durationMs = Math.round(deps.clock.now() - started);
+  const outcome: PartitionOutcome = {
+    index: task.index,
+    attempt: task.attempt,
+    part: { key: partKey, bytes, etag },
+    first: task.first,
+    end: task.end,
+    keys: count,
+    bytesRead,
+    durationMs,
+  };
+  const summary: PartitionSummary = { index: task.index, keys: count, bytesRead, durationMs };
+  try {
+    await writeJson(deps.store, task.bucket, keys.partitionOutcome(task.index), outcome, {
+      ifNoneMatch: '*',
+    });
+  } catch (error) {
+    if (!(error instanceof PreconditionFailedError)) throw error;
+    // A PUT retried after its first try landed finds its own outcome: this attempt won.
+    const won = await readJson<PartitionOutcome>(
+      deps.store,
+      task.bucket,
+      keys.partitionOutcome(task.index),
+    );
+    if (won.value.attempt === task.attempt) return summary;
+    await deps.store.delete(task.bucket, partKey);
+    return { ...summary, duplicate: true };
+  }
+  return summary;
+}
+
+/**
+ * The partition's keys: each key's accumulators from every map output merged in chunk order
+ * (`merge(a, b)`, a from the earlier chunk; a key appears at most once in each output). Outputs
+ * are fetched `parallelism` at a time and folded in as they arrive, in order, so memory holds
+ * the merged keys and the outputs in flight, not every line read. A key seen once keeps its
+ * value as text: it is parsed only to be merged or finished.
+ */
+async function mergeRuns(
+  task: PartitionTask,
+  deps: PartitionDeps,
+  merge: (a: unknown, b: unknown) => unknown,
+): Promise<{ merged: Map<string, Entry>; bytesRead: number }> {
+  const merged = new Map<string, Entry>();
+  let bytesRead = 0;
+  const fetched = orderedMap(task.sources.length, deps.parallelism ?? 8, async (i) => {
+    const s = task.sources[i]!;
+    const object = { bucket: task.bucket, key: s.key, size: s.size, etag: s.etag };
+    return readAll(deps.store.readRange(object, s.start, s.end));
+  });
+  for await (const bytes of fetched) {
+    bytesRead += bytes.length;
+    for await (const lines of runBatches(once(bytes))) {
+      for (const line of lines) {
+        const seen = merged.get(line.key);
+        if (seen === undefined) {
+          merged.set(line.key, { keyJson: line.keyJson, text: line.valueJson });
+        } else {
+          const before = seen.text === undefined ? seen.acc : JSON.parse(seen.text);
+          seen.acc = merge(before, JSON.parse(line.valueJson));
+          seen.text = undefined;
+        }
+      }
+    }
+  }
+  return { merged, bytesRead };
+}
+
+/** One piece as a stream. */
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes;
+}

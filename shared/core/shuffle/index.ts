@@ -1,0 +1,11 @@
+/**
+ * shuffle: a keyed job's way from the map stage to its result (docs/SHUFFLE.md). Each map
+ * attempt writes one object of sorted runs, one per hash bucket (runs.ts, hash.ts); the
+ * coordinator groups the buckets into partitions from the sizes the map stage reports
+ * (partitions.ts); a partition task k-way merges its buckets' runs from every map output
+ * (merge.ts), and the result is the partitions' runs merged by key.
+ */
+export * from './hash.ts';
+export * from './merge.ts';
+export * from './partitions.ts';
+export * from './runs.ts';

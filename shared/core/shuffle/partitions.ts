@@ -1,0 +1,56 @@
+/**
+ * Choosing the partitions of a keyed job's reduce: contiguous groups of hash buckets, one
+ * partition task each, from the bucket sizes the map stage reports.
+ */
+import { MAX_PARTITIONS } from '../model/job.ts';
+
+/** Buckets a keyed job's map outputs are cut into when neither the job nor the request says. */
+export const DEFAULT_BUCKETS = 256;
+
+/** A partition task's input, at most: above it the partitions are more. */
+export const PARTITION_BUDGET_BYTES = 256 * 1024 * 1024;
+
+/** Below this much input a partition is not worth an invocation of its own. */
+export const MIN_PARTITION_BYTES = 4 * 1024 * 1024;
+
+/** The buckets of a keyed job: its `partitions` when set (each bucket a partition), else the default. */
+export function bucketCount(partitions: number | undefined): number {
+  return partitions ?? DEFAULT_BUCKETS;
+}
+
+/**
+ * Groups the buckets into partitions: `[first, end)` bucket ranges, contiguous and in order.
+ * With `partitions` set there is a partition per bucket. Otherwise there are enough for the
+ * budget (total / PARTITION_BUDGET_BYTES), and as many as the job's concurrency while each
+ * would still get MIN_PARTITION_BYTES, at least one and at most one per bucket; the cuts fall
+ * where the running total of bytes passes each partition's share.
+ */
+export function groupBuckets(
+  sizes: readonly number[],
+  options: { partitions?: number; concurrency: number },
+): [number, number][] {
+  const buckets = sizes.length;
+  if (options.partitions !== undefined) {
+    return Array.from({ length: buckets }, (_, b) => [b, b + 1] as [number, number]);
+  }
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const wanted = Math.max(
+    Math.ceil(total / PARTITION_BUDGET_BYTES),
+    Math.min(options.concurrency, Math.floor(total / MIN_PARTITION_BYTES)),
+  );
+  const count = Math.min(buckets, Math.max(1, wanted), MAX_PARTITIONS);
+  const groups: [number, number][] = [];
+  let first = 0;
+  let sum = 0;
+  for (let b = 0; b < buckets; b++) {
+    sum += sizes[b]!;
+    const left = count - groups.length - 1; // partitions still to open after this one
+    const mustCut = buckets - (b + 1) === left; // every later bucket needed for the others
+    if (left > 0 && (mustCut || sum >= (total * (groups.length + 1)) / count)) {
+      groups.push([first, b + 1]);
+      first = b + 1;
+    }
+  }
+  groups.push([first, buckets]);
+  return groups;
+}

@@ -1,0 +1,111 @@
+/**
+ * Runs: the lines a map attempt or a partition task writes, sorted, in one object. A line is
+ * `"key"<tab>value`: the key as JSON, a tab, the value as JSON. A run is one bucket's lines in
+ * ascending key order (JavaScript string order: UTF-16 code units); a map output holds its runs
+ * bucket after bucket, and `offsets[b]..offsets[b + 1]` are the bytes of bucket b's run.
+ */
+import { concatBytes } from '../base/bytes.ts';
+import { bucketOf } from './hash.ts';
+
+/**
+ * A run line's two halves: its key as JSON (a JSON string never holds a raw tab, so the first
+ * tab ends it) and its value as JSON text. Kept as text until something needs the value: a key
+ * found in one map output only passes through a partition without being parsed.
+ */
+export interface RunLine {
+  /** The key, decoded. */
+  key: string;
+  /** The key as JSON (`"…"`): what the result writes. */
+  keyJson: string;
+  /** The value as JSON text. */
+  valueJson: string;
+}
+
+/** An encoded object of runs: its bytes, and where each bucket's run starts and ends. */
+export interface EncodedRuns {
+  bytes: Uint8Array;
+  /** `buckets + 1` byte offsets: bucket b's run is `[offsets[b], offsets[b + 1])`. */
+  offsets: number[];
+  /** Keys written. */
+  keys: number;
+}
+
+const encoder = new TextEncoder();
+
+/** One run line: `"key"<tab>value` and a newline. */
+export const runLine = (keyJson: string, valueJson: string) => `${keyJson}\t${valueJson}\n`;
+
+/** A map attempt's accumulators, by key, as runs of `buckets` buckets (a combiner's output). */
+export function encodeRuns(accs: ReadonlyMap<string, unknown>, buckets: number): EncodedRuns {
+  const byBucket: string[][] = Array.from({ length: buckets }, () => []);
+  for (const key of accs.keys()) byBucket[bucketOf(key, buckets)]!.push(key);
+  const pieces: Uint8Array[] = [];
+  const offsets = [0];
+  let at = 0;
+  for (let b = 0; b < buckets; b++) {
+    const keys = byBucket[b]!.sort();
+    let text = '';
+    for (const key of keys) text += runLine(JSON.stringify(key), JSON.stringify(accs.get(key)));
+    const bytes = encoder.encode(text);
+    pieces.push(bytes);
+    at += bytes.length;
+    offsets.push(at);
+  }
+  return { bytes: concatBytes(pieces), offsets, keys: accs.size };
+}
+
+/** A key from its JSON: the characters between the quotes when nothing in them is escaped. */
+export function decodeKey(keyJson: string): string {
+  return keyJson.includes('\\') ? (JSON.parse(keyJson) as string) : keyJson.slice(1, -1);
+}
+
+/** UTF-8 length of a string, without encoding it (surrogate pairs count 4). */
+export function byteLength(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 2; // with its low surrogate (counted 1 already): 4 bytes
+      i += 1;
+    } else n += 2;
+  }
+  return n;
+}
+
+/**
+ * The lines of runs as they arrive, split into key and value: in batches, one per network
+ * piece, so that a k-way merge pays an await per piece rather than per line.
+ */
+export async function* runBatches(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<RunLine[]> {
+  const decoder = new TextDecoder();
+  let carry = '';
+  for await (const piece of pieces) {
+    const text = carry + decoder.decode(piece, { stream: true });
+    const end = text.lastIndexOf('\n');
+    if (end < 0) {
+      carry = text;
+      continue;
+    }
+    carry = text.slice(end + 1);
+    yield splitLines(text, end);
+  }
+  const rest = carry + decoder.decode();
+  if (rest !== '') yield splitLines(`${rest}\n`, rest.length);
+}
+
+function splitLines(text: string, end: number): RunLine[] {
+  const lines: RunLine[] = [];
+  let at = 0;
+  while (at < end) {
+    const nl = text.indexOf('\n', at);
+    const tab = text.indexOf('\t', at);
+    if (tab < 0 || tab > nl)
+      throw new SyntaxError(`a run line without a tab: ${text.slice(at, Math.min(nl, at + 80))}`);
+    const keyJson = text.slice(at, tab);
+    lines.push({ key: decodeKey(keyJson), keyJson, valueJson: text.slice(tab + 1, nl) });
+    at = nl + 1;
+  }
+  return lines;
+}
