@@ -20,7 +20,7 @@ import type {
 import { type AnyJob, findJob, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
-import { byteLength, runBatches, runLine } from '../shuffle/runs.ts';
+import { forEachRunLine, runLine } from '../shuffle/runs.ts';
 
 /** A key being merged: its value as text until it is parsed, then its accumulator. */
 interface Entry {
@@ -71,9 +71,9 @@ export async function runPartition(
   let count = 0;
   const out = (line: string): undefined | Promise<void> => {
     text += line;
-    bytes += byteLength(line);
     if (text.length < WRITE_CHARS) return undefined;
     const piece = encoder.encode(text);
+    bytes += piece.length;
     text = '';
     return pipe.write(piece);
   };
@@ -95,7 +95,9 @@ export async function runPartition(
       const pending = out(runLine(entry.keyJson, valueJson));
       if (pending !== undefined) await pending;
     }
-    if (text !== '') await pipe.write(encoder.encode(text));
+    const last = encoder.encode(text);
+    bytes += last.length;
+    if (last.length > 0) await pipe.write(last);
     pipe.close();
   } catch (error) {
     pipe.fail(error);
@@ -152,25 +154,19 @@ async function mergeRuns(
     const object = { bucket: task.bucket, key: s.key, size: s.size, etag: s.etag };
     return readAll(deps.store.readRange(object, s.start, s.end));
   });
+  const decoder = new TextDecoder();
   for await (const bytes of fetched) {
     bytesRead += bytes.length;
-    for await (const lines of runBatches(once(bytes))) {
-      for (const line of lines) {
-        const seen = merged.get(line.key);
-        if (seen === undefined) {
-          merged.set(line.key, { keyJson: line.keyJson, text: line.valueJson });
-        } else {
-          const before = seen.text === undefined ? seen.acc : JSON.parse(seen.text);
-          seen.acc = merge(before, JSON.parse(line.valueJson));
-          seen.text = undefined;
-        }
+    forEachRunLine(decoder.decode(bytes), (key, keyJson, valueJson) => {
+      const seen = merged.get(key);
+      if (seen === undefined) {
+        merged.set(key, { keyJson, text: valueJson });
+      } else {
+        const before = seen.text === undefined ? seen.acc : JSON.parse(seen.text);
+        seen.acc = merge(before, JSON.parse(valueJson));
+        seen.text = undefined;
       }
-    }
+    });
   }
   return { merged, bytesRead };
-}
-
-/** One piece as a stream. */
-async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield bytes;
 }

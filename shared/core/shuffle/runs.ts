@@ -59,21 +59,6 @@ export function decodeKey(keyJson: string): string {
   return keyJson.includes('\\') ? (JSON.parse(keyJson) as string) : keyJson.slice(1, -1);
 }
 
-/** UTF-8 length of a string, without encoding it (surrogate pairs count 4). */
-export function byteLength(text: string): number {
-  let n = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) n += 1;
-    else if (c >= 0xd800 && c <= 0xdbff) {
-      n += 2; // with its low surrogate (counted 1 already): 4 bytes
-      i += 1;
-    } else n += 2;
-  }
-  return n;
-}
-
 /**
  * The lines of runs as they arrive, split into key and value: in batches, one per network
  * piece, so that a k-way merge pays an await per piece rather than per line.
@@ -97,15 +82,28 @@ export async function* runBatches(pieces: AsyncIterable<Uint8Array>): AsyncGener
 
 function splitLines(text: string, end: number): RunLine[] {
   const lines: RunLine[] = [];
+  forEachRunLine(text.slice(0, end + 1), (key, keyJson, valueJson) => {
+    lines.push({ key, keyJson, valueJson });
+  });
+  return lines;
+}
+
+/**
+ * Calls `line` with the key, the key's JSON and the value's JSON of every line of `text` (whole
+ * lines, each ending with a newline), without making an object per line.
+ */
+export function forEachRunLine(
+  text: string,
+  line: (key: string, keyJson: string, valueJson: string) => void,
+): void {
   let at = 0;
-  while (at < end) {
-    const nl = text.indexOf('\n', at);
+  for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', at)) {
     const tab = text.indexOf('\t', at);
-    if (tab < 0 || tab > nl)
+    if (tab < 0 || tab > nl) {
       throw new SyntaxError(`a run line without a tab: ${text.slice(at, Math.min(nl, at + 80))}`);
+    }
     const keyJson = text.slice(at, tab);
-    lines.push({ key: decodeKey(keyJson), keyJson, valueJson: text.slice(tab + 1, nl) });
+    line(decodeKey(keyJson), keyJson, text.slice(tab + 1, nl));
     at = nl + 1;
   }
-  return lines;
 }
