@@ -26,14 +26,23 @@ import { type Clock, systemClock } from '#core/base/ports.ts';
 import { mulberry32 } from '#core/base/random.ts';
 import { segmentBytes } from '#core/data/plan.ts';
 import type { ChunkOutcome, ChunkTask, JobRequest, JobStatus } from '#core/model/documents.ts';
+import { createRegistry } from '#core/model/job.ts';
 import { jobKeys } from '#core/model/keys.ts';
 import { writeJson } from '#core/model/status.ts';
 import { reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { SEGMENT_PARALLELISM } from '#core/run/worker.ts';
-import { jobs } from '#jobs/index.ts';
+import { byField } from '#jobs/by-field.ts';
 import { bundleFunctions } from '#local/bundle.ts';
 import { ms, type Report, rate, root, runIfMain } from './report.ts';
+
+/**
+ * The job the simulation runs: by-field as a one-accumulator reduce (without its key), the
+ * shape these scenarios model: map chunks, then one reducer reading their outcomes. A keyed
+ * job's shuffle is not in this model.
+ */
+const { key: _key, ...oneAccumulator } = byField;
+const jobs = createRegistry([oneAccumulator]);
 
 /**
  * AWS's model. Chunk durations are log-normal: BENCH_SIM_MEDIAN_MS and BENCH_SIM_SIGMA configure

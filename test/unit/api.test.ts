@@ -71,6 +71,15 @@ async function setup() {
 const input = `s3://${BUCKET}/datasets/lesson.jsonl`;
 
 describe('POST /jobs', () => {
+  it("records a keyed job's partitions in job.json", async () => {
+    const { store, call } = await setup();
+    const res = await call('POST', '/jobs', { job: 'by-field', input, partitions: 3 });
+    expect(res.status).toBe(202);
+    expect(JSON.parse(store.text(BUCKET, `jobs/${res.json.jobId}/job.json`))).toMatchObject({
+      partitions: 3,
+    });
+  });
+
   it('queues a job: 202 with links, job.json and a QUEUED status, coordinator started', async () => {
     const { store, invoker, call } = await setup();
     const res = await call('POST', '/jobs', { job: 'by-field', input });
@@ -178,6 +187,14 @@ describe('POST /jobs', () => {
       { job: 'by-field', input: `s3://${BUCKET}/datasets/../` },
       400,
       /prefix must not contain/,
+    ],
+    ['partitions 0', { job: 'by-field', input, partitions: 0 }, 400, /partitions/],
+    ['partitions above 10,000', { job: 'by-field', input, partitions: 10_001 }, 400, /partitions/],
+    [
+      'partitions for a job without a key',
+      { job: 'scientists', input, partitions: 2 },
+      400,
+      /partitions applies only to a keyed job; scientists has no key/,
     ],
   ];
   for (const [name, body, status, message] of rejected) {
