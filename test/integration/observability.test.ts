@@ -46,7 +46,7 @@ describe('logs and metrics', () => {
       });
     }
     const partitions = worker.filter((l) => l.message === 'partition done');
-    expect(partitions).toHaveLength(result.status.partitions?.total ?? -1);
+    expect(partitions).toHaveLength(result.status.partitions?.total ?? 0);
     for (const line of partitions) {
       expect(line).toMatchObject({
         jobId: result.jobId,

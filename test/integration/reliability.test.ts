@@ -101,6 +101,8 @@ describe('chaos', () => {
         job: 'by-field',
         input: file,
         chunks: 40,
+        // Partition tasks too (a shuffle this small would otherwise be merged by the reducer).
+        partitions: 4,
         maxAttempts: 8,
         // The bookkeeping below is of retries alone: backups would add attempts of their own.
         speculation: false,

@@ -89,6 +89,44 @@ function harness(fanIn?: number, lanes: { initialLanes?: number; rampMs?: number
 }
 
 describe('coordinateJob', () => {
+  it('merges a small keyed shuffle in the reducer, and runs partition tasks when they are set', async () => {
+    const lines = Array.from({ length: 40 }, (_, i) =>
+      JSON.stringify({ name: `s${i}`, field: `f${i % 7}`, born: 1900 + i, nobel: i % 3 === 0 }),
+    );
+    const text = `${lines.join('\n')}\n`;
+    const results: string[] = [];
+    for (const partitions of [undefined, 3]) {
+      const { store, invoker, submit } = harness();
+      await store.put(BUCKET, 'datasets/t.jsonl', text);
+      const { job, status } = await submit({
+        job: 'by-field',
+        input: `s3://${BUCKET}/datasets/t.jsonl`,
+        concurrency: 4,
+        chunks: 5,
+        ...(partitions !== undefined && { partitions }),
+      });
+      expect(status).toMatchObject({ status: 'SUCCEEDED', result: { records: 40 } });
+      const manifest = JSON.parse(store.text(BUCKET, jobKeys(job.jobId).manifest));
+      const tasks = invoker.calls.filter(
+        (c) => (c.payload as { kind?: string }).kind === 'partition',
+      );
+      expect(manifest.partitions).toHaveLength(partitions ?? 0);
+      expect(tasks).toHaveLength(partitions ?? 0);
+      results.push(store.text(BUCKET, jobKeys(job.jobId).result(false)));
+    }
+    // The same document either way, keys in order.
+    expect(results[1]).toBe(results[0]);
+    expect(Object.keys(JSON.parse(results[0]!))).toEqual([
+      'f0',
+      'f1',
+      'f2',
+      'f3',
+      'f4',
+      'f5',
+      'f6',
+    ]);
+  });
+
   it('runs a CSV job with the header handed to every chunk', async () => {
     const { store, submit } = harness();
     const rows = Array.from({ length: 50 }, (_, i) => `${i},"item, ${i}",${i * 2}`);

@@ -72,6 +72,8 @@ export function grantLeastPrivilege(
     jobs('parts/*'),
     jobs('partitions/*'),
     jobs('reduced/*'),
+    // A keyed job whose shuffle is small has no partitions: the reducer merges the map runs.
+    jobs('shuffle/*'),
     jobs('merged/*'),
     jobs('status.json'),
   ]);
@@ -172,6 +174,7 @@ export function acknowledgeFindings(
         'merged/*',
         'partitions/*',
         'reduced/*',
+        'shuffle/*',
         'status.json',
         'result.json',
         'result.jsonl',

@@ -7,15 +7,18 @@ import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
 import { createBytePipe } from '../base/pipe.ts';
 import type { ObjectStore } from '../base/ports.ts';
-import type { ChunkOutcome, Manifest, PartitionOutcome } from '../model/documents.ts';
+import type { ChunkOutcome, Manifest, PartitionOutcome, RunSource } from '../model/documents.ts';
+import { type AnyJob, findJob, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson } from '../model/status.ts';
+import { finalValues, mergeRuns } from '../run/partition.ts';
 import { byKey, mergeSorted } from '../shuffle/merge.ts';
 import { runBatches } from '../shuffle/runs.ts';
 
 /** What the assembly needs. */
 export interface KeyedDeps {
   store: ObjectStore;
+  jobs: ReadonlyMap<string, AnyJob>;
   bucket: string;
   /** Outcomes read at once. @default 16 */
   parallelism?: number;
@@ -39,6 +42,7 @@ export async function assembleKeyed(
   const parallelism = deps.parallelism ?? 16;
   let records = 0;
   let badRecords = 0;
+  const outputs: RunSource[] = [];
   for await (const outcome of orderedMap(included.length, parallelism, (k) =>
     readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k]!)).then(
       (r) => r.value,
@@ -46,8 +50,36 @@ export async function assembleKeyed(
   )) {
     records += outcome.recordsOut;
     badRecords += outcome.badRecords.count;
+    const { output } = outcome;
+    if (output.kind === 'runs' && output.bytes > 0) {
+      outputs.push({
+        key: output.key,
+        etag: output.etag,
+        size: output.bytes,
+        start: 0,
+        end: output.bytes,
+      });
+    }
   }
   const partitions = manifest.partitions ?? [];
+  const key = keys.result(false);
+  if (partitions.length === 0) {
+    // A small shuffle (shared/core/shuffle/partitions.ts): the map outputs merged here.
+    const job = findJob(deps.jobs, manifest.job);
+    const reduce = job.reduce as NonNullable<typeof job.reduce>;
+    const { merged } = await mergeRuns(outputs, deps.bucket, deps, (a, b) => reduce.merge(a, b));
+    let text = '{';
+    for (const [keyJson, valueJson] of finalValues(
+      merged,
+      reduce,
+      parseParams(job, manifest.params),
+    )) {
+      text += `${text.length > 1 ? ',' : ''}${keyJson}:${valueJson}`;
+    }
+    const body = encoder.encode(`${text}}`);
+    await deps.store.put(deps.bucket, key, body, { contentType: 'application/json' });
+    return { result: { key, bytes: body.length }, records, badRecords };
+  }
   const parts: PartitionOutcome['part'][] = [];
   for await (const outcome of orderedMap(partitions.length, parallelism, (r) =>
     readJson<PartitionOutcome>(deps.store, deps.bucket, keys.partitionOutcome(r)).then(
@@ -63,7 +95,6 @@ export async function assembleKeyed(
   )) {
     parts.push(outcome.part);
   }
-  const key = keys.result(false);
   const pipe = createBytePipe();
   const upload = deps.store.upload(deps.bucket, key, pipe.readable, {
     contentType: 'application/json',

@@ -16,6 +16,7 @@ import type {
   PartitionOutcome,
   PartitionSummary,
   PartitionTask,
+  RunSource,
 } from '../model/documents.ts';
 import { type AnyJob, findJob, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
@@ -23,7 +24,7 @@ import { readJson, writeJson } from '../model/status.ts';
 import { forEachRunLine, runLine } from '../shuffle/runs.ts';
 
 /** A key being merged: its value as text until it is parsed, then its accumulator. */
-interface Entry {
+export interface Entry {
   keyJson: string;
   text: string | undefined;
   acc?: unknown;
@@ -58,7 +59,9 @@ export async function runPartition(
   }
   const params = parseParams(job, task.params);
   const keys = jobKeys(task.jobId);
-  const { merged, bytesRead } = await mergeRuns(task, deps, (a, b) => reduce.merge(a, b));
+  const { merged, bytesRead } = await mergeRuns(task.sources, task.bucket, deps, (a, b) =>
+    reduce.merge(a, b),
+  );
 
   const partKey = keys.partitionPart(task.index, task.attempt);
   const pipe = createBytePipe();
@@ -78,21 +81,9 @@ export async function runPartition(
     return pipe.write(piece);
   };
   try {
-    // The default sort compares strings by UTF-16 code units: JavaScript string order.
-    for (const key of [...merged.keys()].sort()) {
-      const entry = merged.get(key)!;
-      const valueJson =
-        reduce.finish !== undefined
-          ? JSON.stringify(
-              reduce.finish(
-                entry.text === undefined ? entry.acc : JSON.parse(entry.text),
-                params,
-                key,
-              ),
-            )
-          : (entry.text ?? JSON.stringify(entry.acc));
+    for (const [keyJson, valueJson] of finalValues(merged, reduce, params)) {
       count += 1;
-      const pending = out(runLine(entry.keyJson, valueJson));
+      const pending = out(runLine(keyJson, valueJson));
       if (pending !== undefined) await pending;
     }
     const last = encoder.encode(text);
@@ -136,22 +127,23 @@ export async function runPartition(
 }
 
 /**
- * The partition's keys: each key's accumulators from every map output merged in chunk order
+ * Keys merged from runs (a partition's, or a small shuffle's whole): each key's accumulators from every map output merged in chunk order
  * (`merge(a, b)`, a from the earlier chunk; a key appears at most once in each output). Outputs
  * are fetched `parallelism` at a time and folded in as they arrive, in order, so memory holds
  * the merged keys and the outputs in flight, not every line read. A key seen once keeps its
  * value as text: it is parsed only to be merged or finished.
  */
-async function mergeRuns(
-  task: PartitionTask,
-  deps: PartitionDeps,
+export async function mergeRuns(
+  sources: readonly RunSource[],
+  bucket: string,
+  deps: { store: ObjectStore; parallelism?: number },
   merge: (a: unknown, b: unknown) => unknown,
 ): Promise<{ merged: Map<string, Entry>; bytesRead: number }> {
   const merged = new Map<string, Entry>();
   let bytesRead = 0;
-  const fetched = orderedMap(task.sources.length, deps.parallelism ?? 8, async (i) => {
-    const s = task.sources[i]!;
-    const object = { bucket: task.bucket, key: s.key, size: s.size, etag: s.etag };
+  const fetched = orderedMap(sources.length, deps.parallelism ?? 8, async (i) => {
+    const s = sources[i]!;
+    const object = { bucket, key: s.key, size: s.size, etag: s.etag };
     return readAll(deps.store.readRange(object, s.start, s.end));
   });
   const decoder = new TextDecoder();
@@ -169,4 +161,26 @@ async function mergeRuns(
     });
   }
   return { merged, bytesRead };
+}
+
+/**
+ * The merged keys in ascending order (JavaScript string order: the default sort compares UTF-16
+ * code units), each as its JSON and its final value's JSON: `finish(acc, params, key)` when the
+ * job has one, else the accumulator (copied as text when it was never parsed).
+ */
+export function* finalValues(
+  merged: ReadonlyMap<string, Entry>,
+  reduce: NonNullable<AnyJob['reduce']>,
+  params: unknown,
+): Generator<[keyJson: string, valueJson: string]> {
+  for (const key of [...merged.keys()].sort()) {
+    const entry = merged.get(key)!;
+    const acc = (): unknown => (entry.text === undefined ? entry.acc : JSON.parse(entry.text));
+    yield [
+      entry.keyJson,
+      reduce.finish !== undefined
+        ? JSON.stringify(reduce.finish(acc(), params, key))
+        : (entry.text ?? JSON.stringify(entry.acc)),
+    ];
+  }
 }

@@ -18,7 +18,7 @@ import type {
 } from '../model/documents.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
-import { groupBuckets } from '../shuffle/partitions.ts';
+import { DIRECT_SHUFFLE_BYTES, groupBuckets } from '../shuffle/partitions.ts';
 import { type Billing, type RunEnd, runTasks, type TaskKind } from './engine/index.ts';
 import { engineDeps, type MapStageDeps } from './map-stage.ts';
 
@@ -40,17 +40,26 @@ export async function runReduceStage(
   run: { epoch: number; billing: Billing },
   deps: MapStageDeps,
 ): Promise<RunEnd> {
+  // Planned already, with no partition tasks: the reducer merges the map outputs itself.
+  if (manifest.partitions?.length === 0) return { reason: 'done', dispatched: 0 };
   const outputs = await mapOutputs(manifest, deps);
   const fresh = manifest.partitions === undefined;
   if (manifest.partitions === undefined) {
     const sizes = bucketSizes(outputs, manifest.keyed?.buckets ?? 1);
-    manifest.partitions = groupBuckets(sizes, {
-      ...(manifest.keyed?.partitions !== undefined && { partitions: manifest.keyed.partitions }),
-      concurrency: manifest.concurrency,
-    }).map(([first, end], index) => ({ index, attempts: 0, first, end }));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    manifest.partitions =
+      manifest.keyed?.partitions === undefined && total <= DIRECT_SHUFFLE_BYTES
+        ? []
+        : groupBuckets(sizes, {
+            ...(manifest.keyed?.partitions !== undefined && {
+              partitions: manifest.keyed.partitions,
+            }),
+            concurrency: manifest.concurrency,
+          }).map(([first, end], index) => ({ index, attempts: 0, first, end }));
     // Recorded before any partition runs: a run that resumes the job after a crash finds the
     // same partitions, and runs only those without an outcome.
     await writeJson(deps.store, deps.bucket, jobKeys(manifest.jobId).manifest, manifest);
+    if (manifest.partitions.length === 0) return { reason: 'done', dispatched: 0 };
   }
   return runTasks(partitionTasks(manifest, outputs, deps), {
     ...engineDeps(manifest, request, { ...run, fresh }, deps),

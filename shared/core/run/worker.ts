@@ -293,7 +293,12 @@ class ChunkReader {
     if (this.keyed !== undefined && reduce !== undefined) {
       const key = checkKey(this.job.name, this.job.key?.(out));
       const acc = this.keyed.get(key);
-      this.keyed.set(key, reduce.add(acc === undefined ? reduce.init() : acc, out));
+      if (acc === undefined) this.keyed.set(key, reduce.add(reduce.init(), out));
+      else {
+        // An add that mutates returns the same accumulator: no second write to the Map.
+        const next = reduce.add(acc, out);
+        if (next !== acc) this.keyed.set(key, next);
+      }
       return undefined;
     }
     if (reduce !== undefined) {

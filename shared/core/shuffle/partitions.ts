@@ -10,6 +10,12 @@ export const DEFAULT_BUCKETS = 256;
 /** A partition task's input, at most: above it the partitions are more. */
 export const PARTITION_BUDGET_BYTES = 256 * 1024 * 1024;
 
+/**
+ * A shuffle of at most this many bytes in all has no partition tasks: the reducer merges the map
+ * outputs itself (a few groups, as by-field's eight, need no more than that).
+ */
+export const DIRECT_SHUFFLE_BYTES = 1024 * 1024;
+
 /** Below this much input a partition is not worth an invocation of its own. */
 export const MIN_PARTITION_BYTES = 4 * 1024 * 1024;
 
