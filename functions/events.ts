@@ -138,6 +138,7 @@ export const partitionTaskSchema: z.ZodMiniType<PartitionTask> = z.object({
       size: nonNegative,
       start: nonNegative,
       end: nonNegative,
+      inline: z.optional(z.boolean()),
     }),
   ),
 });

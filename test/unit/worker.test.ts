@@ -130,26 +130,24 @@ describe('runChunk', () => {
     expect(outcome.output.value).toMatchObject({ name: 2, math: 1, physics: 1, curie: 1 });
   });
 
-  it("writes a keyed job's accumulators as one object of sorted runs, a run per bucket", async () => {
-    const fields = ['math', 'physics', 'chemistry', 'math', 'biology', '__proto__', 'physics'];
+  /** A keyed chunk's runs, from its outcome: inline text, or its runs object. */
+  async function keyedRuns(fields: string[], buckets: number) {
     const text = fields
       .map((field, i) =>
-        JSON.stringify({ name: `s${i}`, field, born: 1900 + i, nobel: i % 2 === 0 }),
+        JSON.stringify({ name: `s${i}`, field, born: 1900 + (i % 100), nobel: i % 2 === 0 }),
       )
       .join('\n');
     const { store, deps, task } = await setup(`${text}\n`);
-    await runChunk(task({ job: 'by-field', buckets: 4 }), deps);
+    await runChunk(task({ job: 'by-field', buckets }), deps);
     const { output } = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
-    expect(output).toMatchObject({
-      kind: 'runs',
-      key: `jobs/${JOB_ID}/shuffle/0.1.jsonl`,
-      keys: 5,
-    });
-    const bytes = Buffer.from(store.text(BUCKET, output.key));
-    expect(output.offsets).toHaveLength(5);
-    expect(output.offsets[4]).toBe(bytes.length);
+    const bytes = Buffer.from(
+      output.kind === 'runs-inline' ? output.text : store.text(BUCKET, output.key),
+    );
+    expect(output.offsets).toHaveLength(buckets + 1);
+    expect(output.offsets[buckets]).toBe(bytes.length);
+    expect(output.bytes).toBe(bytes.length);
     const seen = new Map<string, unknown>();
-    for (let b = 0; b < 4; b++) {
+    for (let b = 0; b < buckets; b++) {
       const run = bytes
         .subarray(output.offsets[b], output.offsets[b + 1])
         .toString()
@@ -159,10 +157,17 @@ describe('runChunk', () => {
       const keys = run.map(([k]) => JSON.parse(k) as string);
       expect(keys).toEqual([...keys].sort()); // each run in key order
       for (const [k, v] of run) {
-        expect(bucketOf(JSON.parse(k), 4)).toBe(b); // in its key's bucket
+        expect(bucketOf(JSON.parse(k), buckets)).toBe(b); // in its key's bucket
         seen.set(JSON.parse(k), JSON.parse(v));
       }
     }
+    return { output, seen };
+  }
+
+  it("folds a keyed job's outputs per key into sorted runs, a run per bucket, inline when small", async () => {
+    const fields = ['math', 'physics', 'chemistry', 'math', 'biology', '__proto__', 'physics'];
+    const { output, seen } = await keyedRuns(fields, 4);
+    expect(output).toMatchObject({ kind: 'runs-inline', keys: 5 });
     expect(Object.fromEntries([...seen].sort(([a], [b]) => (a < b ? -1 : 1)))).toEqual(
       Object.fromEntries([
         ['__proto__', { count: 1, nobels: 0, ageSum: 112 }],
@@ -172,6 +177,17 @@ describe('runChunk', () => {
         ['physics', { count: 2, nobels: 1, ageSum: 227 }],
       ]),
     );
+  });
+
+  it('writes large runs as one object of the attempt', async () => {
+    const fields = Array.from({ length: 9000 }, (_, i) => `field-${i}`);
+    const { output, seen } = await keyedRuns(fields, 16);
+    expect(output).toMatchObject({
+      kind: 'runs',
+      key: `jobs/${JOB_ID}/shuffle/0.1.jsonl`,
+      keys: 9000,
+    });
+    expect(seen.size).toBe(9000);
   });
 
   it('reads several objects in order: ranges, whole objects, gzip, CSV headers per object', async () => {

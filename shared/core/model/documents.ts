@@ -165,13 +165,17 @@ export interface ChunkTask {
   buckets?: number;
 }
 
-/** One map output's runs that a partition task reads: bytes `[start, end)` of its object. */
+/**
+ * One map output's runs that a partition task reads: bytes `[start, end)` of its object, or,
+ * `inline`, of the runs text in the chunk outcome at `key`.
+ */
 export interface RunSource {
   key: string;
   etag: string;
   size: number;
   start: number;
   end: number;
+  inline?: boolean;
 }
 
 /** What a worker needs to reduce one partition of a keyed job: buckets `[first, end)`. */
@@ -292,6 +296,8 @@ export type ChunkOutput =
   | { kind: 'acc'; value: unknown }
   /** A keyed job's runs, one per bucket, in one object (see RunSource). */
   | { kind: 'runs'; key: string; bytes: number; etag: string; offsets: number[]; keys: number }
+  /** The same runs, when they are small (≤ INLINE_OUTPUT_CHARS bytes), as text in the outcome. */
+  | { kind: 'runs-inline'; text: string; bytes: number; offsets: number[]; keys: number }
   | { kind: 'inline'; text: string }
   | { kind: 'part'; key: string; bytes: number; etag: string };
 

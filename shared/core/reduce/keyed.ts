@@ -42,7 +42,7 @@ export async function assembleKeyed(
   const parallelism = deps.parallelism ?? 16;
   let records = 0;
   let badRecords = 0;
-  const outputs: RunSource[] = [];
+  const outputs: (RunSource & { text?: string })[] = [];
   for await (const outcome of orderedMap(included.length, parallelism, (k) =>
     readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k]!)).then(
       (r) => r.value,
@@ -58,6 +58,17 @@ export async function assembleKeyed(
         size: output.bytes,
         start: 0,
         end: output.bytes,
+      });
+    } else if (output.kind === 'runs-inline' && output.bytes > 0) {
+      const at = keys.outcome(outcome.index);
+      outputs.push({
+        key: at,
+        etag: '',
+        size: output.bytes,
+        start: 0,
+        end: output.bytes,
+        inline: true,
+        text: output.text,
       });
     }
   }

@@ -12,6 +12,7 @@ import { orderedMap } from '../base/parallel.ts';
 import { createBytePipe } from '../base/pipe.ts';
 import type { Clock, ObjectStore } from '../base/ports.ts';
 import type {
+  ChunkOutcome,
   InvocationInfo,
   PartitionOutcome,
   PartitionSummary,
@@ -134,7 +135,7 @@ export async function runPartition(
  * value as text: it is parsed only to be merged or finished.
  */
 export async function mergeRuns(
-  sources: readonly RunSource[],
+  sources: readonly (RunSource & { text?: string })[],
   bucket: string,
   deps: { store: ObjectStore; parallelism?: number },
   merge: (a: unknown, b: unknown) => unknown,
@@ -143,6 +144,12 @@ export async function mergeRuns(
   let bytesRead = 0;
   const fetched = orderedMap(sources.length, deps.parallelism ?? 8, async (i) => {
     const s = sources[i]!;
+    if (s.inline === true) {
+      // Runs kept in the chunk's outcome (offsets count their UTF-8 bytes).
+      return encoder
+        .encode(s.text ?? (await inlineRuns(deps.store, bucket, s.key)))
+        .subarray(s.start, s.end);
+    }
     const object = { bucket, key: s.key, size: s.size, etag: s.etag };
     return readAll(deps.store.readRange(object, s.start, s.end));
   });
@@ -183,4 +190,15 @@ export function* finalValues(
         : (entry.text ?? JSON.stringify(entry.acc)),
     ];
   }
+}
+
+/** The runs text a chunk outcome holds inline. */
+async function inlineRuns(store: ObjectStore, bucket: string, key: string): Promise<string> {
+  const { output } = (await readJson<ChunkOutcome>(store, bucket, key)).value;
+  if (output.kind !== 'runs-inline') {
+    throw new FanoutError('BAD_OUTCOME', `${key} holds a ${output.kind} output, not runs`, {
+      context: { key },
+    });
+  }
+  return output.text;
 }

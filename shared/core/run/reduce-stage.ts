@@ -22,12 +22,13 @@ import { DIRECT_SHUFFLE_BYTES, groupBuckets } from '../shuffle/partitions.ts';
 import { type Billing, type RunEnd, runTasks, type TaskKind } from './engine/index.ts';
 import { engineDeps, type MapStageDeps } from './map-stage.ts';
 
-/** A map output's runs, as its outcome recorded them. */
+/** A map output's runs, as its outcome recorded them (`inline`: in the outcome at `key`). */
 interface RunsOutput {
   key: string;
   etag: string;
   bytes: number;
   offsets: number[];
+  inline?: boolean;
 }
 
 /**
@@ -79,6 +80,11 @@ async function mapOutputs(manifest: Manifest, deps: MapStageDeps): Promise<RunsO
     ),
   )) {
     const output = outcome.output;
+    if (output.kind === 'runs-inline') {
+      const key = keys.outcome(outcome.index);
+      outputs.push({ key, etag: '', bytes: output.bytes, offsets: output.offsets, inline: true });
+      continue;
+    }
     if (output.kind !== 'runs') {
       throw new FanoutError(
         'BAD_OUTCOME',
@@ -111,13 +117,16 @@ export function partitionTasks(
   const sources = (index: number): RunSource[] => {
     const { first, end } = partitions[index]!;
     return outputs
-      .map((o) => ({
-        key: o.key,
-        etag: o.etag,
-        size: o.bytes,
-        start: o.offsets[first]!,
-        end: o.offsets[end]!,
-      }))
+      .map(
+        (o): RunSource => ({
+          key: o.key,
+          etag: o.etag,
+          size: o.bytes,
+          start: o.offsets[first]!,
+          end: o.offsets[end]!,
+          ...(o.inline === true && { inline: true }),
+        }),
+      )
       .filter((s) => s.end > s.start);
   };
   return {

@@ -179,6 +179,17 @@ async function writeRuns(
   accs: ReadonlyMap<string, unknown>,
 ): Promise<ChunkOutput> {
   const runs = encodeRuns(accs, task.buckets ?? DEFAULT_BUCKETS);
+  // Small runs travel in the outcome, as a small map-only output does: no object to write and
+  // none to read (a few groups, as by-field's eight, give a few hundred bytes).
+  if (runs.bytes.length <= INLINE_OUTPUT_CHARS) {
+    return {
+      kind: 'runs-inline',
+      text: new TextDecoder().decode(runs.bytes),
+      bytes: runs.bytes.length,
+      offsets: runs.offsets,
+      keys: runs.keys,
+    };
+  }
   const key = jobKeys(task.jobId).runs(task.index, task.attempt);
   const { etag } = await deps.store.put(task.bucket, key, runs.bytes, {
     contentType: 'application/x-ndjson',
