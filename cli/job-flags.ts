@@ -22,6 +22,7 @@ export const JOB_FLAGS = {
   'no-speculation': { type: 'boolean' },
   'guided-tail': { type: 'boolean' },
   partitions: { type: 'string' },
+  'result-format': { type: 'string' },
 } as const;
 
 /** The job options the flags give (absent flags are absent keys). */
@@ -52,6 +53,8 @@ export interface JobFlagValues {
   guidedTail?: boolean;
   /** A keyed job's partitions (1 to 10,000). Default: the job's, else from the map stage. */
   partitions?: number;
+  /** A keyed job's result: one JSON object (json) or a line per key (jsonl). Default: json. */
+  resultFormat?: 'json' | 'jsonl';
 }
 
 /** Parses and checks the job flags; throws ValidationError naming the flag at fault. */
@@ -86,6 +89,12 @@ export function parseJobFlags(
   set('concurrency', values.concurrency, (s) => parsePositiveInt('--concurrency', s));
   set('onBadRecord', policy, (s) => s as BadRecordPolicy);
   set('maxAttempts', values['max-attempts'], (s) => parsePositiveInt('--max-attempts', s));
+  set('resultFormat', values['result-format'], (s) => {
+    if (s !== 'json' && s !== 'jsonl') {
+      throw new ValidationError(`--result-format must be json or jsonl; got ${JSON.stringify(s)}`);
+    }
+    return s;
+  });
   set('partitions', values.partitions, (s) => {
     const n = Number(s);
     const problem = partitionsProblem(n);

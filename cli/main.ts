@@ -71,6 +71,8 @@ Options:
   --partitions N       a keyed job (one with key(out)): its reduce tasks, 1 to 10,000 (default:
                        the job's, else from the bytes its map stage writes: one per 256 MiB,
                        or one per core while each gets 4 MiB; docs/SHUFFLE.md)
+  --result-format F    a keyed job's result: json (default: one object, keys in order) or
+                       jsonl (a {"key","value"} line per key, in the same order)
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
                        "bytes","durationMs","output","cost"}, and "partial" and "failedChunks"
                        when failed chunks were tolerated; cost is what the job would cost

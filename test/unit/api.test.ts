@@ -191,6 +191,12 @@ describe('POST /jobs', () => {
     ['partitions 0', { job: 'by-field', input, partitions: 0 }, 400, /partitions/],
     ['partitions above 10,000', { job: 'by-field', input, partitions: 10_001 }, 400, /partitions/],
     [
+      'a line per key for a job without a key',
+      { job: 'wordcount', input, resultFormat: 'jsonl' },
+      400,
+      /resultFormat "jsonl" applies only to a keyed job; wordcount's result is one JSON value/,
+    ],
+    [
       'partitions for a job without a key',
       { job: 'scientists', input, partitions: 2 },
       400,

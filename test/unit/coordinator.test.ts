@@ -127,6 +127,35 @@ describe('coordinateJob', () => {
     ]);
   });
 
+  it("writes a keyed job's result as a line per key, in key order, with resultFormat jsonl", async () => {
+    const lines = Array.from({ length: 30 }, (_, i) =>
+      JSON.stringify({ name: `s${i}`, field: `f${(i * 7) % 11}`, born: 1900 + i, nobel: false }),
+    );
+    const outputs: string[] = [];
+    for (const partitions of [undefined, 2]) {
+      const { store, submit } = harness();
+      await store.put(BUCKET, 'datasets/t.jsonl', `${lines.join('\n')}\n`);
+      const { job, status } = await submit({
+        job: 'by-field',
+        input: `s3://${BUCKET}/datasets/t.jsonl`,
+        concurrency: 4,
+        chunks: 3,
+        resultFormat: 'jsonl',
+        ...(partitions !== undefined && { partitions }),
+      });
+      expect(status.result.key).toBe(jobKeys(job.jobId).result(true));
+      outputs.push(store.text(BUCKET, jobKeys(job.jobId).result(true)));
+    }
+    expect(outputs[1]).toBe(outputs[0]);
+    const rows = outputs[0]!
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(rows.map((r) => r.key)).toEqual([...rows.map((r) => r.key)].sort());
+    expect(rows).toHaveLength(11);
+    expect(rows[0]).toEqual({ key: 'f0', value: expect.objectContaining({ count: 3 }) });
+  });
+
   it('runs a CSV job with the header handed to every chunk', async () => {
     const { store, submit } = harness();
     const rows = Array.from({ length: 50 }, (_, i) => `${i},"item, ${i}",${i * 2}`);

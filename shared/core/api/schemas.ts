@@ -27,6 +27,7 @@ export const submitSchema = z
     toleratedFailurePercent: z.number().min(0).max(100).optional(),
     toleratedFailureCount: z.number().int().min(0).optional(),
     partitions: z.number().int().min(1).max(10_000).optional(),
+    resultFormat: z.enum(['json', 'jsonl']).optional(),
   })
   .strict();
 

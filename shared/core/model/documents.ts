@@ -41,6 +41,11 @@ export interface JobRequest {
   toleratedFailureCount?: number;
   /** A keyed job's partitions, 1 to 10,000. @default the job's, else chosen after the map stage */
   partitions?: number;
+  /**
+   * A keyed job's result: one JSON object (`json`), or a `{"key","value"}` line per key in the
+   * same order (`jsonl`), for results too large for one JSON value. @default 'json'
+   */
+  resultFormat?: 'json' | 'jsonl';
   createdAt: string;
 }
 
@@ -388,7 +393,7 @@ export interface Manifest {
   objects: (ObjectInfo & { gzip: boolean; header?: string[] })[];
   chunks: ManifestChunk[];
   /** A keyed job: the buckets its map outputs are cut into, and its partitions if set. */
-  keyed?: { buckets: number; partitions?: number };
+  keyed?: { buckets: number; partitions?: number; resultFormat?: 'jsonl' };
   /** A keyed job's partition tasks, once its map stage has ended: buckets `[first, end)` each. */
   partitions?: (TaskRecord & { first: number; end: number })[];
 }

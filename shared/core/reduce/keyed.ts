@@ -73,22 +73,26 @@ export async function assembleKeyed(
     }
   }
   const partitions = manifest.partitions ?? [];
-  const key = keys.result(false);
+  const jsonl = manifest.keyed?.resultFormat === 'jsonl';
+  const shape = shapeOf(jsonl);
+  const key = keys.result(jsonl);
   if (partitions.length === 0) {
     // A small shuffle (shared/core/shuffle/partitions.ts): the map outputs merged here.
     const job = findJob(deps.jobs, manifest.job);
     const reduce = job.reduce as NonNullable<typeof job.reduce>;
     const { merged } = await mergeRuns(outputs, deps.bucket, deps, (a, b) => reduce.merge(a, b));
-    let text = '{';
+    let text = shape.open;
+    let first = true;
     for (const [keyJson, valueJson] of finalValues(
       merged,
       reduce,
       parseParams(job, manifest.params),
     )) {
-      text += `${text.length > 1 ? ',' : ''}${keyJson}:${valueJson}`;
+      text += shape.entry(keyJson, valueJson, first);
+      first = false;
     }
-    const body = encoder.encode(`${text}}`);
-    await deps.store.put(deps.bucket, key, body, { contentType: 'application/json' });
+    const body = encoder.encode(`${text}${shape.close}`);
+    await deps.store.put(deps.bucket, key, body, { contentType: shape.contentType });
     return { result: { key, bytes: body.length }, records, badRecords };
   }
   const parts: PartitionOutcome['part'][] = [];
@@ -108,11 +112,11 @@ export async function assembleKeyed(
   }
   const pipe = createBytePipe();
   const upload = deps.store.upload(deps.bucket, key, pipe.readable, {
-    contentType: 'application/json',
+    contentType: shape.contentType,
   });
   upload.catch(() => undefined); // observed below
   try {
-    await writeObject(parts, deps, pipe);
+    await writeResult(parts, deps, pipe, shape);
   } catch (error) {
     pipe.fail(error);
     throw error;
@@ -121,13 +125,42 @@ export async function assembleKeyed(
   return { result: { key, bytes: size }, records, badRecords };
 }
 
-/** `{"key":value,...}` from the parts, merged by key, into `pipe`. */
-async function writeObject(
+/**
+ * How a keyed result is written: one JSON object (`{"key":value,...}`), or a JSONL line per key
+ * (`{"key":…,"value":…}`), for results too large for one JSON value. Either way the keys come
+ * in ascending order.
+ */
+interface ResultShape {
+  open: string;
+  entry(keyJson: string, valueJson: string, first: boolean): string;
+  close: string;
+  contentType: string;
+}
+
+function shapeOf(jsonl: boolean): ResultShape {
+  return jsonl
+    ? {
+        open: '',
+        entry: (k, v) => `{"key":${k},"value":${v}}\n`,
+        close: '',
+        contentType: 'application/x-ndjson',
+      }
+    : {
+        open: '{',
+        entry: (k, v, first) => `${first ? '' : ','}${k}:${v}`,
+        close: '}',
+        contentType: 'application/json',
+      };
+}
+
+/** The result from the parts, merged by key, into `pipe`. */
+async function writeResult(
   parts: readonly PartitionOutcome['part'][],
   deps: KeyedDeps,
   pipe: ReturnType<typeof createBytePipe>,
+  shape: ResultShape,
 ): Promise<void> {
-  let text = '{';
+  let text = shape.open;
   let first = true;
   const sources = parts
     .filter((p) => p.bytes > 0)
@@ -141,14 +174,14 @@ async function writeObject(
       ),
     );
   await mergeSorted(sources, byKey, ({ keyJson, valueJson }) => {
-    text += `${first ? '' : ','}${keyJson}:${valueJson}`;
+    text += shape.entry(keyJson, valueJson, first);
     first = false;
     if (text.length < WRITE_CHARS) return undefined;
     const piece = encoder.encode(text);
     text = '';
     return pipe.write(piece);
   });
-  text += '}';
-  await pipe.write(encoder.encode(text));
+  text += shape.close;
+  if (text !== '') await pipe.write(encoder.encode(text));
   pipe.close();
 }

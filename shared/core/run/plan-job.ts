@@ -108,7 +108,12 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
       return header === undefined ? o : { ...o, header };
     }),
     chunks: chunks.map((c) => ({ ...c, attempts: 0 })),
-    ...(job.key !== undefined && { keyed: keyedPlan(request.partitions ?? job.partitions) }),
+    ...(job.key !== undefined && {
+      keyed: {
+        ...keyedPlan(request.partitions ?? job.partitions),
+        ...(request.resultFormat === 'jsonl' && { resultFormat: 'jsonl' as const }),
+      },
+    }),
   };
 }
 

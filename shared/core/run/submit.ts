@@ -40,6 +40,8 @@ export interface SubmitRequest {
   guidedTail?: boolean;
   /** A keyed job's partitions, 1 to 10,000. @default the job's, else chosen after the map stage */
   partitions?: number;
+  /** A keyed job's result as one JSON object, or a `{"key","value"}` line per key. @default 'json' */
+  resultFormat?: 'json' | 'jsonl';
 }
 
 /** What {@link submitJob} needs. */
@@ -112,6 +114,17 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
       );
     }
   }
+  const resultFormat = request.resultFormat;
+  if (resultFormat !== undefined && resultFormat !== 'json' && resultFormat !== 'jsonl') {
+    throw new ValidationError(
+      `resultFormat must be "json" or "jsonl"; got ${JSON.stringify(resultFormat)}`,
+    );
+  }
+  if (resultFormat === 'jsonl' && job.key === undefined) {
+    throw new ValidationError(
+      `resultFormat "jsonl" applies only to a keyed job; ${job.name}'s result is ${job.reduce === undefined ? 'JSONL already' : 'one JSON value'}`,
+    );
+  }
   const onBadRecord = request.onBadRecord ?? 'fail';
   if (onBadRecord !== 'fail' && onBadRecord !== 'skip') {
     throw new ValidationError(
@@ -138,6 +151,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     ...(request.speculation === false && { speculation: false }),
     ...(request.guidedTail === true && { guidedTail: true }),
     ...(request.partitions !== undefined && { partitions: request.partitions }),
+    ...(resultFormat === 'jsonl' && { resultFormat }),
     createdAt,
   };
   const status: JobStatus = {
