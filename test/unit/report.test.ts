@@ -133,6 +133,52 @@ describe('the job report', () => {
     expect(html).toMatch(/attempt 1: lost, another attempt&#39;s outcome was written first/);
   });
 
+  it("shows a keyed job's partitions: buckets, keys, bytes, time, and their errors", () => {
+    const partitioned = {
+      ...manifest,
+      keyed: { buckets: 4 },
+      partitions: [
+        { index: 0, attempts: 1, first: 0, end: 2 },
+        {
+          index: 1,
+          attempts: 2,
+          first: 2,
+          end: 4,
+          failures: [{ attempt: 1, dispatchedAt: t, endedAt: t + 5, error: 'boom' }],
+        },
+      ],
+    };
+    const html = renderReport({
+      status,
+      manifest: partitioned,
+      outcomes: [outcome, undefined],
+      partitions: [
+        {
+          index: 0,
+          attempt: 1,
+          part: { key: 'p0', bytes: 10, etag: 'e' },
+          first: 0,
+          end: 2,
+          keys: 1234,
+          bytesRead: 2_500_000,
+          durationMs: 321,
+        },
+        undefined,
+      ],
+    });
+    expect(html).toContain(
+      '2 partition tasks of the keyed shuffle. Shuffled bytes per partition: 2.50–2.50 MB.',
+    );
+    expect(html).toContain(
+      '<tr><td>0</td><td>0–1</td><td>1,234</td><td>2.50</td><td>321</td><td>1</td></tr>',
+    );
+    expect(html).toContain('<td>2–3</td><td></td><td></td><td></td><td>not done (2 attempts)</td>');
+    expect(html).toContain('partition 1 attempt 1: boom');
+    expect(renderReport({ status, manifest, outcomes: [outcome, undefined] })).not.toContain(
+      'Partitions',
+    );
+  });
+
   it('escapes what a job wrote, so nothing runs in the page', () => {
     const html = renderReport({ status, manifest, outcomes: [outcome, undefined] });
     expect(html).not.toMatch(/<script|<img|<b>/);

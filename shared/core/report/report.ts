@@ -14,6 +14,7 @@ import type {
   JobRequest,
   JobStatus,
   Manifest,
+  PartitionOutcome,
 } from '../model/documents.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson } from '../model/status.ts';
@@ -25,6 +26,8 @@ export interface ReportInput {
   manifest?: Manifest;
   /** By chunk index; undefined for a chunk without an outcome. */
   outcomes: (ChunkOutcome | undefined)[];
+  /** A keyed job's partition outcomes, by index; undefined for one without an outcome. */
+  partitions?: (PartitionOutcome | undefined)[];
 }
 
 /** One bar of the timeline. */
@@ -64,7 +67,20 @@ export async function loadReport(
   for await (const o of orderedMap(count, 16, (i) => optional<ChunkOutcome>(keys.outcome(i)))) {
     outcomes.push(o);
   }
-  return { status, outcomes, ...(request && { request }), ...(manifest && { manifest }) };
+  const partitions: (PartitionOutcome | undefined)[] = [];
+  const reading = manifest?.partitions?.length ?? 0;
+  for await (const p of orderedMap(reading, 16, (r) =>
+    optional<PartitionOutcome>(keys.partitionOutcome(r)),
+  )) {
+    partitions.push(p);
+  }
+  return {
+    status,
+    outcomes,
+    ...(reading > 0 && { partitions }),
+    ...(request && { request }),
+    ...(manifest && { manifest }),
+  };
 }
 
 /**
@@ -247,6 +263,11 @@ export function renderReport(input: ReportInput): string {
         .filter((f) => !f.throttled)
         .map((f) => `chunk ${c.index} attempt ${f.attempt}: ${f.error ?? 'failed'}`),
     ),
+    ...(manifest?.partitions ?? []).flatMap((p) =>
+      (p.failures ?? [])
+        .filter((f) => !f.throttled)
+        .map((f) => `partition ${p.index} attempt ${f.attempt}: ${f.error ?? 'failed'}`),
+    ),
     ...(status.error ? [`job: ${status.error.code}: ${status.error.message}`] : []),
   ];
   const backups = (manifest?.chunks ?? []).reduce(
@@ -300,7 +321,7 @@ ${series(throughput, 'records per second', 'records/s', span)}
         `<tr><td>${o.index}</td><td>${fmt(o.durationMs)}</td><td>${fmt(o.recordsIn)}</td><td>${fmt(o.bytes / 1e6, 2)}</td><td>${o.attempt}</td></tr>`,
     )
     .join('')}</table>
-<h2>Errors</h2>
+${partitionsSection(input)}<h2>Errors</h2>
 ${errors.length === 0 ? '<p class="errors">none</p>' : `<ul class="errors">${errors.map((e) => `<li>${esc(e)}</li>`).join('')}</ul>`}
 <h2>Cost</h2>
 ${
@@ -311,5 +332,28 @@ ${
 <h2>Parameters</h2>
 <table class="params">${row('job', status.job)}${row('input', status.input)}${row('params', JSON.stringify(manifest?.params ?? request?.params ?? {}))}${row('concurrency', manifest?.concurrency ?? request?.concurrency ?? '')}${row('chunks', status.chunks.total)}${row('chunk size', manifest?.chunkSize ?? request?.chunkSize ?? 'default')}${row('on bad record', manifest?.onBadRecord ?? request?.onBadRecord ?? '')}${row('backups for stragglers', request?.speculation === false ? 'off' : 'on')}${row('guided tail', request?.guidedTail === true ? 'on' : 'off')}${row('created', status.createdAt)}${row('started', status.startedAt ?? '')}${row('finished', status.finishedAt ?? '')}${row('epoch / resumes / redrives', `${status.epoch ?? 0} / ${status.resumes ?? 0} / ${status.redrives ?? 0}`)}</table>
 </body></html>
+`;
+}
+
+/**
+ * A keyed job's partitions: how the shuffled bytes and keys fell to each (what a skewed key
+ * would show), and each one's time and winning attempt. Empty for other jobs, and for a small
+ * shuffle the reducer merged itself.
+ */
+function partitionsSection(input: ReportInput): string {
+  const records = input.manifest?.partitions ?? [];
+  if (records.length === 0) return '';
+  const rows = records.map((p) => {
+    const o = input.partitions?.[p.index];
+    return `<tr><td>${p.index}</td><td>${p.first}–${p.end - 1}</td><td>${o === undefined ? '' : fmt(o.keys)}</td><td>${o === undefined ? '' : fmt(o.bytesRead / 1e6, 2)}</td><td>${o === undefined ? '' : fmt(o.durationMs)}</td><td>${o?.attempt ?? `not done (${p.attempts} attempts)`}</td></tr>`;
+  });
+  const sizes = (input.partitions ?? []).flatMap((o) => (o === undefined ? [] : [o.bytesRead]));
+  const spread =
+    sizes.length === 0
+      ? ''
+      : ` Shuffled bytes per partition: ${fmt(Math.min(...sizes) / 1e6, 2)}–${fmt(Math.max(...sizes) / 1e6, 2)} MB.`;
+  return `<h2>Partitions</h2>
+<p class="partitions">${records.length} partition tasks of the keyed shuffle.${spread}</p>
+<table class="partitions"><tr><th>partition</th><th>buckets</th><th>keys</th><th>MB read</th><th>ms</th><th>attempt</th></tr>${rows.join('')}</table>
 `;
 }
