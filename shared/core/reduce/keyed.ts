@@ -1,7 +1,8 @@
 /**
  * A keyed job's result: its partitions' parts, each in key order, merged by key as they stream
  * into one JSON object (`{"key":value,...}`, keys ascending), so that no process holds every
- * key. The same document a job whose `finish` returned its keys in order would give.
+ * key: the same document a single pass would write. Or a `{"key","value"}` line per key
+ * (resultFormat jsonl). A small shuffle with no partitions is merged here from the map runs.
  */
 import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';

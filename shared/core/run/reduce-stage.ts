@@ -4,7 +4,8 @@
  * (shared/core/shuffle/partitions.ts), recorded in the manifest, and each partition runs as a
  * task of the worker function (shared/core/run/partition.ts), with the map chunks' retries,
  * backups, cancel, continuations and billing. A partition is done once its outcome object
- * `partitions/{r}.json` exists.
+ * `partitions/{r}.json` exists. A small shuffle (DIRECT_SHUFFLE_BYTES) gets no partitions: the
+ * reducer merges the map outputs itself.
  */
 import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
