@@ -315,12 +315,8 @@ async function runCommand(args: string[]): Promise<number> {
   };
   process.once('SIGINT', interrupted);
   try {
-    const result = await runJob(runtime, options);
-    if (result.resultText !== undefined) {
-      process.stdout.write(
-        result.resultText.endsWith('\n') ? result.resultText : `${result.resultText}\n`,
-      );
-    }
+    // The result streams to stdout as it is read: a large one is never held whole.
+    const result = await runJob(runtime, { ...options, stdout: process.stdout });
     if (values.json) {
       const { status } = result;
       process.stdout.write(
