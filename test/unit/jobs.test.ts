@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseParams } from '#core/model/job.ts';
+import { defineJob, parseParams } from '#core/model/job.ts';
 import { OrderedEntries, stringifyResult } from '#core/reduce/result-json.ts';
 import { byField } from '#jobs/by-field.ts';
 import { jobs } from '#jobs/index.ts';
@@ -23,6 +23,23 @@ const viaJson = <T>(value: T): T => JSON.parse(JSON.stringify(value));
 describe('registry', () => {
   it('holds the built-in jobs by name', () => {
     expect([...jobs.keys()].sort()).toEqual(['by-field', 'scientists', 'wordcount']);
+  });
+});
+
+describe('a job without params', () => {
+  const bare = defineJob({ name: 'bare', format: 'lines', map: (line: string) => line.length });
+
+  it('runs with {} and refuses any parameter, by name', () => {
+    expect(parseParams(bare, undefined)).toEqual({});
+    expect(parseParams(bare, {})).toEqual({});
+    expect(() => parseParams(bare, { year: 2020 })).toThrow(
+      expect.objectContaining({
+        code: 'VALIDATION',
+        message:
+          'invalid params for job bare: it declares no params (no `params` schema), so it takes none; got {"year":2020}',
+      }),
+    );
+    expect(() => parseParams(bare, [1])).toThrow(/declares no params/);
   });
 });
 

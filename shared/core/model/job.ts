@@ -47,9 +47,10 @@ export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown
   /**
    * Validates the job's parameters before any chunk runs; defaults are applied here. Any zod 4
    * schema: `zod/mini`'s (the built-in jobs': a function's cold start compiles a fifth of what
-   * the classic API costs) or the classic `zod`'s.
+   * the classic API costs) or the classic `zod`'s. Without it the job takes no parameters: it
+   * runs with `{}`, and any parameter given is refused by name.
    */
-  params: z.$ZodType<Params>;
+  params?: z.$ZodType<Params>;
   /** Maps one record to an output; `undefined` drops the record. May be async. */
   map(record: Rec, params: Params): Out | undefined | Promise<Out | undefined>;
   /** Optional reduce; without it the job is map-only and its result is JSONL in input order. */
@@ -153,6 +154,7 @@ export function englishZodMessages(): void {
  * Throws ValidationError with zod's message when they do not fit.
  */
 export function parseParams<P>(job: JobDefinition<P, unknown, unknown>, raw: unknown): P {
+  if (job.params === undefined) return noParams(job.name, raw) as P;
   englishZodMessages();
   const result = z.safeParse(job.params, raw ?? {});
   if (!result.success) {
@@ -167,6 +169,23 @@ export function parseParams<P>(job: JobDefinition<P, unknown, unknown>, raw: unk
     });
   }
   return result.data;
+}
+
+/** A job that declares no `params`: `{}` (or nothing) is fine, anything else is named. */
+function noParams(name: string, raw: unknown): Record<string, never> {
+  const given =
+    raw === undefined || raw === null
+      ? []
+      : typeof raw === 'object' && !Array.isArray(raw)
+        ? Object.keys(raw)
+        : undefined;
+  if (given === undefined || given.length > 0) {
+    throw new ValidationError(
+      `invalid params for job ${name}: it declares no params (no \`params\` schema), so it takes none; got ${JSON.stringify(raw)}`,
+      { context: { job: name } },
+    );
+  }
+  return {};
 }
 
 /** Looks a job up by name; the error lists the valid names. */
