@@ -3,6 +3,7 @@
  * curl, the AWS CLI and `fanout --api` work against it exactly as against a deployment, with
  * no credentials. Data in --dir survives restarts.
  */
+import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValidationError } from '#core/base/errors.ts';
@@ -71,6 +72,9 @@ export async function devCommand(args: string[]): Promise<number> {
   const s3Port =
     values['s3-port'] === undefined ? 4569 : parsePositiveInt('--s3-port', values['s3-port']);
   const dir = values.dir ?? '.fanout';
+  // A port in use is a usage error that names the flag, not a stack (or a crash) later on.
+  await assertPortFree(host, port, '--port', 'the HTTP API');
+  await assertPortFree(host, s3Port, '--s3-port', 'the S3 server');
 
   // Your own registry, as FanoutService's `jobs` prop deploys it: these jobs and no others.
   const registry =
@@ -130,4 +134,19 @@ Ctrl-C to stop.
   await api.close();
   await runtime.close();
   return 0;
+}
+
+/** Throws a ValidationError naming `flag` when `port` is taken on `host`. */
+async function assertPortFree(host: string, port: number, flag: string, what: string) {
+  const probe = createServer();
+  const error = await new Promise<NodeJS.ErrnoException | undefined>((done) => {
+    probe.once('error', (e: NodeJS.ErrnoException) => done(e));
+    probe.listen(port, host, () => probe.close(() => done(undefined)));
+  });
+  if (error?.code === 'EADDRINUSE') {
+    throw new ValidationError(
+      `port ${port} on ${host} is in use, so ${what} cannot listen there; choose another with ${flag} N`,
+    );
+  }
+  if (error !== undefined) throw error;
 }

@@ -6,6 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -88,5 +89,34 @@ describe('fanout dev', () => {
     }).catch((e) => e);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/refusing to bind 0\.0\.0\.0/);
+  });
+
+  it('says which flag to change when a port is in use, in one line', async () => {
+    // The running dev's own ports: its HTTP API's, then its S3 server's.
+    const apiPort = new URL(api).port;
+    const s3Port = new URL(s3).port;
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, [bin, 'dev', '--dir', join(dir, 'other'), ...args], {
+        cwd: root,
+      }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+    const free = await new Promise<string>((done) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => done(String(port)));
+      });
+    });
+    const apiBusy = await run(['--port', apiPort, '--s3-port', free]);
+    expect(apiBusy.code).toBe(2);
+    expect(apiBusy.stderr).toBe(
+      `fanout: port ${apiPort} on 127.0.0.1 is in use, so the HTTP API cannot listen there; choose another with --port N\n`,
+    );
+    const s3Busy = await run(['--port', free, '--s3-port', s3Port]);
+    expect(s3Busy.code).toBe(2);
+    expect(s3Busy.stderr).toBe(
+      `fanout: port ${s3Port} on 127.0.0.1 is in use, so the S3 server cannot listen there; choose another with --s3-port N\n`,
+    );
   });
 });
