@@ -224,6 +224,24 @@ describe('GET /jobs/{id} and /result', () => {
     expect((await call('GET', '/jobs/NOT-AN-ID/result')).status).toBe(404);
   });
 
+  it("points a FAILED or CANCELLED job's result at redrive", async () => {
+    const { store, call } = await setup();
+    const { json } = await call('POST', '/jobs', { job: 'by-field', input });
+    const status = (await call('GET', `/jobs/${json.jobId}`)).json;
+    for (const ended of ['CANCELLED', 'FAILED']) {
+      await store.put(
+        BUCKET,
+        `jobs/${json.jobId}/status.json`,
+        JSON.stringify({ ...status, status: ended }),
+      );
+      const res = await call('GET', `/jobs/${json.jobId}/result`);
+      expect(res.status).toBe(409);
+      expect(res.json.error.message).toBe(
+        `job ${json.jobId} is ${ended} and has no result; rerun the chunks that did not finish with fanout redrive ${json.jobId} (POST /jobs/${json.jobId}/redrive)`,
+      );
+    }
+  });
+
   it('serves the status, 409s the result until SUCCEEDED, then serves it inline or by 303', async () => {
     const { store, call } = await setup();
     const { json } = await call('POST', '/jobs', { job: 'by-field', input });

@@ -246,10 +246,13 @@ async function getResult(
 ): Promise<ApiResponse> {
   const status = await statusOf(jobId as string, deps);
   if (status.status !== 'SUCCEEDED' || status.result === undefined) {
+    const ended = status.status === 'FAILED' || status.status === 'CANCELLED';
     throw new HttpError(
       409,
       'NOT_READY',
-      `job ${status.jobId} is ${status.status}; its result exists once it is SUCCEEDED`,
+      ended
+        ? `job ${status.jobId} is ${status.status} and has no result; rerun the chunks that did not finish with fanout redrive ${status.jobId} (POST /jobs/${status.jobId}/redrive)`
+        : `job ${status.jobId} is ${status.status}; its result exists once it is SUCCEEDED`,
     );
   }
   const { key, bytes } = status.result;
