@@ -60,12 +60,12 @@ export const VERB_HELP: Record<string, string> = {
 `,
   ),
   cancel: verb(
-    'cancel <jobId> [--api URL]',
-    'Cancels a job: no chunk starts after the answer; CANCELLED once in-flight chunks finish\n(at once if the job is QUEUED or its coordinator was lost).',
+    'cancel <jobId> [--wait] [--json] [--api URL]',
+    'Cancels a job: no chunk starts after the answer; CANCELLED once in-flight chunks finish\n(at once if the job is QUEUED or its coordinator was lost). Prints what it did in one line;\n--wait waits until the job has ended, --json prints its status instead.',
   ),
   redrive: verb(
-    'redrive <jobId> [--api URL]',
-    'Reruns the chunks of a FAILED or CANCELLED job (or a RUNNING one whose coordinator was\nlost) that did not succeed, then reduces. The inputs must be unchanged.',
+    'redrive <jobId> [--wait] [--json] [--api URL]',
+    'Reruns the chunks of a FAILED or CANCELLED job (or a RUNNING one whose coordinator was\nlost) that did not succeed, then reduces. The inputs must be unchanged. --wait waits until\nthe job has ended, --json prints its status.',
   ),
   'list-jobs': `Usage: fanout list-jobs
 

@@ -35,8 +35,11 @@ Against a deployment, requests are signed with SigV4 from the standard AWS crede
   fanout report <jobId> [--output F]  the job report (one self-contained HTML page) to stdout or F
   fanout jobs [--limit N] [--cursor C]
                                       the most recent jobs
-  fanout cancel <jobId>               stop dispatching; CANCELLED once in-flight chunks finish
-  fanout redrive <jobId>              rerun the chunks of a FAILED or CANCELLED job that did not
+  fanout cancel <jobId> [--wait] [--json]
+                                      stop dispatching; CANCELLED once in-flight chunks finish
+                                      (--wait: until then; --json: print the status)
+  fanout redrive <jobId> [--wait] [--json]
+                                      rerun the chunks of a FAILED or CANCELLED job that did not
                                       succeed, then reduce (inputs must be unchanged)
 `;
 
@@ -263,17 +266,35 @@ async function controlCommand(verb: 'cancel' | 'redrive', args: string[]): Promi
     args,
     allowPositionals: true,
     strict: true,
-    options: API_FLAG,
+    options: { ...API_FLAG, wait: { type: 'boolean' }, json: { type: 'boolean' } },
   });
   const [jobId, ...extra] = positionals;
   if (jobId === undefined || extra.length > 0)
-    throw new ValidationError(`usage: fanout ${verb} <jobId>`);
-  const status = await new ApiClient(values.api).json<JobStatus>(
-    'POST',
-    `/jobs/${encodeURIComponent(jobId)}/${verb}`,
-  );
-  process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+    throw new ValidationError(`usage: fanout ${verb} <jobId> [--wait] [--json]`);
+  const client = new ApiClient(values.api);
+  const path = `/jobs/${encodeURIComponent(jobId)}`;
+  let status = await client.json<JobStatus>('POST', `${path}/${verb}`);
+  if (!values.json) process.stdout.write(`${controlLine(verb, status)}\n`);
+  // --wait: until the job ends (a cancel: once its in-flight chunks have finished).
+  while (values.wait === true && !TERMINAL.has(status.status)) {
+    await new Promise((r) => setTimeout(r, 500));
+    status = await client.json<JobStatus>('GET', path);
+  }
+  if (values.json) process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+  else if (values.wait === true) process.stdout.write(`job ${status.jobId} is ${status.status}\n`);
   return 0;
+}
+
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+
+/** What a cancel or a redrive did, in one line. */
+function controlLine(verb: 'cancel' | 'redrive', status: JobStatus): string {
+  const { jobId, chunks } = status;
+  if (verb === 'redrive') {
+    return `job ${jobId} redriven: the chunks that did not finish run again (fanout status ${jobId} --watch)`;
+  }
+  if (TERMINAL.has(status.status)) return `job ${jobId} is ${status.status}`;
+  return `cancel requested for job ${jobId}: no new chunk starts; ${chunks.running} chunk(s) in flight will finish, then it is CANCELLED (--wait waits for that)`;
 }
 
 /** `fanout cancel <jobId>` */

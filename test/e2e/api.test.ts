@@ -87,6 +87,31 @@ describe(`the HTTP API (${deployed ? 'deployed' : 'fanout dev'})`, () => {
     });
   });
 
+  it('cancels in one line, waits for the end with --wait, and points the result at redrive', async () => {
+    const input = (await cli('upload', lesson, `${run}/cancel.jsonl`)).stdout.trim();
+    const jobId = (
+      await cli('submit', 'scientists', input, '--params', '{"sleepMs":1500}', '--concurrency', '2')
+    ).stdout.trim();
+    // Cancelled once a chunk runs, so that the answer has chunks in flight to speak of.
+    for (let i = 0; i < 200; i++) {
+      const s = JSON.parse((await cli('status', jobId)).stdout) as { chunks: { running: number } };
+      if (s.chunks.running > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const cancelled = await cli('cancel', jobId, '--wait');
+    expect(cancelled.code).toBe(0);
+    const [first, last] = cancelled.stdout.trim().split('\n');
+    expect(first).toMatch(
+      new RegExp(
+        `^cancel requested for job ${jobId}: no new chunk starts; [1-9]\\d* chunk\\(s\\) in flight will finish, then it is CANCELLED`,
+      ),
+    );
+    expect(last).toBe(`job ${jobId} is CANCELLED`);
+    const result = await cli('result', jobId);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`fanout redrive ${jobId}`);
+  }, 60_000);
+
   it('answers bad requests with JSON 4xx', async () => {
     const uploaded = (await cli('upload', lesson, `${run}/again.jsonl`)).stdout.trim();
     const bucket = /^s3:\/\/([^/]+)\//.exec(uploaded)?.[1];
