@@ -74,9 +74,10 @@ Options:
   --result-format F    a keyed job's result: json (default: one object, keys in order) or
                        jsonl (a {"key","value"} line per key, in the same order)
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
-                       "bytes","durationMs","output","cost"}, and "partial" and "failedChunks"
-                       when failed chunks were tolerated; cost is what the job would cost
-                       on AWS with the deployed defaults (us-east-1, arm64; docs/COST.md)
+                       "kept","bytes","durationMs","output","cost"} (records read, map outputs
+                       kept), and "partial" and "failedChunks" when failed chunks were
+                       tolerated; cost is what the job would cost on AWS with the deployed
+                       defaults (us-east-1, arm64; docs/COST.md)
   --max-attempts N     attempts per chunk before it counts as failed (default 3)
   --tolerated-failure-percent P, --tolerated-failure-count N
                        failed chunks tolerated (default 0): within them the job succeeds with
@@ -325,6 +326,8 @@ async function runCommand(args: string[]): Promise<number> {
           status: status.status,
           chunks: status.chunks.total,
           records: status.records,
+          // Map outputs kept: fewer than records when the map dropped some.
+          ...(status.result !== undefined && { kept: status.result.records }),
           bytes: status.bytes,
           durationMs: result.durationMs,
           output: result.output,

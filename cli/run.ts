@@ -267,6 +267,17 @@ async function localSize(input: string): Promise<number> {
 }
 
 /**
+ * Records read, and how many the map kept when it dropped some (a map-only job's output lines,
+ * a reduce job's outputs folded): "7 records" or "7 records, 3 kept".
+ */
+function recordsLine(status: JobStatus): string {
+  const kept = status.result?.records;
+  return kept === undefined || kept === status.records
+    ? `${status.records} records`
+    : `${status.records} records, ${kept} kept`;
+}
+
+/**
  * Polls status.json until the job ends, drawing chunks done / total. Never waits forever: when
  * no function is running or queued (retries included) for `stallMs` and the job has not ended,
  * nothing will end it, and the run fails saying so.
@@ -299,7 +310,7 @@ export async function followJob(
       progress.update(succeeded, total, `${succeeded}/${total} chunks`);
       if (TERMINAL_STATES.has(status.status)) {
         progress.done(
-          `${status.status.toLowerCase()}: ${status.chunks.succeeded}/${status.chunks.total} chunks, ${status.records} records, ${formatBytes(status.bytes)}`,
+          `${status.status.toLowerCase()}: ${status.chunks.succeeded}/${status.chunks.total} chunks, ${recordsLine(status)}, ${formatBytes(status.bytes)}`,
         );
         return status;
       }

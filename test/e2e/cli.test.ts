@@ -232,6 +232,31 @@ export const notAJob = 42;
     expect(missing.stderr).toMatch(/does not exist; expected a registered job name or a path/);
   });
 
+  it('counts records read and kept when a map drops some; a job without params runs with {}', async () => {
+    const job = join(dir, 'physicists.ts');
+    // No params: the job takes none.
+    await writeFile(
+      job,
+      `import { defineJob } from 'fanout';
+
+export default defineJob({
+  name: 'physicists',
+  format: 'jsonl',
+  map: (r: { name: string; field: string }) => (r.field === 'physics' ? r.name : undefined),
+});
+`,
+    );
+    const run = await fanout('run', job, 'examples/scientists.jsonl', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/^physicists succeeded: 7\/7 chunks, 7 records, 2 kept, /m);
+    const lines = run.stdout.trim().split('\n');
+    expect(lines.slice(0, -1)).toEqual(['"Marie Curie"', '"Sally Ride"']);
+    expect(JSON.parse(lines.at(-1)!)).toMatchObject({ records: 7, kept: 2 });
+    const refused = await fanout('run', job, 'examples/scientists.jsonl', '--params', '{"year":1}');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('invalid params for job physicists: it declares no params');
+  });
+
   it('answers --help on every verb and `help VERB` the same, with exit 0; --version', async () => {
     for (const verb of [
       'run',
