@@ -28,19 +28,20 @@ export async function demoCommand(): Promise<number> {
     const warming = runtime.lambda.prewarm(runtime.functions.worker, 7).catch(() => undefined);
     process.stdout.write(`fanout local runtime ready in ${ready.toFixed(0)} ms\n\n`);
 
+    // Each command's line comes first, then its progress (stderr) and its result (stdout).
+    process.stdout.write('$ fanout run by-field examples/scientists.jsonl\n');
     const byField = await runJob(runtime, { job: 'by-field', input });
-    process.stdout.write(
-      `$ fanout run by-field examples/scientists.jsonl\n${byField.resultText}\n`,
-    );
+    process.stdout.write(`${byField.resultText}\n`);
     process.stdout.write(
       `(${byField.status.chunks.total} chunks, job time ${byField.durationMs} ms)\n\n`,
     );
 
     await warming;
-    const sleepy = await runJob(runtime, { job: 'scientists', input, params: { sleepMs: 1000 } });
     process.stdout.write(
-      `$ fanout run scientists examples/scientists.jsonl --params '{"sleepMs":1000}'\n${sleepy.resultText}`,
+      `$ fanout run scientists examples/scientists.jsonl --params '{"sleepMs":1000}'\n`,
     );
+    const sleepy = await runJob(runtime, { job: 'scientists', input, params: { sleepMs: 1000 } });
+    process.stdout.write(sleepy.resultText ?? '');
     process.stdout.write(
       `(${sleepy.status.records} records sleeping 1 s each, ${sleepy.status.chunks.total} chunks: job time ${sleepy.durationMs} ms)\n`,
     );

@@ -257,6 +257,23 @@ export default defineJob({
     expect(refused.stderr).toContain('invalid params for job physicists: it declares no params');
   });
 
+  it('npm start shows each command before its progress and its result', async () => {
+    // One stream, as a terminal shows both.
+    const { stdout } = await promisify(execFile)(
+      'sh',
+      ['-c', `"${process.execPath}" cli/bin.mjs demo 2>&1`],
+      {
+        cwd: root,
+      },
+    );
+    const lines = stdout.split('\n');
+    const at = (pattern: RegExp) => lines.findIndex((l) => pattern.test(l));
+    expect(at(/^\$ fanout run by-field /)).toBeGreaterThanOrEqual(0);
+    expect(at(/^\$ fanout run by-field /)).toBeLessThan(at(/^by-field succeeded/));
+    expect(at(/^by-field succeeded/)).toBeLessThan(at(/^\{"astronomy"/));
+    expect(at(/^\$ fanout run scientists /)).toBeLessThan(at(/^scientists succeeded/));
+  });
+
   it('answers --help on every verb and `help VERB` the same, with exit 0; --version', async () => {
     for (const verb of [
       'run',
