@@ -114,6 +114,8 @@ export async function devCommand(args: string[]): Promise<number> {
   });
   await runtime.lambda.prewarm(runtime.functions.api, 1);
   const s3 = runtime.s3.endpoint;
+  // The banner's example job is one this registry serves.
+  const example = runtime.jobs.has('by-field') ? 'by-field' : [...runtime.jobs.keys()].sort()[0];
   process.stdout.write(`fanout dev: the HTTP API is on ${api.url}
 
   S3 endpoint  ${s3}   bucket ${runtime.bucket}   data in ${dir}
@@ -123,7 +125,7 @@ export async function devCommand(args: string[]): Promise<number> {
   export AWS_ENDPOINT_URL_S3=${s3} AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1
 
   aws --endpoint-url ${s3} s3 cp data.jsonl s3://${runtime.bucket}/datasets/data.jsonl
-  curl -s -XPOST ${api.url}/jobs -d '{"job":"by-field","input":"s3://${runtime.bucket}/datasets/data.jsonl"}'
+  curl -s -XPOST ${api.url}/jobs -d '{"job":"${example}","input":"s3://${runtime.bucket}/datasets/data.jsonl"}'
 
 Ctrl-C to stop.
 `);

@@ -21,6 +21,11 @@ afterAll(async () => {
 });
 
 describe('fanout dev --jobs', () => {
+  it('suggests a job the registry serves in its banner', () => {
+    expect(dev.output()).toContain(`-d '{"job":"custom-echo","input":`);
+    expect(dev.output()).not.toContain('"job":"by-field"');
+  });
+
   it('runs the registry’s jobs and refuses the others', async () => {
     const records = '{"a":1}\n{"b":[2,3]}\n';
     await fetch(`${dev.s3}/fanout-local/datasets/r/in.jsonl`, { method: 'PUT', body: records });
