@@ -257,6 +257,27 @@ export default defineJob({
     expect(refused.stderr).toContain('invalid params for job physicists: it declares no params');
   });
 
+  it("fails a job whose map throws after two attempts, naming the user's error", async () => {
+    const job = join(dir, 'buggy.ts');
+    await writeFile(
+      job,
+      `import { defineJob } from 'fanout';
+
+export default defineJob({
+  name: 'buggy',
+  format: 'jsonl',
+  map: (r: { name: string; field: string }) =>
+    r.field === 'physics' ? (JSON.parse('null') as { y: number }).y : r.name,
+});
+`,
+    );
+    const failed = await fanout('run', job, 'examples/scientists.jsonl');
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(
+      /failed after 2 attempt\(s\): fanout-worker failed: TypeError: job map threw on the record at byte \d+ of scientists\.jsonl \(chunk \d+\): /,
+    );
+  });
+
   it('npm start shows each command before its progress and its result', async () => {
     // One stream, as a terminal shows both.
     const { stdout } = await promisify(execFile)(

@@ -190,6 +190,51 @@ describe('runChunk', () => {
     expect(seen.size).toBe(9000);
   });
 
+  it("fails with the error the job's own code threw, its name kept, saying which part threw", async () => {
+    const { deps, task } = await setup(`${lines.join('\n')}\n`);
+    const bug = (name: string, part: 'key' | 'add') =>
+      defineJob({
+        name,
+        format: 'jsonl',
+        map: (r: { field: string }) => r,
+        key: (o: { field: string }) => {
+          if (part === 'key') throw new TypeError('no key here');
+          return o.field;
+        },
+        reduce: {
+          init: () => 0,
+          add: (n: number) => {
+            if (part === 'add') throw new RangeError('too many');
+            return n + 1;
+          },
+          merge: (a: number, b: number) => a + b,
+        },
+      });
+    const jobs = createRegistry([bug('bad-key', 'key'), bug('bad-add', 'add')]);
+    await expect(runChunk(task({ job: 'bad-key' }), { ...deps, jobs })).rejects.toMatchObject({
+      name: 'TypeError',
+      code: 'JOB_CODE',
+      message: 'job key threw: no key here',
+    });
+    await expect(runChunk(task({ job: 'bad-add' }), { ...deps, jobs })).rejects.toMatchObject({
+      name: 'RangeError',
+      message: 'job reduce.add threw: too many',
+    });
+    const map = defineJob({
+      name: 'bad-map',
+      format: 'jsonl',
+      map: (r: { x: { y: number } }) => r.x.y,
+    });
+    await expect(
+      runChunk(task({ job: 'bad-map' }), { ...deps, jobs: createRegistry([map]) }),
+    ).rejects.toMatchObject({
+      name: 'TypeError',
+      message: expect.stringMatching(
+        /^job map threw on the record at byte 0 of datasets\/in\.jsonl \(chunk 0\): /,
+      ),
+    });
+  });
+
   it('reads several objects in order: ranges, whole objects, gzip, CSV headers per object', async () => {
     const store = new MemoryStore();
     const put = async (key: string, body: string | Uint8Array) => {

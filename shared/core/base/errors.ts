@@ -88,10 +88,28 @@ export class BadRecordError extends FanoutError {
   }
 }
 
+/**
+ * An error thrown by a job's own code (its map, key or reduce): the user's bug. It keeps the
+ * original's name (TypeError, RangeError…), so the job's error reads as the user's code threw
+ * it, and its message says which part of the job threw and where ({@link JOB_CODE_MESSAGE}). It
+ * fails the same way on every attempt, so the engine retries it once at most (retry.ts).
+ */
+export class JobCodeError extends FanoutError {
+  constructor(original: unknown, message: string, context: ErrorContext = {}) {
+    super('JOB_CODE', message, { cause: original, context });
+    this.name = original instanceof Error && original.name !== '' ? original.name : 'Error';
+  }
+}
+
+/** How a {@link JobCodeError}'s message begins: which part of the job threw. */
+export const JOB_CODE_MESSAGE = /^job (map|key|reduce\.(add|merge|finish)) threw\b/;
+
 /** A function invocation ended in a function error (the handler threw, or timed out). */
 export class FunctionError extends FanoutError {
   /** Lambda's `errorType`, e.g. `BadRecordError` or `Sandbox.Timedout`. */
   readonly errorType: string;
+  /** Lambda's `errorMessage`, as the function threw it. */
+  readonly errorMessage: string;
   constructor(
     functionName: string,
     errorType: string,
@@ -103,6 +121,7 @@ export class FunctionError extends FanoutError {
       context: { functionName, errorType, ...options.context },
     });
     this.errorType = errorType;
+    this.errorMessage = errorMessage;
   }
 }
 

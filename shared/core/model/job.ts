@@ -4,7 +4,7 @@
  */
 import * as z from 'zod/v4/core';
 import en from 'zod/v4/locales/en.js';
-import { ValidationError } from '../base/errors.ts';
+import { FanoutError, JobCodeError, ValidationError } from '../base/errors.ts';
 import type { RecordFormat } from '../data/records.ts';
 
 /**
@@ -208,4 +208,26 @@ export function createRegistry(jobs: readonly AnyJob[]): ReadonlyMap<string, Any
     registry.set(job.name, job);
   }
   return registry;
+}
+
+/** The parts of a job's code that a JobCodeError names. */
+export type JobCodePart = 'key' | 'reduce.add' | 'reduce.merge' | 'reduce.finish';
+
+/**
+ * What an error thrown by a part of the job's own code becomes: a JobCodeError that keeps the
+ * original's name, or the error itself when fanout made it (a RecordSyntaxError, a bad key).
+ */
+export function jobCodeError(part: JobCodePart, error: unknown): unknown {
+  if (error instanceof FanoutError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new JobCodeError(error, `job ${part} threw: ${message}`);
+}
+
+/** Runs a part of the job's own code (once per key or per task, not per record). */
+export function jobCode<T>(part: JobCodePart, run: () => T): T {
+  try {
+    return run();
+  } catch (error) {
+    throw jobCodeError(part, error);
+  }
 }

@@ -9,7 +9,7 @@ import { orderedMap } from '../base/parallel.ts';
 import { createBytePipe } from '../base/pipe.ts';
 import type { ObjectStore } from '../base/ports.ts';
 import type { ChunkOutcome, Manifest, PartitionOutcome, RunSource } from '../model/documents.ts';
-import { type AnyJob, findJob, parseParams } from '../model/job.ts';
+import { type AnyJob, findJob, jobCode, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson } from '../model/status.ts';
 import { finalValues, mergeRuns } from '../run/partition.ts';
@@ -81,7 +81,9 @@ export async function assembleKeyed(
     // A small shuffle (shared/core/shuffle/partitions.ts): the map outputs merged here.
     const job = findJob(deps.jobs, manifest.job);
     const reduce = job.reduce as NonNullable<typeof job.reduce>;
-    const { merged } = await mergeRuns(outputs, deps.bucket, deps, (a, b) => reduce.merge(a, b));
+    const { merged } = await mergeRuns(outputs, deps.bucket, deps, (a, b) =>
+      jobCode('reduce.merge', () => reduce.merge(a, b)),
+    );
     let text = shape.open;
     let first = true;
     for (const [keyJson, valueJson] of finalValues(

@@ -26,7 +26,7 @@ import {
 } from '../model/documents.ts';
 import type { JobEvents } from '../model/events.ts';
 import type { AnyJob } from '../model/job.ts';
-import { findJob } from '../model/job.ts';
+import { findJob, jobCode } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, TERMINAL_STATES, updateStatus } from '../model/status.ts';
 import { assembleKeyed } from './keyed.ts';
@@ -120,7 +120,8 @@ async function mergeChunks(
   )) {
     records += outcome.recordsOut;
     badRecords += outcome.badRecords.count;
-    acc = reduce.merge(acc, accumulatorOf(outcome, jobId));
+    const next = accumulatorOf(outcome, jobId);
+    acc = jobCode('reduce.merge', () => reduce.merge(acc, next));
   }
   return { acc, records, badRecords };
 }
@@ -243,7 +244,7 @@ async function reduceChunks(
     deps.invoker !== undefined && deps.reducerFunction !== undefined && included.length > fanIn
       ? await treeReduce(jobId, job, included, deps)
       : await mergeChunks(jobId, included, reduce, deps);
-  const value = reduce.finish ? reduce.finish(acc, params) : acc;
+  const value = reduce.finish ? jobCode('reduce.finish', () => reduce.finish?.(acc, params)) : acc;
   const body = textEncoder.encode(stringifyResult(value));
   const key = jobKeys(jobId).result(false);
   await deps.store.put(deps.bucket, key, body, { contentType: 'application/json' });
@@ -278,7 +279,8 @@ async function treeReduce(jobId: string, job: AnyJob, included: number[], deps: 
       timeoutMs: Math.min(own + invocationMarginMs(own), left),
     });
   })) {
-    acc = reduce.merge(acc, (await readJson<unknown>(deps.store, deps.bucket, group.key)).value);
+    const merged = (await readJson<unknown>(deps.store, deps.bucket, group.key)).value;
+    acc = jobCode('reduce.merge', () => reduce.merge(acc, merged));
     records += group.records;
     badRecords += group.badRecords;
   }

@@ -19,7 +19,7 @@ import type {
   PartitionTask,
   RunSource,
 } from '../model/documents.ts';
-import { type AnyJob, findJob, parseParams } from '../model/job.ts';
+import { type AnyJob, findJob, jobCode, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
 import { forEachRunLine, runLine } from '../shuffle/runs.ts';
@@ -61,7 +61,7 @@ export async function runPartition(
   const params = parseParams(job, task.params);
   const keys = jobKeys(task.jobId);
   const { merged, bytesRead } = await mergeRuns(task.sources, task.bucket, deps, (a, b) =>
-    reduce.merge(a, b),
+    jobCode('reduce.merge', () => reduce.merge(a, b)),
   );
 
   const partKey = keys.partitionPart(task.index, task.attempt);
@@ -186,7 +186,7 @@ export function* finalValues(
     yield [
       entry.keyJson,
       reduce.finish !== undefined
-        ? JSON.stringify(reduce.finish(acc(), params, key))
+        ? JSON.stringify(jobCode('reduce.finish', () => reduce.finish?.(acc(), params, key)))
         : (entry.text ?? JSON.stringify(entry.acc)),
     ];
   }

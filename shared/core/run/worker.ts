@@ -11,6 +11,7 @@ import {
   BadRecordError,
   CorruptInputError,
   FanoutError,
+  JobCodeError,
   PreconditionFailedError,
 } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
@@ -32,7 +33,7 @@ import {
   type TaskSegment,
 } from '../model/documents.ts';
 import type { AnyJob } from '../model/job.ts';
-import { findJob, parseParams } from '../model/job.ts';
+import { findJob, type JobCodePart, jobCodeError, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
 import { checkKey } from '../shuffle/hash.ts';
@@ -301,8 +302,18 @@ class ChunkReader {
     if (out === undefined) return undefined;
     this.recordsOut += 1;
     const reduce = this.job.reduce;
-    if (this.keyed !== undefined && reduce !== undefined) {
+    if (reduce === undefined) return this.output?.write(out);
+    // Which part of the job's code runs, for the error if it throws (a try costs nothing until
+    // something throws; a closure per record would).
+    let part: JobCodePart = 'key';
+    try {
+      if (this.keyed === undefined) {
+        part = 'reduce.add';
+        this.acc = reduce.add(this.acc, out);
+        return undefined;
+      }
       const key = checkKey(this.job.name, this.job.key?.(out));
+      part = 'reduce.add';
       const acc = this.keyed.get(key);
       if (acc === undefined) this.keyed.set(key, reduce.add(reduce.init(), out));
       else {
@@ -311,12 +322,9 @@ class ChunkReader {
         if (next !== acc) this.keyed.set(key, next);
       }
       return undefined;
+    } catch (error) {
+      throw jobCodeError(part, error);
     }
-    if (reduce !== undefined) {
-      this.acc = reduce.add(this.acc, out);
-      return undefined;
-    }
-    return this.output?.write(out);
   };
 
   /** One owned line of a text format. */
@@ -471,10 +479,10 @@ function withContext(
 ): unknown {
   if (error instanceof FanoutError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  return new FanoutError(
-    'MAP_FAILED',
+  return new JobCodeError(
+    error,
     `job map threw on the record at byte ${offset} of ${context.key} (chunk ${context.chunk}): ${message}`,
-    { cause: error, context: { ...context, offset } },
+    { ...context, offset },
   );
 }
 

@@ -55,6 +55,8 @@ describe('retryDecision', () => {
   const throttle = new ThrottledError('worker');
   const transient = new FunctionError('worker', 'Error', 'socket hang up');
   const timeout = new InvocationTimeoutError('worker', 1000);
+  /** What a worker reports when a job's own code threw a TypeError. */
+  const jobCodeError = (what: string) => new FunctionError('worker', 'TypeError', `job ${what}`);
 
   const table: [string, unknown, Partial<typeof base>, RetryDecision][] = [
     ['own throttle', throttle, { ownThrottle: true }, 'own-throttle'],
@@ -73,6 +75,30 @@ describe('retryDecision', () => {
     ['transient error, last attempt', transient, { attempt: 3 }, 'fail'],
     ['transient error, job failing', transient, { failing: true }, 'fail'],
     ['plain Error', new Error('boom'), {}, 'retry'],
+    [
+      'the job code threw, first attempt',
+      jobCodeError('map threw on the record at byte 0'),
+      {},
+      'retry',
+    ],
+    [
+      'the job code threw, second attempt',
+      jobCodeError('map threw on the record at byte 0'),
+      { attempt: 2, maxAttempts: 8 },
+      'fail',
+    ],
+    [
+      'the job reduce threw, second attempt',
+      jobCodeError('reduce.merge threw: x'),
+      { attempt: 2 },
+      'fail',
+    ],
+    [
+      'a TypeError that is not the job code, second attempt',
+      new FunctionError('worker', 'TypeError', 'fanout broke'),
+      { attempt: 2 },
+      'retry',
+    ],
   ];
   for (const type of DETERMINISTIC) {
     table.push([type, new FunctionError('worker', type, 'no'), {}, 'fail']);

@@ -7,10 +7,17 @@
  * | a throttle the job's own invocations caused | try again at once, when one of them ends |
  * | any other throttle, fewer than the limit so far | try again after a backoff; no attempt used |
  * | a deterministic error (bad input, access denied, …) | fail the task |
+ * | the job's own code threw (a JobCodeError), on a second attempt | fail the task |
  * | the task's last attempt, or the job is failing | fail the task |
  * | anything else | retry after a backoff |
  */
-import { FunctionError, ThrottledError } from '../../base/errors.ts';
+import { FunctionError, JOB_CODE_MESSAGE, ThrottledError } from '../../base/errors.ts';
+
+/**
+ * Attempts for a task whose job code threw: the user's bug fails the same way each time, but one
+ * retry covers what a sandbox may have done to it (memory, a stray global).
+ */
+export const JOB_CODE_ATTEMPTS = 2;
 
 /**
  * Errors that fail the same way however often the task is retried, by the error type the
@@ -49,6 +56,8 @@ export function retryDecision(error: unknown, context: RetryContext): RetryDecis
     return 'throttle';
   }
   const deterministic = error instanceof FunctionError && DETERMINISTIC.has(error.errorType);
+  const jobCode = error instanceof FunctionError && JOB_CODE_MESSAGE.test(error.errorMessage);
+  if (jobCode && context.attempt >= JOB_CODE_ATTEMPTS) return 'fail';
   if (deterministic || context.attempt >= context.maxAttempts || context.failing) return 'fail';
   return 'retry';
 }
