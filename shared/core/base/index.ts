@@ -14,3 +14,4 @@ export * from './parallel.ts';
 export * from './pipe.ts';
 export * from './ports.ts';
 export * from './random.ts';
+export * from './text-upload.ts';

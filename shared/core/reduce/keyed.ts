@@ -6,8 +6,8 @@
  */
 import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
-import { createBytePipe } from '../base/pipe.ts';
 import type { ObjectStore } from '../base/ports.ts';
+import { type TextUpload, textUpload } from '../base/text-upload.ts';
 import type { ChunkOutcome, Manifest, PartitionOutcome, RunSource } from '../model/documents.ts';
 import { type AnyJob, findJob, jobCode, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
@@ -24,9 +24,6 @@ export interface KeyedDeps {
   /** Outcomes read at once. @default 16 */
   parallelism?: number;
 }
-
-/** The result is written in pieces of about this many characters. */
-const WRITE_CHARS = 64 * 1024;
 
 const encoder = new TextEncoder();
 
@@ -113,19 +110,15 @@ export async function assembleKeyed(
   )) {
     parts.push(outcome.part);
   }
-  const pipe = createBytePipe();
-  const upload = deps.store.upload(deps.bucket, key, pipe.readable, {
-    contentType: shape.contentType,
-  });
-  upload.catch(() => undefined); // observed below
+  const result = textUpload(deps.store, deps.bucket, key, shape.contentType);
   try {
-    await writeResult(parts, deps, pipe, shape);
+    await writeResult(parts, deps, result, shape);
+    const { size } = await result.finish();
+    return { result: { key, bytes: size }, records, badRecords };
   } catch (error) {
-    pipe.fail(error);
+    result.fail(error);
     throw error;
   }
-  const { size } = await upload;
-  return { result: { key, bytes: size }, records, badRecords };
 }
 
 /**
@@ -156,14 +149,13 @@ function shapeOf(jsonl: boolean): ResultShape {
       };
 }
 
-/** The result from the parts, merged by key, into `pipe`. */
+/** The result's entries from the parts, merged by key, into `out`. */
 async function writeResult(
   parts: readonly PartitionOutcome['part'][],
   deps: KeyedDeps,
-  pipe: ReturnType<typeof createBytePipe>,
+  out: TextUpload,
   shape: ResultShape,
 ): Promise<void> {
-  let text = shape.open;
   let first = true;
   const sources = parts
     .filter((p) => p.bytes > 0)
@@ -176,15 +168,11 @@ async function writeResult(
         ),
       ),
     );
+  await out.write(shape.open);
   await mergeSorted(sources, byKey, ({ keyJson, valueJson }) => {
-    text += shape.entry(keyJson, valueJson, first);
+    const pending = out.write(shape.entry(keyJson, valueJson, first));
     first = false;
-    if (text.length < WRITE_CHARS) return undefined;
-    const piece = encoder.encode(text);
-    text = '';
-    return pipe.write(piece);
+    return pending;
   });
-  text += shape.close;
-  if (text !== '') await pipe.write(encoder.encode(text));
-  pipe.close();
+  await out.write(shape.close);
 }

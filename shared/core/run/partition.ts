@@ -1,7 +1,7 @@
 /**
  * A keyed job's partition task, run by the worker function: it reads its buckets' runs from
  * every map output, merges them by key (a key's accumulators in chunk order, through the job's
- * `merge`), applies `finish` per key, and writes its part: `[bucket, key, value]` lines in
+ * `merge`), applies `finish` per key, and writes its part: run lines (`"key"<tab>value`) in
  * ascending key order. Its outcome is written create-only, so exactly one attempt of a
  * partition counts; a losing attempt removes its part.
  */
@@ -9,8 +9,8 @@
 import { readAll } from '../base/bytes.ts';
 import { FanoutError, PreconditionFailedError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
-import { createBytePipe } from '../base/pipe.ts';
 import type { Clock, ObjectStore } from '../base/ports.ts';
+import { textUpload } from '../base/text-upload.ts';
 import type {
   ChunkOutcome,
   InvocationInfo,
@@ -42,9 +42,6 @@ export interface PartitionDeps {
   parallelism?: number;
 }
 
-/** Text is written to the part in pieces of about this many characters. */
-const WRITE_CHARS = 64 * 1024;
-
 const encoder = new TextEncoder();
 
 /** Reduces one partition (see the module's comment). */
@@ -65,42 +62,25 @@ export async function runPartition(
   );
 
   const partKey = keys.partitionPart(task.index, task.attempt);
-  const pipe = createBytePipe();
-  const upload = deps.store.upload(task.bucket, partKey, pipe.readable, {
-    contentType: 'application/x-ndjson',
-  });
-  upload.catch(() => undefined); // observed below; a failed merge fails the pipe first
-  let text = '';
-  let bytes = 0;
+  const part = textUpload(deps.store, task.bucket, partKey, 'application/x-ndjson');
   let count = 0;
-  const out = (line: string): undefined | Promise<void> => {
-    text += line;
-    if (text.length < WRITE_CHARS) return undefined;
-    const piece = encoder.encode(text);
-    bytes += piece.length;
-    text = '';
-    return pipe.write(piece);
-  };
+  let written: { etag: string; size: number };
   try {
     for (const [keyJson, valueJson] of finalValues(merged, reduce, params)) {
       count += 1;
-      const pending = out(runLine(keyJson, valueJson));
+      const pending = part.write(runLine(keyJson, valueJson));
       if (pending !== undefined) await pending;
     }
-    const last = encoder.encode(text);
-    bytes += last.length;
-    if (last.length > 0) await pipe.write(last);
-    pipe.close();
+    written = await part.finish();
   } catch (error) {
-    pipe.fail(error);
+    part.fail(error);
     throw error;
   }
-  const { etag } = await upload;
   const durationMs = Math.round(deps.clock.now() - started);
   const outcome: PartitionOutcome = {
     index: task.index,
     attempt: task.attempt,
-    part: { key: partKey, bytes, etag },
+    part: { key: partKey, bytes: written.size, etag: written.etag },
     first: task.first,
     end: task.end,
     keys: count,
@@ -128,8 +108,9 @@ export async function runPartition(
 }
 
 /**
- * Keys merged from runs (a partition's, or a small shuffle's whole): each key's accumulators from every map output merged in chunk order
- * (`merge(a, b)`, a from the earlier chunk; a key appears at most once in each output). Outputs
+ * Keys merged from runs (a partition's, or a small shuffle's whole): each key's accumulators
+ * from every map output merged in chunk order (`merge(a, b)`, a from the earlier chunk; a key
+ * appears at most once in each output). Outputs
  * are fetched `parallelism` at a time and folded in as they arrive, in order, so memory holds
  * the merged keys and the outputs in flight, not every line read. A key seen once keeps its
  * value as text: it is parsed only to be merged or finished.
