@@ -294,8 +294,12 @@ export async function followJob(
   // written, not up to a poll interval later. The polls remain for the stall check.
   const statusKey = jobKeys(jobId).status;
   let wake: (() => void) | undefined;
+  // Also a write while a read is in flight: the next read then comes without a wait.
+  let written = false;
   const unsubscribe = runtime.s3.onWrite((bucket, key) => {
-    if (bucket === runtime.bucket && key === statusKey) wake?.();
+    if (bucket !== runtime.bucket || key !== statusKey) return;
+    written = true;
+    wake?.();
   });
   try {
     return await pollStatus();
@@ -305,6 +309,7 @@ export async function followJob(
 
   async function pollStatus(): Promise<JobStatus> {
     for (;;) {
+      written = false;
       const status = await readStatus(runtime.store, runtime.bucket, jobId);
       const { total, succeeded } = status.chunks;
       progress.update(succeeded, total, `${succeeded}/${total} chunks`);
@@ -326,6 +331,7 @@ export async function followJob(
           { context: { jobId } },
         );
       }
+      if (written) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, wait);
         wake = () => {
