@@ -14,6 +14,23 @@ import { generate } from '../../bench/gen.ts';
 const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'cli/bin.mjs');
 
+/** A map-only jsonl job module with no params, by path (imports fanout as a user would). */
+async function mapOnlyJob(name: string, map: string): Promise<string> {
+  const file = join(dir, `${name}.ts`);
+  await writeFile(
+    file,
+    `import { defineJob } from 'fanout';
+
+export default defineJob({
+  name: '${name}',
+  format: 'jsonl',
+  map: ${map},
+});
+`,
+  );
+  return file;
+}
+
 async function fanout(...args: string[]) {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], {
@@ -233,18 +250,10 @@ export const notAJob = 42;
   });
 
   it('counts records read and kept when a map drops some; a job without params runs with {}', async () => {
-    const job = join(dir, 'physicists.ts');
     // No params: the job takes none.
-    await writeFile(
-      job,
-      `import { defineJob } from 'fanout';
-
-export default defineJob({
-  name: 'physicists',
-  format: 'jsonl',
-  map: (r: { name: string; field: string }) => (r.field === 'physics' ? r.name : undefined),
-});
-`,
+    const job = await mapOnlyJob(
+      'physicists',
+      `(r: { name: string; field: string }) => (r.field === 'physics' ? r.name : undefined)`,
     );
     const run = await fanout('run', job, 'examples/scientists.jsonl', '--json');
     expect(run.code, run.stderr).toBe(0);
@@ -258,18 +267,10 @@ export default defineJob({
   });
 
   it("fails a job whose map throws after two attempts, naming the user's error", async () => {
-    const job = join(dir, 'buggy.ts');
-    await writeFile(
-      job,
-      `import { defineJob } from 'fanout';
-
-export default defineJob({
-  name: 'buggy',
-  format: 'jsonl',
-  map: (r: { name: string; field: string }) =>
-    r.field === 'physics' ? (JSON.parse('null') as { y: number }).y : r.name,
-});
-`,
+    const job = await mapOnlyJob(
+      'buggy',
+      `(r: { name: string; field: string }) =>
+    r.field === 'physics' ? (JSON.parse('null') as { y: number }).y : r.name`,
     );
     const failed = await fanout('run', job, 'examples/scientists.jsonl');
     expect(failed.code).toBe(1);
