@@ -27,8 +27,9 @@ const gunzip = (compressed: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array
   Readable.from(compressed).pipe(createGunzip());
 
 /**
- * Lambda entry point. The event is a ChunkTask; the result a small ChunkSummary with the
- * invocation's usage (duration, memory, S3 requests) for the job's cost.
+ * Lambda entry point. The event is a ChunkTask, or a keyed job's PartitionTask (`kind:
+ * 'partition'`); the result a small summary with the invocation's usage (duration, memory, S3
+ * requests) for the job's cost.
  */
 export const handler = async (event: unknown, context?: unknown) => {
   if ((event as { kind?: unknown } | null)?.kind === 'partition') return partition(event, context);

@@ -13,10 +13,9 @@ import { jobKeys } from '#core/model/keys.ts';
 import { type ReduceGroup, reduceGroup, reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { submitJob } from '#core/run/submit.ts';
-import { runWorkerTask } from '#core/run/worker.ts';
 import { jobs as builtIns } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
-import { IN_PROCESS } from '../fixtures/in-process.ts';
+import { IN_PROCESS, runWorkerTask } from '../fixtures/in-process.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 const BUCKET = 'fanout-test';

@@ -16,10 +16,9 @@ import { jobKeys } from '#core/model/keys.ts';
 import { reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { submitJob } from '#core/run/submit.ts';
-import { runWorkerTask } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
-import { IN_PROCESS } from '../fixtures/in-process.ts';
+import { IN_PROCESS, runWorkerTask } from '../fixtures/in-process.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 const s = (seconds: number) => seconds * 1000;

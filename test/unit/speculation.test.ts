@@ -14,12 +14,11 @@ import { reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { MIN_BACKUPS, medianOf, StragglerWatch } from '#core/run/speculation.ts';
 import { submitJob } from '#core/run/submit.ts';
-import { runWorkerTask } from '#core/run/worker.ts';
 import type { FieldStats } from '#jobs/by-field.ts';
 import { jobs } from '#jobs/index.ts';
 import { prng, scientistLine } from '../../bench/gen.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
-import { IN_PROCESS } from '../fixtures/in-process.ts';
+import { IN_PROCESS, runWorkerTask } from '../fixtures/in-process.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 const BUCKET = 'fanout-test';

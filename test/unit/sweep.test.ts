@@ -13,9 +13,9 @@ import { cancelJob, redriveJob } from '#core/run/control.ts';
 import { type CoordinatorDeps, coordinateJob } from '#core/run/coordinator.ts';
 import { submitJob } from '#core/run/submit.ts';
 import { type SweepDeps, sweepJobs } from '#core/run/sweep.ts';
-import { runWorkerTask } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
+import { runWorkerTask } from '../fixtures/in-process.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 const BUCKET = 'fanout-test';

@@ -28,8 +28,6 @@ import {
   type ChunkTask,
   INLINE_OUTPUT_CHARS,
   type InvocationInfo,
-  type PartitionSummary,
-  type PartitionTask,
   type TaskSegment,
 } from '../model/documents.ts';
 import type { AnyJob } from '../model/job.ts';
@@ -39,7 +37,6 @@ import { readJson, writeJson } from '../model/status.ts';
 import { checkKey } from '../shuffle/hash.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
 import { encodeRuns } from '../shuffle/runs.ts';
-import { runPartition } from './partition.ts';
 
 /** How many skipped bad records a chunk outcome keeps as samples. */
 export const BAD_RECORD_SAMPLES = 10;
@@ -484,14 +481,4 @@ function withContext(
     `job map threw on the record at byte ${offset} of ${context.key} (chunk ${context.chunk}): ${message}`,
     { ...context, offset },
   );
-}
-
-/** Runs what the worker function is sent: a map chunk, or a keyed job's partition. */
-export function runWorkerTask(
-  task: ChunkTask | PartitionTask,
-  deps: WorkerDeps,
-): Promise<ChunkSummary | PartitionSummary> {
-  return 'kind' in task && task.kind === 'partition'
-    ? runPartition(task, deps)
-    : runChunk(task as ChunkTask, deps);
 }
