@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { FanoutError, ValidationError } from '#core/base/errors.ts';
 import type { JobStatus } from '#core/model/documents.ts';
+import { TERMINAL_STATES } from '#core/model/status.ts';
 import { formatBytes, parsePositiveInt } from './args.ts';
 import { ApiClient } from './client.ts';
 import { JOB_FLAGS, parseJobFlags } from './job-flags.ts';
@@ -178,11 +179,10 @@ export async function statusCommand(args: string[]): Promise<number> {
   if (jobId === undefined || extra.length > 0)
     throw new ValidationError('usage: fanout status <jobId> [--watch]');
   const client = new ApiClient(values.api);
-  const terminal = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
   const progress = createProgress(jobId);
   for (;;) {
     const status = await client.json<JobStatus>('GET', `/jobs/${encodeURIComponent(jobId)}`);
-    if (!values.watch || terminal.has(status.status)) {
+    if (!values.watch || TERMINAL_STATES.has(status.status)) {
       if (values.watch) progress.done(status.status.toLowerCase());
       process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
       return values.watch && status.status !== 'SUCCEEDED' ? 1 : 0;
@@ -276,7 +276,7 @@ async function controlCommand(verb: 'cancel' | 'redrive', args: string[]): Promi
   let status = await client.json<JobStatus>('POST', `${path}/${verb}`);
   if (!values.json) process.stdout.write(`${controlLine(verb, status)}\n`);
   // --wait: until the job ends (a cancel: once its in-flight chunks have finished).
-  while (values.wait === true && !TERMINAL.has(status.status)) {
+  while (values.wait === true && !TERMINAL_STATES.has(status.status)) {
     await new Promise((r) => setTimeout(r, 500));
     status = await client.json<JobStatus>('GET', path);
   }
@@ -285,15 +285,13 @@ async function controlCommand(verb: 'cancel' | 'redrive', args: string[]): Promi
   return 0;
 }
 
-const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
-
 /** What a cancel or a redrive did, in one line. */
 function controlLine(verb: 'cancel' | 'redrive', status: JobStatus): string {
   const { jobId, chunks } = status;
   if (verb === 'redrive') {
     return `job ${jobId} redriven: the chunks that did not finish run again (fanout status ${jobId} --watch)`;
   }
-  if (TERMINAL.has(status.status)) return `job ${jobId} is ${status.status}`;
+  if (TERMINAL_STATES.has(status.status)) return `job ${jobId} is ${status.status}`;
   return `cancel requested for job ${jobId}: no new chunk starts; ${chunks.running} chunk(s) in flight will finish, then it is CANCELLED (--wait waits for that)`;
 }
 
