@@ -160,7 +160,13 @@ describe('scanOwnedLines', () => {
 
 describe('scanOwnedText', () => {
   /** Every line that [start, end) owns, as text, by scanOwnedText. */
-  async function ownedText(bytes: Uint8Array, start: number, end: number, pieces: number[]) {
+  async function ownedText(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    pieces: number[],
+    decodeBytes?: number,
+  ) {
     const out: { text: string; offset: number }[] = [];
     await scanOwnedText(
       reader(bytes, pieces).read,
@@ -168,6 +174,7 @@ describe('scanOwnedText', () => {
       (text, offset) => {
         out.push({ text, offset });
       },
+      decodeBytes === undefined ? {} : { decodeBytes },
     );
     return out;
   }
@@ -209,11 +216,14 @@ describe('scanOwnedText', () => {
         fc.array(unit, { maxLength: 60 }),
         fc.integer({ min: 1, max: 40 }),
         fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 4 }),
-        async (units, chunkSize, pieces) => {
+        // Small decoded spans, so that a piece's lines are cut into several (and some lines are
+        // longer than a span).
+        fc.integer({ min: 1, max: 24 }),
+        async (units, chunkSize, pieces, decodeBytes) => {
           const bytes = Uint8Array.from(units.flat());
           for (let start = 0; start < bytes.length; start += chunkSize) {
             const end = Math.min(bytes.length, start + chunkSize);
-            expect(await ownedText(bytes, start, end, pieces)).toEqual(
+            expect(await ownedText(bytes, start, end, pieces, decodeBytes)).toEqual(
               (await owned(bytes, start, end, pieces)).out,
             );
           }
