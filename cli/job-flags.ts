@@ -51,7 +51,7 @@ export interface JobFlagValues {
   speculation?: boolean;
   /** Smaller chunks at the end of the dataset. Default: off. */
   guidedTail?: boolean;
-  /** A keyed job's partitions (1 to 10,000). Default: the job's, else from the map stage. */
+  /** A keyed or sorted job's partitions (1 to 10,000). Default: the job's, else from the map stage. */
   partitions?: number;
   /** A keyed job's result: one JSON object (json) or a line per key (jsonl). Default: json. */
   resultFormat?: 'json' | 'jsonl';

@@ -68,9 +68,10 @@ Options:
                        chunk-size bytes), each to a (2 x concurrency)-th of what is left and
                        down to a quarter of the chunk size, so the job does not end on a few
                        big chunks alone (about 2.8 x concurrency more chunks)
-  --partitions N       a keyed job (one with key(out)): its reduce tasks, 1 to 10,000 (default:
-                       the job's, else from the bytes its map stage writes: one per 256 MiB,
-                       or one per core while each gets 4 MiB; docs/SHUFFLE.md)
+  --partitions N       a keyed job (key(out)) or a sorted one (orderBy(out)): its reduce tasks,
+                       1 to 10,000 (default: the job's, else from the bytes its map stage
+                       writes: one per 256 MiB, or one per core while each gets 4 MiB;
+                       docs/SHUFFLE.md)
   --result-format F    a keyed job's result: json (default: one object, keys in order) or
                        jsonl (a {"key","value"} line per key, in the same order)
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",

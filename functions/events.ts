@@ -119,7 +119,14 @@ export const chunkTaskSchema: z.ZodMiniType<ChunkTask> = z.object({
   buckets: z.optional(z.int().check(z.minimum(1), z.maximum(MAX_PARTITIONS))),
 });
 
-/** The worker's event for a keyed job's partition task. */
+/** A place in a sorted job's order (shared/core/shuffle/order.ts). */
+const sortPoint = z.object({
+  key: z.union([z.string(), z.number()]),
+  chunk: nonNegative,
+  pos: nonNegative,
+});
+
+/** The worker's event for a keyed job's partition task, or a sorted job's range. */
 export const partitionTaskSchema: z.ZodMiniType<PartitionTask> = z.object({
   kind: z.literal('partition'),
   jobId,
@@ -139,6 +146,9 @@ export const partitionTaskSchema: z.ZodMiniType<PartitionTask> = z.object({
       start: nonNegative,
       end: nonNegative,
       inline: z.optional(z.boolean()),
+      chunk: z.optional(nonNegative),
+      pos: z.optional(nonNegative),
     }),
   ),
+  range: z.optional(z.object({ from: z.optional(sortPoint), to: z.optional(sortPoint) })),
 });

@@ -27,8 +27,8 @@ const gunzip = (compressed: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array
   Readable.from(compressed).pipe(createGunzip());
 
 /**
- * Lambda entry point. The event is a ChunkTask, or a keyed job's PartitionTask (`kind:
- * 'partition'`); the result a small summary with the invocation's usage (duration, memory, S3
+ * Lambda entry point. The event is a ChunkTask, or a keyed or sorted job's PartitionTask
+ * (`kind: 'partition'`); the result a small summary with the invocation's usage (duration, memory, S3
  * requests) for the job's cost.
  */
 export const handler = async (event: unknown, context?: unknown) => {
@@ -66,7 +66,7 @@ export const handler = async (event: unknown, context?: unknown) => {
   );
 };
 
-/** A keyed job's partition task (shared/core/run/partition.ts). */
+/** A keyed or sorted job's partition task (shared/core/run/partition.ts). */
 async function partition(event: unknown, context: unknown) {
   const meter = meterInvocation('worker');
   const task = partitionTaskSchema.parse(event);

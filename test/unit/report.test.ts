@@ -133,6 +133,51 @@ describe('the job report', () => {
     expect(html).toMatch(/attempt 1: lost, another attempt&#39;s outcome was written first/);
   });
 
+  it("shows a sorted job's ranges: each one's first key, records and bytes written", () => {
+    const sorted = {
+      ...manifest,
+      sorted: {},
+      partitions: [
+        {
+          index: 0,
+          attempts: 1,
+          first: 0,
+          end: 1,
+          range: { to: { key: 'hot', chunk: 2, pos: 9 } },
+        },
+        {
+          index: 1,
+          attempts: 1,
+          first: 1,
+          end: 2,
+          range: { from: { key: 'hot', chunk: 2, pos: 9 } },
+        },
+      ],
+    };
+    const part = (index: number, bytes: number) => ({
+      index,
+      attempt: 1,
+      part: { key: `p${index}`, bytes, etag: 'e' },
+      first: index,
+      end: index + 1,
+      keys: 1000,
+      bytesRead: bytes + 100,
+      durationMs: 5,
+    });
+    const html = renderReport({
+      status,
+      manifest: sorted,
+      outcomes: [outcome, undefined],
+      partitions: [part(0, 1_500_000), part(1, 2_000_000)],
+    });
+    expect(html).toContain('2 partition tasks of the sort (ranges of the order).');
+    expect(html).toContain('<th>from key</th><th>records</th><th>MB read</th><th>MB written</th>');
+    expect(html).toContain('<tr><td>0</td><td>start</td><td>1,000</td><td>1.50</td><td>1.50</td>');
+    expect(html).toContain(
+      '<tr><td>1</td><td>&quot;hot&quot;</td><td>1,000</td><td>2.00</td><td>2.00</td>',
+    );
+  });
+
   it("shows a keyed job's partitions: buckets, keys, bytes, time, and their errors", () => {
     const partitioned = {
       ...manifest,
@@ -170,9 +215,11 @@ describe('the job report', () => {
       '2 partition tasks of the keyed shuffle. Shuffled bytes per partition: 2.50–2.50 MB.',
     );
     expect(html).toContain(
-      '<tr><td>0</td><td>0–1</td><td>1,234</td><td>2.50</td><td>321</td><td>1</td></tr>',
+      '<tr><td>0</td><td>0–1</td><td>1,234</td><td>2.50</td><td>0.00</td><td>321</td><td>1</td></tr>',
     );
-    expect(html).toContain('<td>2–3</td><td></td><td></td><td></td><td>not done (2 attempts)</td>');
+    expect(html).toContain(
+      '<td>2–3</td><td></td><td></td><td></td><td></td><td>not done (2 attempts)</td>',
+    );
     expect(html).toContain('partition 1 attempt 1: boom');
     expect(renderReport({ status, manifest, outcomes: [outcome, undefined] })).not.toContain(
       'Partitions',

@@ -7,6 +7,18 @@ import { createRegistry, defineJob, MAX_PARTITIONS } from '#core/model/job.ts';
 import { runPartition } from '#core/run/partition.ts';
 import { bucketOf, checkKey, MAX_KEY_LENGTH } from '#core/shuffle/hash.ts';
 import { mergeSorted } from '#core/shuffle/merge.ts';
+import {
+  checkOrderKey,
+  compareKeys,
+  comparePoints,
+  cutPoints,
+  encodeSorted,
+  inRange,
+  type OrderKey,
+  runSlice,
+  type SortedOutput,
+  sortedLines,
+} from '#core/shuffle/order.ts';
 import { groupBuckets } from '#core/shuffle/partitions.ts';
 import { decodeKey, encodeRuns, type RunLine, runBatches } from '#core/shuffle/runs.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
@@ -211,10 +223,194 @@ describe('defineJob with a key', () => {
       );
     }
     expect(() => defineJob({ ...base, reduce, partitions: 2 })).toThrow(
-      'job k: partitions applies only to a keyed job (key)',
+      'job k: partitions applies only to a keyed (key) or sorted (orderBy) job',
     );
     expect(defineJob({ ...base, key: () => 'x', reduce, partitions: 10_000 }).partitions).toBe(
       10_000,
+    );
+  });
+});
+
+describe('defineJob with an orderBy', () => {
+  const base = { name: 's', format: 'jsonl' as const, map: (r: unknown) => r };
+
+  it('refuses orderBy with a key or a reduce, and takes partitions', () => {
+    const reduce = { init: () => 0, add: (a: number) => a, merge: (a: number) => a };
+    expect(() => defineJob({ ...base, orderBy: () => 1, key: () => 'x', reduce })).toThrow(
+      'job s: key and orderBy cannot go together; expected key (a group-by, with a reduce) or orderBy (a sort, map-only)',
+    );
+    expect(() => defineJob({ ...base, orderBy: () => 1, reduce })).toThrow(
+      'job s: orderBy applies to a map-only job',
+    );
+    expect(defineJob({ ...base, orderBy: () => 1, partitions: 3 }).partitions).toBe(3);
+  });
+});
+
+describe('checkOrderKey', () => {
+  it('takes finite numbers and strings of one kind, and names what else it got', () => {
+    expect(checkOrderKey('j', -0.5, undefined)).toBe(-0.5);
+    expect(checkOrderKey('j', 'a', 'string')).toBe('a');
+    for (const [value, shown] of [
+      [Number.NaN, 'NaN'],
+      [Number.POSITIVE_INFINITY, 'Infinity'],
+      [null, 'null'],
+      [undefined, 'undefined'],
+      [true, 'true'],
+      [{}, 'object'],
+    ] as const) {
+      expect(() => checkOrderKey('j', value, undefined)).toThrow(
+        `job j: orderBy(out) returned ${shown}; expected a finite number or a string`,
+      );
+    }
+    expect(() => checkOrderKey('j', 'a', 'number')).toThrow(
+      'job j: orderBy(out) returned a string after a number; expected one kind of key per job',
+    );
+    expect(() => checkOrderKey('j', 'x'.repeat(MAX_KEY_LENGTH + 1), undefined)).toThrow(
+      `expected at most ${MAX_KEY_LENGTH}`,
+    );
+  });
+});
+
+describe('the sort', () => {
+  const textOf = new TextDecoder();
+  /** Rows cut into chunks, each chunk's outputs sorted into a run, then ranged and merged. */
+  const sortInRanges = (chunks: OrderKey[][], count: number) => {
+    const runs = chunks.map((keys, chunk) => {
+      const run = encodeSorted(keys.map((key, i) => ({ key, json: JSON.stringify([chunk, i]) })));
+      return { chunk, bytes: run.bytes.length, samples: run.samples, run };
+    });
+    const cuts = cutPoints(runs, count);
+    const ranges = Array.from({ length: cuts.length + 1 }, (_, r) => ({
+      ...(r > 0 && { from: cuts[r - 1]! }),
+      ...(r < cuts.length && { to: cuts[r]! }),
+    }));
+    return ranges.map((range) =>
+      runs
+        .flatMap((o) => {
+          const slice = runSlice(o, range);
+          const text = textOf.decode(o.run.bytes.subarray(slice.start, slice.end));
+          return sortedLines(text, o.chunk, slice.pos).filter((l) => inRange(l.point, range));
+        })
+        .sort((a, b) => comparePoints(a.point, b.point))
+        .map((l) => l.json),
+    );
+  };
+  const numbers = fc.array(fc.array(fc.integer({ min: -3, max: 3 }), { maxLength: 300 }), {
+    maxLength: 6,
+  });
+  const strings = fc.array(fc.array(key, { maxLength: 200 }), { maxLength: 6 });
+
+  it('property: the ranges, in order, are a stable sort of every chunk in input order', () => {
+    fc.assert(
+      fc.property(fc.oneof(numbers, strings), fc.integer({ min: 1, max: 9 }), (chunks, count) => {
+        const expected = chunks
+          .flatMap((keys, chunk) => keys.map((k, i) => ({ k, json: JSON.stringify([chunk, i]) })))
+          .sort((a, b) => compareKeys(a.k, b.k))
+          .map((o) => o.json);
+        expect(sortInRanges(chunks, count).flat()).toEqual(expected);
+      }),
+    );
+  });
+
+  it('cuts one key shared by every record into ranges of about equal size', () => {
+    const chunks = Array.from({ length: 4 }, () => Array.from({ length: 5000 }, () => 7));
+    const sizes = sortInRanges(chunks, 8).map((r) => r.length);
+    expect(sizes).toHaveLength(8);
+    for (const size of sizes) expect(size).toBeGreaterThan(20_000 / 8 / 2);
+  });
+
+  it('reads a line back from any sample, with its position', () => {
+    const run = encodeSorted(
+      Array.from({ length: 3000 }, (_, i) => ({ key: `é${i % 10}`, json: `{"i":${i}}` })),
+    );
+    expect(run.samples.length).toBeGreaterThan(5);
+    for (const s of run.samples) {
+      const [line] = sortedLines(textOf.decode(run.bytes.subarray(s.offset)), 0, s.pos);
+      expect(line?.point).toEqual({ key: s.key, chunk: 0, pos: s.pos });
+    }
+  });
+});
+
+describe('a sorted range', () => {
+  const byK = defineJob({
+    name: 'by-k',
+    format: 'jsonl',
+    map: (r: { k: number }) => r,
+    orderBy: (o: { k: number }) => o.k,
+  });
+  const jobs = createRegistry([byK]);
+
+  it('property: read in windows of any size, each range holds its own lines in order', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 400 }), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 7, max: 300 }),
+        fc.integer({ min: 1, max: 200 }),
+        async (chunks, count, windowBytes, step) => {
+          const store = new MemoryStore({ pieceBytes: 13 });
+          const runs: (SortedOutput & { key: string; etag: string })[] = [];
+          for (const [chunk, keys] of chunks.entries()) {
+            const run = encodeSorted(
+              keys.map((k, i) => ({ key: k, json: `{"k":${k},"i":${i}}` })),
+              step,
+            );
+            const key = `jobs/j1/shuffle/${chunk}.1.jsonl`;
+            const { etag } = await store.put('b', key, run.bytes);
+            runs.push({ chunk, key, etag, bytes: run.bytes.length, samples: run.samples });
+          }
+          const cuts = cutPoints(runs, count);
+          const lines: string[] = [];
+          for (let r = 0; r <= cuts.length; r++) {
+            const range = {
+              ...(r > 0 && { from: cuts[r - 1]! }),
+              ...(r < cuts.length && { to: cuts[r]! }),
+            };
+            const task: PartitionTask = {
+              kind: 'partition',
+              jobId: 'j1',
+              job: 'by-k',
+              params: {},
+              bucket: 'b',
+              index: r,
+              attempt: 1,
+              first: r,
+              end: r + 1,
+              range,
+              sources: runs
+                .filter((o) => o.bytes > 0)
+                .map((o) => ({
+                  key: o.key,
+                  etag: o.etag,
+                  size: o.bytes,
+                  chunk: o.chunk,
+                  ...runSlice(o, range),
+                })),
+            };
+            await runPartition(task, { store, jobs, clock: systemClock, windowBytes });
+            const { part } = JSON.parse(
+              store.text('b', `jobs/j1/partitions/${r}.json`),
+            ) as PartitionOutcome;
+            lines.push(
+              ...store
+                .text('b', part.key)
+                .split('\n')
+                .filter((l) => l !== ''),
+            );
+          }
+          const expected = chunks
+            .flatMap((keys) => keys.map((k, i) => ({ k, i })))
+            .sort((a, b) => a.k - b.k)
+            .map((o) => JSON.stringify(o));
+          expect(lines.map((l) => JSON.parse(l) as { k: number; i: number })).toEqual(
+            expected.map((l) => JSON.parse(l)),
+          );
+        },
+      ),
+      { numRuns: 40 },
     );
   });
 });

@@ -98,7 +98,7 @@ export const statusSchema = {
     chunks: taskCounts,
     partitions: {
       ...taskCounts,
-      description: "a keyed job's partition tasks, once its map stage has ended",
+      description: "a keyed or sorted job's partition tasks, once its map stage has ended",
     },
     records: { type: 'integer' },
     bytes: { type: 'integer' },

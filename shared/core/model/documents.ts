@@ -171,6 +171,25 @@ export interface ChunkTask {
 }
 
 /**
+ * A place in a sorted job's global order: an output's `orderBy` key, its chunk, and its position
+ * among that chunk's sorted outputs (where equal keys keep their input order). No two outputs
+ * share one, so a range of one key (however many records hold it) can be split between
+ * partitions: ties are broken by input position.
+ */
+export interface SortPoint {
+  key: string | number;
+  chunk: number;
+  pos: number;
+}
+
+/** A sample of a chunk's sorted run: the line at byte `offset` is its `pos`-th, with key `key`. */
+export interface SortSample {
+  key: string | number;
+  pos: number;
+  offset: number;
+}
+
+/**
  * One map output's runs that a partition task reads: bytes `[start, end)` of its object, or,
  * `inline`, of the runs text in the chunk outcome at `key`.
  */
@@ -181,9 +200,15 @@ export interface RunSource {
   start: number;
   end: number;
   inline?: boolean;
+  /** A sorted job's run: its chunk, and the position in the run of the line at `start`. */
+  chunk?: number;
+  pos?: number;
 }
 
-/** What a worker needs to reduce one partition of a keyed job: buckets `[first, end)`. */
+/**
+ * What a worker needs to reduce one partition of a keyed job (buckets `[first, end)`), or, with
+ * `range`, to merge one range of a sorted job's order.
+ */
 export interface PartitionTask {
   kind: 'partition';
   jobId: string;
@@ -198,6 +223,14 @@ export interface PartitionTask {
   end: number;
   /** The partition's runs in every map output, in chunk order (empty ones left out). */
   sources: RunSource[];
+  /** A sorted job's range: the outputs from `from` (inclusive) to `to` (exclusive; open ends). */
+  range?: SortRange;
+}
+
+/** A range of a sorted job's order; an absent end is open. */
+export interface SortRange {
+  from?: SortPoint;
+  to?: SortPoint;
 }
 
 /** jobs/{id}/partitions/{r}.json: written create-only by the partition task that finished first. */
@@ -303,6 +336,20 @@ export type ChunkOutput =
   | { kind: 'runs'; key: string; bytes: number; etag: string; offsets: number[]; keys: number }
   /** The same runs, when they are small (≤ INLINE_OUTPUT_CHARS bytes), as text in the outcome. */
   | { kind: 'runs-inline'; text: string; bytes: number; offsets: number[]; keys: number }
+  /**
+   * A sorted job's outputs, sorted by their orderBy key (`key<tab>output` lines) in one object
+   * (none when `lines` is 0), with a sample every few KiB to cut ranges by, the first line's
+   * included. `keys` is the kind of key the chunk's outputs had.
+   */
+  | {
+      kind: 'sorted';
+      key: string;
+      bytes: number;
+      etag: string;
+      lines: number;
+      keys?: 'number' | 'string';
+      samples: SortSample[];
+    }
   | { kind: 'inline'; text: string }
   | { kind: 'part'; key: string; bytes: number; etag: string };
 
@@ -394,8 +441,13 @@ export interface Manifest {
   chunks: ManifestChunk[];
   /** A keyed job: the buckets its map outputs are cut into, and its partitions if set. */
   keyed?: { buckets: number; partitions?: number; resultFormat?: 'jsonl' };
-  /** A keyed job's partition tasks, once its map stage has ended: buckets `[first, end)` each. */
-  partitions?: (TaskRecord & { first: number; end: number })[];
+  /** A sorted job (orderBy): its partitions if set. */
+  sorted?: { partitions?: number };
+  /**
+   * A keyed or sorted job's partition tasks, once its map stage has ended: buckets
+   * `[first, end)` each, or a sorted job's `range` (its first and end are then r and r + 1).
+   */
+  partitions?: (TaskRecord & { first: number; end: number; range?: SortRange })[];
 }
 
 /** Where a chunk lies, by key: from byte `start` of `key` to byte `end` of `lastKey ?? key`. */

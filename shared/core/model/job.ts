@@ -64,8 +64,16 @@ export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown
    */
   key?(out: Out): string;
   /**
-   * A keyed job's partitions (reduce tasks), 1 to 10,000; a submission's `partitions` overrides
-   * it. @default chosen from the sizes the map stage reports
+   * Makes a map-only job sorted: its output comes out ordered by what `orderBy(out)` returns,
+   * numbers ascending or strings in JavaScript order (one kind per job), and outputs with equal
+   * keys keep their input order (a stable sort). Each chunk sorts its outputs; range partitions,
+   * cut from samples the map stage reports, merge them (docs/SHUFFLE.md). A string key is at
+   * most 65,536 characters; a number must be finite.
+   */
+  orderBy?(out: Out): string | number;
+  /**
+   * A keyed or sorted job's partitions (reduce tasks), 1 to 10,000; a submission's `partitions`
+   * overrides it. @default chosen from the sizes the map stage reports
    */
   partitions?: number;
 }
@@ -119,17 +127,41 @@ export function defineJob<Params, Rec, Out, Acc = unknown, Result = Acc>(
       `job ${definition.name}: key needs a reduce (init, add, merge) to apply per key`,
     );
   }
+  if (definition.orderBy !== undefined) {
+    if (typeof definition.orderBy !== 'function') {
+      throw new TypeError(
+        `job ${definition.name}: orderBy must be a function (out) => string | number`,
+      );
+    }
+    if (definition.key !== undefined) {
+      throw new TypeError(
+        `job ${definition.name}: key and orderBy cannot go together; expected key (a group-by, with a reduce) or orderBy (a sort, map-only)`,
+      );
+    }
+    if (definition.reduce !== undefined) {
+      throw new TypeError(
+        `job ${definition.name}: orderBy applies to a map-only job; expected no reduce (a keyed job's result is in key order already)`,
+      );
+    }
+  }
   if (definition.partitions !== undefined) {
     const problem = partitionsProblem(definition.partitions);
     if (problem !== undefined) throw new TypeError(`job ${definition.name}: ${problem}`);
-    if (definition.key === undefined) {
-      throw new TypeError(`job ${definition.name}: partitions applies only to a keyed job (key)`);
+    if (!shuffles(definition)) {
+      throw new TypeError(
+        `job ${definition.name}: partitions applies only to a keyed (key) or sorted (orderBy) job`,
+      );
     }
   }
   return definition;
 }
 
-/** The most partitions a keyed job may ask for. */
+/** True when the job's outputs go through the shuffle: a keyed job's, or a sorted job's. */
+export function shuffles(job: Pick<AnyJob, 'key' | 'orderBy'>): boolean {
+  return job.key !== undefined || job.orderBy !== undefined;
+}
+
+/** The most partitions a keyed or sorted job may ask for. */
 export const MAX_PARTITIONS = 10_000;
 
 /** What is wrong with a partition count, or undefined when it is 1 to 10,000. */
@@ -211,7 +243,7 @@ export function createRegistry(jobs: readonly AnyJob[]): ReadonlyMap<string, Any
 }
 
 /** The parts of a job's code that a JobCodeError names. */
-export type JobCodePart = 'key' | 'reduce.add' | 'reduce.merge' | 'reduce.finish';
+export type JobCodePart = 'key' | 'orderBy' | 'reduce.add' | 'reduce.merge' | 'reduce.finish';
 
 /**
  * What an error thrown by a part of the job's own code becomes: a JobCodeError that keeps the

@@ -95,8 +95,27 @@ export async function assembleKeyed(
     await deps.store.put(deps.bucket, key, body, { contentType: shape.contentType });
     return { result: { key, bytes: body.length }, records, badRecords };
   }
+  const parts = await partitionParts(manifest, parallelism, deps);
+  const result = textUpload(deps.store, deps.bucket, key, shape.contentType);
+  try {
+    await writeResult(parts, deps, result, shape);
+    const { size } = await result.finish();
+    return { result: { key, bytes: size }, records, badRecords };
+  } catch (error) {
+    result.fail(error);
+    throw error;
+  }
+}
+
+/** Every partition's part, in partition order; a partition without an outcome fails the job. */
+export async function partitionParts(
+  manifest: Manifest,
+  parallelism: number,
+  deps: Pick<KeyedDeps, 'store' | 'bucket'>,
+): Promise<PartitionOutcome['part'][]> {
+  const keys = jobKeys(manifest.jobId);
   const parts: PartitionOutcome['part'][] = [];
-  for await (const outcome of orderedMap(partitions.length, parallelism, (r) =>
+  for await (const outcome of orderedMap((manifest.partitions ?? []).length, parallelism, (r) =>
     readJson<PartitionOutcome>(deps.store, deps.bucket, keys.partitionOutcome(r)).then(
       (o) => o.value,
       (error: unknown) => {
@@ -110,15 +129,7 @@ export async function assembleKeyed(
   )) {
     parts.push(outcome.part);
   }
-  const result = textUpload(deps.store, deps.bucket, key, shape.contentType);
-  try {
-    await writeResult(parts, deps, result, shape);
-    const { size } = await result.finish();
-    return { result: { key, bytes: size }, records, badRecords };
-  } catch (error) {
-    result.fail(error);
-    throw error;
-  }
+  return parts;
 }
 
 /**

@@ -18,6 +18,7 @@ import {
 import { addUsage, DEFAULT_PRICING, estimateCost, noUsage, type Usage } from '../cost/cost.ts';
 import {
   type ChunkOutcome,
+  type ChunkOutput,
   chunkPlace,
   type FailedChunk,
   type FunctionRun,
@@ -29,7 +30,7 @@ import type { AnyJob } from '../model/job.ts';
 import { findJob, jobCode } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, TERMINAL_STATES, updateStatus } from '../model/status.ts';
-import { assembleKeyed } from './keyed.ts';
+import { assembleKeyed, partitionParts } from './keyed.ts';
 import { stringifyResult } from './result-json.ts';
 
 /** What {@link reduceJob} needs from its surroundings. */
@@ -184,7 +185,7 @@ export async function reduceJob(
   const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
   const reduced =
     job.reduce === undefined
-      ? await concatenateJob(jobId, included, deps)
+      ? await concatenateJob(manifest, included, deps)
       : manifest.keyed !== undefined
         ? await assembleKeyed(manifest, included, deps)
         : await reduceChunks(jobId, job, manifest.params, included, deps);
@@ -206,15 +207,18 @@ export async function reduceJob(
   );
 }
 
-/** Map-only: every included chunk's output, in chunk order, as the JSONL result. */
+/**
+ * Map-only: every included chunk's output, in chunk order, as the JSONL result; a sorted job's
+ * partitions' parts in range order.
+ */
 async function concatenateJob(
-  jobId: string,
+  manifest: Manifest,
   included: readonly number[],
   deps: ReducerDeps,
 ): Promise<Reduced> {
-  const keys = jobKeys(jobId);
+  const keys = jobKeys(manifest.jobId);
   const parallelism = deps.parallelism ?? 16;
-  const outcomes: ChunkOutcome[] = [];
+  const outputs: ChunkOutput[] = [];
   let records = 0;
   let badRecords = 0;
   for await (const outcome of orderedMap(included.length, parallelism, (k) =>
@@ -222,11 +226,17 @@ async function concatenateJob(
       (r) => r.value,
     ),
   )) {
-    outcomes.push(outcome);
+    outputs.push(outcome.output);
     records += outcome.recordsOut;
     badRecords += outcome.badRecords.count;
   }
-  const result = await concatenateOutputs(outcomes, keys.result(true), parallelism, deps);
+  const parts =
+    manifest.sorted === undefined
+      ? outputs
+      : (await partitionParts(manifest, parallelism, deps)).map(
+          (part): ChunkOutput => ({ kind: 'part', ...part }),
+        );
+  const result = await concatenateOutputs(parts, keys.result(true), parallelism, deps);
   return { result, records, badRecords };
 }
 
@@ -351,15 +361,15 @@ const PREFETCH_PART_BYTES = 1024 * 1024;
  * comes, so memory stays flat. Every part read is pinned to its ETag.
  */
 async function concatenateOutputs(
-  outcomes: ChunkOutcome[],
+  all: readonly ChunkOutput[],
   key: string,
   parallelism: number,
   deps: ReducerDeps,
 ): Promise<{ key: string; bytes: number }> {
   const { store, bucket } = deps;
-  const outputs = outcomes
-    .map((o) => o.output)
-    .filter((o) => (o.kind === 'inline' ? o.text !== '' : o.kind === 'part' && o.bytes > 0));
+  const outputs = all.filter((o) =>
+    o.kind === 'inline' ? o.text !== '' : o.kind === 'part' && o.bytes > 0,
+  );
   const parts = outputs.flatMap((o): ObjectInfo[] =>
     o.kind === 'part' ? [{ bucket, key: o.key, size: o.bytes, etag: o.etag }] : [],
   );

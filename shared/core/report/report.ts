@@ -336,16 +336,23 @@ ${
 }
 
 /**
- * A keyed job's partitions: how the shuffled bytes and keys fell to each (what a skewed key
- * would show), and each one's time and winning attempt. Empty for other jobs, and for a small
- * shuffle the reducer merged itself.
+ * A keyed or sorted job's partitions: how the shuffled bytes and keys (a sort's records) fell to
+ * each, which is what a skewed key would show, and each one's time and winning attempt. Empty
+ * for other jobs, and for a small shuffle the reducer merged itself.
  */
 function partitionsSection(input: ReportInput): string {
   const records = input.manifest?.partitions ?? [];
   if (records.length === 0) return '';
+  const sorted = input.manifest?.sorted !== undefined;
+  // A range's first key (its first 40 characters: a key may be 64 KiB long).
+  const from = (p: (typeof records)[number]) => {
+    if (p.range?.from === undefined) return 'start';
+    const key = JSON.stringify(p.range.from.key);
+    return esc(key.length > 40 ? `${key.slice(0, 40)}…` : key);
+  };
   const rows = records.map((p) => {
     const o = input.partitions?.[p.index];
-    return `<tr><td>${p.index}</td><td>${p.first}–${p.end - 1}</td><td>${o === undefined ? '' : fmt(o.keys)}</td><td>${o === undefined ? '' : fmt(o.bytesRead / 1e6, 2)}</td><td>${o === undefined ? '' : fmt(o.durationMs)}</td><td>${o?.attempt ?? `not done (${p.attempts} attempts)`}</td></tr>`;
+    return `<tr><td>${p.index}</td><td>${sorted ? from(p) : `${p.first}–${p.end - 1}`}</td><td>${o === undefined ? '' : fmt(o.keys)}</td><td>${o === undefined ? '' : fmt(o.bytesRead / 1e6, 2)}</td><td>${o === undefined ? '' : fmt(o.part.bytes / 1e6, 2)}</td><td>${o === undefined ? '' : fmt(o.durationMs)}</td><td>${o?.attempt ?? `not done (${p.attempts} attempts)`}</td></tr>`;
   });
   const sizes = (input.partitions ?? []).flatMap((o) => (o === undefined ? [] : [o.bytesRead]));
   const spread =
@@ -353,7 +360,7 @@ function partitionsSection(input: ReportInput): string {
       ? ''
       : ` Shuffled bytes per partition: ${fmt(Math.min(...sizes) / 1e6, 2)}–${fmt(Math.max(...sizes) / 1e6, 2)} MB.`;
   return `<h2>Partitions</h2>
-<p class="partitions">${records.length} partition tasks of the keyed shuffle.${spread}</p>
-<table class="partitions"><tr><th>partition</th><th>buckets</th><th>keys</th><th>MB read</th><th>ms</th><th>attempt</th></tr>${rows.join('')}</table>
+<p class="partitions">${records.length} partition tasks of the ${sorted ? 'sort (ranges of the order)' : 'keyed shuffle'}.${spread}</p>
+<table class="partitions"><tr><th>partition</th><th>${sorted ? 'from key' : 'buckets'}</th><th>${sorted ? 'records' : 'keys'}</th><th>MB read</th><th>MB written</th><th>ms</th><th>attempt</th></tr>${rows.join('')}</table>
 `;
 }

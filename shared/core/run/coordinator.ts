@@ -187,9 +187,9 @@ async function driveJob(
       { epoch, fresh, billing: tally.billing },
       deps,
     );
-    // A keyed job's partitions run once every chunk has its outcome (docs/SHUFFLE.md).
+    // A keyed or sorted job's partitions run once every chunk has its outcome (docs/SHUFFLE.md).
     const end =
-      mapEnd.reason === 'done' && manifest.keyed !== undefined
+      mapEnd.reason === 'done' && (manifest.keyed !== undefined || manifest.sorted !== undefined)
         ? await runReduceStage(manifest, request, { epoch, billing: tally.billing }, deps).then(
             (r) => ({ ...r, dispatched: r.dispatched + mapEnd.dispatched }),
           )

@@ -7,39 +7,28 @@
  */
 
 import { readAll } from '../base/bytes.ts';
-import { FanoutError, PreconditionFailedError } from '../base/errors.ts';
+import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
-import type { Clock, ObjectStore } from '../base/ports.ts';
-import { textUpload } from '../base/text-upload.ts';
+import type { ObjectStore } from '../base/ports.ts';
 import type {
   ChunkOutcome,
-  InvocationInfo,
-  PartitionOutcome,
   PartitionSummary,
   PartitionTask,
   RunSource,
 } from '../model/documents.ts';
 import { type AnyJob, findJob, jobCode, parseParams } from '../model/job.ts';
-import { jobKeys } from '../model/keys.ts';
-import { readJson, writeJson } from '../model/status.ts';
+import { readJson } from '../model/status.ts';
 import { forEachRunLine, runLine } from '../shuffle/runs.ts';
+import { type PartitionDeps, writePartition } from './partition-outcome.ts';
+import { runSortPartition } from './sort-partition.ts';
+
+export type { PartitionDeps } from './partition-outcome.ts';
 
 /** A key being merged: its value as text until it is parsed, then its accumulator. */
 export interface Entry {
   keyJson: string;
   text: string | undefined;
   acc?: unknown;
-}
-
-/** What a partition task needs. */
-export interface PartitionDeps {
-  store: ObjectStore;
-  jobs: ReadonlyMap<string, AnyJob>;
-  clock: Clock;
-  /** Where and when this invocation runs (for the outcome's timeline). */
-  invocation?: InvocationInfo;
-  /** Map outputs read at once. @default 8 */
-  parallelism?: number;
 }
 
 const encoder = new TextEncoder();
@@ -49,6 +38,7 @@ export async function runPartition(
   task: PartitionTask,
   deps: PartitionDeps,
 ): Promise<PartitionSummary> {
+  if (task.range !== undefined) return runSortPartition({ ...task, range: task.range }, deps);
   const started = deps.clock.now();
   const job = findJob(deps.jobs, task.job);
   const reduce = job.reduce;
@@ -56,55 +46,19 @@ export async function runPartition(
     throw new FanoutError('VALIDATION', `job ${job.name} is not keyed: it has no partitions`);
   }
   const params = parseParams(job, task.params);
-  const keys = jobKeys(task.jobId);
   const { merged, bytesRead } = await mergeRuns(task.sources, task.bucket, deps, (a, b) =>
     jobCode('reduce.merge', () => reduce.merge(a, b)),
   );
 
-  const partKey = keys.partitionPart(task.index, task.attempt);
-  const part = textUpload(deps.store, task.bucket, partKey, 'application/x-ndjson');
-  let count = 0;
-  let written: { etag: string; size: number };
-  try {
+  return writePartition(task, deps, started, async (write) => {
+    let lines = 0;
     for (const [keyJson, valueJson] of finalValues(merged, reduce, params)) {
-      count += 1;
-      const pending = part.write(runLine(keyJson, valueJson));
+      lines += 1;
+      const pending = write(runLine(keyJson, valueJson));
       if (pending !== undefined) await pending;
     }
-    written = await part.finish();
-  } catch (error) {
-    part.fail(error);
-    throw error;
-  }
-  const durationMs = Math.round(deps.clock.now() - started);
-  const outcome: PartitionOutcome = {
-    index: task.index,
-    attempt: task.attempt,
-    part: { key: partKey, bytes: written.size, etag: written.etag },
-    first: task.first,
-    end: task.end,
-    keys: count,
-    bytesRead,
-    durationMs,
-  };
-  const summary: PartitionSummary = { index: task.index, keys: count, bytesRead, durationMs };
-  try {
-    await writeJson(deps.store, task.bucket, keys.partitionOutcome(task.index), outcome, {
-      ifNoneMatch: '*',
-    });
-  } catch (error) {
-    if (!(error instanceof PreconditionFailedError)) throw error;
-    // A PUT retried after its first try landed finds its own outcome: this attempt won.
-    const won = await readJson<PartitionOutcome>(
-      deps.store,
-      task.bucket,
-      keys.partitionOutcome(task.index),
-    );
-    if (won.value.attempt === task.attempt) return summary;
-    await deps.store.delete(task.bucket, partKey);
-    return { ...summary, duplicate: true };
-  }
-  return summary;
+    return { lines, bytesRead };
+  });
 }
 
 /**

@@ -114,6 +114,13 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
         ...(request.resultFormat === 'jsonl' && { resultFormat: 'jsonl' as const }),
       },
     }),
+    ...(job.orderBy !== undefined && {
+      sorted: {
+        ...((request.partitions ?? job.partitions) !== undefined && {
+          partitions: request.partitions ?? job.partitions,
+        }),
+      },
+    }),
   };
 }
 

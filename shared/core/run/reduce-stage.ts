@@ -1,7 +1,9 @@
 /**
- * A keyed job's reduce stage as a kind of task for the engine: once the map stage has ended, the
- * hash buckets are grouped into partitions from the sizes the map outputs report
- * (shared/core/shuffle/partitions.ts), recorded in the manifest, and each partition runs as a
+ * A keyed or sorted job's reduce stage as a kind of task for the engine: once the map stage has
+ * ended, the partitions are planned from what the map outputs report (a keyed job's hash
+ * buckets grouped by size, shared/core/shuffle/partitions.ts; a sorted job's order cut into
+ * ranges from its samples, shared/core/shuffle/order.ts), recorded in the manifest, and each
+ * partition runs as a
  * task of the worker function (shared/core/run/partition.ts), with the map chunks' retries,
  * backups, cancel, continuations and billing. A partition is done once its outcome object
  * `partitions/{r}.json` exists. A small shuffle (DIRECT_SHUFFLE_BYTES) gets no partitions: the
@@ -19,7 +21,8 @@ import type {
 } from '../model/documents.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
-import { DIRECT_SHUFFLE_BYTES, groupBuckets } from '../shuffle/partitions.ts';
+import { cutPoints, mixedKinds, runSlice, type SortedOutput } from '../shuffle/order.ts';
+import { DIRECT_SHUFFLE_BYTES, groupBuckets, partitionCount } from '../shuffle/partitions.ts';
 import { type Billing, type RunEnd, runTasks, type TaskKind } from './engine/index.ts';
 import { engineDeps, type MapStageDeps } from './map-stage.ts';
 
@@ -44,13 +47,45 @@ export async function runReduceStage(
 ): Promise<RunEnd> {
   // Planned already, with no partition tasks: the reducer merges the map outputs itself.
   if (manifest.partitions?.length === 0) return { reason: 'done', dispatched: 0 };
-  const outputs = await mapOutputs(manifest, deps);
   const fresh = manifest.partitions === undefined;
+  const stage =
+    manifest.sorted !== undefined
+      ? await sortStage(manifest, deps)
+      : hashStage(manifest, await mapOutputs(manifest, deps));
   if (manifest.partitions === undefined) {
-    const sizes = bucketSizes(outputs, manifest.keyed?.buckets ?? 1);
-    const total = sizes.reduce((a, b) => a + b, 0);
-    manifest.partitions =
-      manifest.keyed?.partitions === undefined && total <= DIRECT_SHUFFLE_BYTES
+    manifest.partitions = stage.plan();
+    // Recorded before any partition runs: a run that resumes the job after a crash finds the
+    // same partitions, and runs only those without an outcome.
+    await writeJson(deps.store, deps.bucket, jobKeys(manifest.jobId).manifest, manifest);
+    if (manifest.partitions.length === 0) return { reason: 'done', dispatched: 0 };
+  }
+  return runTasks(partitionTasks(manifest, stage.sources, deps), {
+    ...engineDeps(manifest, request, { ...run, fresh }, deps),
+    // A partition that fails for good fails the job: its keys would be missing from the result.
+    tolerated: 0,
+  });
+}
+
+/** The object a map output's runs are in, as a RunSource names it. */
+const objectOf = (o: { key: string; etag: string; bytes: number }) => ({
+  key: o.key,
+  etag: o.etag,
+  size: o.bytes,
+});
+
+/** How a kind of shuffle plans its partitions, and what each one reads. */
+interface Stage {
+  plan(): NonNullable<Manifest['partitions']>;
+  sources(index: number): RunSource[];
+}
+
+/** A keyed job's: groups of hash buckets, each read from every map output's runs. */
+function hashStage(manifest: Manifest, outputs: readonly RunsOutput[]): Stage {
+  return {
+    plan() {
+      const sizes = bucketSizes(outputs, manifest.keyed?.buckets ?? 1);
+      const total = sizes.reduce((a, b) => a + b, 0);
+      return manifest.keyed?.partitions === undefined && total <= DIRECT_SHUFFLE_BYTES
         ? []
         : groupBuckets(sizes, {
             ...(manifest.keyed?.partitions !== undefined && {
@@ -58,41 +93,124 @@ export async function runReduceStage(
             }),
             concurrency: manifest.concurrency,
           }).map(([first, end], index) => ({ index, attempts: 0, first, end }));
-    // Recorded before any partition runs: a run that resumes the job after a crash finds the
-    // same partitions, and runs only those without an outcome.
-    await writeJson(deps.store, deps.bucket, jobKeys(manifest.jobId).manifest, manifest);
-    if (manifest.partitions.length === 0) return { reason: 'done', dispatched: 0 };
+    },
+    sources(index) {
+      const { first, end } = manifest.partitions![index]!;
+      return outputs
+        .map(
+          (o): RunSource => ({
+            ...objectOf(o),
+            start: o.offsets[first]!,
+            end: o.offsets[end]!,
+            ...(o.inline === true && { inline: true }),
+          }),
+        )
+        .filter((s) => s.end > s.start);
+    },
+  };
+}
+
+/**
+ * A sorted job's: ranges of the order of about equal bytes, cut from the samples the map
+ * outputs report (shared/core/shuffle/order.ts); each reads a slice of every run.
+ */
+async function sortStage(manifest: Manifest, deps: MapStageDeps): Promise<Stage> {
+  const outputs = await sortedOutputs(manifest, deps);
+  return {
+    plan() {
+      const total = outputs.reduce((sum, o) => sum + o.bytes, 0);
+      if (total === 0) return [];
+      const count = manifest.sorted?.partitions ?? partitionCount(total, manifest.concurrency);
+      const cuts = cutPoints(outputs, count);
+      return Array.from({ length: cuts.length + 1 }, (_, r) => ({
+        index: r,
+        attempts: 0,
+        first: r,
+        end: r + 1,
+        range: {
+          ...(r > 0 && { from: cuts[r - 1]! }),
+          ...(r < cuts.length && { to: cuts[r]! }),
+        },
+      }));
+    },
+    sources(index) {
+      const range = manifest.partitions![index]!.range ?? {};
+      return outputs
+        .map(
+          (o): RunSource => ({
+            ...objectOf(o),
+            chunk: o.chunk,
+            ...runSlice(o, range),
+          }),
+        )
+        .filter((s) => s.end > s.start);
+    },
+  };
+}
+
+/**
+ * Every included chunk's sorted run with its samples, in chunk order; fails the job when its
+ * orderBy returned numbers in one chunk and strings in another.
+ */
+async function sortedOutputs(
+  manifest: Manifest,
+  deps: MapStageDeps,
+): Promise<(SortedOutput & { key: string; etag: string })[]> {
+  const outputs: (SortedOutput & { key: string; etag: string })[] = [];
+  let kind: { keys: string; chunk: number } | undefined;
+  for await (const outcome of includedOutcomes(manifest, deps)) {
+    const output = outcome.output;
+    if (output.kind !== 'sorted') throw notOf(manifest, outcome, 'a sorted run');
+    if (output.keys !== undefined) {
+      if (kind !== undefined && kind.keys !== output.keys) {
+        throw mixedKinds(
+          manifest.job,
+          kind.keys,
+          output.keys,
+          ` (${kind.keys}s in chunk ${kind.chunk}, ${output.keys}s in chunk ${outcome.index})`,
+        );
+      }
+      kind ??= { keys: output.keys, chunk: outcome.index };
+    }
+    if (output.bytes === 0) continue;
+    const { key, etag, bytes, samples } = output;
+    outputs.push({ chunk: outcome.index, key, etag, bytes, samples });
   }
-  return runTasks(partitionTasks(manifest, outputs, deps), {
-    ...engineDeps(manifest, request, { ...run, fresh }, deps),
-    // A partition that fails for good fails the job: its keys would be missing from the result.
-    tolerated: 0,
-  });
+  return outputs;
+}
+
+/** The outcomes of the chunks that count (a chunk failed within tolerance has none). */
+function includedOutcomes(manifest: Manifest, deps: MapStageDeps): AsyncIterable<ChunkOutcome> {
+  const keys = jobKeys(manifest.jobId);
+  const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
+  return orderedMap(included.length, 16, (k) =>
+    readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k]!)).then(
+      (r) => r.value,
+    ),
+  );
+}
+
+/** A chunk outcome whose output is not what the job's shuffle writes. */
+function notOf(manifest: Manifest, outcome: ChunkOutcome, expected: string): FanoutError {
+  return new FanoutError(
+    'BAD_OUTCOME',
+    `chunk ${outcome.index} of job ${manifest.jobId} holds a ${outcome.output.kind} output, not ${expected}`,
+    { context: { jobId: manifest.jobId, chunk: outcome.index } },
+  );
 }
 
 /** Every included chunk's runs, in chunk order (a chunk failed within tolerance has none). */
 async function mapOutputs(manifest: Manifest, deps: MapStageDeps): Promise<RunsOutput[]> {
   const keys = jobKeys(manifest.jobId);
-  const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
   const outputs: RunsOutput[] = [];
-  for await (const outcome of orderedMap(included.length, 16, (k) =>
-    readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k]!)).then(
-      (r) => r.value,
-    ),
-  )) {
+  for await (const outcome of includedOutcomes(manifest, deps)) {
     const output = outcome.output;
     if (output.kind === 'runs-inline') {
       const key = keys.outcome(outcome.index);
       outputs.push({ key, etag: '', bytes: output.bytes, offsets: output.offsets, inline: true });
       continue;
     }
-    if (output.kind !== 'runs') {
-      throw new FanoutError(
-        'BAD_OUTCOME',
-        `chunk ${outcome.index} of job ${manifest.jobId} holds a ${output.kind} output, not runs`,
-        { context: { jobId: manifest.jobId, chunk: outcome.index } },
-      );
-    }
+    if (output.kind !== 'runs') throw notOf(manifest, outcome, 'runs');
     outputs.push(output);
   }
   return outputs;
@@ -107,29 +225,14 @@ function bucketSizes(outputs: readonly RunsOutput[], buckets: number): number[] 
   return sizes;
 }
 
-/** The partitions as a kind of task. */
+/** The partitions as a kind of task; `sources` says what each one reads. */
 export function partitionTasks(
   manifest: Manifest,
-  outputs: readonly RunsOutput[],
+  sources: (index: number) => RunSource[],
   deps: MapStageDeps,
 ): TaskKind<PartitionTask, PartitionSummary> {
   const keys = jobKeys(manifest.jobId);
   const partitions = manifest.partitions ?? [];
-  const sources = (index: number): RunSource[] => {
-    const { first, end } = partitions[index]!;
-    return outputs
-      .map(
-        (o): RunSource => ({
-          key: o.key,
-          etag: o.etag,
-          size: o.bytes,
-          start: o.offsets[first]!,
-          end: o.offsets[end]!,
-          ...(o.inline === true && { inline: true }),
-        }),
-      )
-      .filter((s) => s.end > s.start);
-  };
   return {
     functionName: deps.workerFunction,
     timeoutMs: deps.workerTimeoutMs,
@@ -137,7 +240,7 @@ export function partitionTasks(
     progress: 'partitions',
     size: (index) => sources(index).reduce((sum, s) => sum + s.end - s.start, 0),
     prepare(index) {
-      const { first, end } = partitions[index]!;
+      const { first, end, range } = partitions[index]!;
       const from = sources(index);
       return (attempt, dispatchedAt) => ({
         kind: 'partition',
@@ -151,6 +254,7 @@ export function partitionTasks(
         first,
         end,
         sources: from,
+        ...(range !== undefined && { range }),
       });
     },
     recordsOf: () => 0,
@@ -161,11 +265,11 @@ export function partitionTasks(
       return { indexes: [...new Set(indexes)], records: 0, bytes: 0 };
     },
     failure(index, error) {
-      const { first, end, attempts } = partitions[index]!;
+      const { first, end, attempts, range } = partitions[index]!;
       const message = error instanceof Error ? error.message : String(error);
       return new FanoutError(
         error instanceof FanoutError ? error.code : 'PARTITION_FAILED',
-        `partition ${index} (buckets ${first}-${end - 1}) failed after ${attempts} attempt(s): ${message}`,
+        `partition ${index} (${range === undefined ? `buckets ${first}-${end - 1}` : `range ${index + 1} of ${partitions.length}`}) failed after ${attempts} attempt(s): ${message}`,
         { cause: error, context: { partition: index } },
       );
     },

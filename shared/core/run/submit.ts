@@ -11,7 +11,7 @@ import { RECORD_FORMATS, type RecordFormat } from '../data/records.ts';
 import type { JobRequest, JobStatus } from '../model/documents.ts';
 import { type JobEvents, publishChange } from '../model/events.ts';
 import type { AnyJob, BadRecordPolicy } from '../model/job.ts';
-import { findJob, parseParams, partitionsProblem } from '../model/job.ts';
+import { findJob, parseParams, partitionsProblem, shuffles } from '../model/job.ts';
 import { activeKey, jobKeys, newJobId, parseInputUri } from '../model/keys.ts';
 import { writeJson } from '../model/status.ts';
 
@@ -108,9 +108,9 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
   if (request.partitions !== undefined) {
     const problem = partitionsProblem(request.partitions);
     if (problem !== undefined) throw new ValidationError(problem);
-    if (job.key === undefined) {
+    if (!shuffles(job)) {
       throw new ValidationError(
-        `partitions applies only to a keyed job; ${job.name} has no key (its reduce has one accumulator)`,
+        `partitions applies only to a keyed (key) or sorted (orderBy) job; ${job.name} has neither`,
       );
     }
   }

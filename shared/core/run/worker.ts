@@ -35,6 +35,7 @@ import { findJob, type JobCodePart, jobCodeError, parseParams } from '../model/j
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
 import { checkKey } from '../shuffle/hash.ts';
+import { checkOrderKey, encodeSorted, type OrderKey, type OrderKind } from '../shuffle/order.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
 import { encodeRuns } from '../shuffle/runs.ts';
 
@@ -135,9 +136,11 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
   const result: ChunkOutput =
     reader.keyed !== undefined
       ? await writeRuns(task, deps, reader.keyed)
-      : reader.output === undefined
-        ? { kind: 'acc', value: reader.acc }
-        : await reader.output.finish();
+      : reader.sorted !== undefined
+        ? await writeSorted(task, deps, reader.sorted)
+        : reader.output === undefined
+          ? { kind: 'acc', value: reader.acc }
+          : await reader.output.finish();
   const outcome = outcomeOf(task, deps, reader, result, Math.round(deps.clock.now() - started));
   const summary: ChunkSummary = {
     index: task.index,
@@ -158,7 +161,10 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     // A PUT retried after its first try landed (an answer lost on the way) finds its own
     // outcome: this attempt won, and its part is the one the outcome names.
     if (await wroteOutcome(task, deps)) return summary;
-    if (result.kind === 'part' || result.kind === 'runs') {
+    if (
+      (result.kind === 'part' || result.kind === 'runs' || result.kind === 'sorted') &&
+      result.key !== ''
+    ) {
       await deps.store.delete(task.bucket, result.key);
     }
     return { ...summary, duplicate: true };
@@ -199,6 +205,35 @@ async function writeRuns(
     etag,
     offsets: runs.offsets,
     keys: runs.keys,
+  };
+}
+
+/**
+ * A sorted job's outputs, sorted by key, as one object with its samples
+ * (shared/core/shuffle/order.ts); an attempt's own, as a keyed job's runs are.
+ */
+async function writeSorted(
+  task: ChunkTask,
+  deps: WorkerDeps,
+  sorted: { outputs: { key: OrderKey; json: string }[]; kind: OrderKind | undefined },
+): Promise<ChunkOutput> {
+  const run = encodeSorted(sorted.outputs);
+  const kind = sorted.kind === undefined ? {} : { keys: sorted.kind };
+  if (run.lines === 0) {
+    return { kind: 'sorted', key: '', bytes: 0, etag: '', lines: 0, samples: [], ...kind };
+  }
+  const key = jobKeys(task.jobId).runs(task.index, task.attempt);
+  const { etag } = await deps.store.put(task.bucket, key, run.bytes, {
+    contentType: 'application/x-ndjson',
+  });
+  return {
+    kind: 'sorted',
+    key,
+    bytes: run.bytes.length,
+    etag,
+    lines: run.lines,
+    samples: run.samples,
+    ...kind,
   };
 }
 
@@ -257,6 +292,10 @@ class ChunkReader {
   acc: unknown;
   /** A keyed job's accumulators by key (the combiner: outputs are folded before they leave). */
   readonly keyed: Map<string, unknown> | undefined;
+  /** A sorted job's outputs with their keys, sorted once the chunk is read, and their kind. */
+  readonly sorted:
+    | { outputs: { key: OrderKey; json: string }[]; kind: OrderKind | undefined }
+    | undefined;
   readonly output: ReturnType<typeof mapOutput> | undefined;
   /** The segment being read, and its records' decoder (a CSV object's is made from its header). */
   private segment: TaskSegment;
@@ -270,7 +309,9 @@ class ChunkReader {
   ) {
     this.keyed = job.key !== undefined && job.reduce !== undefined ? new Map() : undefined;
     this.acc = this.keyed === undefined ? job.reduce?.init() : undefined;
-    this.output = job.reduce === undefined ? mapOutput(task, deps) : undefined;
+    this.sorted = job.orderBy !== undefined ? { outputs: [], kind: undefined } : undefined;
+    this.output =
+      job.reduce === undefined && this.sorted === undefined ? mapOutput(task, deps) : undefined;
     this.segment = task.segments[0] as TaskSegment;
   }
 
@@ -299,6 +340,7 @@ class ChunkReader {
     if (out === undefined) return undefined;
     this.recordsOut += 1;
     const reduce = this.job.reduce;
+    if (this.sorted !== undefined) return this.sort(out, this.sorted);
     if (reduce === undefined) return this.output?.write(out);
     // Which part of the job's code runs, for the error if it throws (a try costs nothing until
     // something throws; a closure per record would).
@@ -323,6 +365,19 @@ class ChunkReader {
       throw jobCodeError(part, error);
     }
   };
+
+  /** Keeps a sorted job's output with its key, to be sorted when the chunk has been read. */
+  private sort(out: unknown, sorted: NonNullable<ChunkReader['sorted']>): undefined {
+    let key: OrderKey;
+    try {
+      key = checkOrderKey(this.job.name, this.job.orderBy?.(out), sorted.kind);
+    } catch (error) {
+      throw jobCodeError('orderBy', error);
+    }
+    sorted.kind ??= typeof key as OrderKind;
+    sorted.outputs.push({ key, json: JSON.stringify(out) });
+    return undefined;
+  }
 
   /** One owned line of a text format. */
   private readonly onLine = (line: string, offset: number): undefined | Promise<void> => {

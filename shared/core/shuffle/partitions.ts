@@ -25,10 +25,22 @@ export function bucketCount(partitions: number | undefined): number {
 }
 
 /**
+ * How many partitions `total` bytes of shuffle get: enough for the budget
+ * (total / PARTITION_BUDGET_BYTES), and as many as the job's concurrency while each would still
+ * get MIN_PARTITION_BYTES; at least one, at most MAX_PARTITIONS.
+ */
+export function partitionCount(total: number, concurrency: number): number {
+  const wanted = Math.max(
+    Math.ceil(total / PARTITION_BUDGET_BYTES),
+    Math.min(concurrency, Math.floor(total / MIN_PARTITION_BYTES)),
+  );
+  return Math.min(Math.max(1, wanted), MAX_PARTITIONS);
+}
+
+/**
  * Groups the buckets into partitions: `[first, end)` bucket ranges, contiguous and in order.
- * With `partitions` set there is a partition per bucket. Otherwise there are enough for the
- * budget (total / PARTITION_BUDGET_BYTES), and as many as the job's concurrency while each
- * would still get MIN_PARTITION_BYTES, at least one and at most one per bucket; the cuts fall
+ * With `partitions` set there is a partition per bucket. Otherwise there are
+ * {@link partitionCount}, at most one per bucket; the cuts fall
  * where the running total of bytes passes each partition's share.
  */
 export function groupBuckets(
@@ -40,11 +52,7 @@ export function groupBuckets(
     return Array.from({ length: buckets }, (_, b) => [b, b + 1] as [number, number]);
   }
   const total = sizes.reduce((a, b) => a + b, 0);
-  const wanted = Math.max(
-    Math.ceil(total / PARTITION_BUDGET_BYTES),
-    Math.min(options.concurrency, Math.floor(total / MIN_PARTITION_BYTES)),
-  );
-  const count = Math.min(buckets, Math.max(1, wanted), MAX_PARTITIONS);
+  const count = Math.min(buckets, partitionCount(total, options.concurrency));
   const groups: [number, number][] = [];
   let first = 0;
   let sum = 0;

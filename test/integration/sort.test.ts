@@ -1,0 +1,178 @@
+/**
+ * The sort (a job's orderBy) on the embedded runtime: the same order as a stable sort in one
+ * process, by numbers and by strings, ranges of about equal bytes however skewed the keys, and
+ * a clear error for keys a sort cannot order.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mulberry32 } from '#core/base/random.ts';
+import type { Manifest, PartitionOutcome } from '#core/model/documents.ts';
+import { jobKeys } from '#core/model/keys.ts';
+import { readJson } from '#core/model/status.ts';
+import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
+import { runJob } from '../../cli/run.ts';
+import { jobs } from '../fixtures/sorted-registry.ts';
+
+const quiet = { write: () => true, isTTY: false } as unknown as NodeJS.WriteStream;
+const registry = resolve(import.meta.dirname, '../fixtures/sorted-registry.ts');
+
+let runtime: LocalRuntime;
+let dir: string;
+
+beforeAll(async () => {
+  runtime = await startRuntime({ registry: { module: registry, jobs } });
+  dir = await mkdtemp(join(tmpdir(), 'fanout-sort-'));
+});
+afterAll(async () => {
+  await runtime?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+type Row = { k: unknown; i: number; pad?: string };
+
+/** Sorts a job with its rows written to a file; returns the job and its result's rows. */
+async function sortRows(
+  name: string,
+  rows: Row[],
+  options: { chunks: number; partitions?: number },
+) {
+  const file = join(dir, `${name}.jsonl`);
+  await writeFile(file, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+  const result = await runJob(runtime, {
+    job: 'sort-by-k',
+    input: file,
+    chunks: options.chunks,
+    ...(options.partitions !== undefined && { partitions: options.partitions }),
+    stderr: quiet,
+  });
+  const text = result.resultText ?? '';
+  return {
+    result,
+    rows:
+      text === ''
+        ? []
+        : text
+            .trimEnd()
+            .split('\n')
+            .map((l) => JSON.parse(l) as Row),
+  };
+}
+
+/** What a stable sort in one process gives (Array.prototype.sort is stable). */
+const stableSort = (rows: Row[]) =>
+  [...rows].sort((a, b) =>
+    typeof a.k === 'number' && typeof b.k === 'number'
+      ? a.k - b.k
+      : (a.k as string) < (b.k as string)
+        ? -1
+        : (a.k as string) > (b.k as string)
+          ? 1
+          : 0,
+  );
+
+describe('sort', () => {
+  it('orders by a number, equal keys in input order, across chunks and ranges', async () => {
+    const random = mulberry32(1);
+    const rows = Array.from({ length: 20_000 }, (_, i) => ({
+      k: Math.floor(random() * 500) - 250 + (random() < 0.1 ? 0.5 : 0),
+      i,
+    }));
+    const { result, rows: sorted } = await sortRows('numbers', rows, { chunks: 9, partitions: 4 });
+    expect(result.status).toMatchObject({ status: 'SUCCEEDED', records: 20_000 });
+    expect(result.status.partitions).toMatchObject({ total: 4, succeeded: 4 });
+    expect(sorted).toEqual(stableSort(rows));
+  });
+
+  it('orders by a string in JavaScript order, escapes and astral characters included', async () => {
+    const random = mulberry32(2);
+    const units = ['a', 'B', 'é', '😀', '\t', '"', '\\', '\n', 'z', '\u2028', ' '];
+    const rows = Array.from({ length: 5_000 }, (_, i) => ({
+      k: Array.from(
+        { length: Math.floor(random() * 4) },
+        () => units[Math.floor(random() * units.length)],
+      ).join(''),
+      i,
+    }));
+    const { rows: sorted } = await sortRows('strings', rows, { chunks: 5, partitions: 3 });
+    expect(sorted).toEqual(stableSort(rows));
+  });
+
+  it('splits a key that 30% of the records share: no range gets twice its share of bytes', async () => {
+    const random = mulberry32(3);
+    const pad = 'x'.repeat(60);
+    const rows = Array.from({ length: 40_000 }, (_, i) => ({
+      k: random() < 0.3 ? 'hot' : `k${Math.floor(random() * 100_000)}`,
+      i,
+      pad,
+    }));
+    const partitions = 8;
+    const { result, rows: sorted } = await sortRows('skew', rows, { chunks: 10, partitions });
+    expect(sorted).toEqual(stableSort(rows));
+    const keys = jobKeys(result.jobId);
+    const manifest = (await readJson<Manifest>(runtime.store, runtime.bucket, keys.manifest)).value;
+    expect(manifest.partitions).toHaveLength(partitions);
+    const sizes: number[] = [];
+    for (let r = 0; r < partitions; r++) {
+      const outcome = await readJson<PartitionOutcome>(
+        runtime.store,
+        runtime.bucket,
+        keys.partitionOutcome(r),
+      );
+      sizes.push(outcome.value.part.bytes);
+    }
+    const share = sizes.reduce((a, b) => a + b, 0) / partitions;
+    for (const size of sizes) expect(size).toBeLessThanOrEqual(2 * share);
+    // The hot key's records fill more than one range.
+    const hot = manifest.partitions!.filter((p) => p.range?.from?.key === 'hot');
+    expect(hot.length).toBeGreaterThan(1);
+  });
+
+  it('gives an empty result for a dataset with no records', async () => {
+    const { result, rows } = await sortRows('none', [], { chunks: 1 });
+    expect(result.status).toMatchObject({ status: 'SUCCEEDED', records: 0 });
+    expect(rows).toEqual([]);
+  });
+
+  it.each([
+    [
+      'numbers in one chunk and strings in another',
+      [
+        { k: 1, i: 0 },
+        { k: 'a', i: 1 },
+      ],
+      2,
+      /returned a string after a number \(numbers in chunk 0, strings in chunk 1\); expected one kind of key per job/,
+    ],
+    [
+      'numbers and strings in one chunk',
+      [
+        { k: 'a', i: 0 },
+        { k: 2, i: 1 },
+      ],
+      1,
+      /returned a number after a string; expected one kind of key per job/,
+    ],
+    [
+      'NaN',
+      [
+        { k: 1, i: 0 },
+        { k: 'NaN', i: 1 },
+      ],
+      1,
+      /returned NaN; expected a finite number or a string/,
+    ],
+    ['null', [{ k: null, i: 0 }], 1, /returned null; expected a finite number or a string/],
+  ])(
+    'fails a job whose orderBy returns %s, naming what was expected',
+    async (what, rows, chunks, message) => {
+      const file = join(dir, `bad-${what.replace(/\W+/g, '-')}.jsonl`);
+      await writeFile(file, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+      // The job fails at once: a key a sort cannot order is a bug in the job, not retried.
+      await expect(
+        runJob(runtime, { job: 'sort-by-k', input: file, chunks, stderr: quiet }),
+      ).rejects.toThrow(message);
+    },
+  );
+});
