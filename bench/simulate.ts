@@ -17,12 +17,9 @@
  * throttles and the coordinator's peak RSS.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { NotFoundError, PreconditionFailedError, ThrottledError } from '#core/base/errors.ts';
-import type { Invoker, ObjectInfo, ObjectStore } from '#core/base/ports.ts';
-import { type Clock, systemClock } from '#core/base/ports.ts';
+import { systemClock } from '#core/base/ports.ts';
 import { mulberry32 } from '#core/base/random.ts';
 import { segmentBytes } from '#core/data/plan.ts';
 import type { ChunkOutcome, ChunkTask, JobRequest, JobStatus } from '#core/model/documents.ts';
@@ -31,10 +28,18 @@ import { jobKeys } from '#core/model/keys.ts';
 import { writeJson } from '#core/model/status.ts';
 import { reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
-import { SEGMENT_PARALLELISM } from '#core/run/worker.ts';
 import { byField } from '#jobs/by-field.ts';
 import { bundleFunctions } from '#local/bundle.ts';
 import { ms, type Report, rate, root, runIfMain } from './report.ts';
+import {
+  MODEL,
+  normal,
+  type Requests,
+  SimStore,
+  SimulatedLambda,
+  VirtualTime,
+} from './sim-model.ts';
+import { SHUFFLE_MODEL, type ShuffleResult, simulateShuffle } from './sim-shuffle.ts';
 
 /**
  * The job the simulation runs: by-field as a one-accumulator reduce (without its key), the
@@ -43,318 +48,6 @@ import { ms, type Report, rate, root, runIfMain } from './report.ts';
  */
 const { key: _key, ...oneAccumulator } = byField;
 const jobs = createRegistry([oneAccumulator]);
-
-/**
- * AWS's model. Chunk durations are log-normal: BENCH_SIM_MEDIAN_MS and BENCH_SIM_SIGMA configure
- * the distribution (sigma 0 makes every chunk take the median).
- */
-const MODEL = {
-  accountConcurrency: 1000,
-  newSandboxesPer10s: 1000,
-  coldStartMs: 250,
-  warmLatencyMs: 15,
-  medianDurationMs: Number(process.env.BENCH_SIM_MEDIAN_MS ?? 1000),
-  sigma: Number(process.env.BENCH_SIM_SIGMA ?? 0.5),
-  /** A small GET's first-byte latency: log-normal, this median, σ 0.5. */
-  getLatencyMs: 20,
-  /** Transfer from S3 and parsing, per worker (one vCPU). */
-  transferMBps: 90,
-  parseMBps: 100,
-  /** GETs a worker keeps in flight (SEGMENT_PARALLELISM). */
-  getsInFlight: SEGMENT_PARALLELISM,
-  putLatencyMs: 30,
-  /**
-   * The straggler scenarios: a chunk's duration grows with its bytes (a fixed part, then the
-   * median per MiB: a 1 MiB chunk takes the median), times its log-normal draw; and this share
-   * of invocations (not chunks: a backup is a new draw) runs this many times slower.
-   */
-  fixedMs: 50,
-  slowShare: 0.01,
-  slowFactor: 10,
-};
-
-/**
- * Virtual time: a discrete-event clock. `sleep` registers a wake-up; `run` repeatedly lets every
- * ready callback and promise settle (two macrotask turns: the coordinator and the store here
- * only chain promises, so the program is then blocked on virtual sleeps alone) and then jumps to
- * the earliest wake-up. Makespans are therefore exact model time, however fast or slow the CPU
- * that runs the coordinator — time compressed as far as it goes, with none of the timer rounding
- * or event-loop lag that a scaled real-time run adds to every chunk.
- */
-class VirtualTime {
-  now = 0;
-  private seq = 0;
-  // A binary min-heap of wake-ups ordered by time, then by registration order.
-  private readonly heap: { at: number; seq: number; wake: () => void }[] = [];
-
-  sleep = (millis: number): Promise<void> =>
-    new Promise<void>((wake) =>
-      this.push({ at: this.now + Math.max(0, millis), seq: this.seq++, wake }),
-    );
-
-  readonly clock: Clock = { now: () => this.now, iso: () => new Date(this.now).toISOString() };
-
-  /** A periodic timer on this clock (the coordinator's heartbeat and progress writes). */
-  every = (millis: number, callback: () => void) => {
-    let stopped = false;
-    const loop = async () => {
-      while (!stopped) {
-        await this.sleep(millis);
-        if (!stopped) callback();
-      }
-    };
-    void loop();
-    return {
-      stop: () => {
-        stopped = true;
-      },
-    };
-  };
-
-  /** Advances time until `until` settles; returns its value. */
-  async run<T>(until: Promise<T>): Promise<T> {
-    let settled = false;
-    const result = until.finally(() => {
-      settled = true;
-    });
-    const turn = () => new Promise<void>((r) => setImmediate(r));
-    while (!settled) {
-      await turn();
-      await turn();
-      if (settled) break;
-      const first = this.heap[0];
-      if (first === undefined) {
-        // Blocked on something real (none is expected here): let real time pass.
-        await new Promise((r) => setTimeout(r, 1));
-        continue;
-      }
-      this.now = first.at;
-      while (this.heap.length > 0 && (this.heap[0] as { at: number }).at === this.now) {
-        this.pop().wake();
-      }
-    }
-    return result;
-  }
-
-  private less(a: number, b: number) {
-    const x = this.heap[a]!;
-    const y = this.heap[b]!;
-    return x.at < y.at || (x.at === y.at && x.seq < y.seq);
-  }
-  private swap(a: number, b: number) {
-    const t = this.heap[a]!;
-    this.heap[a] = this.heap[b]!;
-    this.heap[b] = t;
-  }
-  private push(item: { at: number; seq: number; wake: () => void }) {
-    this.heap.push(item);
-    for (let i = this.heap.length - 1; i > 0; ) {
-      const parent = (i - 1) >> 1;
-      if (!this.less(i, parent)) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-  private pop() {
-    const top = this.heap[0]!;
-    const last = this.heap.pop()!;
-    if (this.heap.length > 0) {
-      this.heap[0] = last;
-      for (let i = 0; ; ) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < this.heap.length && this.less(l, m)) m = l;
-        if (r < this.heap.length && this.less(r, m)) m = r;
-        if (m === i) break;
-        this.swap(i, m);
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-
-/** S3 requests by kind, as S3 bills them. */
-interface Requests {
-  get: number;
-  put: number;
-  list: number;
-  head: number;
-}
-
-/**
- * A store for the job's documents; the dataset's objects exist only as listing entries (their
- * bytes are never read: the simulated workers model their reads). Counts every request.
- */
-class SimStore implements ObjectStore {
-  private readonly docs = new Map<string, { body: Uint8Array; etag: string }>();
-  readonly requests: Requests = { get: 0, put: 0, list: 0, head: 0 };
-  constructor(
-    /** The dataset: one object's info, or a prefix of `count` objects of `size` bytes. */
-    private readonly dataset: ObjectInfo | { prefix: string; count: number; size: number },
-  ) {}
-  async head(bucket: string, key: string) {
-    this.requests.head += 1;
-    if ('key' in this.dataset && key === this.dataset.key) return this.dataset;
-    throw new NotFoundError(`no ${bucket}/${key}`);
-  }
-  async list(bucket: string, prefix: string) {
-    const out: ObjectInfo[] = [];
-    const { dataset } = this;
-    const count = 'count' in dataset && prefix === dataset.prefix ? dataset.count : 0;
-    // ListObjectsV2 pages of 1,000 keys, as S3ObjectStore.list asks for.
-    this.requests.list += Math.max(1, Math.ceil(count / 1000));
-    for (let i = 0; i < count; i++) {
-      const key = `${prefix}part-${String(i).padStart(6, '0')}.jsonl`;
-      out.push({ bucket, key, size: (dataset as { size: number }).size, etag: `"e${i}"` });
-    }
-    return out;
-  }
-  async listPrefixes() {
-    this.requests.list += 1;
-    return { prefixes: [] };
-  }
-  readRange(): AsyncIterable<Uint8Array> {
-    throw new Error(
-      'the simulation never reads dataset bytes: simulated workers model their reads',
-    );
-  }
-  async delete(_bucket: string, key: string) {
-    this.docs.delete(key);
-  }
-
-  /**
-   * What a GET or PUT of status.json takes, in virtual time: the coordinator reads it before
-   * every dispatch (to see a cancel), so its latency is on the dispatch path. Other documents
-   * are free, as before. Unset: free.
-   */
-  latency?: { sleep: (ms: number) => Promise<void>; getMs: number; putMs: number };
-
-  async getBytes(_bucket: string, key: string) {
-    this.requests.get += 1;
-    if (this.latency && key.endsWith('status.json')) await this.latency.sleep(this.latency.getMs);
-    const doc = this.docs.get(key);
-    if (doc === undefined) throw new NotFoundError(`no ${key}`);
-    return doc;
-  }
-  async put(
-    _bucket: string,
-    key: string,
-    body: string | Uint8Array,
-    options: { ifMatch?: string } = {},
-  ) {
-    this.requests.put += 1;
-    if (this.latency && key.endsWith('status.json')) await this.latency.sleep(this.latency.putMs);
-    const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
-    if (options.ifMatch !== undefined && this.docs.get(key)?.etag !== options.ifMatch) {
-      throw new PreconditionFailedError(key);
-    }
-    const etag = `"${createHash('md5').update(bytes).digest('hex')}"`;
-    this.docs.set(key, { body: bytes, etag });
-    return { etag };
-  }
-  /** Stores a document without counting a request (what a simulated worker wrote). */
-  seed(key: string, value: unknown) {
-    const body = new TextEncoder().encode(JSON.stringify(value));
-    this.docs.set(key, { body, etag: `"${createHash('md5').update(body).digest('hex')}"` });
-  }
-  async upload() {
-    this.requests.put += 1;
-    return { etag: '""', size: 0 };
-  }
-  async compose() {
-    return { etag: '""', size: 0 };
-  }
-}
-
-/** A seeded standard normal (Box-Muller over mulberry32). */
-function normal(seed: number) {
-  const uniform = mulberry32(seed);
-  // 1 - u keeps the logarithm's argument in (0, 1].
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
-
-/** AWS's concurrency model, in virtual time. */
-class SimulatedLambda implements Invoker {
-  active = 0;
-  idle = 0;
-  throttles = 0;
-  coldStarts = 0;
-  invocations = 0;
-  /** What the workers would have asked of S3: a GET per segment, a PUT per outcome. */
-  readonly workerRequests = { get: 0, put: 0 };
-  /**
-   * Each chunk's modelled duration, by index, for the bounds: its first invocation's, had that
-   * not run slow (a backup's duration is extra work; a slow invocation is what backups avoid).
-   */
-  readonly durations: number[] = [];
-  /** Called once when the coordinator invokes the reducer. */
-  onReduce?: (jobId: string) => Promise<void>;
-  private tokens = MODEL.newSandboxesPer10s;
-  private refilledAt = 0;
-  constructor(
-    private readonly time: VirtualTime,
-    /** An invocation's duration had it not run slow. */
-    private readonly durationOf: (task: ChunkTask) => number,
-    /** How many times slower this invocation runs (1 for most). */
-    private readonly slowdown: () => number = () => 1,
-  ) {}
-  /** New-sandbox tokens: 1,000 per 10 s, refilled continuously, at most 1,000 saved. */
-  private refill() {
-    const elapsed = this.time.now - this.refilledAt;
-    this.refilledAt = this.time.now;
-    this.tokens = Math.min(
-      MODEL.newSandboxesPer10s,
-      this.tokens + (elapsed * MODEL.newSandboxesPer10s) / 10_000,
-    );
-  }
-  async invoke<T>(functionName: string, payload: unknown): Promise<T> {
-    if (functionName === 'reducer') {
-      // The reducer's time is not part of the makespan; its requests are counted.
-      await this.onReduce?.((payload as { jobId: string }).jobId);
-      return null as T;
-    }
-    if (this.active >= MODEL.accountConcurrency) {
-      this.throttles += 1;
-      throw new ThrottledError(functionName);
-    }
-    this.refill();
-    let latency = MODEL.warmLatencyMs;
-    if (this.idle > 0) this.idle -= 1;
-    else if (this.tokens >= 1) {
-      this.tokens -= 1;
-      this.coldStarts += 1;
-      latency = MODEL.coldStartMs;
-    } else {
-      this.throttles += 1;
-      throw new ThrottledError(functionName);
-    }
-    this.invocations += 1;
-    this.active += 1;
-    const task = payload as ChunkTask;
-    const nominal = this.durationOf(task);
-    const duration = nominal * this.slowdown();
-    this.durations[task.index] ??= nominal;
-    this.workerRequests.get += task.segments.length;
-    this.workerRequests.put += 1;
-    await this.time.sleep(latency + duration);
-    this.active -= 1;
-    this.idle += 1;
-    this.written?.(task);
-    return {
-      index: task.index,
-      recordsIn: 1,
-      recordsOut: 1,
-      badRecords: 0,
-      bytesRead: 0,
-      durationMs: 0,
-    } as T;
-  }
-  /** Writes what the worker would have written (its outcome), when the reducer is to run. */
-  written?: (task: ChunkTask) => void;
-  async invokeEvent() {}
-}
 
 /**
  * A chunk's duration from what it reads: its segments' GETs, `getsInFlight` at a time (each a
@@ -583,20 +276,54 @@ function outcomeOf(task: ChunkTask): ChunkOutcome {
  * bundle of this module, as the coordinator runs on Lambda: under tsx's loader the same code
  * measured 60–80 MB more (the loader's own memory, and more garbage from its transform).
  */
-async function inChild(scenario: Scenario): Promise<ScenarioResult> {
+async function inChild<T = ScenarioResult>(scenario: Scenario | ShuffleScenario): Promise<T> {
   const { simulate } = await bundleFunctions({ simulate: fileURLToPath(import.meta.url) });
   const { stdout } = await promisify(execFile)(
     process.execPath,
     ['--expose-gc', simulate as string, '--scenario', scenario],
     { cwd: root, maxBuffer: 1 << 22 },
   );
-  return JSON.parse(stdout.trim().split('\n').at(-1) as string) as ScenarioResult;
+  return JSON.parse(stdout.trim().split('\n').at(-1) as string) as T;
+}
+
+/** The shuffle scenarios (bench/sim-shuffle.ts), each in a process of its own too. */
+const SHUFFLE_SCENARIOS = ['shuffle-groupby', 'shuffle-sort'] as const;
+type ShuffleScenario = (typeof SHUFFLE_SCENARIOS)[number];
+
+/** CloudSort's record: Exoshuffle on EC2, 2022, in dollars per TB sorted. */
+const CLOUDSORT_USD_PER_TB = 0.97;
+
+/** The shuffle scenarios' figures and notes, for bench 4's report. */
+function shuffleFigures(results: ShuffleResult[]) {
+  const figures: Record<string, string | number> = {};
+  for (const r of results) {
+    const all = (k: 'get' | 'put') =>
+      r.requests.coordinator[k] +
+      r.requests.map[k] +
+      r.requests.partitions[k] +
+      r.requests.reducer[k];
+    figures[`${r.dataset}: makespan (model s)`] = Number((r.makespanMs / 1000).toFixed(1));
+    figures[`${r.dataset}: makespan / bound (target ≤ 1.3)`] = Number(
+      (r.makespanMs / r.lowerBoundMs).toFixed(4),
+    );
+    figures[`${r.dataset}: chunks / partitions / invocations`] =
+      `${rate(r.chunks)} / ${rate(r.partitions)} / ${rate(r.invocations)}`;
+    figures[`${r.dataset}: requests (GET, PUT)`] =
+      `coordinator ${rate(r.requests.coordinator.get)}, ${rate(r.requests.coordinator.put)} (+${rate(r.requests.coordinator.list)} LIST); map ${rate(r.requests.map.get)}, ${rate(r.requests.map.put)}; partitions ${rate(r.requests.partitions.get)}, ${rate(r.requests.partitions.put)}; reducer ${rate(r.requests.reducer.get)}, ${rate(r.requests.reducer.put)}; all ${rate(all('get'))}, ${rate(all('put'))}`;
+    figures[`${r.dataset}: $ per TB (goal ≤ 2; CloudSort record ${CLOUDSORT_USD_PER_TB})`] =
+      `${r.usdPerTb.toFixed(2)} (Lambda ${r.usdParts.lambda.toFixed(2)}, GET ${r.usdParts.get.toFixed(2)}, PUT ${r.usdParts.put.toFixed(2)}; ${rate(r.lambdaGbSeconds)} GB-s)`;
+    figures[`${r.dataset}: bound set by`] = r.bound;
+    figures[`${r.dataset}: coordinator peak RSS MB`] = r.peakRssMb;
+  }
+  return figures;
 }
 
 /** Runs the benchmark: both datasets, each in its own process. */
 export async function run(): Promise<Report> {
   const results: ScenarioResult[] = [];
   for (const scenario of SCENARIOS) results.push(await inChild(scenario));
+  const shuffles: ShuffleResult[] = [];
+  for (const scenario of SHUFFLE_SCENARIOS) shuffles.push(await inChild<ShuffleResult>(scenario));
   const [huge, small, neither, backups, guided, both] = results as [
     ScenarioResult,
     ScenarioResult,
@@ -657,6 +384,7 @@ export async function run(): Promise<Report> {
       'stragglers: extra invocations, backups (target ≤ 5%)': extra(backups),
       'stragglers: extra invocations, both': extra(both),
       'stragglers: chunks added by the guided tail': `${rate(guided.chunks - neither.chunks)}`,
+      ...shuffleFigures(shuffles),
     },
     notes: [
       `model: ${JSON.stringify(MODEL)}`,
@@ -665,6 +393,7 @@ export async function run(): Promise<Report> {
       "S3 requests: the coordinator's and the reducer's are counted as they happen (the reducer runs for real on the small objects only); the workers' are counted from their tasks: one GET per segment, one PUT for the outcome",
       "virtual time charges nothing for the coordinator's CPU; bench 3 measures that",
       `stragglers: ${rate(Number(process.env.BENCH_SIM_STRAGGLER_CHUNKS ?? 20_000))} chunks of 1 MiB asked for; a chunk takes ${MODEL.fixedMs} ms plus the rest of the median per MiB, times its log-normal draw, and ${MODEL.slowShare * 100}% of invocations run ${MODEL.slowFactor}x slower; their lower bound and ideal dispatcher use each chunk's duration had it not run slow (what backups can recover), so a run with backups can come close to it and one without cannot`,
+      `shuffle: ${JSON.stringify(SHUFFLE_MODEL)}; both stages run by the real coordinator; a task's time is modelled from its bytes and these rates, its GETs served at S3's rate per prefix over the prefixes the shuffle objects use; the bound is each stage's work over 1,000 sandboxes (or its longest task, or its GETs at S3's rates), plus the reducer's assembly, plus a cold start; the price is Lambda GB-s and requests and S3 GETs and PUTs at us-east-1 arm64 list prices (LIST and the coordinator's own time left out)`,
       process.env.BENCH_SIM_STATUS_LATENCY === '1'
         ? "status.json reads and writes take the model's S3 latency (BENCH_SIM_STATUS_LATENCY=1)"
         : 'status.json reads and writes are free here, so each pre-dispatch cancel check is a read of its own; at S3 latency lanes share reads (BENCH_SIM_STATUS_LATENCY=1)',
@@ -721,6 +450,11 @@ function greedyMakespan(durations: Float64Array): number {
 const scenario = process.argv.indexOf('--scenario');
 if (scenario > 0) {
   const name = process.argv[scenario + 1];
+  if ((SHUFFLE_SCENARIOS as readonly string[]).includes(name as string)) {
+    const kind = name === 'shuffle-sort' ? 'sort' : 'groupby';
+    process.stdout.write(`${JSON.stringify(await simulateShuffle(kind))}\n`);
+    process.exit(0);
+  }
   if (!(SCENARIOS as readonly string[]).includes(name as string)) {
     throw new Error(`unknown scenario ${name}`);
   }

@@ -200,7 +200,7 @@ describe('POST /jobs', () => {
       'partitions for a job without a key',
       { job: 'scientists', input, partitions: 2 },
       400,
-      /partitions applies only to a keyed \(key\) or sorted \(orderBy\) job; scientists has neither/
+      /partitions applies only to a keyed \(key\) or sorted \(orderBy\) job; scientists has neither/,
     ],
   ];
   for (const [name, body, status, message] of rejected) {

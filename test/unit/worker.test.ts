@@ -184,7 +184,7 @@ describe('runChunk', () => {
     const { output, seen } = await keyedRuns(fields, 16);
     expect(output).toMatchObject({
       kind: 'runs',
-      key: `jobs/${JOB_ID}/shuffle/0.1.jsonl`,
+      key: `jobs/${JOB_ID}/shuffle/0/0.1.jsonl`,
       keys: 9000,
     });
     expect(seen.size).toBe(9000);

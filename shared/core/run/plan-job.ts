@@ -110,7 +110,10 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
     chunks: chunks.map((c) => ({ ...c, attempts: 0 })),
     ...(job.key !== undefined && {
       keyed: {
-        ...keyedPlan(request.partitions ?? job.partitions),
+        ...keyedPlan(
+          request.partitions ?? job.partitions,
+          pinned.reduce((sum, o) => sum + o.size, 0),
+        ),
         ...(request.resultFormat === 'jsonl' && { resultFormat: 'jsonl' as const }),
       },
     }),
@@ -124,10 +127,13 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
   };
 }
 
-/** A keyed job's buckets: one per partition when they are set, else the default. */
-function keyedPlan(partitions: number | undefined): NonNullable<Manifest['keyed']> {
+/** A keyed job's buckets: one per partition when they are set, else from the input's size. */
+function keyedPlan(
+  partitions: number | undefined,
+  inputBytes: number,
+): NonNullable<Manifest['keyed']> {
   return partitions === undefined
-    ? { buckets: bucketCount(undefined) }
+    ? { buckets: bucketCount(undefined, inputBytes) }
     : { buckets: bucketCount(partitions), partitions };
 }
 

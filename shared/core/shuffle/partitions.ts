@@ -19,9 +19,16 @@ export const DIRECT_SHUFFLE_BYTES = 1024 * 1024;
 /** Below this much input a partition is not worth an invocation of its own. */
 export const MIN_PARTITION_BYTES = 4 * 1024 * 1024;
 
-/** The buckets of a keyed job: its `partitions` when set (each bucket a partition), else the default. */
-export function bucketCount(partitions: number | undefined): number {
-  return partitions ?? DEFAULT_BUCKETS;
+/**
+ * The buckets of a keyed job: its `partitions` when set (each bucket a partition). Else enough
+ * that a shuffle as large as the input could still be grouped into partitions within the budget
+ * with room to balance them (twice input / PARTITION_BUDGET_BYTES, a power of two), and at least
+ * DEFAULT_BUCKETS: 256 up to 32 GiB of input, 8,192 for 1 TiB, at most MAX_PARTITIONS.
+ */
+export function bucketCount(partitions: number | undefined, inputBytes = 0): number {
+  if (partitions !== undefined) return partitions;
+  const wanted = 2 ** Math.ceil(Math.log2(Math.max(1, (2 * inputBytes) / PARTITION_BUDGET_BYTES)));
+  return Math.min(MAX_PARTITIONS, Math.max(DEFAULT_BUCKETS, wanted));
 }
 
 /**
