@@ -1,11 +1,15 @@
 /** Worker Lambda: processes one chunk (a byte range of one object) and writes its part. */
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { leanStoreFromEnv } from '#adapters/lean-store.ts';
 import { countingStore } from '#core/base/counting-store.ts';
 import { systemClock } from '#core/base/ports.ts';
 import { runPartition } from '#core/run/partition.ts';
-import { runChunk } from '#core/run/worker.ts';
+import { runChunk, type Spill } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { codeLoaded, initDone, meterInvocation, PRIME_KEYS, primeClients } from '../config.ts';
 import { chunkTaskSchema, partitionTaskSchema } from '../events.ts';
@@ -27,6 +31,26 @@ const gunzip = (compressed: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array
   Readable.from(compressed).pipe(createGunzip());
 
 /**
+ * A sorted chunk's outputs past an eighth of the function's memory (their JSON; in memory they
+ * take two to three times that), or past FANOUT_SORT_SPILL_BYTES when set, spill to local disk:
+ * Lambda's /tmp, 512 MB by default and up to 10 GB (the construct's ephemeral storage).
+ */
+const spill: Spill = {
+  budgetBytes:
+    Number(process.env.FANOUT_SORT_SPILL_BYTES) ||
+    (Number(process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE) || 1024) * 2 ** 17,
+  async write(bytes) {
+    const dir = await mkdtemp(join(tmpdir(), 'fanout-spill-'));
+    const path = join(dir, 'run.jsonl');
+    await writeFile(path, bytes);
+    return {
+      read: () => createReadStream(path, { highWaterMark: 256 * 1024 }),
+      remove: () => rm(dir, { recursive: true, force: true }),
+    };
+  },
+};
+
+/**
  * Lambda entry point. The event is a ChunkTask, or a keyed or sorted job's PartitionTask
  * (`kind: 'partition'`); the result a small summary with the invocation's usage (duration, memory, S3
  * requests) for the job's cost.
@@ -45,6 +69,7 @@ export const handler = async (event: unknown, context?: unknown) => {
         jobs,
         clock: systemClock,
         gunzip,
+        spill,
         invocation: meter.info(),
         // Loaded on a Parquet job's first chunk: hyparquet costs every cold start ~15 ms else.
         readParquet: async function* (segment, columns, onRead) {

@@ -22,7 +22,12 @@ let runtime: LocalRuntime;
 let dir: string;
 
 beforeAll(async () => {
-  runtime = await startRuntime({ registry: { module: registry, jobs } });
+  runtime = await startRuntime({
+    registry: { module: registry, jobs },
+    // A budget this small makes every chunk of more than a few hundred records spill to disk
+    // and merge its spills back: the sorts below go through that path.
+    functionEnv: { worker: { FANOUT_SORT_SPILL_BYTES: String(64 * 1024) } },
+  });
   dir = await mkdtemp(join(tmpdir(), 'fanout-sort-'));
 });
 afterAll(async () => {

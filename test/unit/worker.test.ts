@@ -4,7 +4,7 @@ import * as z from 'zod';
 import { systemClock } from '#core/base/ports.ts';
 import type { ChunkTask } from '#core/model/documents.ts';
 import { createRegistry, defineJob } from '#core/model/job.ts';
-import { runChunk } from '#core/run/worker.ts';
+import { runChunk, type Spill } from '#core/run/worker.ts';
 import { bucketOf } from '#core/shuffle/hash.ts';
 import { jobs } from '#jobs/index.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
@@ -177,6 +177,59 @@ describe('runChunk', () => {
         ['physics', { count: 2, nobels: 1, ageSum: 227 }],
       ]),
     );
+  });
+
+  it('spills a sorted chunk past its budget and merges it back: the same run, nothing left on disk', async () => {
+    const byBorn = defineJob({
+      name: 'by-born',
+      format: 'jsonl',
+      map: (r: { born: number }) => r,
+      orderBy: (o: { born: number }) => o.born,
+    });
+    const text = Array.from({ length: 3000 }, (_, i) =>
+      JSON.stringify({ name: `s${i}`, born: 1900 + ((i * 7919) % 50), note: 'é' }),
+    ).join('\n');
+    const run = async (spill?: Spill) => {
+      const { store, deps, task } = await setup(`${text}\n`);
+      await runChunk(task({ job: 'by-born' }), {
+        ...deps,
+        jobs: createRegistry([byBorn]),
+        ...(spill && { spill }),
+      });
+      const { output } = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+      return { output, text: store.text(BUCKET, output.key) };
+    };
+    const files = new Map<number, Uint8Array>();
+    let written = 0;
+    const spill: Spill = {
+      budgetBytes: 20_000,
+      async write(bytes) {
+        const id = written++;
+        files.set(id, bytes);
+        return {
+          read: async function* () {
+            for (let at = 0; at < bytes.length; at += 777) yield bytes.subarray(at, at + 777);
+          },
+          remove: async () => {
+            files.delete(id);
+          },
+        };
+      },
+    };
+    const spilled = await run(spill);
+    const inMemory = await run();
+    expect(written).toBeGreaterThan(5);
+    expect(files.size).toBe(0);
+    expect(spilled.text).toBe(inMemory.text);
+    expect(spilled.output).toMatchObject({ kind: 'sorted', lines: 3000, keys: 'number' });
+    expect(spilled.output.bytes).toBe(inMemory.output.bytes);
+    // The samples point at the lines they name, in the merged run as in the sorted one.
+    const bytes = Buffer.from(spilled.text);
+    for (const s of spilled.output.samples as { key: number; pos: number; offset: number }[]) {
+      const line = bytes.subarray(s.offset).toString().split('\n')[0]!;
+      expect(JSON.parse(line.split('\t')[0]!)).toBe(s.key);
+      expect(spilled.text.split('\n')[s.pos]).toBe(line);
+    }
   });
 
   it('writes large runs as one object of the attempt', async () => {

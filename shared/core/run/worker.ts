@@ -17,6 +17,7 @@ import {
 import { orderedMap } from '../base/parallel.ts';
 import { createBytePipe } from '../base/pipe.ts';
 import type { Clock, ObjectInfo, ObjectStore } from '../base/ports.ts';
+import { textUpload } from '../base/text-upload.ts';
 import { type ReadRange, scanOwnedText } from '../data/lines.ts';
 import { segmentBytes } from '../data/plan.ts';
 import { createRecordDecoder, csvHeader, RecordSyntaxError, SKIP } from '../data/records.ts';
@@ -28,6 +29,7 @@ import {
   type ChunkTask,
   INLINE_OUTPUT_CHARS,
   type InvocationInfo,
+  type SortSample,
   type TaskSegment,
 } from '../model/documents.ts';
 import type { AnyJob } from '../model/job.ts';
@@ -35,7 +37,18 @@ import { findJob, type JobCodePart, jobCodeError, parseParams } from '../model/j
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
 import { checkKey } from '../shuffle/hash.ts';
-import { checkOrderKey, encodeSorted, type OrderKey, type OrderKind } from '../shuffle/order.ts';
+import { mergeSorted } from '../shuffle/merge.ts';
+import {
+  checkOrderKey,
+  compareKeys,
+  encodeSorted,
+  type OrderKey,
+  type OrderKind,
+  type SortedLine,
+  sampleStep,
+  sortedLines,
+  utf8Length,
+} from '../shuffle/order.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
 import { encodeRuns } from '../shuffle/runs.ts';
 
@@ -67,6 +80,20 @@ export interface WorkerDeps {
     columns: readonly string[] | undefined,
     onRead: (bytes: number) => void,
   ) => AsyncIterable<{ row: unknown; offset: number }>;
+  /**
+   * Local disk for a sorted chunk's outputs past a budget (Lambda's ephemeral storage): each
+   * spill is a sorted run, merged with the rest at the end. @default no spill: the outputs stay
+   * in memory until they are sorted
+   */
+  spill?: Spill;
+}
+
+/** Local disk, as a sorted chunk spills to it (the handler supplies node:fs; the core stays pure). */
+export interface Spill {
+  /** Past about this many bytes of outputs (their JSON), the chunk sorts them and writes them out. */
+  budgetBytes: number;
+  /** Writes one sorted run; returns how to read it back (its pieces, in order) and remove it. */
+  write(bytes: Uint8Array): Promise<{ read(): AsyncIterable<Uint8Array>; remove(): Promise<void> }>;
 }
 
 const textEncoder = new TextEncoder();
@@ -131,6 +158,8 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     await reader.readSegments();
   } catch (error) {
     reader.output?.fail(error);
+    // A failed attempt leaves nothing on the sandbox's disk for the next one.
+    await Promise.all(reader.sorted?.spilled.map((f) => f.file.remove()) ?? []);
     throw error;
   }
   const result: ChunkOutput =
@@ -215,14 +244,23 @@ async function writeRuns(
 async function writeSorted(
   task: ChunkTask,
   deps: WorkerDeps,
-  sorted: { outputs: { key: OrderKey; json: string }[]; kind: OrderKind | undefined },
+  sorted: SortBuffer,
 ): Promise<ChunkOutput> {
-  const run = encodeSorted(sorted.outputs);
   const kind = sorted.kind === undefined ? {} : { keys: sorted.kind };
+  const key = jobKeys(task.jobId).runs(task.index, task.attempt);
+  if (sorted.spilled.length > 0) {
+    // Some outputs are on disk: the spilled runs and the rest merge into the object as it goes up.
+    try {
+      const run = await mergeSpilled(deps.store, task.bucket, key, sorted);
+      return { kind: 'sorted', key, ...run, ...kind };
+    } finally {
+      await Promise.all(sorted.spilled.map((f) => f.file.remove()));
+    }
+  }
+  const run = encodeSorted(sorted.outputs);
   if (run.lines === 0) {
     return { kind: 'sorted', key: '', bytes: 0, etag: '', lines: 0, samples: [], ...kind };
   }
-  const key = jobKeys(task.jobId).runs(task.index, task.attempt);
   const { etag } = await deps.store.put(task.bucket, key, run.bytes, {
     contentType: 'application/x-ndjson',
   });
@@ -235,6 +273,79 @@ async function writeSorted(
     samples: run.samples,
     ...kind,
   };
+}
+
+/** A sorted chunk's outputs: those in memory (about `bytes` of them), and the runs spilled. */
+interface SortBuffer {
+  outputs: { key: OrderKey; json: string }[];
+  kind: OrderKind | undefined;
+  bytes: number;
+  spilled: { file: Awaited<ReturnType<Spill['write']>>; bytes: number }[];
+}
+
+/**
+ * The spilled runs (oldest first) and the outputs still in memory, merged into one run as it is
+ * uploaded: equal keys come from the earlier run first, so input order holds (a stable sort).
+ * Samples are taken as the lines go, every `sampleStep` of the merged run's size.
+ */
+async function mergeSpilled(
+  store: ObjectStore,
+  bucket: string,
+  key: string,
+  sorted: SortBuffer,
+): Promise<{ bytes: number; etag: string; lines: number; samples: SortSample[] }> {
+  const rest = encodeSorted(sorted.outputs);
+  sorted.outputs = [];
+  const total = sorted.spilled.reduce((sum, f) => sum + f.bytes, rest.bytes.length);
+  const step = sampleStep(total);
+  const sources = [
+    ...sorted.spilled.map((f) => sortedBatches(f.file.read())),
+    sortedBatches(
+      (async function* () {
+        yield rest.bytes;
+      })(),
+    ),
+  ];
+  const upload = textUpload(store, bucket, key, 'application/x-ndjson');
+  const samples: SortSample[] = [];
+  let at = 0;
+  let next = 0;
+  let pos = 0;
+  try {
+    await mergeSorted(
+      sources,
+      (a, b) => compareKeys(a.point.key, b.point.key),
+      (line) => {
+        if (at >= next) {
+          samples.push({ key: line.point.key, pos, offset: at });
+          next = at + step;
+        }
+        pos += 1;
+        const text = `${JSON.stringify(line.point.key)}\t${line.json}\n`;
+        at += utf8Length(text);
+        return upload.write(text);
+      },
+    );
+    const { etag, size } = await upload.finish();
+    return { bytes: size, etag, lines: pos, samples };
+  } catch (error) {
+    upload.fail(error);
+    throw error;
+  }
+}
+
+/** A sorted run's lines, in batches as its pieces arrive (positions are not needed here). */
+async function* sortedBatches(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<SortedLine[]> {
+  const decoder = new TextDecoder();
+  let carry = '';
+  for await (const piece of pieces) {
+    const text = carry + decoder.decode(piece, { stream: true });
+    const end = text.lastIndexOf('\n');
+    carry = text.slice(end + 1);
+    if (end >= 0) yield sortedLines(text.slice(0, end + 1), 0, 0);
+  }
+  const rest = carry + decoder.decode();
+  if (rest !== '') yield sortedLines(`${rest}\n`, 0, 0);
 }
 
 /** True when the chunk's outcome is this attempt's (attempt numbers are never reused). */
@@ -293,9 +404,7 @@ class ChunkReader {
   /** A keyed job's accumulators by key (the combiner: outputs are folded before they leave). */
   readonly keyed: Map<string, unknown> | undefined;
   /** A sorted job's outputs with their keys, sorted once the chunk is read, and their kind. */
-  readonly sorted:
-    | { outputs: { key: OrderKey; json: string }[]; kind: OrderKind | undefined }
-    | undefined;
+  readonly sorted: SortBuffer | undefined;
   readonly output: ReturnType<typeof mapOutput> | undefined;
   /** The segment being read, and its records' decoder (a CSV object's is made from its header). */
   private segment: TaskSegment;
@@ -309,7 +418,10 @@ class ChunkReader {
   ) {
     this.keyed = job.key !== undefined && job.reduce !== undefined ? new Map() : undefined;
     this.acc = this.keyed === undefined ? job.reduce?.init() : undefined;
-    this.sorted = job.orderBy !== undefined ? { outputs: [], kind: undefined } : undefined;
+    this.sorted =
+      job.orderBy !== undefined
+        ? { outputs: [], kind: undefined, bytes: 0, spilled: [] }
+        : undefined;
     this.output =
       job.reduce === undefined && this.sorted === undefined ? mapOutput(task, deps) : undefined;
     this.segment = task.segments[0] as TaskSegment;
@@ -367,7 +479,7 @@ class ChunkReader {
   };
 
   /** Keeps a sorted job's output with its key, to be sorted when the chunk has been read. */
-  private sort(out: unknown, sorted: NonNullable<ChunkReader['sorted']>): undefined {
+  private sort(out: unknown, sorted: SortBuffer): undefined | Promise<void> {
     let key: OrderKey;
     try {
       key = checkOrderKey(this.job.name, this.job.orderBy?.(out), sorted.kind);
@@ -375,8 +487,18 @@ class ChunkReader {
       throw jobCodeError('orderBy', error);
     }
     sorted.kind ??= typeof key as OrderKind;
-    sorted.outputs.push({ key, json: JSON.stringify(out) });
-    return undefined;
+    const json = JSON.stringify(out);
+    sorted.outputs.push({ key, json });
+    sorted.bytes += json.length + 16;
+    const spill = this.deps.spill;
+    if (spill === undefined || sorted.bytes < spill.budgetBytes) return undefined;
+    // Past the budget: these outputs, sorted, go to disk as one run (Lambda's /tmp).
+    const run = encodeSorted(sorted.outputs);
+    sorted.outputs = [];
+    sorted.bytes = 0;
+    return spill.write(run.bytes).then((file) => {
+      sorted.spilled.push({ file, bytes: run.bytes.length });
+    });
   }
 
   /** One owned line of a text format. */

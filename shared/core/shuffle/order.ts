@@ -119,7 +119,7 @@ export function encodeSorted(
     }
     const line = `${JSON.stringify(key)}\t${json}\n`;
     text += line;
-    at += byteLength(line);
+    at += utf8Length(line);
     if (text.length >= 64 * 1024) {
       pieces.push(encoder.encode(text));
       text = '';
@@ -130,7 +130,7 @@ export function encodeSorted(
 }
 
 /** The UTF-8 length of a line (ASCII fast path: a sorted run is mostly ASCII JSON). */
-function byteLength(text: string): number {
+export function utf8Length(text: string): number {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range is what is tested
   return /^[\u0000-\u007f]*$/.test(text) ? text.length : encoder.encode(text).length;
 }
