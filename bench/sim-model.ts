@@ -219,6 +219,10 @@ export class SimStore implements ObjectStore {
     this.docs.set(key, { body: bytes, etag });
     return { etag };
   }
+  /** A document's bytes without counting a request (what the model looks at). */
+  peek(key: string): Uint8Array | undefined {
+    return this.docs.get(key)?.body;
+  }
   /** Stores a document without counting a request (what a simulated worker wrote). */
   seed(key: string, value: unknown) {
     const body = new TextEncoder().encode(JSON.stringify(value));

@@ -152,6 +152,19 @@ export async function simulateShuffle(kind: 'groupby' | 'sort'): Promise<Shuffle
   lambda.written = (task: ChunkTask) =>
     store.seed(keys.outcome(task.index), mapOutcome(task, sorting, shuffleBytes, random));
   const partitionRequests = noRequests();
+  // What a partition writes: a sort's range, its share of the order (a range reads a little more
+  // than it keeps: the lines at its slices' edges); a group-by's finished values, half its runs.
+  let ranges: number | undefined;
+  const writtenBy = (bytes: number) => {
+    if (!sorting) return bytes / 2;
+    if (ranges === undefined) {
+      const manifest = JSON.parse(
+        new TextDecoder().decode(store.peek(keys.manifest) ?? new Uint8Array()),
+      ) as { partitions?: unknown[] };
+      ranges = manifest.partitions?.length ?? 1;
+    }
+    return (M.chunks * shuffleBytes) / 1.1 / ranges;
+  };
   lambda.partitions = {
     run(task: PartitionTask, startsAt: number) {
       const bytes = task.sources.reduce((sum, s) => sum + s.end - s.start, 0);
@@ -161,7 +174,7 @@ export async function simulateShuffle(kind: 'groupby' | 'sort'): Promise<Shuffle
       // The GETs, MODEL.getsInFlight at a time, each a first-byte latency, or S3's rates.
       const latencyBound = (requests * MODEL.getLatencyMs) / MODEL.getsInFlight;
       const rateBound = gets.serve(startsAt, requests) - startsAt;
-      const written = sorting ? bytes / 1.1 : bytes / 2; // a group-by's finished values
+      const written = writtenBy(bytes);
       const putCount = uploadPuts(written) + 1;
       const putBound = puts.serve(startsAt, putCount) - startsAt;
       const durationMs =
@@ -175,7 +188,7 @@ export async function simulateShuffle(kind: 'groupby' | 'sort'): Promise<Shuffle
     },
     written(task: PartitionTask) {
       const bytes = task.sources.reduce((sum, s) => sum + s.end - s.start, 0);
-      const written = Math.round(sorting ? bytes / 1.1 : bytes / 2);
+      const written = Math.round(writtenBy(bytes));
       store.seed(keys.partitionOutcome(task.index), {
         index: task.index,
         attempt: task.attempt,
@@ -195,9 +208,8 @@ export async function simulateShuffle(kind: 'groupby' | 'sort'): Promise<Shuffle
   let resultBytes = 0;
   lambda.onReduce = async () => {
     const manifest = JSON.parse(
-      new TextDecoder().decode((await store.getBytes('sim', keys.manifest)).body),
+      new TextDecoder().decode(store.peek(keys.manifest) ?? new Uint8Array()),
     ) as { partitions?: unknown[] };
-    store.requests.get -= 1; // the model's look at the plan, not a request of the coordinator's
     const parts = manifest.partitions?.length ?? 0;
     resultBytes = sorting ? M.inputBytes : M.groupKeys * M.runLineBytes;
     assemblyMs = sorting
