@@ -3,11 +3,10 @@
  * ended, the partitions are planned from what the map outputs report (a keyed job's hash
  * buckets grouped by size, shared/core/shuffle/partitions.ts; a sorted job's order cut into
  * ranges from its samples, shared/core/shuffle/order.ts), recorded in the manifest, and each
- * partition runs as a
- * task of the worker function (shared/core/run/partition.ts), with the map chunks' retries,
- * backups, cancel, continuations and billing. A partition is done once its outcome object
- * `partitions/{r}.json` exists. A small shuffle (DIRECT_SHUFFLE_BYTES) gets no partitions: the
- * reducer merges the map outputs itself.
+ * partition runs as a task of the worker function (shared/core/run/partition.ts), with the map
+ * chunks' retries, backups, cancel, continuations and billing. A partition is done once its
+ * outcome object `partitions/{r}.json` exists. A keyed job's small shuffle
+ * (DIRECT_SHUFFLE_BYTES) gets no partitions: the reducer merges the map outputs itself.
  */
 import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';

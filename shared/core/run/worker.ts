@@ -1,9 +1,10 @@
 /**
  * One chunk, start to finish: read the owned records of each of the chunk's segments (a byte
  * range of one object each), map them in dataset order, and write the chunk's outcome (and, for
- * a large map-only output, its part). Memory stays flat whatever the chunk size: bytes stream
- * in, a large map-only output streams out through a bounded pipe, and a reduce keeps only its
- * accumulator. Small objects are fetched ahead, several at a time, so a chunk of many objects
+ * a large map-only output, its part; for a keyed job, its runs; for a sorted one, its sorted
+ * run: sort-chunk.ts). Memory stays flat whatever the chunk size: bytes stream in, a large
+ * map-only output streams out through a bounded pipe, a reduce keeps only its accumulator, and
+ * a sorted chunk spills to local disk past its budget. Small objects are fetched ahead, several at a time, so a chunk of many objects
  * does not pay one request latency after another.
  */
 import { readAll } from '../base/bytes.ts';
@@ -17,7 +18,6 @@ import {
 import { orderedMap } from '../base/parallel.ts';
 import { createBytePipe } from '../base/pipe.ts';
 import type { Clock, ObjectInfo, ObjectStore } from '../base/ports.ts';
-import { textUpload } from '../base/text-upload.ts';
 import { type ReadRange, scanOwnedText } from '../data/lines.ts';
 import { segmentBytes } from '../data/plan.ts';
 import { createRecordDecoder, csvHeader, RecordSyntaxError, SKIP } from '../data/records.ts';
@@ -29,7 +29,6 @@ import {
   type ChunkTask,
   INLINE_OUTPUT_CHARS,
   type InvocationInfo,
-  type SortSample,
   type TaskSegment,
 } from '../model/documents.ts';
 import type { AnyJob } from '../model/job.ts';
@@ -37,20 +36,12 @@ import { findJob, type JobCodePart, jobCodeError, parseParams } from '../model/j
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
 import { checkKey } from '../shuffle/hash.ts';
-import { mergeSorted } from '../shuffle/merge.ts';
-import {
-  checkOrderKey,
-  compareKeys,
-  encodeSorted,
-  type OrderKey,
-  type OrderKind,
-  type SortedLine,
-  sampleStep,
-  sortedLines,
-  utf8Length,
-} from '../shuffle/order.ts';
+import { checkOrderKey, encodeSorted, type OrderKey, type OrderKind } from '../shuffle/order.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
 import { encodeRuns } from '../shuffle/runs.ts';
+import { type SortBuffer, type Spill, writeSorted } from './sort-chunk.ts';
+
+export type { Spill } from './sort-chunk.ts';
 
 /** How many skipped bad records a chunk outcome keeps as samples. */
 export const BAD_RECORD_SAMPLES = 10;
@@ -86,14 +77,6 @@ export interface WorkerDeps {
    * in memory until they are sorted
    */
   spill?: Spill;
-}
-
-/** Local disk, as a sorted chunk spills to it (the handler supplies node:fs; the core stays pure). */
-export interface Spill {
-  /** Past about this many bytes of outputs (their JSON), the chunk sorts them and writes them out. */
-  budgetBytes: number;
-  /** Writes one sorted run; returns how to read it back (its pieces, in order) and remove it. */
-  write(bytes: Uint8Array): Promise<{ read(): AsyncIterable<Uint8Array>; remove(): Promise<void> }>;
 }
 
 const textEncoder = new TextEncoder();
@@ -235,117 +218,6 @@ async function writeRuns(
     offsets: runs.offsets,
     keys: runs.keys,
   };
-}
-
-/**
- * A sorted job's outputs, sorted by key, as one object with its samples
- * (shared/core/shuffle/order.ts); an attempt's own, as a keyed job's runs are.
- */
-async function writeSorted(
-  task: ChunkTask,
-  deps: WorkerDeps,
-  sorted: SortBuffer,
-): Promise<ChunkOutput> {
-  const kind = sorted.kind === undefined ? {} : { keys: sorted.kind };
-  const key = jobKeys(task.jobId).runs(task.index, task.attempt);
-  if (sorted.spilled.length > 0) {
-    // Some outputs are on disk: the spilled runs and the rest merge into the object as it goes up.
-    try {
-      const run = await mergeSpilled(deps.store, task.bucket, key, sorted);
-      return { kind: 'sorted', key, ...run, ...kind };
-    } finally {
-      await Promise.all(sorted.spilled.map((f) => f.file.remove()));
-    }
-  }
-  const run = encodeSorted(sorted.outputs);
-  if (run.lines === 0) {
-    return { kind: 'sorted', key: '', bytes: 0, etag: '', lines: 0, samples: [], ...kind };
-  }
-  const { etag } = await deps.store.put(task.bucket, key, run.bytes, {
-    contentType: 'application/x-ndjson',
-  });
-  return {
-    kind: 'sorted',
-    key,
-    bytes: run.bytes.length,
-    etag,
-    lines: run.lines,
-    samples: run.samples,
-    ...kind,
-  };
-}
-
-/** A sorted chunk's outputs: those in memory (about `bytes` of them), and the runs spilled. */
-interface SortBuffer {
-  outputs: { key: OrderKey; json: string }[];
-  kind: OrderKind | undefined;
-  bytes: number;
-  spilled: { file: Awaited<ReturnType<Spill['write']>>; bytes: number }[];
-}
-
-/**
- * The spilled runs (oldest first) and the outputs still in memory, merged into one run as it is
- * uploaded: equal keys come from the earlier run first, so input order holds (a stable sort).
- * Samples are taken as the lines go, every `sampleStep` of the merged run's size.
- */
-async function mergeSpilled(
-  store: ObjectStore,
-  bucket: string,
-  key: string,
-  sorted: SortBuffer,
-): Promise<{ bytes: number; etag: string; lines: number; samples: SortSample[] }> {
-  const rest = encodeSorted(sorted.outputs);
-  sorted.outputs = [];
-  const total = sorted.spilled.reduce((sum, f) => sum + f.bytes, rest.bytes.length);
-  const step = sampleStep(total);
-  const sources = [
-    ...sorted.spilled.map((f) => sortedBatches(f.file.read())),
-    sortedBatches(
-      (async function* () {
-        yield rest.bytes;
-      })(),
-    ),
-  ];
-  const upload = textUpload(store, bucket, key, 'application/x-ndjson');
-  const samples: SortSample[] = [];
-  let at = 0;
-  let next = 0;
-  let pos = 0;
-  try {
-    await mergeSorted(
-      sources,
-      (a, b) => compareKeys(a.point.key, b.point.key),
-      (line) => {
-        if (at >= next) {
-          samples.push({ key: line.point.key, pos, offset: at });
-          next = at + step;
-        }
-        pos += 1;
-        const text = `${JSON.stringify(line.point.key)}\t${line.json}\n`;
-        at += utf8Length(text);
-        return upload.write(text);
-      },
-    );
-    const { etag, size } = await upload.finish();
-    return { bytes: size, etag, lines: pos, samples };
-  } catch (error) {
-    upload.fail(error);
-    throw error;
-  }
-}
-
-/** A sorted run's lines, in batches as its pieces arrive (positions are not needed here). */
-async function* sortedBatches(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<SortedLine[]> {
-  const decoder = new TextDecoder();
-  let carry = '';
-  for await (const piece of pieces) {
-    const text = carry + decoder.decode(piece, { stream: true });
-    const end = text.lastIndexOf('\n');
-    carry = text.slice(end + 1);
-    if (end >= 0) yield sortedLines(text.slice(0, end + 1), 0, 0);
-  }
-  const rest = carry + decoder.decode();
-  if (rest !== '') yield sortedLines(`${rest}\n`, 0, 0);
 }
 
 /** True when the chunk's outcome is this attempt's (attempt numbers are never reused). */
