@@ -219,6 +219,12 @@ export class SimStore implements ObjectStore {
     this.docs.set(key, { body: bytes, etag });
     return { etag };
   }
+  /** Bytes of every document held: what the simulated S3 keeps in the process's memory. */
+  docBytes(): number {
+    let bytes = 0;
+    for (const doc of this.docs.values()) bytes += doc.body.length;
+    return bytes;
+  }
   /** A document's bytes without counting a request (what the model looks at). */
   peek(key: string): Uint8Array | undefined {
     return this.docs.get(key)?.body;

@@ -79,6 +79,10 @@ export interface ShuffleResult {
   usdPerTb: number;
   usdParts: { lambda: number; get: number; put: number };
   peakRssMb: number;
+  /** What the simulated S3 held in the same process at the end (its documents), in MB. */
+  storeMb: number;
+  /** The process's peak V8 heap (the coordinator's objects, and the simulated S3's), in MB. */
+  peakHeapMb: number;
   wallMs: number;
 }
 
@@ -258,8 +262,11 @@ export async function simulateShuffle(kind: 'groupby' | 'sort'): Promise<Shuffle
   await writeJson(store, 'sim', keys.status, status);
   const before = { ...store.requests };
   let peakRss = process.memoryUsage().rss;
+  let peakHeap = process.memoryUsage().heapUsed;
   const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    const now = process.memoryUsage();
+    peakRss = Math.max(peakRss, now.rss);
+    peakHeap = Math.max(peakHeap, now.heapUsed);
   }, 20);
   const started = performance.now();
   const final = await time.run(
@@ -328,6 +335,8 @@ export async function simulateShuffle(kind: 'groupby' | 'sort'): Promise<Shuffle
     usdPerTb: (usdParts.lambda + usdParts.get + usdParts.put) / tb,
     usdParts,
     peakRssMb: Math.round(peakRss / 1e6),
+    storeMb: Math.round(store.docBytes() / 1e6),
+    peakHeapMb: Math.round(peakHeap / 1e6),
     wallMs: Math.round(wallMs),
   };
 }

@@ -313,7 +313,8 @@ function shuffleFigures(results: ShuffleResult[]) {
     figures[`${r.dataset}: $ per TB (goal ≤ 2; CloudSort record ${CLOUDSORT_USD_PER_TB})`] =
       `${r.usdPerTb.toFixed(2)} (Lambda ${r.usdParts.lambda.toFixed(2)}, GET ${r.usdParts.get.toFixed(2)}, PUT ${r.usdParts.put.toFixed(2)}; ${rate(r.lambdaGbSeconds)} GB-s)`;
     figures[`${r.dataset}: bound set by`] = r.bound;
-    figures[`${r.dataset}: coordinator peak RSS MB`] = r.peakRssMb;
+    figures[`${r.dataset}: peak RSS / peak heap / simulated S3's documents (MB)`] =
+      `${r.peakRssMb} / ${r.peakHeapMb} / ${r.storeMb}`;
   }
   return figures;
 }

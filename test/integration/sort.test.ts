@@ -11,6 +11,7 @@ import { mulberry32 } from '#core/base/random.ts';
 import type { Manifest, PartitionOutcome } from '#core/model/documents.ts';
 import { jobKeys } from '#core/model/keys.ts';
 import { readJson } from '#core/model/status.ts';
+import { parseChaos } from '#local/chaos.ts';
 import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
 import { runJob } from '../../cli/run.ts';
 import { jobs } from '../fixtures/sorted-registry.ts';
@@ -133,6 +134,56 @@ describe('sort', () => {
     const hot = manifest.partitions!.filter((p) => p.range?.from?.key === 'hot');
     expect(hot.length).toBeGreaterThan(1);
   });
+
+  it('gives exactly the stable order under injected faults in both stages', async () => {
+    const random = mulberry32(4);
+    const rows = Array.from({ length: 20_000 }, (_, i) => ({
+      k: random() < 0.3 ? 'hot' : `k${Math.floor(random() * 5_000)}`,
+      i,
+    }));
+    const file = join(dir, 'chaos.jsonl');
+    await writeFile(file, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    const own = await startRuntime({
+      registry: { module: registry, jobs },
+      functionEnv: { worker: { FANOUT_SORT_SPILL_BYTES: String(64 * 1024) } },
+      workerTimeoutSeconds: 2,
+      chaos: {
+        spec: parseChaos('worker-error=0.15,worker-timeout=0.02,throttle=0.05,s3-slowdown=0.02'),
+        seed: 9,
+      },
+    });
+    try {
+      const result = await runJob(own, {
+        job: 'sort-by-k',
+        input: file,
+        chunks: 12,
+        partitions: 6,
+        maxAttempts: 8,
+        speculation: false,
+        stderr: quiet,
+      });
+      const text = result.resultText ?? '';
+      expect(
+        text
+          .trimEnd()
+          .split('\n')
+          .map((l) => JSON.parse(l)),
+      ).toEqual(stableSort(rows));
+      const manifest = (
+        await readJson<Manifest>(own.store, own.bucket, jobKeys(result.jobId).manifest)
+      ).value;
+      // Faults hit both stages, and every attempt but the last of a task failed.
+      const retried = (tasks: { attempts: number }[]) => tasks.filter((t) => t.attempts > 1);
+      expect(
+        retried(manifest.chunks).length + retried(manifest.partitions ?? []).length,
+      ).toBeGreaterThan(0);
+      for (const t of [...manifest.chunks, ...(manifest.partitions ?? [])]) {
+        expect((t.errors ?? []).length, `task ${t.index}`).toBe(t.attempts - 1);
+      }
+    } finally {
+      await own.close();
+    }
+  }, 120_000);
 
   it('gives an empty result for a dataset with no records', async () => {
     const { result, rows } = await sortRows('none', [], { chunks: 1 });
