@@ -18,6 +18,7 @@ import {
 } from '../config.ts';
 import { reduceEventSchema } from '../events.ts';
 import { observability } from '../observability.ts';
+import { withUserFrame } from '../source-location.ts';
 
 type ReduceEvent = ReturnType<typeof reduceEventSchema.parse>;
 
@@ -56,7 +57,12 @@ export const handler = async (
   const remaining = context?.getRemainingTimeInMillis;
   const invocationDeps =
     remaining === undefined ? deps : { ...deps, remainingMs: () => remaining.call(context) };
-  return obs.invocation(context, { jobId: parsed.jobId }, () => reduce(parsed, invocationDeps));
+  return obs.invocation(context, { jobId: parsed.jobId }, () =>
+    // A job's own bug (its merge or finish): the message ends with the job file and line.
+    reduce(parsed, invocationDeps).catch((error: unknown) => {
+      throw withUserFrame(error);
+    }),
+  );
 };
 
 async function reduce(

@@ -14,6 +14,7 @@ import { jobs } from '#jobs/index.ts';
 import { codeLoaded, initDone, meterInvocation, PRIME_KEYS, primeClients } from '../config.ts';
 import { chunkTaskSchema, partitionTaskSchema } from '../events.ts';
 import { observability } from '../observability.ts';
+import { withUserFrame } from '../source-location.ts';
 
 codeLoaded();
 const obs = await observability('worker');
@@ -78,7 +79,8 @@ export const handler = async (event: unknown, context?: unknown) => {
         },
       }).catch((error: unknown) => {
         obs.metric('ChunkErrors', 'Count', 1);
-        throw error;
+        // A job's own bug: its message ends with the job file and line it was thrown at.
+        throw withUserFrame(error);
       });
       const seconds = Math.max(summary.durationMs, 1) / 1000;
       obs.metric('ChunksSucceeded', 'Count', 1);
@@ -107,7 +109,8 @@ async function partition(event: unknown, context: unknown) {
         invocation: meter.info(),
       }).catch((error: unknown) => {
         obs.metric('PartitionErrors', 'Count', 1);
-        throw error;
+        // A job's own bug: its message ends with the job file and line it was thrown at.
+        throw withUserFrame(error);
       });
       obs.metric('PartitionsSucceeded', 'Count', 1);
       obs.info('partition done', { ...summary });

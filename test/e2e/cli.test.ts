@@ -277,6 +277,8 @@ export const notAJob = 42;
     expect(failed.stderr).toMatch(
       /failed after 2 attempt\(s\): fanout-worker failed: TypeError: job map threw on the record at byte \d+ of scientists\.jsonl \(chunk \d+\): /,
     );
+    // Where the user's code threw it: the job file, line 7 (the map's body), as written.
+    expect(failed.stderr).toContain(`(at ${job}:7:`);
   });
 
   it('npm start shows each command before its progress and its result', async () => {
