@@ -5,7 +5,7 @@
  * CLI verbs is test/e2e/api.test.ts, which also runs against a deployment.)
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +82,50 @@ describe('fanout dev', () => {
     );
     expect(result).toBe(stdout.trim());
   });
+
+  it("names the job file and line in a failed job's status when the job's code throws", async () => {
+    // A registry module of one job, as --jobs takes it.
+    const job = join(dir, 'buggy.ts');
+    await writeFile(
+      job,
+      `import { createRegistry, defineJob } from 'fanout';
+
+export const buggy = defineJob({
+  name: 'buggy',
+  format: 'jsonl',
+  map: (r: { name: string; field: string }) =>
+    r.field === 'physics' ? (JSON.parse('null') as { y: number }).y : r.name,
+});
+
+export const jobs = createRegistry([buggy]);
+`,
+    );
+    const own = await startDev(join(dir, 'buggy-data'), ['--jobs', job]);
+    try {
+      await awsS3Copy(own.s3, lesson, 's3://fanout-local/datasets/lesson/scientists.jsonl');
+      const submitted = await fetch(`${own.api}/jobs`, {
+        method: 'POST',
+        body: JSON.stringify({
+          job: 'buggy',
+          input: 's3://fanout-local/datasets/lesson/scientists.jsonl',
+        }),
+      });
+      expect(submitted.status).toBe(202);
+      const { jobId } = (await submitted.json()) as { jobId: string };
+      let status: { status: string; error?: { name: string; message: string } } = {
+        status: 'QUEUED',
+      };
+      for (let i = 0; i < 300 && !['SUCCEEDED', 'FAILED'].includes(status.status); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = (await (await fetch(`${own.api}/jobs/${jobId}`)).json()) as typeof status;
+      }
+      expect(status.status).toBe('FAILED');
+      expect(status.error?.message).toContain('TypeError: job map threw on the record at byte');
+      expect(status.error?.message).toContain(`(at ${job}:7:`);
+    } finally {
+      await own.stop();
+    }
+  }, 60_000);
 
   it('refuses to bind a non-loopback address', async () => {
     const refused = await promisify(execFile)(process.execPath, [bin, 'dev', '--host', '0.0.0.0'], {
