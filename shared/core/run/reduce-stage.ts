@@ -58,28 +58,32 @@ export async function runReduceStage(
     await writeJson(deps.store, deps.bucket, jobKeys(manifest.jobId).manifest, manifest);
     if (manifest.partitions.length === 0) return { reason: 'done', dispatched: 0 };
   }
-  return runTasks(partitionTasks(manifest, stage.sources, deps), {
+  return runTasks(partitionTasks(manifest, stage, deps), {
     ...engineDeps(manifest, request, { ...run, fresh }, deps),
     // A partition that fails for good fails the job: its keys would be missing from the result.
     tolerated: 0,
   });
 }
 
-/** The object a map output's runs are in, as a RunSource names it. */
-const objectOf = (o: { key: string; etag: string; bytes: number }) => ({
-  key: o.key,
-  etag: o.etag,
-  size: o.bytes,
-});
-
-/** How a kind of shuffle plans its partitions, and what each one reads. */
+/**
+ * How a kind of shuffle plans its partitions, what each one reads, and how many bytes. A
+ * partition's sources are made when it is dispatched and dropped when it ends: with 4,096 map
+ * outputs and 1,000 partitions in flight they are the coordinator's largest objects (bench 4's
+ * 1 TiB scenarios), so each is a plain literal of one shape, and sizes are summed without them.
+ */
 interface Stage {
   plan(): NonNullable<Manifest['partitions']>;
   sources(index: number): RunSource[];
+  size(index: number): number;
 }
 
 /** A keyed job's: groups of hash buckets, each read from every map output's runs. */
-function hashStage(manifest: Manifest, outputs: readonly RunsOutput[]): Stage {
+function hashStage(manifest: Manifest, outputs: RunsOutput[]): Stage {
+  let bounds: ReturnType<typeof partitionBounds> | undefined;
+  const boundsOf = (index: number) => {
+    bounds ??= partitionBounds(outputs, manifest.partitions ?? []);
+    return bounds(index);
+  };
   return {
     plan() {
       const sizes = bucketSizes(outputs, manifest.keyed?.buckets ?? 1);
@@ -94,19 +98,46 @@ function hashStage(manifest: Manifest, outputs: readonly RunsOutput[]): Stage {
           }).map(([first, end], index) => ({ index, attempts: 0, first, end }));
     },
     sources(index) {
-      const { first, end } = manifest.partitions![index]!;
-      return outputs
-        .map(
-          (o): RunSource => ({
-            ...objectOf(o),
-            start: o.offsets[first]!,
-            end: o.offsets[end]!,
-            ...(o.inline === true && { inline: true }),
-          }),
-        )
-        .filter((s) => s.end > s.start);
+      const at = boundsOf(index);
+      const sources: RunSource[] = [];
+      for (const [i, o] of outputs.entries()) {
+        const start = at.starts[i]!;
+        const end = at.ends[i]!;
+        if (end <= start) continue;
+        sources.push(
+          o.inline === true
+            ? { key: o.key, etag: o.etag, size: o.bytes, start, end, inline: true }
+            : { key: o.key, etag: o.etag, size: o.bytes, start, end },
+        );
+      }
+      return sources;
+    },
+    size(index) {
+      const at = boundsOf(index);
+      let bytes = 0;
+      for (let i = 0; i < outputs.length; i++) bytes += at.ends[i]! - at.starts[i]!;
+      return bytes;
     },
   };
+}
+
+/**
+ * Each map output's byte offsets at the partitions' boundaries only (R + 1 of them, not one per
+ * bucket: 8,192 at 1 TiB), kept once the partitions are planned; the bucket offsets are dropped.
+ */
+function partitionBounds(
+  outputs: RunsOutput[],
+  partitions: NonNullable<Manifest['partitions']>,
+): (index: number) => { starts: Float64Array; ends: Float64Array } {
+  const at = partitions.map(() => new Float64Array(outputs.length));
+  const last = new Float64Array(outputs.length);
+  for (const [i, o] of outputs.entries()) {
+    for (const p of partitions) at[p.index]![i] = o.offsets[p.first]!;
+    last[i] = o.offsets[partitions.at(-1)?.end ?? 0] ?? 0;
+    o.offsets = [];
+  }
+  // Partitions are contiguous: one's end is the next one's first.
+  return (index) => ({ starts: at[index]!, ends: at[index + 1] ?? last });
 }
 
 /**
@@ -134,15 +165,22 @@ async function sortStage(manifest: Manifest, deps: MapStageDeps): Promise<Stage>
     },
     sources(index) {
       const range = manifest.partitions![index]!.range ?? {};
-      return outputs
-        .map(
-          (o): RunSource => ({
-            ...objectOf(o),
-            chunk: o.chunk,
-            ...runSlice(o, range),
-          }),
-        )
-        .filter((s) => s.end > s.start);
+      const sources: RunSource[] = [];
+      for (const o of outputs) {
+        const { start, end, pos } = runSlice(o, range);
+        if (end <= start) continue;
+        sources.push({ key: o.key, etag: o.etag, size: o.bytes, chunk: o.chunk, start, end, pos });
+      }
+      return sources;
+    },
+    size(index) {
+      const range = manifest.partitions![index]!.range ?? {};
+      let bytes = 0;
+      for (const o of outputs) {
+        const { start, end } = runSlice(o, range);
+        bytes += end - start;
+      }
+      return bytes;
     },
   };
 }
@@ -227,7 +265,7 @@ function bucketSizes(outputs: readonly RunsOutput[], buckets: number): number[] 
 /** The partitions as a kind of task; `sources` says what each one reads. */
 export function partitionTasks(
   manifest: Manifest,
-  sources: (index: number) => RunSource[],
+  stage: Pick<Stage, 'sources' | 'size'>,
   deps: MapStageDeps,
 ): TaskKind<PartitionTask, PartitionSummary> {
   const keys = jobKeys(manifest.jobId);
@@ -237,10 +275,10 @@ export function partitionTasks(
     timeoutMs: deps.workerTimeoutMs,
     records: partitions,
     progress: 'partitions',
-    size: (index) => sources(index).reduce((sum, s) => sum + s.end - s.start, 0),
+    size: (index) => stage.size(index),
     prepare(index) {
       const { first, end, range } = partitions[index]!;
-      const from = sources(index);
+      const from = stage.sources(index);
       return (attempt, dispatchedAt) => ({
         kind: 'partition',
         jobId: manifest.jobId,
