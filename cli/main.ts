@@ -16,6 +16,7 @@ import { ApiError } from './client.ts';
 import { DEMO_HELP, demoCommand } from './demo.ts';
 import { DEV_HELP, devCommand } from './dev.ts';
 import { VERB_HELP } from './help.ts';
+import { INIT_HELP, initCommand } from './init.ts';
 import { JOB_FLAGS, parseJobFlags } from './job-flags.ts';
 import { printFunctionLog } from './logs.ts';
 import {
@@ -107,6 +108,7 @@ Commands:
   run <job> <input>   run a job on the embedded local runtime and print its result
   dev                 serve the HTTP API, S3 and Lambda locally until Ctrl-C
   demo                run the lesson's two jobs on the local runtime (npm start)
+  init [DIR]          start a project of your own: a job, its test, a registry, a CDK app
   list-jobs           list the jobs fanout can run (by-field, scientists, …)
   help [command]      show help ('fanout help run', 'fanout help dev')
 
@@ -149,6 +151,8 @@ export async function main(argv: string[]): Promise<number> {
         return await redriveCommand(rest);
       case 'demo':
         return await demoCommand();
+      case 'init':
+        return await initCommand(rest);
       case 'list-jobs':
         process.stdout.write(listJobs());
         return 0;
@@ -179,7 +183,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** Every command: the local ones, then those with help of their own (cli/help.ts). */
-const COMMANDS = ['run', 'dev', 'demo', ...Object.keys(VERB_HELP)];
+const COMMANDS = ['run', 'dev', 'demo', 'init', ...Object.keys(VERB_HELP)];
 
 function unknownCommand(command: string) {
   return new ValidationError(
@@ -192,6 +196,7 @@ function helpOf(command: string): string | undefined {
   if (command === 'run') return RUN_HELP;
   if (command === 'dev') return DEV_HELP;
   if (command === 'demo') return DEMO_HELP;
+  if (command === 'init') return INIT_HELP;
   return VERB_HELP[command];
 }
 

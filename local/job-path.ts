@@ -22,13 +22,16 @@ export function isJobPath(job: string): boolean {
   return /[/\\]|\.(m?ts|m?js)(#.*)?$/.test(job);
 }
 
-/** The esbuild options that put a registry module in place of jobs/index.ts. */
+/**
+ * The esbuild options that put a registry module in place of jobs/index.ts. An alias, not
+ * tsconfig `paths`: esbuild ignores tsconfig for files under node_modules, which is where
+ * fanout's own sources are once it is installed as a package.
+ */
 export function registryBuildOptions(registry: string) {
   return {
-    tsconfigRaw: { compilerOptions: { paths: { '#jobs/index.ts': [registry] } } },
     // A job file outside the clone still finds fanout's dependencies and `fanout` itself.
     nodePaths: [join(repoRoot, 'node_modules')],
-    alias: { fanout: join(repoRoot, 'shared/core/public.ts') },
+    alias: { fanout: join(repoRoot, 'shared/core/public.ts'), '#jobs/index.ts': registry },
   };
 }
 

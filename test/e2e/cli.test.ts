@@ -303,6 +303,7 @@ export const notAJob = 42;
       'run',
       'dev',
       'demo',
+      'init',
       'upload',
       'submit',
       'status',
