@@ -3,14 +3,16 @@
  * curl, the AWS CLI and `fanout --api` work against it exactly as against a deployment, with
  * no credentials. Data in --dir survives restarts.
  */
+import { stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValidationError } from '#core/base/errors.ts';
+import { ACTIVE_PREFIX } from '#core/model/keys.ts';
 import { assertLoopback, startApiServer } from '#local/api-server.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { loadRegistry } from '#local/job-path.ts';
-import { startRuntime } from '#local/runtime.ts';
+import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
 import { printFunctionLog } from './logs.ts';
 
@@ -33,7 +35,11 @@ Options:
                 request a function makes is authorized against its role, as IAM would
                 (default: this checkout's stack, synthesized once and cached; docs/LOCAL.md)
   --jobs FILE   a job registry module (export const jobs = createRegistry([...])) to serve
-                instead of the built-in jobs, as FanoutService's \`jobs\` prop deploys it
+                instead of the built-in jobs, as FanoutService's \`jobs\` prop deploys it.
+                dev follows edits: once a file the functions are built from changes (the
+                registry, its jobs, fanout's own sources in a clone), it rebuilds them and
+                new submissions run the new code; a job that is running keeps the code it
+                started with (the new code takes over once no job runs)
   --worker-timeout S
                 the worker function's timeout in seconds (default: the template's, 300)
   --host HOST   loopback address to bind: 127.0.0.1 (default), localhost or ::1; anything
@@ -129,10 +135,12 @@ export async function devCommand(args: string[]): Promise<number> {
 
 Ctrl-C to stop.
 `);
+  const following = followEdits(runtime, values.jobs ?? 'the built-in jobs');
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
+  following.stop();
   await api.close();
   await runtime.close();
   return 0;
@@ -151,4 +159,68 @@ async function assertPortFree(host: string, port: number, flag: string, what: st
     );
   }
   if (error !== undefined) throw error;
+}
+
+/** How often dev looks at the sources' modification times. */
+const FOLLOW_MS = 500;
+
+/**
+ * Follows edits of the files the functions are built from (the worker bundle's inputs outside
+ * node_modules): on a change it waits until no job is running, so that a job keeps the code
+ * it started with, then rebuilds and gives the functions their new code. Says so in one line;
+ * a change that does not build leaves the code as it was, with the build's error.
+ */
+function followEdits(runtime: LocalRuntime, label: string): { stop(): void } {
+  const say = (text: string) => process.stderr.write(`fanout dev: ${text}\n`);
+  let seen = new Map<string, number>();
+  let stopped = false;
+  const snapshot = async () => {
+    const times = new Map<string, number>();
+    for (const file of await runtime.codeInputs()) {
+      times.set(
+        file,
+        await stat(file).then(
+          (s) => s.mtimeMs,
+          () => -1,
+        ),
+      );
+    }
+    return times;
+  };
+  const changed = (now: Map<string, number>) =>
+    now.size !== seen.size || [...now].some(([file, time]) => seen.get(file) !== time);
+  const follow = async () => {
+    seen = await snapshot();
+    while (!stopped) {
+      await new Promise((r) => setTimeout(r, FOLLOW_MS));
+      const now = await snapshot();
+      if (!changed(now)) continue;
+      // A job runs the code it started with: the new code waits for the running jobs to end.
+      let waiting = false;
+      for (;;) {
+        const running = (await runtime.store.list(runtime.bucket, ACTIVE_PREFIX)).length;
+        if (running === 0 || stopped) break;
+        if (!waiting) {
+          say(`${label} changed; the new code takes over once the ${running} running job(s) end`);
+          waiting = true;
+        }
+        await new Promise((r) => setTimeout(r, FOLLOW_MS));
+      }
+      try {
+        const roles = await runtime.reloadCode();
+        if (roles.length > 0) say(`${label} changed: rebuilt; new submissions run the new code`);
+      } catch (error) {
+        say(
+          `${label} changed but does not build, so the functions keep the code before it: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      }
+      seen = await snapshot();
+    }
+  };
+  void follow().catch((error: unknown) => say(`stopped following edits: ${String(error)}`));
+  return {
+    stop() {
+      stopped = true;
+    },
+  };
 }

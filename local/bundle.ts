@@ -78,3 +78,20 @@ export async function bundleFunctions(
   );
   return Object.fromEntries(results);
 }
+
+/**
+ * The source files (outside node_modules) the last build of a bundle read, as its cache records
+ * them: what `fanout dev` watches to follow edits. Empty before its first build.
+ */
+export async function bundleInputs(
+  name: string,
+  options: Pick<BundleOptions, 'cacheDir' | 'rootDir' | 'extra'> = {},
+): Promise<string[]> {
+  const rootDir = options.rootDir ?? repoRoot;
+  const cacheDir = options.cacheDir ?? join(rootDir, 'node_modules/.cache/fanout/bundles');
+  const file = join(cacheDir, `${name}${options.extra?.suffix ?? ''}.inputs.json`);
+  return readFile(file, 'utf8').then(
+    (text) => JSON.parse(text) as string[],
+    () => [],
+  );
+}

@@ -17,7 +17,7 @@ import { JOB_EVENT_DETAIL_TYPE } from '#core/model/events.ts';
 import type { AnyJob } from '#core/model/job.ts';
 import type { SubmitDeps } from '#core/run/submit.ts';
 import { jobs } from '#jobs/index.ts';
-import { bundleFunctions } from './bundle.ts';
+import { bundleFunctions, bundleInputs } from './bundle.ts';
 import { type ChaosSpec, chaosFaults } from './chaos.ts';
 import { API_GATEWAY, Enforcement, EVENTBRIDGE } from './iam/enforce.ts';
 import { LOCAL_USER } from './iam/principals.ts';
@@ -149,6 +149,14 @@ export interface LocalRuntime {
   enforcement: Enforcement;
   /** Where the template came from. */
   templatePath: string;
+  /**
+   * Rebuilds the functions' bundles from their sources (the registry's included) and gives the
+   * functions whose bundle changed their new code (LocalLambdaServer.updateCode). Returns those
+   * functions' roles: none when nothing changed.
+   */
+  reloadCode(): Promise<FunctionRole[]>;
+  /** The source files the worker's bundle was built from (outside node_modules). */
+  codeInputs(): Promise<string[]>;
   /**
    * Stops both servers and removes a temporary data directory. With `exiting`, the caller exits
    * the process next, and the sandboxes are left to end with it (see LocalLambdaServer.close).
@@ -286,6 +294,16 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
   // Under chaos S3 answers SlowDown now and then; every client retries it, as on AWS, with
   // enough attempts that a run of bad luck does not fail a job.
   const s3Attempts = faults ? 10 : undefined;
+  const bundling =
+    options.registry === undefined
+      ? {}
+      : {
+          extra: {
+            options: registryBuildOptions(options.registry.module),
+            suffix: `-${basename(options.registry.module, '.ts')}`,
+          },
+        };
+  const build = () => bundleFunctions(FUNCTION_ENTRIES, bundling);
   const [s3, bundles] = await Promise.all([
     startS3Server({
       ...(options.dir !== undefined && { dir: options.dir }),
@@ -294,17 +312,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       ...(faults && { faults: faults.s3 }),
       authorize: (req, target, query) => enforcement.s3(req, target, query),
     }),
-    bundleFunctions(
-      FUNCTION_ENTRIES,
-      options.registry === undefined
-        ? {}
-        : {
-            extra: {
-              options: registryBuildOptions(options.registry.module),
-              suffix: `-${basename(options.registry.module, '.ts')}`,
-            },
-          },
-    ),
+    build(),
   ]);
   let lambda: LocalLambdaServer;
   try {
@@ -348,6 +356,16 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     templatePath,
     jobs: options.registry?.jobs ?? jobs,
     persistent: options.dir !== undefined,
+    async reloadCode() {
+      const rebuilt = await build();
+      const changed = FUNCTION_ROLES.filter((role) => rebuilt[role] !== bundles[role]);
+      for (const role of changed) {
+        lambda.updateCode(names[role], rebuilt[role]!);
+        bundles[role] = rebuilt[role]!;
+      }
+      return changed;
+    },
+    codeInputs: () => bundleInputs('worker', bundling),
     async close(closeOptions) {
       if (sweeper !== undefined) clearInterval(sweeper);
       await lambda.close(closeOptions);

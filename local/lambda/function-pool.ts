@@ -29,6 +29,8 @@ interface Sandbox {
   pending?: { id: number; resolve: (o: Outcome) => void };
   /** When the sandbox last became idle (performance.now()); idle ones are reaped. */
   idleSince: number;
+  /** The code it runs: sandboxes of older code are not reused (see FunctionPool.updateCode). */
+  code: number;
 }
 
 /** What the pools of one server share. */
@@ -61,10 +63,24 @@ export class FunctionPool {
   private warming: Sandbox[] = [];
   private readonly all = new Set<Sandbox>();
 
+  /** Which code new sandboxes run: counts the updates. */
+  private code = 0;
+
   constructor(
-    readonly spec: FunctionSpec,
+    public spec: FunctionSpec,
     private readonly hooks: PoolHooks,
   ) {}
+
+  /**
+   * New code, as Lambda's UpdateFunctionCode: sandboxes started from now on import `bundle`;
+   * idle and warming ones stop now, busy ones once their invocation has ended, so an
+   * invocation under way finishes on the code it started with.
+   */
+  updateCode(bundle: string): void {
+    this.spec = { ...this.spec, bundle };
+    this.code += 1;
+    for (const sandbox of [...this.idle, ...this.warming]) this.discard(sandbox);
+  }
 
   /** Runs one invocation in a sandbox. The caller has already taken a concurrency slot. */
   async run(event: unknown, type: string): Promise<Outcome> {
@@ -159,6 +175,10 @@ export class FunctionPool {
 
   private release(sandbox: Sandbox): void {
     if (!this.all.has(sandbox) || this.hooks.closing()) return;
+    if (sandbox.code !== this.code) {
+      this.discard(sandbox);
+      return;
+    }
     sandbox.idleSince = performance.now();
     this.idle.push(sandbox);
   }
@@ -244,7 +264,7 @@ export class FunctionPool {
     const forward = (chunk: Buffer) => this.hooks.log?.(spec.name, chunk.toString('utf8'));
     worker.stdout.on('data', forward);
     worker.stderr.on('data', forward);
-    const sandbox: Sandbox = { worker, idleSince: 0, ready: readyOf(worker) };
+    const sandbox: Sandbox = { worker, idleSince: 0, ready: readyOf(worker), code: this.code };
     sandbox.ready.catch(() => undefined);
     worker.on('message', (m: { type: string; id?: number } & Record<string, unknown>) => {
       const pending = sandbox.pending;

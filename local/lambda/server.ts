@@ -134,6 +134,11 @@ export interface LocalLambdaServer {
   port: number;
   /** Adds or replaces a function (its sandboxes restart on next use). */
   register(spec: FunctionSpec): void;
+  /**
+   * Gives a function new code, as UpdateFunctionCode does: invocations from now on run `bundle`;
+   * those under way finish on the old code, and queued events are kept.
+   */
+  updateCode(name: string, bundle: string): void;
   /** Starts sandboxes ahead of demand, like provisioned concurrency. */
   prewarm(name: string, count: number): Promise<void>;
   stats(name: string): FunctionStats;
@@ -188,6 +193,7 @@ export async function startLambdaServer(
     if (fn === undefined) throw new Error(`no function ${name}`);
     return fn;
   };
+  const updateCode = (name: string, bundle: string) => named(name).pool.updateCode(bundle);
 
   // The most recently released sandbox is reused first (as Lambda tends to), so idle ones sit at
   // the bottom of each pool; one sweeper reaps them instead of a timer per invocation.
@@ -218,6 +224,7 @@ export async function startLambdaServer(
     endpoint: `http://127.0.0.1:${port}`,
     port,
     register,
+    updateCode,
     prewarm: (name, count) => named(name).pool.prewarm(count),
     stats(name) {
       const fn = named(name);

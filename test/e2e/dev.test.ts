@@ -5,14 +5,14 @@
  * CLI verbs is test/e2e/api.test.ts, which also runs against a deployment.)
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsS3Copy } from '../fixtures/aws-cli.ts';
-import { bin, type DevProcess, root, startDev } from '../fixtures/dev-process.ts';
+import { bin, type DevProcess, root, startDev, untilStatus } from '../fixtures/dev-process.ts';
 
 const lesson = join(root, 'examples/scientists.jsonl');
 
@@ -83,7 +83,7 @@ describe('fanout dev', () => {
     expect(result).toBe(stdout.trim());
   });
 
-  it("names the job file and line in a failed job's status when the job's code throws", async () => {
+  it("names the job file and line in a failed job's status, then follows the file's fix without a restart", async () => {
     // A registry module of one job, as --jobs takes it.
     const job = join(dir, 'buggy.ts');
     await writeFile(
@@ -122,6 +122,40 @@ export const jobs = createRegistry([buggy]);
       expect(status.status).toBe('FAILED');
       expect(status.error?.message).toContain('TypeError: job map threw on the record at byte');
       expect(status.error?.message).toContain(`(at ${job}:7:`);
+
+      // The bug fixed in the file: dev rebuilds, says so, and the next submission runs it.
+      const source = await readFile(job, 'utf8');
+      await writeFile(
+        job,
+        source.replace(
+          "r.field === 'physics' ? (JSON.parse('null') as { y: number }).y : r.name",
+          'r.name',
+        ),
+      );
+      for (
+        let i = 0;
+        i < 300 && !own.logs().includes('rebuilt; new submissions run the new code');
+        i++
+      ) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(own.logs()).toContain(
+        `fanout dev: ${job} changed: rebuilt; new submissions run the new code`,
+      );
+      const again = await fetch(`${own.api}/jobs`, {
+        method: 'POST',
+        body: JSON.stringify({
+          job: 'buggy',
+          input: 's3://fanout-local/datasets/lesson/scientists.jsonl',
+        }),
+      });
+      const fixed = await untilStatus(
+        own.api,
+        ((await again.json()) as { jobId: string }).jobId,
+        (s) => ['SUCCEEDED', 'FAILED'].includes(s.status),
+        30_000,
+      );
+      expect(fixed).toMatchObject({ status: 'SUCCEEDED', records: 7 });
     } finally {
       await own.stop();
     }

@@ -59,6 +59,24 @@ describe('local Lambda server', () => {
     expect(server.stats('solo')).toMatchObject({ coldStarts: 1, invocations: 2 });
   });
 
+  it('gives a function new code: an invocation under way ends on the old, the next runs the new', async () => {
+    const { probe: rebuilt } = await bundleFunctions(
+      { probe: entry },
+      {
+        cacheDir,
+        extra: { options: { define: { 'process.env.PROBE_CODE': '"B"' } }, suffix: '-b' },
+      },
+    );
+    server.register({ name: 'updated', timeoutSeconds: 5, concurrency: 2, bundle: probeBundle });
+    const during = invoker.invoke<{ code: string }>('updated', { action: 'code', ms: 500 });
+    await until(() => server.stats('updated').busy === 1);
+    server.updateCode('updated', rebuilt!);
+    expect(await during).toEqual({ code: 'A' });
+    expect(await invoker.invoke('updated', { action: 'code' })).toEqual({ code: 'B' });
+    // The old sandbox was not reused: the new code needed a cold start of its own.
+    expect(server.stats('updated')).toMatchObject({ coldStarts: 2, sandboxes: 1 });
+  });
+
   it('accepts function ARNs and qualified names', async () => {
     const arn = 'arn:aws:lambda:us-east-1:000000000000:function:probe:$LATEST';
     expect(await invoker.invoke(arn, { value: 1 })).toEqual({ echo: 1 });
