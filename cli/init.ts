@@ -27,7 +27,15 @@ Options:
 `;
 
 /** The dependencies a new project gets, at the versions this fanout is built and tested with. */
-const DEV_DEPENDENCIES = ['aws-cdk', 'aws-cdk-lib', 'constructs', 'tsx', 'vitest'] as const;
+const DEV_DEPENDENCIES = [
+  '@types/node',
+  'aws-cdk',
+  'aws-cdk-lib',
+  'constructs',
+  'tsx',
+  'typescript',
+  'vitest',
+] as const;
 
 /** Writes a new project; returns the exit code. */
 export async function initCommand(args: string[]): Promise<number> {
@@ -97,7 +105,12 @@ function projectFiles(
         name: packageName,
         private: true,
         type: 'module',
-        scripts: { test: 'vitest run', synth: 'cdk synth', deploy: 'cdk deploy' },
+        scripts: {
+          test: 'vitest run',
+          typecheck: 'tsc --noEmit',
+          synth: 'cdk synth',
+          deploy: 'cdk deploy',
+        },
         dependencies: { fanout: fanout },
         devDependencies: Object.fromEntries(DEV_DEPENDENCIES.map((d) => [d, pinned(d)])),
       },
@@ -114,6 +127,7 @@ function projectFiles(
           noEmit: true,
           strict: true,
           skipLibCheck: true,
+          types: ['node'],
         },
         include: ['**/*.ts'],
         exclude: ['node_modules', 'cdk.out'],

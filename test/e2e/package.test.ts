@@ -47,7 +47,7 @@ beforeAll(async () => {
   }
   await mkdir(join(modules, '.bin'));
   await symlink('../fanout/cli/bin.mjs', join(modules, '.bin/fanout'));
-  for (const bin of ['vitest', 'cdk', 'tsx']) {
+  for (const bin of ['vitest', 'cdk', 'tsx', 'tsc']) {
     await symlink(join(root, 'node_modules/.bin', bin), join(modules, '.bin', bin));
   }
 }, 120_000);
@@ -66,6 +66,8 @@ describe('the npm package', () => {
 
     const test = await inProject('npm', ['test']);
     expect(test.stdout).toMatch(/1 passed/);
+    // The project's own tsc checks its jobs, and fanout's sources they import, as written.
+    await inProject('npm', ['run', 'typecheck']);
 
     const job = await inProject('fanout', ['run', './jobs/example.ts', 'data.jsonl']);
     expect(job.stdout.trim().split('\n')).toEqual([
