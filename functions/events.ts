@@ -57,8 +57,8 @@ export const reduceEventSchema = z.object({
     z.object({
       role: z.literal('coordinator'),
       epoch: z.optional(nonNegative),
-      startedAt: nonNegativeNumber,
-      endedAt: nonNegativeNumber,
+      startedAt: z.iso.datetime(),
+      endedAt: z.iso.datetime(),
       billedMs: nonNegativeNumber,
       memoryMb: z.number().check(z.positive()),
     }),

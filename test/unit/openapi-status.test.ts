@@ -44,7 +44,16 @@ const complete = {
     usd: 0,
     prices: 'p',
   },
-  runs: [{ role: 'coordinator', epoch: 1, startedAt: 0, endedAt: 1, billedMs: 1, memoryMb: 1 }],
+  runs: [
+    {
+      role: 'coordinator',
+      epoch: 1,
+      startedAt: '2026-12-07T00:00:00.000Z',
+      endedAt: '2026-12-07T00:00:00.001Z',
+      billedMs: 1,
+      memoryMb: 1,
+    },
+  ],
   redrives: 0,
   result: {
     key: 'k',

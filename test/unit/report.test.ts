@@ -84,15 +84,15 @@ describe('the job report', () => {
       {
         role: 'coordinator' as const,
         epoch: 1,
-        startedAt: t - 50,
-        endedAt: t + 90,
+        startedAt: new Date(t - 50).toISOString(),
+        endedAt: new Date(t + 90).toISOString(),
         billedMs: 140,
         memoryMb: 1024,
       },
       {
         role: 'reducer' as const,
-        startedAt: t + 70,
-        endedAt: t + 90,
+        startedAt: new Date(t + 70).toISOString(),
+        endedAt: new Date(t + 90).toISOString(),
         billedMs: 20,
         memoryMb: 1769,
       },
@@ -106,6 +106,7 @@ describe('the job report', () => {
     // The coordinator and reducer runs get rows of their own, not counted as attempts.
     expect(html.match(/<rect class="run run-(coordinator|reducer)"/g)).toHaveLength(2);
     expect(html).toContain('>coordinator</text>');
+    expect(html).toContain('coordinator (epoch 1): 140 ms at 1024 MB');
   });
 
   it('draws a backup that won, and the original it beat, still running at the end', () => {

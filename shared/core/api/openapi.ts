@@ -155,8 +155,8 @@ export const statusSchema = {
         properties: {
           role: { enum: ['coordinator', 'reducer'] },
           epoch: { type: 'integer' },
-          startedAt: { type: 'number' },
-          endedAt: { type: 'number' },
+          startedAt: { type: 'string', format: 'date-time' },
+          endedAt: { type: 'string', format: 'date-time' },
           billedMs: { type: 'number' },
           memoryMb: { type: 'number' },
         },

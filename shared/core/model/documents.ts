@@ -285,8 +285,10 @@ export type InvocationInfo = Omit<AttemptRun, 'dispatchedAt' | 'endedAt' | 'bill
 export interface FunctionRun {
   role: 'coordinator' | 'reducer';
   epoch?: number;
-  startedAt: number;
-  endedAt: number;
+  /** When the run started and ended (ISO times). */
+  startedAt: string;
+  endedAt: string;
+  /** Its billed duration (ms) and memory (MB), for the cost. */
   billedMs: number;
   memoryMb: number;
 }

@@ -317,7 +317,7 @@ function succeeded(
           lambdaGbSeconds: (own.durationMs / 1000) * (billing.waitingMemoryMb / 1024),
         };
   const usage = addUsage(s.usage, billing.usage, own?.usage, waiting);
-  const now = Date.parse(deps.clock.iso());
+  const now = deps.clock.iso();
   const runs: FunctionRun[] = [...(s.runs ?? [])];
   if (billing.coordinatorRun !== undefined) {
     const c = billing.coordinatorRun;
@@ -326,7 +326,7 @@ function succeeded(
   if (own?.startedAt !== undefined) {
     runs.push({
       role: 'reducer',
-      startedAt: own.startedAt,
+      startedAt: new Date(own.startedAt).toISOString(),
       endedAt: now,
       billedMs: Math.ceil(own.durationMs),
       memoryMb: own.memoryMb ?? 0,

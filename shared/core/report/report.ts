@@ -159,7 +159,13 @@ const fmt = (n: number, digits = 0) =>
 const W = 960;
 
 /** A timeline: one row per sandbox, one bar per attempt. */
-function timeline(bars: AttemptBar[], runs: FunctionRun[], t0: number, span: number): string {
+/** A coordinator's or reducer's run on the timeline, in ms since the epoch. */
+type RunSpan = Pick<FunctionRun, 'role' | 'epoch' | 'memoryMb'> & { start: number; end: number };
+
+/** A run's time in ms: an ISO time, or ms as statuses before ISO times recorded them. */
+const msOf = (time: string | number) => (typeof time === 'number' ? time : Date.parse(time));
+
+function timeline(bars: AttemptBar[], runs: RunSpan[], t0: number, span: number): string {
   const rows = [
     ...runs.map((r) => r.role),
     ...bars.sort((a, b) => a.start - b.start).map((b) => b.sandbox),
@@ -178,8 +184,8 @@ function timeline(bars: AttemptBar[], runs: FunctionRun[], t0: number, span: num
   const functionRuns = runs
     .map((r) => {
       const y = rows.indexOf(r.role) * rowH + 4;
-      const label = `${r.role}${r.epoch === undefined ? '' : ` (epoch ${r.epoch})`}: ${fmt(r.endedAt - r.startedAt)} ms at ${r.memoryMb} MB`;
-      return `<rect class="run run-${r.role}" x="${x(r.startedAt).toFixed(1)}" y="${y}" width="${Math.max(1, x(r.endedAt) - x(r.startedAt)).toFixed(1)}" height="${rowH - 4}" fill="#a0aec0"><title>${esc(label)}</title></rect>`;
+      const label = `${r.role}${r.epoch === undefined ? '' : ` (epoch ${r.epoch})`}: ${fmt(r.end - r.start)} ms at ${r.memoryMb} MB`;
+      return `<rect class="run run-${r.role}" x="${x(r.start).toFixed(1)}" y="${y}" width="${Math.max(1, x(r.end) - x(r.start)).toFixed(1)}" height="${rowH - 4}" fill="#a0aec0"><title>${esc(label)}</title></rect>`;
     })
     .join('');
   const labels = rows
@@ -216,13 +222,19 @@ function series(values: number[], label: string, unit: string, span: number): st
 export function renderReport(input: ReportInput): string {
   const { status, manifest, request } = input;
   const bars = attemptBars(input);
-  const runs = status.runs ?? [];
+  const runs: RunSpan[] = (status.runs ?? []).map((r) => ({
+    role: r.role,
+    ...(r.epoch !== undefined && { epoch: r.epoch }),
+    memoryMb: r.memoryMb,
+    start: msOf(r.startedAt),
+    end: msOf(r.endedAt),
+  }));
   const t0 = Math.min(
     ...bars.map((b) => b.start),
-    ...runs.map((r) => r.startedAt),
+    ...runs.map((r) => r.start),
     Date.parse(status.startedAt ?? status.createdAt),
   );
-  const tEnd = Math.max(...bars.map((b) => b.end), ...runs.map((r) => r.endedAt), t0 + 1);
+  const tEnd = Math.max(...bars.map((b) => b.end), ...runs.map((r) => r.end), t0 + 1);
   const span = tEnd - t0;
   const slots = 60;
   const slot = span / slots;

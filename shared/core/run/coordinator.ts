@@ -110,7 +110,7 @@ interface Tally {
 
 function tallyOf(deps: CoordinatorDeps, requests: Usage['s3Requests']): Tally {
   const started = deps.clock.now();
-  const startedAt = Date.parse(deps.clock.iso());
+  const startedAt = deps.clock.iso();
   const memory = deps.memoryMb ?? DEPLOYED_MEMORY_MB;
   const tally: Tally = {
     billing: new Billing(deps.clock, memory.worker),
@@ -123,7 +123,7 @@ function tallyOf(deps: CoordinatorDeps, requests: Usage['s3Requests']): Tally {
       role: 'coordinator',
       epoch,
       startedAt,
-      endedAt: Date.parse(deps.clock.iso()),
+      endedAt: deps.clock.iso(),
       billedMs: Math.ceil(deps.clock.now() - started),
       memoryMb: memory.coordinator,
     }),
