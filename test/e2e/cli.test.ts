@@ -15,7 +15,7 @@ const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'cli/bin.mjs');
 
 /** A map-only jsonl job module with no params, by path (imports fanout as a user would). */
-async function mapOnlyJob(name: string, map: string): Promise<string> {
+async function mapOnlyJob(name: string, map: string, more = ''): Promise<string> {
   const file = join(dir, `${name}.ts`);
   await writeFile(
     file,
@@ -24,7 +24,7 @@ async function mapOnlyJob(name: string, map: string): Promise<string> {
 export default defineJob({
   name: '${name}',
   format: 'jsonl',
-  map: ${map},
+  map: ${map},${more}
 });
 `,
   );
@@ -279,6 +279,19 @@ export const notAJob = 42;
     );
     // Where the user's code threw it: the job file, line 7 (the map's body), as written.
     expect(failed.stderr).toContain(`(at ${job}:7:`);
+
+    // A job may ask for more attempts of its own errors (a flaky service it calls).
+    const patient = await mapOnlyJob(
+      'patient',
+      `(r: { field: string }) => {
+    if (r.field === 'physics') throw new RangeError('the service is down');
+    return r.field;
+  }`,
+      '\n  codeErrorAttempts: 3,',
+    );
+    const tried = await fanout('run', patient, 'examples/scientists.jsonl');
+    expect(tried.code).toBe(1);
+    expect(tried.stderr).toMatch(/failed after 3 attempt\(s\): fanout-worker failed: RangeError: /);
   });
 
   it('npm start shows each command before its progress and its result', async () => {

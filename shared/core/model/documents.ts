@@ -443,6 +443,8 @@ export interface Manifest {
   chunks: ManifestChunk[];
   /** A keyed job: the buckets its map outputs are cut into, and its partitions if set. */
   keyed?: { buckets: number; partitions?: number; resultFormat?: 'jsonl' };
+  /** The job's `codeErrorAttempts`, when it sets them. */
+  codeErrorAttempts?: number;
   /** A sorted job (orderBy): its partitions if set. */
   sorted?: { partitions?: number };
   /**

@@ -76,6 +76,13 @@ export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown
    * overrides it. @default chosen from the sizes the map stage reports
    */
   partitions?: number;
+  /**
+   * Attempts of a task whose error came from this job's own code (`map`, `key`, `orderBy`,
+   * `reduce`), 1 to 10, within the submission's `maxAttempts`. Such an error is the job's bug and
+   * usually repeats, so a task is tried once more at most; a job whose code calls something
+   * that fails now and then (a flaky service) may ask for more. @default 2
+   */
+  codeErrorAttempts?: number;
 }
 
 /** A job with its types erased, as the registry and the handlers hold it. */
@@ -143,6 +150,12 @@ export function defineJob<Params, Rec, Out, Acc = unknown, Result = Acc>(
         `job ${definition.name}: orderBy applies to a map-only job; expected no reduce (a keyed job's result is in key order already)`,
       );
     }
+  }
+  const attempts = definition.codeErrorAttempts;
+  if (attempts !== undefined && !(Number.isInteger(attempts) && attempts >= 1 && attempts <= 10)) {
+    throw new TypeError(
+      `job ${definition.name}: codeErrorAttempts ${JSON.stringify(attempts)} is invalid; expected an integer from 1 to 10`,
+    );
   }
   if (definition.partitions !== undefined) {
     const problem = partitionsProblem(definition.partitions);

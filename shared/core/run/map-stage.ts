@@ -118,6 +118,9 @@ export function engineDeps(
     fresh: run.fresh,
     concurrency: manifest.concurrency,
     maxAttempts: request.maxAttempts ?? 3,
+    ...(manifest.codeErrorAttempts !== undefined && {
+      jobCodeAttempts: manifest.codeErrorAttempts,
+    }),
     tolerated: tolerance(request, manifest.chunks.length),
     billing: run.billing,
     // A run dispatches until one worker timeout and its margins are left (shared/core/base/limits.ts).

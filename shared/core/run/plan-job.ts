@@ -117,6 +117,7 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
         ...(request.resultFormat === 'jsonl' && { resultFormat: 'jsonl' as const }),
       },
     }),
+    ...(job.codeErrorAttempts !== undefined && { codeErrorAttempts: job.codeErrorAttempts }),
     ...(job.orderBy !== undefined && {
       sorted: {
         ...((request.partitions ?? job.partitions) !== undefined && {

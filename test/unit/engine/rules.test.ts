@@ -6,7 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { FunctionError, InvocationTimeoutError, ThrottledError } from '#core/base/errors.ts';
 import type { JobStatus } from '#core/model/documents.ts';
 import { ownership } from '#core/run/engine/ownership.ts';
-import { DETERMINISTIC, type RetryDecision, retryDecision } from '#core/run/engine/retry.ts';
+import {
+  DETERMINISTIC,
+  type RetryContext,
+  type RetryDecision,
+  retryDecision,
+} from '#core/run/engine/retry.ts';
 import { Stop } from '#core/run/engine/stop.ts';
 
 describe('Stop', () => {
@@ -58,7 +63,7 @@ describe('retryDecision', () => {
   /** What a worker reports when a job's own code threw a TypeError. */
   const jobCodeError = (what: string) => new FunctionError('worker', 'TypeError', `job ${what}`);
 
-  const table: [string, unknown, Partial<typeof base>, RetryDecision][] = [
+  const table: [string, unknown, Partial<RetryContext>, RetryDecision][] = [
     ['own throttle', throttle, { ownThrottle: true }, 'own-throttle'],
     [
       'own throttle, even past the throttle limit',
@@ -85,6 +90,18 @@ describe('retryDecision', () => {
       'the job code threw, second attempt',
       jobCodeError('map threw on the record at byte 0'),
       { attempt: 2, maxAttempts: 8 },
+      'fail',
+    ],
+    [
+      'the job code threw, second attempt, of a job that asks for three',
+      jobCodeError('map threw on the record at byte 0'),
+      { attempt: 2, jobCodeAttempts: 3 },
+      'retry',
+    ],
+    [
+      'the job code threw, third attempt, of a job that asks for three',
+      jobCodeError('map threw on the record at byte 0'),
+      { attempt: 3, maxAttempts: 8, jobCodeAttempts: 3 },
       'fail',
     ],
     [

@@ -35,6 +35,8 @@ export interface RunContext<P extends AttemptPayload, R extends TaskResult> {
   random: () => number;
   /** Attempts per task, and throttles per task before it counts as failed. */
   maxAttempts: number;
+  /** Attempts of a task whose error came from the job's own code (retry.ts). */
+  jobCodeAttempts?: number;
   maxThrottled: number;
   /** The straggler rule, when backups are on. */
   watch: StragglerWatch | undefined;

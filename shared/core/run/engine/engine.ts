@@ -56,6 +56,8 @@ export interface EngineDeps {
   rampMs?: number;
   /** Attempts per task. */
   maxAttempts: number;
+  /** Attempts of a task whose error came from the job's own code. @default JOB_CODE_ATTEMPTS */
+  jobCodeAttempts?: number;
   /** Attempts per task while the function throttles. @default 50 */
   maxThrottled?: number;
   /** Tasks that may fail for good before the run stops as failed. */
@@ -140,6 +142,7 @@ export async function runTasks<P extends AttemptPayload, R extends TaskResult>(
     sleep: deps.sleep ?? realSleep,
     random: deps.random ?? Math.random,
     maxAttempts: deps.maxAttempts,
+    ...(deps.jobCodeAttempts !== undefined && { jobCodeAttempts: deps.jobCodeAttempts }),
     maxThrottled: deps.maxThrottled ?? 50,
     watch,
   };

@@ -42,6 +42,8 @@ export interface RetryContext {
   /** This attempt's number within the run, and the attempts a task may use. */
   attempt: number;
   maxAttempts: number;
+  /** Attempts of a task whose error came from the job's own code. @default JOB_CODE_ATTEMPTS */
+  jobCodeAttempts?: number;
   /** The job is already failing past its tolerance. */
   failing: boolean;
 }
@@ -57,7 +59,7 @@ export function retryDecision(error: unknown, context: RetryContext): RetryDecis
   }
   const deterministic = error instanceof FunctionError && DETERMINISTIC.has(error.errorType);
   const jobCode = error instanceof FunctionError && JOB_CODE_MESSAGE.test(error.errorMessage);
-  if (jobCode && context.attempt >= JOB_CODE_ATTEMPTS) return 'fail';
+  if (jobCode && context.attempt >= (context.jobCodeAttempts ?? JOB_CODE_ATTEMPTS)) return 'fail';
   if (deterministic || context.attempt >= context.maxAttempts || context.failing) return 'fail';
   return 'retry';
 }

@@ -88,6 +88,7 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
           maxThrottled: ctx.maxThrottled,
           attempt: attemptThisRun,
           maxAttempts: ctx.maxAttempts,
+          ...(ctx.jobCodeAttempts !== undefined && { jobCodeAttempts: ctx.jobCodeAttempts }),
           failing: ctx.stop.reason === 'failed',
         });
         if (decision === 'own-throttle' || decision === 'throttle') {
