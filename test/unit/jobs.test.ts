@@ -26,6 +26,20 @@ describe('registry', () => {
   });
 });
 
+describe('codeErrorAttempts', () => {
+  it('takes 1 to 10, and refuses anything else by name', () => {
+    const job = (codeErrorAttempts: number) =>
+      defineJob({ name: 'j', format: 'lines', map: (l: string) => l, codeErrorAttempts });
+    expect(job(1).codeErrorAttempts).toBe(1);
+    expect(job(10).codeErrorAttempts).toBe(10);
+    for (const bad of [0, 11, 2.5]) {
+      expect(() => job(bad)).toThrow(
+        `job j: codeErrorAttempts ${bad} is invalid; expected an integer from 1 to 10`,
+      );
+    }
+  });
+});
+
 describe('a job without params', () => {
   const bare = defineJob({ name: 'bare', format: 'lines', map: (line: string) => line.length });
 
