@@ -63,7 +63,20 @@ describe(`the HTTP API (${deployed ? 'deployed' : 'fanout dev'})`, () => {
     const jobId = submitted.stdout.trim();
     expect(jobId, submitted.stderr).toMatch(/^[0-9a-z]{17}$/);
     const watched = await cli('status', jobId, '--watch');
-    expect(JSON.parse(watched.stdout)).toMatchObject({ jobId, status: 'SUCCEEDED' });
+    const final = JSON.parse(watched.stdout) as Record<string, unknown> & {
+      runs?: { startedAt: unknown; endedAt: unknown }[];
+    };
+    expect(final).toMatchObject({ jobId, status: 'SUCCEEDED' });
+    // Every time in the status is an ISO string, as the README's table says.
+    const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+    for (const field of ['createdAt', 'startedAt', 'finishedAt', 'heartbeatAt']) {
+      if (final[field] !== undefined) expect(final[field], field).toMatch(iso);
+    }
+    expect(final.runs?.length).toBeGreaterThan(0);
+    for (const run of final.runs ?? []) {
+      expect(run.startedAt).toMatch(iso);
+      expect(run.endedAt).toMatch(iso);
+    }
     const result = await cli('result', jobId);
     expect(result.stdout.split('\n')[0]).toBe('{"name":"Ada Lovelace","age":205}');
     // The job report through the API: one self-contained page with the job's timeline.
