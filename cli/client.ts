@@ -24,10 +24,18 @@ export class ApiError extends FanoutError {
     readonly status: number,
     code: string,
     message: string,
+    /** The answer's Retry-After header (seconds), when it had one. */
+    readonly retryAfter: string | null = null,
   ) {
     super(code, message);
   }
 }
+
+/** Statuses of a busy or failing gateway, which a request is sent again for. */
+const RETRIED = new Set([429, 502, 503, 504]);
+
+/** How many times a request is sent again. */
+const RETRIES = 5;
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
@@ -66,12 +74,38 @@ export class ApiClient {
         });
   }
 
-  /** Sends a request; a JSON body is serialised. Throws ApiError for 4xx/5xx answers. */
+  /**
+   * Sends a request; a JSON body is serialised. A busy or failing gateway (429, 502, 503, 504)
+   * is asked again, up to {@link RETRIES} times, after Retry-After when it says, else after a
+   * capped, jittered backoff. Throws ApiError for other 4xx/5xx answers, and for those once the
+   * retries are spent.
+   */
   async request(
     method: string,
     path: string,
     body?: unknown,
     query: Record<string, string> = {},
+  ): Promise<ApiAnswer> {
+    for (let retry = 0; ; retry++) {
+      try {
+        return await this.once(method, path, body, query);
+      } catch (error) {
+        if (!(error instanceof ApiError) || !RETRIED.has(error.status) || retry >= RETRIES) {
+          throw error;
+        }
+        const told = Number(error.retryAfter);
+        const backoff = Math.min(4_000, 200 * 2 ** retry) * (0.5 + Math.random() / 2);
+        await new Promise((r) => setTimeout(r, told > 0 ? told * 1000 : backoff));
+      }
+    }
+  }
+
+  /** One request, as {@link request} describes it, without retries. */
+  private async once(
+    method: string,
+    path: string,
+    body: unknown,
+    query: Record<string, string>,
   ): Promise<ApiAnswer> {
     const url = new URL(
       path.replace(/^\//, ''),
@@ -130,7 +164,7 @@ export class ApiClient {
       } catch {
         // not JSON: keep the text
       }
-      throw new ApiError(answer.status, code, message);
+      throw new ApiError(answer.status, code, message, answer.headers.get('retry-after'));
     }
     return answer;
   }

@@ -2,6 +2,7 @@
  * The CLI verbs that drive an API (local `fanout dev` or a deployment): upload, submit, status,
  * result, jobs. Each prints what a person needs and, where useful, JSON for scripts.
  */
+import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -161,7 +162,9 @@ export async function submitCommand(args: string[]): Promise<number> {
       'usage: fanout submit <job> <s3-uri> [--chunk-size SIZE | --chunks N] [--concurrency N] [--params JSON] [--on-bad-record fail|skip]',
     );
   }
-  const body = { job, input, ...parseJobFlags(values) };
+  // A token of this submission: the client retries a busy API, and a retried POST returns the
+  // job the first one created rather than a second job.
+  const body = { job, input, ...parseJobFlags(values), clientToken: randomUUID() };
   const answer = await new ApiClient(values.api).json<{ jobId: string }>('POST', '/jobs', body);
   process.stdout.write(`${answer.jobId}\n`);
   return 0;

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ValidationError } from '#core/base/errors.ts';
+import { ThrottledError, ValidationError } from '#core/base/errors.ts';
 import type { Invoker } from '#core/base/ports.ts';
 
 /** Hosts the local servers may bind: loopback only, so nothing is reachable from the network. */
@@ -30,6 +30,11 @@ export interface ApiServerOptions {
   port?: number;
   /** @default '127.0.0.1' */
   host?: string;
+  /**
+   * Requests that wait for a busy api function's sandbox, and how long each waits, before the
+   * next gets a 429 with Retry-After. @default { size: 200, waitMs: 10_000 }
+   */
+  queue?: { size: number; waitMs: number };
 }
 
 /** A running local API. */
@@ -40,6 +45,9 @@ export interface LocalApiServer {
 }
 
 const MAX_BODY = 6 * 1024 * 1024; // API Gateway's and Lambda's payload limit
+
+/** How often a queued request asks the busy function again. */
+const QUEUE_POLL_MS = 20;
 
 /** Starts the local HTTP API. */
 export async function startApiServer(options: ApiServerOptions): Promise<LocalApiServer> {
@@ -52,6 +60,36 @@ export async function startApiServer(options: ApiServerOptions): Promise<LocalAp
       'content-length': Buffer.byteLength(text),
     });
     res.end(text);
+  };
+
+  // A burst larger than the api function's sandboxes waits for one, in a bounded queue, as a
+  // busy function's callers would retry on AWS; past the queue, a 429 with Retry-After.
+  const queue = options.queue ?? { size: 200, waitMs: 10_000 };
+  let waiting = 0;
+  const invokeQueued = async (event: unknown) => {
+    let queued = false;
+    const until = Date.now() + queue.waitMs;
+    try {
+      for (;;) {
+        try {
+          return await options.invoker.invoke<{
+            statusCode: number;
+            headers?: Record<string, string>;
+            body?: string;
+          }>(options.functionName, event);
+        } catch (error) {
+          if (!(error instanceof ThrottledError) || Date.now() >= until) throw error;
+          if (!queued) {
+            if (waiting >= queue.size) throw error;
+            waiting += 1;
+            queued = true;
+          }
+          await new Promise((r) => setTimeout(r, QUEUE_POLL_MS));
+        }
+      }
+    } finally {
+      if (queued) waiting -= 1;
+    }
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -109,8 +147,19 @@ export async function startApiServer(options: ApiServerOptions): Promise<LocalAp
     };
     let answer: { statusCode: number; headers?: Record<string, string>; body?: string };
     try {
-      answer = await options.invoker.invoke(options.functionName, event);
-    } catch {
+      answer = await invokeQueued(event);
+    } catch (error) {
+      if (error instanceof ThrottledError) {
+        // Past the queue: the client is told to come back, never that the server broke.
+        res.setHeader('retry-after', '1');
+        return send(res, 429, {
+          error: {
+            code: 'TOO_MANY_REQUESTS',
+            message: `the API is busy (${queue.size} requests waiting for the api function); retry after 1 s`,
+          },
+          requestId,
+        });
+      }
       // What API Gateway answers when its Lambda integration fails.
       return send(res, 502, { message: 'Internal Server Error', requestId });
     }

@@ -390,6 +390,7 @@ describe('FanoutStack', () => {
       '/jobs/*/job.json',
       '/jobs/*/report.html',
       '/jobs/*/status.json',
+      '/tokens/*',
     ]);
     const invoke = statements.filter((s) => actionsOf([s]).includes('lambda:InvokeFunction'));
     expect(invoke.flatMap(resources).sort()).toEqual([

@@ -73,6 +73,37 @@ describe('ApiClient', () => {
     }
   });
 
+  it('sends a request again while the gateway is busy, after Retry-After, and gives up after five', async () => {
+    let calls = 0;
+    let answers: number[] = [];
+    const busy = createServer((req, res) => {
+      calls += 1;
+      const status = answers.shift() ?? 200;
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (status === 429) headers['retry-after'] = '0';
+      res.writeHead(status, headers);
+      res.end(JSON.stringify(status === 200 ? { jobId: 'j' } : { message: 'busy' }));
+      req.resume();
+    });
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const client = new ApiClient(`http://127.0.0.1:${(busy.address() as AddressInfo).port}`);
+    try {
+      answers = [429, 502, 503, 504];
+      expect(await client.json('POST', '/jobs', { job: 'x' })).toEqual({ jobId: 'j' });
+      expect(calls).toBe(5);
+      calls = 0;
+      answers = [429, 429, 429, 429, 429, 429, 429];
+      await expect(client.json('GET', '/jobs')).rejects.toMatchObject({ status: 429 });
+      expect(calls).toBe(6); // the first and five more
+      calls = 0;
+      answers = [500];
+      await expect(client.json('GET', '/jobs')).rejects.toMatchObject({ status: 500 });
+      expect(calls).toBe(1); // not a gateway's busy answer: not sent again
+    } finally {
+      busy.close();
+    }
+  }, 30_000);
+
   it('turns API errors into ApiError with status and code', async () => {
     const error = await new ApiClient(`http://127.0.0.2:${port}`)
       .json('GET', '/missing')

@@ -36,6 +36,12 @@ export function createBucket(scope: Construct, jobRetentionDays: number): Bucket
         expiration: Duration.days(jobRetentionDays),
         noncurrentVersionExpiration: Duration.days(1),
       },
+      // A clientToken names its job for a day (shared/core/run/submit.ts); then it goes.
+      {
+        prefix: 'tokens/',
+        expiration: Duration.days(2),
+        noncurrentVersionExpiration: Duration.days(1),
+      },
       { abortIncompleteMultipartUploadAfter: Duration.days(2) },
     ],
   });

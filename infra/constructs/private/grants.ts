@@ -104,6 +104,9 @@ export function grantLeastPrivilege(
       ...inputs,
     ],
   );
+  // A submission's clientToken: claimed create-only, read when it was claimed before
+  // (shared/core/run/submit.ts), so a retried POST /jobs returns the same job.
+  allow(api, ['s3:GetObject', 's3:PutObject'], [bucket.arnForObjects('tokens/*')]);
   allow(sweeper, ['s3:GetObject'], [jobs('status.json')]);
   allow(sweeper, ['s3:PutObject'], [jobs('status.json')]);
   allow(sweeper, ['s3:DeleteObject'], [bucket.arnForObjects('active/*')]);
@@ -203,6 +206,7 @@ export function acknowledgeFindings(
           'report.html',
         ),
         active,
+        bucket.arnForObjects('tokens/*'),
         versions(coordinator),
       ],
     ],

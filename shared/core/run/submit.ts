@@ -4,7 +4,12 @@
  * CLI now and by the HTTP API's POST /jobs.
  */
 
-import { ValidationError } from '../base/errors.ts';
+import {
+  FanoutError,
+  NotFoundError,
+  PreconditionFailedError,
+  ValidationError,
+} from '../base/errors.ts';
 import type { Clock, Invoker, ObjectStore } from '../base/ports.ts';
 import { noUsage } from '../cost/cost.ts';
 import { RECORD_FORMATS, type RecordFormat } from '../data/records.ts';
@@ -13,7 +18,7 @@ import { type JobEvents, publishChange } from '../model/events.ts';
 import type { AnyJob, BadRecordPolicy } from '../model/job.ts';
 import { findJob, parseParams, partitionsProblem, shuffles } from '../model/job.ts';
 import { activeKey, jobKeys, newJobId, parseInputUri } from '../model/keys.ts';
-import { writeJson } from '../model/status.ts';
+import { readJson, writeJson } from '../model/status.ts';
 
 /** What a caller asks for. */
 export interface SubmitRequest {
@@ -42,6 +47,71 @@ export interface SubmitRequest {
   partitions?: number;
   /** A keyed job's result as one JSON object, or a `{"key","value"}` line per key. @default 'json' */
   resultFormat?: 'json' | 'jsonl';
+  /**
+   * Makes the submission idempotent: the same token within {@link CLIENT_TOKEN_TTL_MS} returns
+   * the job it created first, so a retried request never starts a second job. 1 to 64 letters,
+   * digits, `_` or `-`.
+   */
+  clientToken?: string;
+}
+
+/** How long a clientToken names its job: a day. */
+export const CLIENT_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** Where a clientToken's job is recorded. */
+const tokenKey = (token: string) => `tokens/${token}`;
+
+/**
+ * Claims a clientToken for `jobId` (create-only). Returns the job it names when another
+ * submission claimed it within the last day; undefined when this one may create its job.
+ */
+async function claimToken(
+  token: string,
+  jobId: string,
+  deps: SubmitDeps,
+): Promise<JobRequest | undefined> {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(token)) {
+    throw new ValidationError(
+      `clientToken ${JSON.stringify(token)} is invalid; expected 1 to 64 letters, digits, "_" or "-"`,
+    );
+  }
+  const claim = { jobId, claimedAt: deps.clock.iso() };
+  for (let tries = 0; tries < 3; tries++) {
+    try {
+      await writeJson(deps.store, deps.bucket, tokenKey(token), claim, { ifNoneMatch: '*' });
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof PreconditionFailedError)) throw error;
+    }
+    const held = await readJson<{ jobId: string; claimedAt: string }>(
+      deps.store,
+      deps.bucket,
+      tokenKey(token),
+    );
+    if (Date.parse(deps.clock.iso()) - Date.parse(held.value.claimedAt) < CLIENT_TOKEN_TTL_MS) {
+      return jobOf(held.value.jobId, deps);
+    }
+    // An expired claim: this submission takes the token over, unless another did first.
+    try {
+      await writeJson(deps.store, deps.bucket, tokenKey(token), claim, { ifMatch: held.etag });
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof PreconditionFailedError)) throw error;
+    }
+  }
+  throw new FanoutError('CONFLICT', `clientToken ${token} is being claimed by other submissions`);
+}
+
+/** The request of a job a token names; its creator may still be writing it. */
+async function jobOf(jobId: string, deps: SubmitDeps): Promise<JobRequest> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return (await readJson<JobRequest>(deps.store, deps.bucket, jobKeys(jobId).job)).value;
+    } catch (error) {
+      if (!(error instanceof NotFoundError) || tries >= 20) throw error;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }
 
 /** What {@link submitJob} needs. */
@@ -133,6 +203,10 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
   }
 
   const jobId = newJobId();
+  if (request.clientToken !== undefined) {
+    const earlier = await claimToken(request.clientToken, jobId, deps);
+    if (earlier !== undefined) return earlier;
+  }
   const createdAt = deps.clock.iso();
   const stored: JobRequest = {
     jobId,

@@ -1,0 +1,83 @@
+/**
+ * A burst of submissions against one `fanout dev`, as many clients send them at once: every
+ * request is accepted (202) or told to come back (429 with Retry-After), never a 5xx; the CLI's
+ * client retries and its clientToken makes each submission create its job exactly once.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../../cli/client.ts';
+import { type DevProcess, startDev, untilStatus } from '../fixtures/dev-process.ts';
+
+let dev: DevProcess;
+let dir: string;
+const input = 's3://fanout-local/datasets/one.jsonl';
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fanout-burst-'));
+  dev = await startDev(join(dir, 'data'));
+  const put = await fetch(`${dev.s3}/fanout-local/datasets/one.jsonl`, {
+    method: 'PUT',
+    body: '{"name":"Ada Lovelace","field":"math","born":1815,"nobel":false}\n',
+  });
+  expect(put.status).toBe(200);
+}, 60_000);
+afterAll(async () => {
+  await dev?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const submit = (body: Record<string, unknown>) =>
+  fetch(`${dev.api}/jobs`, {
+    method: 'POST',
+    body: JSON.stringify({ job: 'by-field', input, ...body }),
+  });
+
+describe('a burst of submissions', () => {
+  it('answers 24, then 100, at once with 202 or 429 and Retry-After, never a 5xx', async () => {
+    for (const count of [24, 100]) {
+      const answers = await Promise.all(Array.from({ length: count }, () => submit({})));
+      for (const answer of answers) {
+        expect([202, 429]).toContain(answer.status);
+        if (answer.status === 429) expect(answer.headers.get('retry-after')).toBe('1');
+      }
+      const accepted = answers.filter((a) => a.status === 202).length;
+      expect(accepted, `${count} at once`).toBeGreaterThan(0);
+    }
+  }, 120_000);
+
+  it('creates each job of 24 concurrent CLI submissions exactly once, and all succeed exactly', async () => {
+    const client = new ApiClient(dev.api);
+    const ids = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        client
+          .json<{ jobId: string }>('POST', '/jobs', {
+            job: 'by-field',
+            input,
+            clientToken: `burst-${i}`,
+          })
+          .then((a) => a.jobId),
+      ),
+    );
+    expect(new Set(ids).size).toBe(24);
+    // The same token again: the same job, not a second one.
+    const again = await client.json<{ jobId: string }>('POST', '/jobs', {
+      job: 'by-field',
+      input,
+      clientToken: 'burst-7',
+    });
+    expect(again.jobId).toBe(ids[7]);
+    for (const jobId of ids) {
+      const status = await untilStatus(
+        dev.api,
+        jobId,
+        (s) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(s.status),
+        90_000,
+      );
+      expect(status, jobId).toMatchObject({ status: 'SUCCEEDED', records: 1 });
+      const result = await (await fetch(`${dev.api}/jobs/${jobId}/result`)).text();
+      expect(JSON.parse(result)).toEqual({ math: { count: 1, nobels: 0, ageSum: 202 } });
+    }
+  }, 240_000);
+});
