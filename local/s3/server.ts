@@ -32,7 +32,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import s3rverAccounts from 's3rver/lib/models/account.js';
-import { keyProblem } from '#core/model/keys.ts';
+import { keyProblem, MAX_KEY_BYTES } from '#core/model/keys.ts';
 import type { S3Verdict } from '../iam/enforce.ts';
 import { accessKeyOf } from '../iam/principals.ts';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
@@ -717,7 +717,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
     const problem = nonCanonical(target.key, query, req.headers['x-amz-copy-source']);
     if (problem !== undefined) {
       req.resume();
-      return sendS3Error(res, 400, 'InvalidArgument', problem);
+      // S3's own code for a key past 1,024 bytes; InvalidArgument for the rest of our rules.
+      const code =
+        Buffer.byteLength(target.key) > MAX_KEY_BYTES ? 'KeyTooLongError' : 'InvalidArgument';
+      return sendS3Error(res, 400, code, problem);
     }
     const files = mounts.get(target.bucket);
     const verdict = options.authorize?.(req, { ...target, mounted: files !== undefined }, query);

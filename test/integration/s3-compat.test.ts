@@ -127,6 +127,22 @@ describe('s3rver compatibility layer', () => {
     expect(await got.Body?.transformToString()).toBe('three');
   });
 
+  it('refuses a key past 1,024 bytes as S3 does, KeyTooLongError, and takes one up to it', async () => {
+    await expect(put(`long/${'k'.repeat(1100)}`, 'x')).rejects.toMatchObject({
+      name: 'KeyTooLongError',
+      $metadata: { httpStatusCode: 400 },
+    });
+    // 1,024 bytes exactly, in segments short enough for this server's file names.
+    const longest = `long/${Array.from({ length: 4 }, () => 'é'.repeat(126)).join('/')}/${'k'.repeat(1)}`;
+    expect(Buffer.byteLength(longest)).toBeLessThanOrEqual(1024);
+    await expect(put(longest, 'x')).resolves.toBeDefined();
+    await expect(
+      put(`${longest}${'k'.repeat(1025 - Buffer.byteLength(longest))}`, 'x'),
+    ).rejects.toMatchObject({
+      name: 'KeyTooLongError',
+    });
+  });
+
   it('pages ListObjectsV2 with continuation tokens', async () => {
     await Promise.all(['a', 'b', 'c', 'd', 'e'].map((k) => put(`list/${k}`, k)));
     const keys: string[] = [];

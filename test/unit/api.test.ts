@@ -145,6 +145,12 @@ describe('POST /jobs', () => {
       /not both/,
     ],
     ['bad policy', { job: 'by-field', input, onBadRecord: 'ignore' }, 400, /onBadRecord/],
+    [
+      'a key past 1,024 bytes',
+      { job: 'by-field', input: `s3://${BUCKET}/datasets/${'k'.repeat(1100)}` },
+      400,
+      /key is 1109 bytes long \(UTF-8\); S3 keys are at most 1024 bytes/,
+    ],
     // Non-canonical keys: `..` would read another job's result through an allowed prefix.
     [
       'a ".." segment',
@@ -317,6 +323,15 @@ describe('GET /jobs', () => {
 });
 
 describe('POST /uploads', () => {
+  it('refuses a key that would pass 1,024 bytes under datasets/, naming the rule', async () => {
+    const { call } = await setup();
+    const res = await call('POST', '/uploads', { key: 'k'.repeat(1100) });
+    expect(res.status).toBe(400);
+    expect(res.json.error.message).toMatch(
+      /is 1109 bytes long \(UTF-8\); S3 keys are at most 1024 bytes/,
+    );
+  });
+
   it('presigns a PUT under datasets/', async () => {
     const { call } = await setup();
     const res = await call('POST', '/uploads', { key: 'sci/a.jsonl' });

@@ -47,6 +47,12 @@ describe('canonical keys', () => {
     ];
     for (const [key, rule] of cases) expect(keyProblem(key), key).toMatch(rule);
     expect(keyProblem('')).toMatch(/empty segments/);
+    // S3's limit is 1,024 bytes of UTF-8, not characters.
+    expect(keyProblem('k'.repeat(1024))).toBeUndefined();
+    expect(keyProblem('k'.repeat(1025))).toBe(
+      'is 1025 bytes long (UTF-8); S3 keys are at most 1024 bytes',
+    );
+    expect(keyProblem('é'.repeat(513))).toMatch(/^is 1026 bytes long/);
   });
 
   it('accepts canonical keys and prefixes', () => {

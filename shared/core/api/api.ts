@@ -98,11 +98,17 @@ function parseBody<T>(schema: z.ZodType<T>, body: string | undefined): T {
  * backslashes. `my/data.jsonl` and `datasets/my/data.jsonl` name the same object.
  */
 export function datasetKey(raw: string): string {
-  const problem = keyProblem(raw);
+  const key = raw.startsWith('datasets/') ? raw : `datasets/${raw}`;
+  // The rules apply to the key as stored: datasets/ counts toward S3's 1,024 bytes.
+  const problem = keyProblem(key);
   if (problem !== undefined) {
-    throw new HttpError(400, 'BAD_REQUEST', `key ${JSON.stringify(raw)} ${problem}`);
+    throw new HttpError(
+      400,
+      'BAD_REQUEST',
+      `key ${JSON.stringify(key.length > 80 ? `${key.slice(0, 80)}…` : key)} ${problem}`,
+    );
   }
-  return raw.startsWith('datasets/') ? raw : `datasets/${raw}`;
+  return key;
 }
 
 type Route = (request: ApiRequest, params: string[], deps: ApiDeps) => Promise<ApiResponse>;

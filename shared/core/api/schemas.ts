@@ -38,7 +38,7 @@ export const submitSchema = z
 /** `POST /uploads` body. */
 export const uploadSchema = z
   .object({
-    key: z.string().min(1).max(900),
+    key: z.string().min(1).max(4096),
     bytes: z.number().int().min(0).max(MAX_UPLOAD_BYTES).optional(),
   })
   .strict();
@@ -46,7 +46,7 @@ export const uploadSchema = z
 /** `POST /uploads/parts` body: the next page of part URLs, as `nextParts` of an answer gives it. */
 export const uploadPartsSchema = z
   .object({
-    key: z.string().min(1).max(900),
+    key: z.string().min(1).max(4096),
     uploadId: z.string().min(1).max(1024),
     partCount: z.number().int().min(1).max(10_000),
     from: z.number().int().min(1).max(10_000),
@@ -56,7 +56,7 @@ export const uploadPartsSchema = z
 /** `POST /uploads/complete` body. */
 export const completeSchema = z
   .object({
-    key: z.string().min(1).max(900),
+    key: z.string().min(1).max(4096),
     uploadId: z.string().min(1).max(1024),
     parts: z
       .array(

@@ -81,6 +81,10 @@ const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
  * The wording names the rule, for 400 responses.
  */
 export function keyProblem(key: string, prefix = false): string | undefined {
+  const bytes = utf8Bytes(key);
+  if (bytes > MAX_KEY_BYTES) {
+    return `is ${bytes} bytes long (UTF-8); S3 keys are at most ${MAX_KEY_BYTES} bytes`;
+  }
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we reject
   if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) return 'must not contain control characters';
   if (key.includes('\\')) return 'must not contain backslashes';
@@ -92,6 +96,17 @@ export function keyProblem(key: string, prefix = false): string | undefined {
     return 'must not contain empty segments (a leading "/" or "//")';
   }
   return undefined;
+}
+
+/** S3's longest key, in bytes of UTF-8. */
+export const MAX_KEY_BYTES = 1024;
+
+const encoder = new TextEncoder();
+
+/** A string's UTF-8 length, without encoding an ASCII one. */
+function utf8Bytes(text: string): number {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range is what is tested
+  return /^[\u0000-\u007f]*$/.test(text) ? text.length : encoder.encode(text).length;
 }
 
 /** Parses an S3 URI; returns undefined when it is not one (the caller words the error). */
