@@ -19,6 +19,7 @@ const ALL = [
   'small',
   'bundles',
   'shuffle',
+  'load',
 ];
 
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));
