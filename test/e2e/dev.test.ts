@@ -74,6 +74,8 @@ describe('fanout dev', () => {
         return event.detail.jobId === jobId ? [`${event.source} ${event.detail.status}`] : [];
       });
     expect(events).toEqual(['fanout QUEUED', 'fanout RUNNING', 'fanout SUCCEEDED']);
+    // Quiet: no per-request warning (Powertools warned of empty metrics on every request).
+    expect(dev.logs()).not.toContain('No application metrics to publish');
     const result = await (await fetch(`${api}/jobs/${jobId}/result`)).text();
     const { stdout } = await promisify(execFile)(
       process.execPath,
