@@ -222,6 +222,48 @@ describe('POST /jobs', () => {
   }
 });
 
+describe('POST /jobs with a clientToken', () => {
+  it('returns the job the token created, and creates one job only', async () => {
+    const { call, store } = await setup();
+    const first = await call('POST', '/jobs', { job: 'by-field', input, clientToken: 't-1' });
+    const again = await call('POST', '/jobs', { job: 'by-field', input, clientToken: 't-1' });
+    expect([first.status, again.status]).toEqual([202, 202]);
+    expect(again.json.jobId).toBe(first.json.jobId);
+    const jobs = (await store.list(BUCKET, 'jobs/')).filter((o) => o.key.endsWith('/job.json'));
+    expect(jobs).toHaveLength(1);
+    const other = await call('POST', '/jobs', { job: 'by-field', input, clientToken: 't-2' });
+    expect(other.json.jobId).not.toBe(first.json.jobId);
+  });
+
+  it('takes over a claim whose submission failed before writing its job, once it is old', async () => {
+    const { call, store } = await setup();
+    const claim = (ago: number) =>
+      store.put(
+        BUCKET,
+        'tokens/lost',
+        JSON.stringify({
+          jobId: 'zzzzzzzzzzzzzzzzz',
+          claimedAt: new Date(Date.now() - ago).toISOString(),
+        }),
+      );
+    await claim(5_000);
+    const young = await call('POST', '/jobs', { job: 'by-field', input, clientToken: 'lost' });
+    expect(young.status).toBe(409);
+    expect(young.json.error.message).toMatch(/still being created; retry in a few seconds/);
+    await claim(60_000);
+    const old = await call('POST', '/jobs', { job: 'by-field', input, clientToken: 'lost' });
+    expect(old.status).toBe(202);
+    expect(old.json.jobId).not.toBe('zzzzzzzzzzzzzzzzz');
+  });
+
+  it('refuses a malformed token with 400', async () => {
+    const { call } = await setup();
+    const res = await call('POST', '/jobs', { job: 'by-field', input, clientToken: 'a b' });
+    expect(res.status).toBe(400);
+    expect(res.json.error.message).toMatch(/clientToken/);
+  });
+});
+
 describe('GET /jobs/{id} and /result', () => {
   it('404s unknown and malformed ids', async () => {
     const { call } = await setup();

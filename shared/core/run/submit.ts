@@ -5,7 +5,7 @@
  */
 
 import {
-  FanoutError,
+  ConflictError,
   NotFoundError,
   PreconditionFailedError,
   ValidationError,
@@ -88,10 +88,19 @@ async function claimToken(
       deps.bucket,
       tokenKey(token),
     );
-    if (Date.parse(deps.clock.iso()) - Date.parse(held.value.claimedAt) < CLIENT_TOKEN_TTL_MS) {
-      return jobOf(held.value.jobId, deps);
+    const age = Date.parse(deps.clock.iso()) - Date.parse(held.value.claimedAt);
+    if (age < CLIENT_TOKEN_TTL_MS) {
+      const earlier = await jobOf(held.value.jobId, deps);
+      if (earlier !== undefined) return earlier;
+      // Claimed a while ago by a submission that never wrote its job (it failed): the token is
+      // free again. A younger claim is a submission still under way.
+      if (age < ABANDONED_CLAIM_MS) {
+        throw new ConflictError(
+          `clientToken ${token} names a job that is still being created; retry in a few seconds`,
+        );
+      }
     }
-    // An expired claim: this submission takes the token over, unless another did first.
+    // An expired or abandoned claim: this submission takes the token over, unless another did.
     try {
       await writeJson(deps.store, deps.bucket, tokenKey(token), claim, { ifMatch: held.etag });
       return undefined;
@@ -99,16 +108,23 @@ async function claimToken(
       if (!(error instanceof PreconditionFailedError)) throw error;
     }
   }
-  throw new FanoutError('CONFLICT', `clientToken ${token} is being claimed by other submissions`);
+  throw new ConflictError(`clientToken ${token} is being claimed by other submissions`);
 }
 
-/** The request of a job a token names; its creator may still be writing it. */
-async function jobOf(jobId: string, deps: SubmitDeps): Promise<JobRequest> {
+/** A claim older than this whose job does not exist was abandoned by a failed submission. */
+const ABANDONED_CLAIM_MS = 30_000;
+
+/**
+ * The request of the job a token names, waiting a second for a creator still writing it;
+ * undefined when it does not exist.
+ */
+async function jobOf(jobId: string, deps: SubmitDeps): Promise<JobRequest | undefined> {
   for (let tries = 0; ; tries++) {
     try {
       return (await readJson<JobRequest>(deps.store, deps.bucket, jobKeys(jobId).job)).value;
     } catch (error) {
-      if (!(error instanceof NotFoundError) || tries >= 20) throw error;
+      if (!(error instanceof NotFoundError)) throw error;
+      if (tries >= 20) return undefined;
       await new Promise((r) => setTimeout(r, 50));
     }
   }
