@@ -38,6 +38,7 @@ import { accessKeyOf } from '../iam/principals.ts';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
 import { FileBucket } from './files.ts';
 import { KeyLocks } from './locks.ts';
+import { keyOfStored, storedSegment, storeLongSegments } from './long-names.ts';
 import {
   byUtf8,
   decodeCursor,
@@ -169,14 +170,16 @@ const OBJECT_SUFFIX = '._S3rver_object';
 async function keysUnder(ctx: Ctx, bucket: string, prefix: string): Promise<string[]> {
   const root = dirname(ctx.store.getResourcePath(bucket, 'x', 'object'));
   const slash = prefix.lastIndexOf('/');
-  const start = slash < 0 ? root : join(root, ...prefix.slice(0, slash).split('/'));
+  // The prefix's directories as stored (a long segment under its hashed name).
+  const start =
+    slash < 0 ? root : join(root, ...prefix.slice(0, slash).split('/').map(storedSegment));
   const entries = await readdir(start, { recursive: true, withFileTypes: true }).catch(() => []);
   const keys: string[] = [];
   for (const e of entries) {
     if (!e.isFile() || !e.name.endsWith(OBJECT_SUFFIX)) continue;
     const path = relative(root, join(e.parentPath, e.name));
     if (path.split(sep).some((part) => part.startsWith('._S3rver_'))) continue;
-    const key = path.slice(0, -OBJECT_SUFFIX.length).split(sep).join('/');
+    const key = keyOfStored(root, path.slice(0, -OBJECT_SUFFIX.length).split(sep));
     if (key.startsWith(prefix)) keys.push(key);
   }
   return keys.sort(byUtf8);
@@ -685,6 +688,8 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
   });
   // Koa composes its middleware list per request, so a layer put first sees every request.
   server.middleware.unshift(compatLayer(new KeyLocks()) as S3rver['middleware'][number]);
+  // Any legal key, however long its segments: file names are limited to 255 bytes.
+  storeLongSegments(server.store as unknown as Parameters<typeof storeLongSegments>[0]);
   server.on('error', () => undefined); // per-request errors are answered; don't crash the host
   const { port } = await server.run();
 

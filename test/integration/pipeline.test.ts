@@ -55,6 +55,18 @@ describe('the lesson', () => {
     expect(cost?.prices).toMatch(/^us-east-1 arm64 list prices checked \d{4}-\d{2}-\d{2}$/);
   });
 
+  it('runs on a key whose segment is longer than a file name may be (300 bytes)', async () => {
+    const key = `datasets/${'x'.repeat(300)}/lesson.jsonl`;
+    await runtime.store.put(runtime.bucket, key, await readFile(lesson));
+    const result = await run({ job: 'by-field', input: `s3://${runtime.bucket}/${key}` });
+    expect(JSON.parse(result.resultText!)).toEqual({
+      astronomy: { count: 1, nobels: 0, ageSum: 89 },
+      chemistry: { count: 2, nobels: 2, ageSum: 165 },
+      math: { count: 2, nobels: 0, ageSum: 337 },
+      physics: { count: 2, nobels: 1, ageSum: 216 },
+    });
+  });
+
   it('scientists keeps input order, and seven 1-second records run side by side', async () => {
     await runtime.lambda.prewarm(runtime.functions.worker, 7);
     // How many workers run at once, sampled through the job: seven side by side, not one at a

@@ -234,4 +234,49 @@ describe('s3rver compatibility layer', () => {
     );
     expect(await got.Body?.transformToString()).toBe(content);
   });
+
+  it('stores keys whose segments pass a file name, lists them in S3 order, and takes them from the AWS CLI', async () => {
+    const long = 'x'.repeat(300);
+    const accented = 'é'.repeat(150); // 300 bytes of UTF-8
+    const keys = [
+      `seg/${long}/a.jsonl`,
+      `seg/${long}/b.jsonl`,
+      `seg/${accented}`,
+      `seg/${long}0`,
+      'seg/y.jsonl',
+    ];
+    for (const key of keys) await put(key, key.slice(-8));
+    for (const key of keys) {
+      const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+      expect(await got.Body?.transformToString(), key).toBe(key.slice(-8));
+    }
+    const listed = await client.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'seg/', MaxKeys: 2 }),
+    );
+    const rest = await client.send(
+      new ListObjectsV2Command({
+        Bucket: BUCKET,
+        Prefix: 'seg/',
+        ContinuationToken: listed.NextContinuationToken,
+      }),
+    );
+    const all = [...(listed.Contents ?? []), ...(rest.Contents ?? [])].map((o) => o.Key);
+    expect(all).toEqual([...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    const under = await client.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `seg/${long}/` }),
+    );
+    expect(under.Contents?.map((o) => o.Key)).toEqual([
+      `seg/${long}/a.jsonl`,
+      `seg/${long}/b.jsonl`,
+    ]);
+    const which = await promisify(execFile)('sh', ['-c', 'command -v aws']).catch(() => undefined);
+    if (which === undefined) return;
+    const file = join(dir, 'long-segment.jsonl');
+    await writeFile(file, '{"name":"Ada"}\n');
+    await awsS3Copy(server.endpoint, file, `s3://${BUCKET}/cli/${long}.jsonl`);
+    const got = await client.send(
+      new GetObjectCommand({ Bucket: BUCKET, Key: `cli/${long}.jsonl` }),
+    );
+    expect(await got.Body?.transformToString()).toBe('{"name":"Ada"}\n');
+  });
 });
