@@ -16,7 +16,7 @@ import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
 import { printFunctionLog } from './logs.ts';
 
-export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--template FILE] [--jobs FILE] [--chaos SPEC --seed N]
+export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--template FILE] [--jobs FILE] [--worker-memory MB] [--chaos SPEC --seed N]
 
 Starts the local S3 server, the local Lambda server and the HTTP API on 127.0.0.1 and keeps them
 running until Ctrl-C. Prints the API URL, the S3 endpoint and bucket, and the environment lines
@@ -42,6 +42,10 @@ Options:
                 started with (the new code takes over once no job runs)
   --worker-timeout S
                 the worker function's timeout in seconds (default: the template's, 300)
+  --worker-memory MB
+                the worker function's memory (default: the template's, 1769): each
+                sandbox's heap is limited to it, and one past it fails its invocation with
+                Runtime.OutOfMemory, as on Lambda
   --host HOST   loopback address to bind: 127.0.0.1 (default), localhost or ::1; anything
                 else is refused, because the local servers accept no credentials
   -h, --help    show this help
@@ -61,6 +65,7 @@ export async function devCommand(args: string[]): Promise<number> {
       chaos: { type: 'string' },
       seed: { type: 'string' },
       'worker-timeout': { type: 'string' },
+      'worker-memory': { type: 'string' },
       template: { type: 'string' },
       jobs: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -103,6 +108,9 @@ export async function devCommand(args: string[]): Promise<number> {
         spec: parseChaos(values.chaos),
         seed: values.seed === undefined ? 1 : parseCount('--seed', values.seed),
       },
+    }),
+    ...(values['worker-memory'] !== undefined && {
+      workerMemoryMb: parsePositiveInt('--worker-memory', values['worker-memory']),
     }),
     ...(values['worker-timeout'] !== undefined && {
       workerTimeoutSeconds: parsePositiveInt('--worker-timeout', values['worker-timeout']),

@@ -90,6 +90,9 @@ Options:
                        roles' IAM policies (default: this checkout's stack, synthesized once
                        and cached; docs/LOCAL.md)
   --worker-timeout S   the worker function's timeout in seconds (default: the template's, 300)
+  --worker-memory MB   the worker function's memory (default: the template's, 1769): each
+                       sandbox's heap is limited to it, and one past it fails its invocation
+                       with Runtime.OutOfMemory, as on Lambda
   --chaos SPEC         inject faults, e.g. worker-error=0.1,worker-timeout=0.02,throttle=0.05,
                        s3-slowdown=0.02 (fractions of worker invocations / S3 requests);
                        coordinator-crash=P crashes that fraction of coordinator invocations;
@@ -267,6 +270,7 @@ async function runCommand(args: string[]): Promise<number> {
       dir: { type: 'string' },
       template: { type: 'string' },
       'worker-timeout': { type: 'string' },
+      'worker-memory': { type: 'string' },
       chaos: { type: 'string' },
       seed: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -309,6 +313,9 @@ async function runCommand(args: string[]): Promise<number> {
     ...(pathJob !== undefined && { registry: { module: pathJob.registry, jobs: pathJob.jobs } }),
     ...(values.dir !== undefined && { dir: values.dir }),
     ...(values.template !== undefined && { template: values.template }),
+    ...(values['worker-memory'] !== undefined && {
+      workerMemoryMb: parsePositiveInt('--worker-memory', values['worker-memory']),
+    }),
     ...(values['worker-timeout'] !== undefined && {
       workerTimeoutSeconds: parsePositiveInt('--worker-timeout', values['worker-timeout']),
     }),

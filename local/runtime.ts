@@ -92,6 +92,11 @@ export interface RuntimeOptions {
   workerSandboxes?: number;
   /** Overrides the template's worker timeout. */
   workerTimeoutSeconds?: number;
+  /**
+   * Overrides the template's worker memory (MB): what the sandboxes report, and their heap
+   * limit. Every function's sandboxes are limited to its memory setting, as on Lambda.
+   */
+  workerMemoryMb?: number;
   /** Overrides the template's coordinator timeout. */
   coordinatorTimeoutSeconds?: number;
   /** Receives what the functions print (their console), like CloudWatch Logs. @default dropped */
@@ -469,7 +474,9 @@ function functionSpec(
     env: { ...fn.environment, ...localEnvironment(role, ctx), ...ctx.options.functionEnv?.[role] },
     timeoutSeconds,
     concurrency,
-    memoryMb: fn.memoryMb,
+    memoryMb: role === 'worker' ? (ctx.options.workerMemoryMb ?? fn.memoryMb) : fn.memoryMb,
+    // A sandbox past its memory setting dies as Lambda's does (Runtime.OutOfMemory).
+    heapLimit: true,
     retryAttempts: fn.async.retryAttempts,
     // The failure destination, as Lambda sends it: with the function's own permission to
     // invoke it (the template's CoordinatorFailureDestination policy).

@@ -285,11 +285,22 @@ export class FunctionPool {
       if (this.all.has(sandbox)) this.discard(sandbox);
       const pending = sandbox.pending;
       sandbox.pending = undefined;
-      pending?.resolve({
-        kind: 'function-error',
-        errorType: 'Runtime.ExitError',
-        errorMessage: `RequestId: sandbox exited${error ? `: ${error.message}` : ''}`,
-      });
+      // Past its heap limit (the function's memory setting): what Lambda reports for a
+      // sandbox that ran out of memory.
+      const oom = (error as { code?: string } | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY';
+      pending?.resolve(
+        oom
+          ? {
+              kind: 'function-error',
+              errorType: 'Runtime.OutOfMemory',
+              errorMessage: `RequestId: the function ran out of memory (its setting: ${spec.memoryMb ?? 1024} MB)`,
+            }
+          : {
+              kind: 'function-error',
+              errorType: 'Runtime.ExitError',
+              errorMessage: `RequestId: sandbox exited${error ? `: ${error.message}` : ''}`,
+            },
+      );
     };
     worker.on('error', crashed);
     worker.on('exit', () => crashed());

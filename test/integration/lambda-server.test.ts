@@ -77,6 +77,23 @@ describe('local Lambda server', () => {
     expect(server.stats('updated')).toMatchObject({ coldStarts: 2, sandboxes: 1 });
   });
 
+  it('fails an invocation past its memory setting with Runtime.OutOfMemory, and recovers', async () => {
+    server.register({
+      name: 'small',
+      timeoutSeconds: 20,
+      concurrency: 1,
+      bundle: probeBundle,
+      memoryMb: 64,
+      heapLimit: true,
+    });
+    const error = await failure(invoker.invoke('small', { action: 'hog' }));
+    expect(error).toBeInstanceOf(FunctionError);
+    expect(error.errorType).toBe('Runtime.OutOfMemory');
+    expect(error.errorMessage).toMatch(/ran out of memory \(its setting: 64 MB\)/);
+    // The sandbox was discarded: the next invocation gets a new one.
+    expect(await invoker.invoke('small', { value: 1 })).toEqual({ echo: 1 });
+  }, 60_000);
+
   it('accepts function ARNs and qualified names', async () => {
     const arn = 'arn:aws:lambda:us-east-1:000000000000:function:probe:$LATEST';
     expect(await invoker.invoke(arn, { value: 1 })).toEqual({ echo: 1 });
