@@ -270,7 +270,7 @@ export const notAJob = 42;
     const job = await mapOnlyJob(
       'buggy',
       `(r: { name: string; field: string }) =>
-    r.field === 'physics' ? (JSON.parse('null') as { y: number }).y : r.name`,
+    r.name === 'Marie Curie' ? (JSON.parse('null') as { y: number }).y : r.name`,
     );
     const failed = await fanout('run', job, 'examples/scientists.jsonl');
     expect(failed.code).toBe(1);
@@ -280,12 +280,13 @@ export const notAJob = 42;
     // Where the user's code threw it: the job file, line 7 (the map's body), as written.
     expect(failed.stderr).toContain(`(at ${job}:7:`);
 
-    // A job may ask for more attempts of its own errors (a flaky service it calls).
+    // A job may ask for more attempts of its own errors (a flaky service it calls). One record
+    // only: a second failing chunk would end the job while this one still had attempts left.
     const patient = await mapOnlyJob(
       'patient',
-      `(r: { field: string }) => {
-    if (r.field === 'physics') throw new RangeError('the service is down');
-    return r.field;
+      `(r: { name: string }) => {
+    if (r.name === 'Marie Curie') throw new RangeError('the service is down');
+    return r.name;
   }`,
       '\n  codeErrorAttempts: 3,',
     );

@@ -96,7 +96,7 @@ export const buggy = defineJob({
   name: 'buggy',
   format: 'jsonl',
   map: (r: { name: string; field: string }) =>
-    r.field === 'physics' ? (JSON.parse('null') as { y: number }).y : r.name,
+    r.name === 'Marie Curie' ? (JSON.parse('null') as { y: number }).y : r.name,
 });
 
 export const jobs = createRegistry([buggy]);
@@ -130,7 +130,7 @@ export const jobs = createRegistry([buggy]);
       await writeFile(
         job,
         source.replace(
-          "r.field === 'physics' ? (JSON.parse('null') as { y: number }).y : r.name",
+          "r.name === 'Marie Curie' ? (JSON.parse('null') as { y: number }).y : r.name",
           'r.name',
         ),
       );
