@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValidationError } from '#core/base/errors.ts';
 import { ACTIVE_PREFIX } from '#core/model/keys.ts';
+import { readStatus, TERMINAL_STATES } from '#core/model/status.ts';
 import { assertLoopback, startApiServer } from '#local/api-server.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { loadRegistry } from '#local/job-path.ts';
@@ -169,6 +170,21 @@ async function assertPortFree(host: string, port: number, flag: string, what: st
   if (error !== undefined) throw error;
 }
 
+/**
+ * Jobs that have not ended: those with an active marker (a job that may still need a
+ * coordinator) whose status is not terminal yet; the sweeper removes ended jobs' markers later.
+ */
+async function runningJobs(runtime: LocalRuntime): Promise<number> {
+  const markers = await runtime.store.list(runtime.bucket, ACTIVE_PREFIX);
+  let running = 0;
+  for (const marker of markers) {
+    const jobId = marker.key.slice(ACTIVE_PREFIX.length);
+    const status = await readStatus(runtime.store, runtime.bucket, jobId).catch(() => undefined);
+    if (status !== undefined && !TERMINAL_STATES.has(status.status)) running += 1;
+  }
+  return running;
+}
+
 /** How often dev looks at the sources' modification times. */
 const FOLLOW_MS = 500;
 
@@ -206,7 +222,7 @@ function followEdits(runtime: LocalRuntime, label: string): { stop(): void } {
       // A job runs the code it started with: the new code waits for the running jobs to end.
       let waiting = false;
       for (;;) {
-        const running = (await runtime.store.list(runtime.bucket, ACTIVE_PREFIX)).length;
+        const running = await runningJobs(runtime);
         if (running === 0 || stopped) break;
         if (!waiting) {
           say(`${label} changed; the new code takes over once the ${running} running job(s) end`);

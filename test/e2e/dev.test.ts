@@ -99,7 +99,19 @@ export const buggy = defineJob({
     r.name === 'Marie Curie' ? (JSON.parse('null') as { y: number }).y : r.name,
 });
 
-export const jobs = createRegistry([buggy]);
+const VERSION = 1;
+
+/** Each record after a second's wait, tagged with this file's version. */
+export const slow = defineJob({
+  name: 'slow',
+  format: 'jsonl',
+  map: async () => {
+    await new Promise((r) => setTimeout(r, 1000));
+    return VERSION;
+  },
+});
+
+export const jobs = createRegistry([buggy, slow]);
 `,
     );
     const own = await startDev(join(dir, 'buggy-data'), ['--jobs', job]);
@@ -158,6 +170,48 @@ export const jobs = createRegistry([buggy]);
         30_000,
       );
       expect(fixed).toMatchObject({ status: 'SUCCEEDED', records: 7 });
+
+      // An edit while a job runs: that job keeps the code it started with, and the new code
+      // takes over once it has ended. Seven chunks one at a time (7 s), so that the job still dispatches
+      // chunks after the edit.
+      const submit = async (job: string) => {
+        const answer = await fetch(`${own.api}/jobs`, {
+          method: 'POST',
+          body: JSON.stringify({
+            job,
+            input: 's3://fanout-local/datasets/lesson/scientists.jsonl',
+            chunks: 7,
+            concurrency: 1,
+          }),
+        });
+        return ((await answer.json()) as { jobId: string }).jobId;
+      };
+      const running = await submit('slow');
+      await untilStatus(own.api, running, (s) => s.status === 'RUNNING', 30_000);
+      await writeFile(job, (await readFile(job, 'utf8')).replace('VERSION = 1', 'VERSION = 2'));
+      const ended = await untilStatus(
+        own.api,
+        running,
+        (s) => ['SUCCEEDED', 'FAILED'].includes(s.status),
+        60_000,
+      );
+      expect(ended.status).toBe('SUCCEEDED');
+      const said = 'changed; the new code takes over once the 1 running job(s) end';
+      expect(own.logs()).toContain(said);
+      const old = await (await fetch(`${own.api}/jobs/${running}/result`)).text();
+      expect(old.trim().split('\n')).toEqual(Array(7).fill('1'));
+      for (let i = 0; i < 300 && own.logs().split('rebuilt;').length < 3; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const next = await untilStatus(
+        own.api,
+        await submit('slow'),
+        (s) => ['SUCCEEDED', 'FAILED'].includes(s.status),
+        60_000,
+      );
+      expect(next.status).toBe('SUCCEEDED');
+      const now = await (await fetch(`${own.api}/jobs/${next.jobId}/result`)).text();
+      expect(now.trim().split('\n')).toEqual(Array(7).fill('2'));
     } finally {
       await own.stop();
     }
