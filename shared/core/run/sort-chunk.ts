@@ -19,6 +19,7 @@ import {
   sortedLines,
   utf8Length,
 } from '../shuffle/order.ts';
+import { wholeLines } from '../shuffle/runs.ts';
 
 /** Local disk, as a sorted chunk spills to it (the handler supplies node:fs; the core stays pure). */
 export interface Spill {
@@ -89,16 +90,23 @@ async function mergeSpilled(
 
 /** A sorted run's lines, in batches as its pieces arrive (positions are not needed here). */
 async function* sortedBatches(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<SortedLine[]> {
-  const decoder = new TextDecoder();
-  let carry = '';
-  for await (const piece of pieces) {
-    const text = carry + decoder.decode(piece, { stream: true });
-    const end = text.lastIndexOf('\n');
-    carry = text.slice(end + 1);
-    if (end >= 0) yield sortedLines(text.slice(0, end + 1), 0, 0);
-  }
-  const rest = carry + decoder.decode();
-  if (rest !== '') yield sortedLines(`${rest}\n`, 0, 0);
+  for await (const text of wholeLines(pieces)) yield sortedLines(text, 0, 0);
+}
+
+/**
+ * A map attempt's runs (a keyed job's, or a sorted job's run) as the attempt's own object:
+ * a retry or a backup never mixes its runs with another attempt's.
+ */
+export async function putRunObject(
+  task: ChunkTask,
+  store: ObjectStore,
+  bytes: Uint8Array,
+): Promise<{ key: string; etag: string; bytes: number }> {
+  const key = jobKeys(task.jobId).runs(task.index, task.attempt);
+  const { etag } = await store.put(task.bucket, key, bytes, {
+    contentType: 'application/x-ndjson',
+  });
+  return { key, etag, bytes: bytes.length };
 }
 
 /**
@@ -125,14 +133,10 @@ export async function writeSorted(
   if (run.lines === 0) {
     return { kind: 'sorted', key: '', bytes: 0, etag: '', lines: 0, samples: [], ...kind };
   }
-  const { etag } = await deps.store.put(task.bucket, key, run.bytes, {
-    contentType: 'application/x-ndjson',
-  });
+  const stored = await putRunObject(task, deps.store, run.bytes);
   return {
     kind: 'sorted',
-    key,
-    bytes: run.bytes.length,
-    etag,
+    ...stored,
     lines: run.lines,
     samples: run.samples,
     ...kind,

@@ -11,6 +11,7 @@ import type { PartitionSummary, PartitionTask, RunSource, SortRange } from '../m
 import { findJob } from '../model/job.ts';
 import { mergeSorted } from '../shuffle/merge.ts';
 import { comparePoints, inRange, type SortedLine, sortedLines } from '../shuffle/order.ts';
+import { wholeLines } from '../shuffle/runs.ts';
 import { type PartitionDeps, writePartition } from './partition-outcome.ts';
 
 /** Merges one range of a sorted job (see the module's comment). */
@@ -61,33 +62,24 @@ async function* rangeLines(
   const chunk = source.chunk ?? 0;
   let pos = source.pos ?? 0;
   const object = { bucket: task.bucket, key: source.key, size: source.size, etag: source.etag };
-  const decoder = new TextDecoder();
-  let carry = '';
   const window = deps.windowBytes ?? SORT_WINDOW_BYTES;
-  for (let at = source.start; at < source.end; at += window) {
-    const release = await turns(deps).take();
-    let bytes: Uint8Array;
-    try {
-      bytes = await readAll(deps.store.readRange(object, at, Math.min(source.end, at + window)));
-    } finally {
-      release();
+  async function* windows() {
+    for (let at = source.start; at < source.end; at += window) {
+      const release = await turns(deps).take();
+      let bytes: Uint8Array;
+      try {
+        bytes = await readAll(deps.store.readRange(object, at, Math.min(source.end, at + window)));
+      } finally {
+        release();
+      }
+      onRead(bytes.length);
+      yield bytes;
     }
-    onRead(bytes.length);
-    const text = carry + decoder.decode(bytes, { stream: true });
-    const end = text.lastIndexOf('\n');
-    if (end < 0) {
-      carry = text;
-      continue;
-    }
-    carry = text.slice(end + 1);
-    const lines = sortedLines(text.slice(0, end + 1), chunk, pos);
+  }
+  for await (const text of wholeLines(windows())) {
+    const lines = sortedLines(text, chunk, pos);
     pos += lines.length;
     const kept = lines.filter((l) => inRange(l.point, range));
-    if (kept.length > 0) yield kept;
-  }
-  const rest = carry + decoder.decode();
-  if (rest !== '') {
-    const kept = sortedLines(`${rest}\n`, chunk, pos).filter((l) => inRange(l.point, range));
     if (kept.length > 0) yield kept;
   }
 }

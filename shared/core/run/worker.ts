@@ -39,7 +39,7 @@ import { checkKey } from '../shuffle/hash.ts';
 import { checkOrderKey, encodeSorted, type OrderKey, type OrderKind } from '../shuffle/order.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
 import { encodeRuns } from '../shuffle/runs.ts';
-import { type SortBuffer, type Spill, writeSorted } from './sort-chunk.ts';
+import { putRunObject, type SortBuffer, type Spill, writeSorted } from './sort-chunk.ts';
 
 export type { Spill } from './sort-chunk.ts';
 
@@ -206,15 +206,9 @@ async function writeRuns(
       keys: runs.keys,
     };
   }
-  const key = jobKeys(task.jobId).runs(task.index, task.attempt);
-  const { etag } = await deps.store.put(task.bucket, key, runs.bytes, {
-    contentType: 'application/x-ndjson',
-  });
   return {
     kind: 'runs',
-    key,
-    bytes: runs.bytes.length,
-    etag,
+    ...(await putRunObject(task, deps.store, runs.bytes)),
     offsets: runs.offsets,
     keys: runs.keys,
   };

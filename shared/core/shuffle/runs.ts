@@ -64,6 +64,14 @@ export function decodeKey(keyJson: string): string {
  * piece, so that a k-way merge pays an await per piece rather than per line.
  */
 export async function* runBatches(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<RunLine[]> {
+  for await (const text of wholeLines(pieces)) yield splitLines(text, text.length - 1);
+}
+
+/**
+ * The text of byte pieces, as whole lines: each yield is every line that a piece completes
+ * (each ending with a newline; a last line without one gets it), UTF-8 split anywhere.
+ */
+export async function* wholeLines(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let carry = '';
   for await (const piece of pieces) {
@@ -74,10 +82,10 @@ export async function* runBatches(pieces: AsyncIterable<Uint8Array>): AsyncGener
       continue;
     }
     carry = text.slice(end + 1);
-    yield splitLines(text, end);
+    yield text.slice(0, end + 1);
   }
   const rest = carry + decoder.decode();
-  if (rest !== '') yield splitLines(`${rest}\n`, rest.length);
+  if (rest !== '') yield `${rest}\n`;
 }
 
 function splitLines(text: string, end: number): RunLine[] {
