@@ -25,8 +25,10 @@ export async function runSortPartition(
     throw new FanoutError('VALIDATION', `job ${job.name} is not sorted: it has no orderBy`);
   }
   let bytesRead = 0;
+  // The GETs this task keeps in flight, over all its slices.
+  const turns = new Semaphore(deps.parallelism ?? 8);
   const sources = task.sources.map((s) =>
-    rangeLines(s, task, deps, task.range, (n) => {
+    rangeLines(s, task, { ...deps, turns }, task.range, (n) => {
       bytesRead += n;
     }),
   );
@@ -55,7 +57,7 @@ export const SORT_WINDOW_BYTES = 1024 * 1024;
 async function* rangeLines(
   source: RunSource,
   task: PartitionTask,
-  deps: PartitionDeps,
+  deps: PartitionDeps & { turns: Semaphore },
   range: SortRange,
   onRead: (bytes: number) => void,
 ): AsyncGenerator<SortedLine[]> {
@@ -65,7 +67,7 @@ async function* rangeLines(
   const window = deps.windowBytes ?? SORT_WINDOW_BYTES;
   async function* windows() {
     for (let at = source.start; at < source.end; at += window) {
-      const release = await turns(deps).take();
+      const release = await deps.turns.take();
       let bytes: Uint8Array;
       try {
         bytes = await readAll(deps.store.readRange(object, at, Math.min(source.end, at + window)));
@@ -84,17 +86,7 @@ async function* rangeLines(
   }
 }
 
-/** A counting semaphore per deps object: the GETs a partition task keeps in flight. */
-const semaphores = new WeakMap<PartitionDeps, Semaphore>();
-function turns(deps: PartitionDeps): Semaphore {
-  let s = semaphores.get(deps);
-  if (s === undefined) {
-    s = new Semaphore(deps.parallelism ?? 8);
-    semaphores.set(deps, s);
-  }
-  return s;
-}
-
+/** A counting semaphore: `take` waits for a free turn and gives back its release. */
 class Semaphore {
   private waiting: (() => void)[] = [];
   constructor(private free: number) {}
