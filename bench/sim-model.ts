@@ -6,7 +6,17 @@ import { createHash } from 'node:crypto';
 import { NotFoundError, PreconditionFailedError, ThrottledError } from '#core/base/errors.ts';
 import type { Clock, Invoker, ObjectInfo, ObjectStore } from '#core/base/ports.ts';
 import { mulberry32 } from '#core/base/random.ts';
-import type { ChunkTask, PartitionSummary, PartitionTask } from '#core/model/documents.ts';
+import type {
+  ChunkTask,
+  JobRequest,
+  JobStatus,
+  PartitionSummary,
+  PartitionTask,
+} from '#core/model/documents.ts';
+import type { AnyJob } from '#core/model/job.ts';
+import { jobKeys } from '#core/model/keys.ts';
+import { writeJson } from '#core/model/status.ts';
+import { coordinateJob } from '#core/run/coordinator.ts';
 import { SEGMENT_PARALLELISM } from '#core/run/worker.ts';
 
 /**
@@ -357,4 +367,51 @@ export class SimulatedLambda implements Invoker {
   /** Writes what the worker would have written (its outcome), when the reducer is to run. */
   written?: (task: ChunkTask) => void;
   async invokeEvent() {}
+}
+
+/** Writes a submitted job as the api would: its request, and its status QUEUED. */
+export async function seedJob(store: SimStore, request: JobRequest): Promise<void> {
+  await writeJson(store, 'sim', jobKeys(request.jobId).job, request);
+  const status: JobStatus = {
+    jobId: request.jobId,
+    job: request.job,
+    status: 'QUEUED',
+    input: request.input,
+    createdAt: request.createdAt,
+    chunks: { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 },
+    records: 0,
+    bytes: 0,
+  };
+  await writeJson(store, 'sim', jobKeys(request.jobId).status, status);
+}
+
+/** The real coordinator, driving a job against the simulated store and Lambda in virtual time. */
+export function simulatedCoordinator(
+  jobId: string,
+  sim: {
+    store: SimStore;
+    lambda: SimulatedLambda;
+    time: VirtualTime;
+    jobs: ReadonlyMap<string, AnyJob>;
+    speculation: boolean;
+  },
+): Promise<JobStatus> {
+  return sim.time.run(
+    coordinateJob(jobId, {
+      store: sim.store,
+      invoker: sim.lambda,
+      jobs: sim.jobs,
+      clock: sim.time.clock,
+      bucket: 'sim',
+      workerFunction: 'worker',
+      reducerFunction: 'reducer',
+      coordinatorFunction: 'coordinator',
+      workerTimeoutMs: 900_000,
+      sleep: sim.time.sleep,
+      tick: sim.time.sleep,
+      every: sim.time.every,
+      random: mulberry32(7),
+      speculation: { enabled: sim.speculation },
+    }),
+  );
 }

@@ -14,14 +14,11 @@ import type {
   ChunkOutput,
   ChunkTask,
   JobRequest,
-  JobStatus,
   PartitionTask,
   SortSample,
 } from '#core/model/documents.ts';
 import { createRegistry, defineJob } from '#core/model/job.ts';
 import { jobKeys, SHUFFLE_PREFIXES } from '#core/model/keys.ts';
-import { writeJson } from '#core/model/status.ts';
-import { coordinateJob } from '#core/run/coordinator.ts';
 import { SORT_WINDOW_BYTES } from '#core/run/sort-partition.ts';
 import { sampleStep } from '#core/shuffle/order.ts';
 import {
@@ -30,6 +27,8 @@ import {
   type Requests,
   SimStore,
   SimulatedLambda,
+  seedJob,
+  simulatedCoordinator,
   VirtualTime,
 } from './sim-model.ts';
 
@@ -248,18 +247,7 @@ export async function simulateShuffle(kind: 'groupby' | 'sort'): Promise<Shuffle
     speculation: false,
     createdAt: systemClock.iso(),
   };
-  await writeJson(store, 'sim', keys.job, request);
-  const status: JobStatus = {
-    jobId,
-    job: job.name,
-    status: 'QUEUED',
-    input: request.input,
-    createdAt: request.createdAt,
-    chunks: { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 },
-    records: 0,
-    bytes: 0,
-  };
-  await writeJson(store, 'sim', keys.status, status);
+  await seedJob(store, request);
   const before = { ...store.requests };
   let peakRss = process.memoryUsage().rss;
   let peakHeap = process.memoryUsage().heapUsed;
@@ -269,24 +257,13 @@ export async function simulateShuffle(kind: 'groupby' | 'sort'): Promise<Shuffle
     peakHeap = Math.max(peakHeap, now.heapUsed);
   }, 20);
   const started = performance.now();
-  const final = await time.run(
-    coordinateJob(jobId, {
-      store,
-      invoker: lambda,
-      jobs: createRegistry([job]),
-      clock: time.clock,
-      bucket: 'sim',
-      workerFunction: 'worker',
-      reducerFunction: 'reducer',
-      coordinatorFunction: 'coordinator',
-      workerTimeoutMs: 900_000,
-      sleep: time.sleep,
-      tick: time.sleep,
-      every: time.every,
-      random: mulberry32(7),
-      speculation: { enabled: false },
-    }),
-  );
+  const final = await simulatedCoordinator(jobId, {
+    store,
+    lambda,
+    time,
+    jobs: createRegistry([job]),
+    speculation: false,
+  });
   clearInterval(sampler);
   const wallMs = performance.now() - started;
   const coordinator: Requests = {

@@ -22,12 +22,10 @@ import { promisify } from 'node:util';
 import { systemClock } from '#core/base/ports.ts';
 import { mulberry32 } from '#core/base/random.ts';
 import { segmentBytes } from '#core/data/plan.ts';
-import type { ChunkOutcome, ChunkTask, JobRequest, JobStatus } from '#core/model/documents.ts';
+import type { ChunkOutcome, ChunkTask, JobRequest } from '#core/model/documents.ts';
 import { createRegistry } from '#core/model/job.ts';
 import { jobKeys } from '#core/model/keys.ts';
-import { writeJson } from '#core/model/status.ts';
 import { reduceJob } from '#core/reduce/reducer.ts';
-import { coordinateJob } from '#core/run/coordinator.ts';
 import { byField } from '#jobs/by-field.ts';
 import { bundleFunctions } from '#local/bundle.ts';
 import { ms, type Report, rate, root, runIfMain } from './report.ts';
@@ -37,6 +35,8 @@ import {
   type Requests,
   SimStore,
   SimulatedLambda,
+  seedJob,
+  simulatedCoordinator,
   VirtualTime,
 } from './sim-model.ts';
 import { SHUFFLE_MODEL, type ShuffleResult, simulateShuffle } from './sim-shuffle.ts';
@@ -147,18 +147,7 @@ async function simulate(scenario: Scenario): Promise<ScenarioResult> {
     onBadRecord: 'fail',
     createdAt: systemClock.iso(),
   };
-  await writeJson(store, 'sim', jobKeys(jobId).job, request);
-  const status: JobStatus = {
-    jobId,
-    job: 'by-field',
-    status: 'QUEUED',
-    input: request.input,
-    createdAt: request.createdAt,
-    chunks: { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 },
-    records: 0,
-    bytes: 0,
-  };
-  await writeJson(store, 'sim', jobKeys(jobId).status, status);
+  await seedJob(store, request);
   let reducer: Requests | undefined;
   if (scenario === 'objects') {
     // The workers' outcomes (what the reducer reads), written without counting: the workers'
@@ -191,26 +180,9 @@ async function simulate(scenario: Scenario): Promise<ScenarioResult> {
   }, 20);
   const started = performance.now();
   const cpuBefore = process.cpuUsage();
-  const final = await time.run(
-    coordinateJob(jobId, {
-      store,
-      invoker: lambda,
-      jobs,
-      clock: time.clock,
-      bucket: 'sim',
-      workerFunction: 'worker',
-      reducerFunction: 'reducer',
-      coordinatorFunction: 'coordinator',
-      workerTimeoutMs: 900_000,
-      sleep: time.sleep,
-      tick: time.sleep,
-      every: time.every,
-      random: mulberry32(7),
-      // Backups only where the scenario is about them, so the other figures compare with
-      // earlier runs.
-      speculation: { enabled: speculation },
-    }),
-  );
+  // Backups only where the scenario is about them, so the other figures compare with earlier
+  // runs.
+  const final = await simulatedCoordinator(jobId, { store, lambda, time, jobs, speculation });
   const wallMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
   const makespan = time.now; // model milliseconds since the job began
