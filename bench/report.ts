@@ -1,6 +1,6 @@
 /** Printing and saving benchmark reports: a table for people, JSON for tools. */
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -67,8 +67,9 @@ export async function runIfMain(url: string, run: () => Promise<Report>): Promis
 }
 
 /**
- * Runs a command to its end; returns its stdout, wall time and peak RSS (the kernel's VmHWM of
- * the process, read every 10 ms while it runs: a Node process's worker threads are in it).
+ * Runs a command to its end; returns its stdout, wall time and peak RSS: the largest sum of the
+ * resident sets of the process and all its descendants (the local runtime's sandboxes are child
+ * processes), sampled every 10 ms while it runs.
  */
 export async function measured(
   command: string,
@@ -81,15 +82,29 @@ export async function measured(
     stdout += piece.toString('utf8');
   });
   let peakKb = 0;
+  let sampling = false;
   const sample = async () => {
-    const status = await readFile(`/proc/${child.pid}/status`, 'utf8').catch(() => '');
-    const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
-    peakKb = Math.max(peakKb, kb);
+    if (sampling || child.pid === undefined) return;
+    sampling = true;
+    peakKb = Math.max(peakKb, await treeRssKb(child.pid));
+    sampling = false;
   };
   const timer = setInterval(() => void sample(), 10);
   const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
   clearInterval(timer);
   return { stdout, wallMs: performance.now() - started, peakRssMb: peakKb / 1024, code };
+}
+
+/** The resident set (kB) of a process and every descendant, as /proc shows them now. */
+async function treeRssKb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  let kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+  const tasks = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  for (const task of tasks) {
+    const children = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '');
+    for (const c of children.split(' ').filter(Boolean)) kb += await treeRssKb(Number(c));
+  }
+  return kb;
 }
 
 /** Milliseconds to a readable figure. */

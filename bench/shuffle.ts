@@ -56,7 +56,7 @@ export async function run(): Promise<Report> {
     },
     notes: [
       'fields drawn uniformly from 1,000,000 values (npm run gen -- --keys 1000000)',
-      'peak RSS: the kernel high-water mark of the fanout process, its sandboxes (worker threads) included',
+      'peak RSS: the largest sum of the resident sets of the fanout process and its sandboxes (child processes), sampled every 10 ms',
     ],
   };
 }

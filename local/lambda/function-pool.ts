@@ -2,11 +2,14 @@
  * One function's sandboxes, with Lambda's semantics: one invocation per sandbox at a time, warm
  * sandboxes reused (the most recently released first), a cold start per new sandbox (the bundle
  * imported once), a timeout that covers the cold start and discards the sandbox, and function
- * errors reported as Lambda reports them. Each sandbox is a worker thread running sandbox.mjs.
+ * errors reported as Lambda reports them. Each sandbox is a child process running sandbox.mjs:
+ * a process, not a worker thread, because a thread's heap limit is best effort (Node #47224: one
+ * big allocation past it aborts the whole process), and a job that runs out of memory must fail
+ * its invocation, not the local runtime.
  */
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { repoRoot } from '../paths.ts';
 import type { FunctionSpec, FunctionStats, LambdaServerOptions } from './server.ts';
 
@@ -24,7 +27,7 @@ export type Outcome =
   | { kind: 'function-error'; errorType: string; errorMessage: string; trace?: string[] };
 
 interface Sandbox {
-  worker: Worker;
+  worker: ChildProcess;
   ready: Promise<void>;
   pending?: { id: number; resolve: (o: Outcome) => void };
   /** When the sandbox last became idle (performance.now()); idle ones are reaped. */
@@ -142,7 +145,7 @@ export class FunctionPool {
         () => {
           const id = nextId++;
           sandbox.pending = { id, resolve };
-          sandbox.worker.postMessage({ type: 'invoke', id, event, deadline, requestId });
+          sandbox.worker.send({ type: 'invoke', id, event, deadline, requestId });
         },
         (error: Error & { errorType?: string }) => {
           this.discard(sandbox);
@@ -188,7 +191,7 @@ export class FunctionPool {
     this.idle = this.idle.filter((s) => s !== sandbox);
     this.warming = this.warming.filter((s) => s !== sandbox);
     this.stats.sandboxes = this.all.size;
-    void sandbox.worker.terminate();
+    sandbox.worker.kill('SIGKILL');
   }
 
   /** Sandboxes idle since before `cutoff` (performance.now()) are stopped. */
@@ -229,22 +232,24 @@ export class FunctionPool {
     }
   }
 
-  /** Ends every sandbox's thread (the server closes). */
+  /** Ends every sandbox's process (the server closes). */
   stopAll(): Promise<unknown> {
-    return Promise.all([...this.all].map((s) => s.worker.terminate()));
+    return Promise.all(
+      [...this.all].map((s) => {
+        const ended = new Promise<void>((resolve) => {
+          if (s.worker.exitCode !== null || s.worker.signalCode !== null) resolve();
+          else s.worker.once('exit', () => resolve());
+        });
+        s.worker.kill('SIGKILL');
+        return ended;
+      }),
+    );
   }
 
-  /** A new sandbox: a worker thread that imports the bundle (the cold start). */
+  /** A new sandbox: a child process that imports the bundle (the cold start). */
   private start(): Sandbox {
     const { spec } = this;
-    const worker = new Worker(sandboxScript, {
-      workerData: {
-        bundle: spec.bundle,
-        handlerName: spec.handler ?? 'handler',
-        functionName: spec.name,
-        memoryMb: spec.memoryMb ?? 1024,
-        region: spec.env?.AWS_REGION ?? 'us-east-1',
-      },
+    const worker = fork(sandboxScript, [], {
       env: {
         AWS_REGION: spec.env?.AWS_REGION ?? 'us-east-1',
         AWS_LAMBDA_FUNCTION_NAME: spec.name,
@@ -253,17 +258,31 @@ export class FunctionPool {
         // Node 20 locally; the Lambda runtime is nodejs24.x, where the SDK does not warn.
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         ...spec.env,
-      },
-      stdout: true,
-      stderr: true,
-      ...(spec.memoryMb !== undefined &&
-        spec.heapLimit === true && {
-          resourceLimits: { maxOldGenerationSizeMb: spec.memoryMb },
+        FANOUT_SANDBOX: JSON.stringify({
+          bundle: spec.bundle,
+          handlerName: spec.handler ?? 'handler',
+          functionName: spec.name,
+          memoryMb: spec.memoryMb ?? 1024,
+          region: spec.env?.AWS_REGION ?? 'us-east-1',
         }),
+      },
+      // Not the server's own flags (a loader, --inspect): a sandbox runs its bundle alone, with
+      // its heap limited to the function's memory setting when asked.
+      execArgv:
+        spec.memoryMb !== undefined && spec.heapLimit === true
+          ? [`--max-old-space-size=${spec.memoryMb}`]
+          : [],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      serialization: 'advanced',
     });
+    // A heap past its limit: V8 says so on stderr as the process aborts.
+    let outOfMemory = false;
     const forward = (chunk: Buffer) => this.hooks.log?.(spec.name, chunk.toString('utf8'));
-    worker.stdout.on('data', forward);
-    worker.stderr.on('data', forward);
+    worker.stdout?.on('data', forward);
+    worker.stderr?.on('data', (chunk: Buffer) => {
+      if (chunk.includes('JavaScript heap out of memory')) outOfMemory = true;
+      forward(chunk);
+    });
     const sandbox: Sandbox = { worker, idleSince: 0, ready: readyOf(worker), code: this.code };
     sandbox.ready.catch(() => undefined);
     worker.on('message', (m: { type: string; id?: number } & Record<string, unknown>) => {
@@ -281,13 +300,13 @@ export class FunctionPool {
             },
       );
     });
-    const crashed = (error?: Error) => {
+    const crashed = (error?: Error, code?: number | null, signal?: NodeJS.Signals | null) => {
       if (this.all.has(sandbox)) this.discard(sandbox);
       const pending = sandbox.pending;
       sandbox.pending = undefined;
       // Past its heap limit (the function's memory setting): what Lambda reports for a
-      // sandbox that ran out of memory.
-      const oom = (error as { code?: string } | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY';
+      // sandbox that ran out of memory. V8 aborts the process when its heap is exhausted.
+      const oom = outOfMemory || signal === 'SIGABRT';
       pending?.resolve(
         oom
           ? {
@@ -298,12 +317,13 @@ export class FunctionPool {
           : {
               kind: 'function-error',
               errorType: 'Runtime.ExitError',
-              errorMessage: `RequestId: sandbox exited${error ? `: ${error.message}` : ''}`,
+              // As Lambda words it: `Runtime exited with error: signal: killed` or `exit status 1`.
+              errorMessage: `RequestId: Error: Runtime exited with error: ${error ? error.message : signal ? `signal: ${signal === 'SIGKILL' ? 'killed' : signal}` : `exit status ${code}`}`,
             },
       );
     };
-    worker.on('error', crashed);
-    worker.on('exit', () => crashed());
+    worker.on('error', (error) => crashed(error));
+    worker.on('exit', (code, signal) => crashed(undefined, code, signal));
     this.all.add(sandbox);
     this.stats.sandboxes = this.all.size;
     this.stats.coldStarts += 1;
@@ -312,7 +332,7 @@ export class FunctionPool {
 }
 
 /** Settles when the sandbox has imported its bundle, or fails with its init error. */
-function readyOf(worker: Worker): Promise<void> {
+function readyOf(worker: ChildProcess): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     worker.once('message', (m: { type: string; errorType?: string; errorMessage?: string }) => {
       if (m.type === 'ready') resolve();

@@ -1,11 +1,20 @@
-// One Lambda sandbox: a worker thread that imports a function bundle once (the cold start) and
-// then runs one invocation at a time for the local Lambda server. Plain JavaScript so it needs
-// no loader in the thread.
+// One Lambda sandbox: a child process that imports a function bundle once (the cold start) and
+// then runs one invocation at a time for the local Lambda server, over its IPC channel. A process,
+// as a Lambda sandbox is, so that one that runs out of memory dies alone, however it allocates.
+// Plain JavaScript so it needs no loader.
 
 import { pathToFileURL } from 'node:url';
-import { parentPort, workerData } from 'node:worker_threads';
 
-const { bundle, handlerName, functionName, memoryMb, region } = workerData;
+const { bundle, handlerName, functionName, memoryMb, region } = JSON.parse(
+  process.env.FANOUT_SANDBOX ?? '{}',
+);
+delete process.env.FANOUT_SANDBOX;
+const parentPort = {
+  postMessage: (message) => process.send(message),
+  on: (event, listener) => process.on(event, listener),
+};
+// The server going away ends the sandbox (its channel closes), as it ends a thread.
+process.on('disconnect', () => process.exit(0));
 
 let handler;
 try {

@@ -92,6 +92,10 @@ describe('local Lambda server', () => {
     expect(error.errorMessage).toMatch(/ran out of memory \(its setting: 64 MB\)/);
     // The sandbox was discarded: the next invocation gets a new one.
     expect(await invoker.invoke('small', { value: 1 })).toEqual({ echo: 1 });
+    // One allocation far past the limit fails the invocation the same way, and only it.
+    const atOnce = await failure(invoker.invoke('small', { action: 'hog-at-once' }));
+    expect(atOnce.errorType).toBe('Runtime.OutOfMemory');
+    expect(await invoker.invoke('small', { value: 2 })).toEqual({ echo: 2 });
   }, 60_000);
 
   it('accepts function ARNs and qualified names', async () => {
@@ -197,6 +201,7 @@ describe('local Lambda server', () => {
   it('reports a crashed sandbox as Runtime.ExitError and recovers', async () => {
     const error = await failure(invoker.invoke('probe', { action: 'crash' }));
     expect(error.errorType).toBe('Runtime.ExitError');
+    expect(error.errorMessage).toMatch(/Runtime exited with error: exit status 3$/);
     expect(await invoker.invoke('probe', { value: 'ok' })).toEqual({ echo: 'ok' });
   });
 
