@@ -42,11 +42,12 @@ Options:
                 new submissions run the new code; a job that is running keeps the code it
                 started with (the new code takes over once no job runs)
   --worker-timeout S
-                the worker function's timeout in seconds (default: the template's, 300)
+                the worker function's timeout in seconds (default: the template's, 300); a
+                chunk that runs past it is split in two, not retried as it is
   --worker-memory MB
                 the worker function's memory (default: the template's, 1769): each
                 sandbox's heap is limited to it, and one past it fails its invocation with
-                Runtime.OutOfMemory, as on Lambda
+                Runtime.OutOfMemory, as on Lambda; the chunk is then split in two
   --host HOST   loopback address to bind: 127.0.0.1 (default), localhost or ::1; anything
                 else is refused, because the local servers accept no credentials
   -h, --help    show this help

@@ -89,10 +89,11 @@ Options:
                        (timeout, memory, environment, reserved concurrency) and enforce its
                        roles' IAM policies (default: this checkout's stack, synthesized once
                        and cached; docs/LOCAL.md)
-  --worker-timeout S   the worker function's timeout in seconds (default: the template's, 300)
+  --worker-timeout S   the worker function's timeout in seconds (default: the template's, 300);
+                       a chunk that runs past it is split in two, not retried as it is
   --worker-memory MB   the worker function's memory (default: the template's, 1769): each
                        sandbox's heap is limited to it, and one past it fails its invocation
-                       with Runtime.OutOfMemory, as on Lambda
+                       with Runtime.OutOfMemory, as on Lambda; the chunk is then split in two
   --chaos SPEC         inject faults, e.g. worker-error=0.1,worker-timeout=0.02,throttle=0.05,
                        s3-slowdown=0.02 (fractions of worker invocations / S3 requests);
                        coordinator-crash=P crashes that fraction of coordinator invocations;

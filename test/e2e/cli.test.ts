@@ -4,15 +4,13 @@
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { byFieldSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
-
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'cli/bin.mjs');
+import { fanout, root } from '../fixtures/cli.ts';
 
 /** A map-only jsonl job module with no params, by path (imports fanout as a user would). */
 async function mapOnlyJob(name: string, map: string, more = ''): Promise<string> {
@@ -29,19 +27,6 @@ export default defineJob({
 `,
   );
   return file;
-}
-
-async function fanout(...args: string[]) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], {
-      cwd: root,
-      maxBuffer: 1 << 26,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
 }
 
 let dir: string;

@@ -1,8 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ownedLineStarts } from '#core/data/lines.ts';
 import {
+  type ChunkPlaceRange,
   type ChunkRange,
   chunkSegments,
+  cutAtRecord,
   defaultChunkSize,
   GUIDED_TAIL_MIN_FRACTION,
   GUIDED_TAIL_ROUNDS,
@@ -12,6 +15,7 @@ import {
   type PlanObject,
   planChunks,
   type Segment,
+  splitChunk,
 } from '#core/data/plan.ts';
 
 /**
@@ -334,5 +338,81 @@ describe('planChunks', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  /** A chunk and, where it was split, its halves' split in their place, recursively: its leaves. */
+  function splitDown(
+    chunk: ChunkPlaceRange,
+    os: PlanObject[],
+    floor: number,
+    draw: () => boolean,
+  ): ChunkPlaceRange[] {
+    const halves = draw() ? splitChunk(chunk, os, floor) : undefined;
+    if (halves === undefined) return [chunk];
+    return halves.flatMap((h) => splitDown(h, os, floor, draw));
+  }
+
+  it('property: chunks split recursively, anywhere, still tile the dataset exactly once, in order, and never cut a gzip object', () => {
+    fc.assert(
+      fc.property(
+        objects,
+        fc.integer({ min: 1, max: 600 }),
+        fc.integer({ min: 0, max: 100 }),
+        fc.infiniteStream(fc.boolean()),
+        (os, chunkSize, floor, draws) => {
+          const it = draws[Symbol.iterator]();
+          const draw = () => it.next().value as boolean;
+          const leaves = planChunks(os, { concurrency: 2, chunkSize }).flatMap((c) =>
+            splitDown(c, os, floor, draw),
+          );
+          expectTiling(
+            os,
+            leaves.map((c, index) => ({ ...c, index })),
+          );
+        },
+      ),
+      { numRuns: 100 },
+    );
+  }, 60_000);
+
+  it('property: a split halves a chunk above the floor to within one byte, unless a gzip object is in the way, and gives up only when nothing can be cut', () => {
+    fc.assert(
+      fc.property(objects, fc.integer({ min: 0, max: 100 }), (os, floor) => {
+        for (const chunk of planChunks(os, { concurrency: 1, chunks: 3 })) {
+          const segments = chunkSegments(chunk, os);
+          const bytes = segments.reduce((s, g) => s + g.end - g.start, 0);
+          const halves = splitChunk(chunk, os, floor);
+          if (halves === undefined) {
+            // Nothing to cut: at most the floor in one object, or one gzip object.
+            expect(segments).toHaveLength(1);
+            expect(bytes <= Math.max(floor, 1) || os[chunk.object]?.gzip === true).toBe(true);
+            continue;
+          }
+          const sizes = halves.map((h) =>
+            chunkSegments(h, os).reduce((s, g) => s + g.end - g.start, 0),
+          );
+          expect(sizes[0]! + sizes[1]!).toBe(bytes);
+          const gzip = segments.some((s) => os[s.object]?.gzip);
+          if (!gzip && bytes > floor)
+            expect(Math.abs(sizes[0]! - sizes[1]!)).toBeLessThanOrEqual(1);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('below the floor, a line chunk is cut at its median record, and one record cannot be cut', () => {
+    const text = new TextEncoder().encode('aaaa\nbb\ncccccc\nd\n');
+    const starts = ownedLineStarts(text, 0, 0, text.length);
+    expect(starts).toEqual([0, 5, 8, 15]);
+    expect(ownedLineStarts(text.subarray(5), 5, 6, 15)).toEqual([8]);
+    const chunk = { object: 0, start: 0, end: text.length };
+    expect(cutAtRecord(chunk, starts)).toEqual([
+      { object: 0, start: 0, end: 8 },
+      { object: 0, start: 8, end: text.length },
+    ]);
+    // A chunk that owns one record (it begins mid-record, or holds one start) cannot be cut.
+    expect(cutAtRecord({ object: 0, start: 6, end: 15 }, [8])).toBeUndefined();
+    expect(cutAtRecord({ object: 0, start: 8, end: 15 }, [8])).toBeUndefined();
   });
 });

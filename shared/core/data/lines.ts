@@ -257,3 +257,22 @@ export function splitLines(bytes: Uint8Array): { line: Uint8Array; offset: numbe
   }
   return out;
 }
+
+/**
+ * Where the lines that a range `[start, end)` of an object owns begin (offsets in the object),
+ * given the object's bytes from `from` (`start - 1`, or 0 for a range at the object's start) to
+ * at least `end`: `start` itself when it begins a line, and every offset in the range that
+ * follows a `\n`.
+ */
+export function ownedLineStarts(
+  bytes: Uint8Array,
+  from: number,
+  start: number,
+  end: number,
+): number[] {
+  const starts: number[] = [];
+  for (let p = start; p < end; p++) {
+    if (p === 0 || bytes[p - 1 - from] === NL) starts.push(p);
+  }
+  return starts;
+}

@@ -373,3 +373,105 @@ export function chunkBytes(
 export function segmentBytes(segments: readonly { start: number; end: number }[]): number {
   return segments.reduce((sum, s) => sum + s.end - s.start, 0);
 }
+
+/**
+ * The bytes under which a chunk is no longer cut by bytes when it runs out of memory or time:
+ * below it, a chunk of one line object is cut between its records instead ({@link cutAtRecord}),
+ * so that a record too big for the worker is named, and a chunk of anything else fails.
+ */
+export const SPLIT_FLOOR_BYTES = 64 * 1024;
+
+/** A chunk's place, without its index: what a split makes. */
+export type ChunkPlaceRange = Omit<ChunkRange, 'index'>;
+
+/**
+ * Cuts a chunk that ran out of memory or time into two halves of near-equal bytes, which
+ * together read exactly its bytes (line ownership then keeps each record in one half). The cut
+ * falls at the byte midpoint; inside a gzip object, which cannot be cut, at whichever of its
+ * edges is nearer and leaves both halves non-empty. Undefined when the chunk is `floor` bytes
+ * or fewer and reads one object, or is one gzip object: it cannot be halved.
+ *
+ * @example
+ * ```ts
+ * splitChunk({ object: 0, start: 0, end: 1000 }, [{ size: 1000 }], 100);
+ * // → [{ object: 0, start: 0, end: 500 }, { object: 0, start: 500, end: 1000 }]
+ * ```
+ */
+export function splitChunk(
+  chunk: ChunkPlaceRange,
+  objects: readonly PlanObject[],
+  floor = SPLIT_FLOOR_BYTES,
+): [ChunkPlaceRange, ChunkPlaceRange] | undefined {
+  const segments = chunkSegments(chunk, objects);
+  const total = segmentBytes(segments);
+  if (total < 2) return undefined;
+  if (total <= floor) {
+    // Small, but of several objects: cut between them (no object need be read to do so).
+    return segments.length > 1 ? cutBetween(segments, Math.floor(segments.length / 2)) : undefined;
+  }
+  const target = Math.floor(total / 2);
+  let before = 0; // the chunk's bytes before segment k
+  for (const [k, s] of segments.entries()) {
+    const length = s.end - s.start;
+    if (before + length > target) {
+      if (objects[s.object]?.gzip !== true) {
+        // The midpoint at a segment's start is a cut between segments (k > 0: total ≥ 2).
+        return target === before
+          ? cutBetween(segments, k)
+          : cutInside(segments, k, s.start + (target - before));
+      }
+      // A gzip object: cut at its start or its end, whichever is nearer and leaves two halves.
+      const atStart = k > 0 ? target - before : Number.POSITIVE_INFINITY;
+      const atEnd = k < segments.length - 1 ? before + length - target : Number.POSITIVE_INFINITY;
+      if (atStart === Number.POSITIVE_INFINITY && atEnd === Number.POSITIVE_INFINITY) return;
+      return cutBetween(segments, atStart <= atEnd ? k : k + 1);
+    }
+    before += length;
+  }
+  return undefined;
+}
+
+/**
+ * Cuts a chunk of one segment of a line object at a record: at the median of the record starts
+ * `starts` (offsets in the object) that it owns, so that each half owns some. Undefined when the
+ * chunk owns fewer than two records: it cannot be made smaller.
+ */
+export function cutAtRecord(
+  chunk: ChunkPlaceRange,
+  starts: readonly number[],
+): [ChunkPlaceRange, ChunkPlaceRange] | undefined {
+  const owned = starts.filter((p) => p >= chunk.start && p < chunk.end);
+  if (owned.length < 2) return undefined;
+  const at = owned[Math.floor(owned.length / 2)] as number;
+  return [
+    { object: chunk.object, start: chunk.start, end: at },
+    { object: chunk.object, start: at, end: chunk.end },
+  ];
+}
+
+/** The chunk that reads exactly `segments` (contiguous, in order, non-empty). */
+function rangeOf(segments: readonly Segment[]): ChunkPlaceRange {
+  const first = segments[0] as Segment;
+  const last = segments[segments.length - 1] as Segment;
+  return last.object === first.object
+    ? { object: first.object, start: first.start, end: last.end }
+    : { object: first.object, start: first.start, lastObject: last.object, end: last.end };
+}
+
+/** Halves: segments `[0, k)` and `[k, n)`. */
+function cutBetween(segments: readonly Segment[], k: number): [ChunkPlaceRange, ChunkPlaceRange] {
+  return [rangeOf(segments.slice(0, k)), rangeOf(segments.slice(k))];
+}
+
+/** Halves cut inside segment `k`, at byte `at` of its object. */
+function cutInside(
+  segments: readonly Segment[],
+  k: number,
+  at: number,
+): [ChunkPlaceRange, ChunkPlaceRange] {
+  const s = segments[k] as Segment;
+  return [
+    rangeOf([...segments.slice(0, k), { object: s.object, start: s.start, end: at }]),
+    rangeOf([{ object: s.object, start: at, end: s.end }, ...segments.slice(k + 1)]),
+  ];
+}

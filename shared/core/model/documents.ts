@@ -412,6 +412,13 @@ export interface TaskRecord {
   backupWon?: boolean;
   /** Attempts whose outcome did not count because another's was written first. */
   lost?: LostAttempt[];
+  /**
+   * The smaller tasks that replaced this one, in input order, after it ran out of memory or
+   * time (appended to the tasks; it has no outcome of its own that counts).
+   */
+  split?: number[];
+  /** The task this one is a part of, when it came from a split. */
+  from?: number;
 }
 
 /**
@@ -452,6 +459,27 @@ export interface Manifest {
    * `[first, end)` each, or a sorted job's `range` (its first and end are then r and r + 1).
    */
   partitions?: (TaskRecord & { first: number; end: number; range?: SortRange })[];
+}
+
+/**
+ * The tasks that hold a stage's output, in input order: the tasks in index order, each split one
+ * replaced by its parts (recursively), which stand in its place, not at the end where they were
+ * appended.
+ */
+export function taskOrder(records: readonly TaskRecord[]): number[] {
+  const order: number[] = [];
+  const visit = (index: number): void => {
+    const split = records[index]?.split;
+    if (split === undefined) order.push(index);
+    else for (const part of split) visit(part);
+  };
+  for (const record of records) if (record.from === undefined) visit(record.index);
+  return order;
+}
+
+/** The chunks whose outputs make the result, in input order: all but those failed (tolerated). */
+export function includedChunks(manifest: Pick<Manifest, 'chunks'>): number[] {
+  return taskOrder(manifest.chunks).filter((i) => manifest.chunks[i]?.failed !== true);
 }
 
 /** Where a chunk lies, by key: from byte `start` of `key` to byte `end` of `lastKey ?? key`. */

@@ -22,6 +22,7 @@ import {
   chunkPlace,
   type FailedChunk,
   type FunctionRun,
+  includedChunks,
   type JobStatus,
   type Manifest,
 } from '../model/documents.ts';
@@ -182,7 +183,7 @@ export async function reduceJob(
       ...chunkPlace(c, manifest.objects),
       error: c.errors?.at(-1) ?? { code: 'UNKNOWN', name: 'Error', message: 'no error recorded' },
     }));
-  const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
+  const included = includedChunks(manifest);
   const reduced =
     job.reduce === undefined
       ? await concatenateJob(manifest, included, deps)

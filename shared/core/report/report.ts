@@ -8,13 +8,18 @@
 
 import { orderedMap } from '../base/parallel.ts';
 import type { ObjectStore } from '../base/ports.ts';
-import type {
-  ChunkOutcome,
-  FunctionRun,
-  JobRequest,
-  JobStatus,
-  Manifest,
-  PartitionOutcome,
+import {
+  type ChunkOutcome,
+  chunkPlace,
+  describePlace,
+  type FailedAttempt,
+  type FunctionRun,
+  type JobRequest,
+  type JobStatus,
+  type Manifest,
+  type ManifestChunk,
+  type PartitionOutcome,
+  type TaskRecord,
 } from '../model/documents.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson } from '../model/status.ts';
@@ -37,7 +42,7 @@ export interface AttemptBar {
   start: number;
   end: number;
   sandbox: string;
-  kind: 'ok' | 'cold' | 'retried' | 'backup' | 'lost' | 'failed' | 'throttled';
+  kind: 'ok' | 'cold' | 'retried' | 'backup' | 'lost' | 'failed' | 'throttled' | 'split';
   label: string;
 }
 
@@ -103,15 +108,22 @@ export function attemptBars(input: ReportInput): AttemptBar[] {
         label: `chunk ${chunk.index} attempt ${l.attempt}${l.backup ? ' (backup)' : ''}: lost, another attempt's outcome was written first${l.endedAt === undefined ? '; still running when the job ended' : ''}`,
       });
     }
+    // A split chunk's last failed attempt is the one that ran out of memory or time.
+    const splitBy = chunk.split === undefined ? undefined : lastFailure(chunk);
     for (const f of chunk.failures ?? []) {
+      const split = f === splitBy;
       bars.push({
         chunk: chunk.index,
         attempt: f.attempt,
         start: f.dispatchedAt,
         end: Math.max(f.endedAt, f.dispatchedAt + 1),
-        sandbox: f.throttled ? 'throttled (no sandbox)' : 'failed attempts',
-        kind: f.throttled ? 'throttled' : 'failed',
-        label: `chunk ${chunk.index} attempt ${f.attempt}: ${f.throttled ? 'throttled' : (f.error ?? 'failed')}`,
+        sandbox: f.throttled
+          ? 'throttled (no sandbox)'
+          : split
+            ? 'split (out of memory or time)'
+            : 'failed attempts',
+        kind: f.throttled ? 'throttled' : split ? 'split' : 'failed',
+        label: `chunk ${chunk.index} attempt ${f.attempt}: ${f.throttled ? 'throttled' : (f.error ?? 'failed')}${split ? `; split into chunks ${chunk.split?.join(' and ')}` : ''}`,
       });
     }
     const run = input.outcomes[chunk.index]?.run;
@@ -138,6 +150,11 @@ export function attemptBars(input: ReportInput): AttemptBar[] {
   return bars;
 }
 
+/** A task's last attempt that failed (not throttled). */
+function lastFailure(record: TaskRecord): FailedAttempt | undefined {
+  return (record.failures ?? []).filter((f) => !f.throttled).at(-1);
+}
+
 const COLOURS: Record<AttemptBar['kind'], string> = {
   ok: '#3b8f3b',
   cold: '#2b6cb0',
@@ -146,6 +163,7 @@ const COLOURS: Record<AttemptBar['kind'], string> = {
   lost: '#a0aec0',
   failed: '#c53030',
   throttled: '#805ad5',
+  split: '#dd6b20',
 };
 
 const esc = (text: unknown) =>
@@ -333,7 +351,7 @@ ${series(throughput, 'records per second', 'records/s', span)}
         `<tr><td>${o.index}</td><td>${fmt(o.durationMs)}</td><td>${fmt(o.recordsIn)}</td><td>${fmt(o.bytes / 1e6, 2)}</td><td>${o.attempt}</td></tr>`,
     )
     .join('')}</table>
-${partitionsSection(input)}<h2>Errors</h2>
+${splitsSection(input)}${partitionsSection(input)}<h2>Errors</h2>
 ${errors.length === 0 ? '<p class="errors">none</p>' : `<ul class="errors">${errors.map((e) => `<li>${esc(e)}</li>`).join('')}</ul>`}
 <h2>Cost</h2>
 ${
@@ -352,6 +370,28 @@ ${
  * each, which is what a skewed key would show, and each one's time and winning attempt. Empty
  * for other jobs, and for a small shuffle the reducer merged itself.
  */
+/**
+ * The chunks split after running out of memory or time: where each lay, why, and its parts
+ * (which may be split in turn, each with a row of its own).
+ */
+function splitsSection(input: ReportInput): string {
+  const manifest = input.manifest;
+  const split = (manifest?.chunks ?? []).filter((c) => c.split !== undefined);
+  if (manifest === undefined || split.length === 0) return '';
+  const place = (c: ManifestChunk) => esc(describePlace(chunkPlace(c, manifest.objects)));
+  const rows = split.map((c) => {
+    const parts = (c.split ?? []).map((i) => {
+      const part = manifest.chunks[i];
+      return part === undefined ? `${i}` : `${i} (${place(part)})`;
+    });
+    return `<tr><td>${c.index}</td><td>${place(c)}</td><td>${esc(lastFailure(c)?.error ?? '')}</td><td>${parts.join('<br>')}</td></tr>`;
+  });
+  return `<h2>Splits</h2>
+<p class="splits">${split.length} chunk(s) ran out of memory or time and were split in two instead of retried as they were.</p>
+<table class="splits"><tr><th>chunk</th><th>bytes</th><th>why</th><th>into</th></tr>${rows.join('')}</table>
+`;
+}
+
 function partitionsSection(input: ReportInput): string {
   const records = input.manifest?.partitions ?? [];
   if (records.length === 0) return '';

@@ -4,11 +4,18 @@
  * outcome object `chunks/{i}.json` exists (written create-only by the attempt that finishes
  * first). Its failure names the chunk's bytes and objects.
  */
-import { DatasetChangedError, FanoutError, FunctionError } from '../base/errors.ts';
+import { concatBytes } from '../base/bytes.ts';
+import {
+  DatasetChangedError,
+  FanoutError,
+  FunctionError,
+  InvocationTimeoutError,
+} from '../base/errors.ts';
 import { handOverMs } from '../base/limits.ts';
 import { orderedMap } from '../base/parallel.ts';
 import type { Clock, Invoker, ObjectInfo, ObjectStore } from '../base/ports.ts';
-import { chunkBytes, chunkSegments } from '../data/plan.ts';
+import { ownedLineStarts } from '../data/lines.ts';
+import { chunkBytes, chunkSegments, cutAtRecord, splitChunk } from '../data/plan.ts';
 import {
   type ChunkOutcome,
   type ChunkSummary,
@@ -17,10 +24,11 @@ import {
   describePlace,
   type JobRequest,
   type Manifest,
+  type ManifestChunk,
   type TaskSegment,
 } from '../model/documents.ts';
 import { jobKeys } from '../model/keys.ts';
-import { readJson } from '../model/status.ts';
+import { readJson, writeJson } from '../model/status.ts';
 import {
   type Billing,
   type EngineDeps,
@@ -189,7 +197,6 @@ export function mapTasks(
   deps: MapStageDeps,
 ): TaskKind<ChunkTask, ChunkSummary> {
   const keys = jobKeys(manifest.jobId);
-  const total = manifest.chunks.length;
   // Each object's pinned identity, built once and shared by every task that reads it.
   const pinned: ObjectInfo[] = manifest.objects.map(({ bucket: b, key, size, etag, versionId }) =>
     versionId === undefined
@@ -232,11 +239,14 @@ export function mapTasks(
     },
     recordsOf: (summary) => summary.recordsIn,
     async finished() {
+      const total = manifest.chunks.length;
+      // A split chunk's outcome (a backup's, written after the split) does not count: its
+      // parts' do.
       const indexes = [
         ...new Set(
           (await deps.store.list(deps.bucket, `${keys.root}/chunks/`))
             .map((o) => Number(/\/(\d+)\.json$/.exec(o.key)?.[1]))
-            .filter((i) => Number.isInteger(i) && i < total),
+            .filter((i) => Number.isInteger(i) && i < total && !manifest.chunks[i]?.split),
         ),
       ];
       let records = 0;
@@ -252,5 +262,97 @@ export function mapTasks(
       return { indexes, records, bytes };
     },
     failure: (index, error) => chunkFailure(manifest, index, error),
+    split: splitter(manifest, pinned, deps),
   };
+}
+
+/**
+ * Splits a chunk that ran out of memory or time (TaskKind.split): in two by bytes while it is
+ * above the floor or reads several objects, then, for a line format, between its records, which
+ * takes one read of its (at most floor) bytes. The manifest, with the parts, is written before
+ * they run, so that a coordinator that resumes the job runs the parts, not the chunk again.
+ * Writes go one at a time.
+ */
+function splitter(
+  manifest: Manifest,
+  pinned: readonly ObjectInfo[],
+  deps: MapStageDeps,
+): (index: number, error: unknown) => Promise<number[]> {
+  let written: Promise<unknown> = Promise.resolve();
+  return async (index, error) => {
+    const chunk = manifest.chunks[index]!;
+    let starts: number[] | undefined;
+    let halves = splitChunk(chunk, manifest.objects);
+    if (halves === undefined && lineCuttable(manifest, chunk)) {
+      starts = await recordStartsOf(manifest, chunk, pinned[chunk.object]!, deps);
+      halves = cutAtRecord(chunk, starts);
+    }
+    if (halves === undefined) throw tooBig(manifest, index, error, starts);
+    const parts = halves.map((half) => {
+      const part = manifest.chunks.length;
+      manifest.chunks.push({ ...half, index: part, attempts: 0, from: index });
+      return part;
+    });
+    chunk.split = parts;
+    const write = written.then(() =>
+      writeJson(deps.store, deps.bucket, jobKeys(manifest.jobId).manifest, manifest),
+    );
+    written = write.catch(() => undefined);
+    await write;
+    return parts;
+  };
+}
+
+/** A chunk that can be cut between its records: one segment of a line object. */
+function lineCuttable(manifest: Manifest, chunk: ManifestChunk): boolean {
+  return (
+    manifest.format !== 'parquet' &&
+    chunk.lastObject === undefined &&
+    manifest.objects[chunk.object]?.gzip !== true
+  );
+}
+
+/** Where the records a one-segment chunk owns begin (offsets in its object). */
+async function recordStartsOf(
+  manifest: Manifest,
+  chunk: ManifestChunk,
+  object: ObjectInfo,
+  deps: MapStageDeps,
+): Promise<number[]> {
+  const from = Math.max(0, chunk.start - 1);
+  const pieces: Uint8Array[] = [];
+  for await (const piece of deps.store.readRange(object, from, chunk.end)) pieces.push(piece);
+  const starts = ownedLineStarts(concatBytes(pieces), from, chunk.start, chunk.end);
+  // A CSV object's first line is its header, not a record.
+  return manifest.format === 'csv' ? starts.filter((p) => p > 0) : starts;
+}
+
+/**
+ * A chunk that ran out of memory or time and cannot be made smaller: its error names the record
+ * it holds (when it is of a line format), what ran out, and what to change.
+ */
+function tooBig(
+  manifest: Manifest,
+  index: number,
+  error: unknown,
+  starts: number[] | undefined,
+): FanoutError {
+  const chunk = manifest.chunks[index]!;
+  const place = chunkPlace(chunk, manifest.objects);
+  const time =
+    error instanceof InvocationTimeoutError ||
+    (error instanceof FunctionError && error.errorType === 'Sandbox.Timedout');
+  const what =
+    starts?.length === 1
+      ? `the record at byte ${starts[0]} of ${place.key}`
+      : `the data in ${describePlace(place)}`;
+  const message = error instanceof Error ? error.message : String(error);
+  return new FanoutError(
+    'CHUNK_TOO_BIG',
+    `chunk ${index} (${describePlace(place)}) ran out of ${time ? 'time' : 'memory'} and cannot be split further: ${what} needs more ${time ? 'time' : 'memory'} than the worker has (raise the worker's ${time ? 'timeout' : 'memory'}, or make the job's work per record smaller): ${message}`,
+    {
+      cause: error,
+      context: { chunk: index, ...place, ...(starts?.length === 1 && { record: starts[0] }) },
+    },
+  );
 }

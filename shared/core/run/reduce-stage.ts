@@ -10,13 +10,14 @@
  */
 import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
-import type {
-  ChunkOutcome,
-  JobRequest,
-  Manifest,
-  PartitionSummary,
-  PartitionTask,
-  RunSource,
+import {
+  type ChunkOutcome,
+  includedChunks,
+  type JobRequest,
+  type Manifest,
+  type PartitionSummary,
+  type PartitionTask,
+  type RunSource,
 } from '../model/documents.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
@@ -219,7 +220,7 @@ async function sortedOutputs(
 /** The outcomes of the chunks that count (a chunk failed within tolerance has none). */
 function includedOutcomes(manifest: Manifest, deps: MapStageDeps): AsyncIterable<ChunkOutcome> {
   const keys = jobKeys(manifest.jobId);
-  const included = manifest.chunks.filter((c) => c.failed !== true).map((c) => c.index);
+  const included = includedChunks(manifest);
   return orderedMap(included.length, 16, (k) =>
     readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(included[k]!)).then(
       (r) => r.value,

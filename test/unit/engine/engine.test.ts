@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FunctionError } from '#core/base/errors.ts';
-import type { JobStatus } from '#core/model/documents.ts';
+import { type JobStatus, taskOrder } from '#core/model/documents.ts';
 import { jobKeys } from '#core/model/keys.ts';
 import { readStatus, writeJson } from '#core/model/status.ts';
 import { Billing } from '#core/run/engine/billing.ts';
@@ -112,5 +112,97 @@ describe('runTasks', () => {
       await new Promise((r) => setTimeout(r, 1));
     }
     expect(await run).toEqual({ reason: 'done', dispatched: 10 });
+  });
+});
+
+describe('runTasks: splitting a task that ran out of memory or time', () => {
+  /**
+   * A kind whose tasks are byte ranges: one bigger than `fits` runs out of memory, and a split
+   * halves it, down to one byte. The records are the ranges, so the test can check the parts
+   * cover each task exactly.
+   */
+  function rangesKind(sizes: number[], fits: number) {
+    const kind = kindOf(sizes.length);
+    const ranges = new Map<number, [number, number]>();
+    let at = 0;
+    for (const [i, size] of sizes.entries()) {
+      ranges.set(i, [at, at + size]);
+      at += size;
+    }
+    const writes: number[][] = [];
+    kind.size = (i) => {
+      const [a, b] = ranges.get(i)!;
+      return b - a;
+    };
+    kind.split = async (index) => {
+      const [a, b] = ranges.get(index)!;
+      if (b - a < 2) throw kind.failure(index, new Error(`${b - a} byte at ${a} is too big`));
+      const mid = Math.floor((a + b) / 2);
+      const parts = [
+        [a, mid],
+        [mid, b],
+      ].map(([from, to]) => {
+        const part = kind.records.length;
+        kind.records.push({ index: part, attempts: 0, from: index });
+        ranges.set(part, [from!, to!]);
+        return part;
+      });
+      kind.records[index]!.split = parts;
+      writes.push(parts);
+      return parts;
+    };
+    const invoker = new ScriptedInvoker((p) => {
+      const [a, b] = ranges.get(p.index)!;
+      return b - a > fits
+        ? new FunctionError('worker', 'Runtime.OutOfMemory', 'out of memory')
+        : { records: b - a };
+    });
+    return { kind, ranges, invoker, writes };
+  }
+
+  it('splits instead of retrying, recursively, and the parts in input order cover each task once', async () => {
+    const { kind, ranges, invoker, writes } = rangesKind([10, 40, 5], 12);
+    const { deps, runs, status } = await depsOf(invoker);
+    expect(await runTasks(kind, deps)).toMatchObject({ reason: 'done' });
+    // 40 → 20 + 20 → 10 + 10 + 10 + 10: two levels, three splits, no retries, no failure.
+    expect(writes).toHaveLength(3);
+    expect(runs).toEqual([{ dispatched: 9, retries: 0, throttles: 0 }]);
+    const order = taskOrder(kind.records);
+    expect(order.map((i) => ranges.get(i))).toEqual([
+      [0, 10],
+      [10, 20],
+      [20, 30],
+      [30, 40],
+      [40, 50],
+      [50, 55],
+    ]);
+    expect(kind.records[1]).toMatchObject({ split: [3, 4], attempts: 1 });
+    expect(kind.records[1]?.failed).toBeUndefined();
+    // The split tasks are not counted; their parts are, and every record was read once.
+    expect(await status()).toMatchObject({
+      chunks: { total: 6, pending: 0, running: 0, succeeded: 6, failed: 0 },
+      records: 55,
+      bytes: 55,
+    });
+  });
+
+  it('fails the task with its own failure once it cannot be split, within the tolerance or not', async () => {
+    const { kind, invoker } = rangesKind([4, 1], 0);
+    const { deps, status } = await depsOf(invoker);
+    const end = await runTasks(kind, { ...deps, concurrency: 1 });
+    expect(end).toMatchObject({ reason: 'failed' });
+    expect(String((end as { error: unknown }).error)).toMatch(/1 byte at 0 is too big/);
+    expect((await status()).chunks).toMatchObject({ failed: 1 });
+  });
+
+  it('on a later run, runs the parts of a split task and not the task', async () => {
+    const { kind, ranges, invoker } = rangesKind([30], 100);
+    ranges.set(1, [0, 15]).set(2, [15, 30]);
+    kind.records.push({ index: 1, attempts: 0, from: 0 }, { index: 2, attempts: 0, from: 0 });
+    kind.records[0]!.split = [1, 2];
+    const { deps, status } = await depsOf(invoker);
+    expect(await runTasks(kind, deps)).toMatchObject({ reason: 'done', dispatched: 2 });
+    expect(invoker.calls.map((c) => c.payload.index).sort()).toEqual([1, 2]);
+    expect((await status()).chunks).toMatchObject({ total: 2, succeeded: 2 });
   });
 });

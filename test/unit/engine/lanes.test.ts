@@ -26,6 +26,7 @@ function poolOf(
     touch() {
       this.touched += 1;
     },
+    grow() {},
   };
   const todo = Array.from({ length: n }, (_, i) => i);
   const pool = new LanePool(ctx, todo, new TaskRunner(ctx, undefined), status, undefined, {

@@ -60,6 +60,12 @@ describe('retryDecision', () => {
   const throttle = new ThrottledError('worker');
   const transient = new FunctionError('worker', 'Error', 'socket hang up');
   const timeout = new InvocationTimeoutError('worker', 1000);
+  const oom = new FunctionError('worker', 'Runtime.OutOfMemory', 'Runtime exited: out of memory');
+  const lambdaTimeout = new FunctionError(
+    'worker',
+    'Sandbox.Timedout',
+    'Task timed out after 2.00 seconds',
+  );
   /** What a worker reports when a job's own code threw a TypeError. */
   const jobCodeError = (what: string) => new FunctionError('worker', 'TypeError', `job ${what}`);
 
@@ -116,6 +122,33 @@ describe('retryDecision', () => {
       { attempt: 2 },
       'retry',
     ],
+    ['out of memory, a kind that splits', oom, { splittable: true }, 'split'],
+    ['out of memory, even on the last attempt', oom, { splittable: true, attempt: 3 }, 'split'],
+    ['out of memory, a kind that cannot split', oom, {}, 'retry'],
+    ['out of memory, job failing', oom, { splittable: true, failing: true }, 'fail'],
+    ['Lambda timed out, a kind that splits', lambdaTimeout, { splittable: true }, 'split'],
+    ['unanswered past the timeout, a kind that splits', timeout, { splittable: true }, 'split'],
+    [
+      'a heap exhausted on Lambda (the process aborted)',
+      new FunctionError(
+        'worker',
+        'Runtime.ExitError',
+        'Error: Runtime exited with error: signal: aborted',
+      ),
+      { splittable: true },
+      'split',
+    ],
+    [
+      'a process that exited with a status of its own',
+      new FunctionError(
+        'worker',
+        'Runtime.ExitError',
+        'Error: Runtime exited with error: exit status 1',
+      ),
+      { splittable: true },
+      'retry',
+    ],
+    ['a transient error, a kind that splits', transient, { splittable: true }, 'retry'],
   ];
   for (const type of DETERMINISTIC) {
     table.push([type, new FunctionError('worker', type, 'no'), {}, 'fail']);

@@ -110,7 +110,8 @@ export async function runTasks<P extends AttemptPayload, R extends TaskResult>(
       every: deps.every ?? realEvery,
     },
     deps.epoch,
-    kind.records.length,
+    // Split tasks are not counted: their parts are.
+    kind.records.filter((r) => r.split === undefined).length,
     counts,
     stop,
     kind.progress,

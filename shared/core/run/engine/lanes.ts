@@ -7,7 +7,7 @@
  */
 import type { BackupScheduler } from './backups.ts';
 import type { RunContext } from './context.ts';
-import { NOT_RETRIED, type TaskRunner } from './runner.ts';
+import { NOT_RETRIED, SplitInto, type TaskRunner } from './runner.ts';
 import type { StatusSync } from './status-sync.ts';
 import type { AttemptPayload, TaskResult } from './task.ts';
 
@@ -44,10 +44,11 @@ export class LanePool<P extends AttemptPayload, R extends TaskResult> {
 
   constructor(
     private readonly ctx: RunContext<P, R>,
-    private readonly todo: readonly number[],
+    /** The tasks to run, in order; a split task's parts go in where the next is taken. */
+    private readonly todo: number[],
     private readonly runner: TaskRunner<P, R>,
     /** The read before each dispatch, and the first dispatch's start of progress writes. */
-    private readonly status: Pick<StatusSync, 'check' | 'touch'>,
+    private readonly status: Pick<StatusSync, 'check' | 'touch' | 'grow'>,
     private readonly backups: BackupScheduler<P, R> | undefined,
     private readonly settings: LaneSettings,
   ) {
@@ -113,6 +114,12 @@ export class LanePool<P extends AttemptPayload, R extends TaskResult> {
         ctx.counts.succeeded += 1;
       } catch (error) {
         if (error === NOT_RETRIED) continue; // left without an outcome, for a later run
+        if (error instanceof SplitInto) {
+          // Its parts run next: they are what the tasks after them in input order wait for.
+          this.todo.splice(this.next, 0, ...error.indexes);
+          this.status.grow(error.indexes.length - 1);
+          continue;
+        }
         this.failed(index, error);
       } finally {
         ctx.counts.running -= 1;

@@ -16,8 +16,9 @@ export interface Counts {
 }
 
 /**
- * The tasks left to run, in index order, and the counts of those already done. A fresh job (the
- * first run to get past its takeover) has no outcome yet and reads nothing.
+ * The tasks left to run, in index order (a split task's parts were appended, so they come last),
+ * and the counts of those already done (`finished` counts no split task). A fresh job (the first
+ * run to get past its takeover) has no outcome yet and reads nothing.
  */
 export async function loadProgress<P extends AttemptPayload, R extends TaskResult>(
   kind: TaskKind<P, R>,
@@ -32,6 +33,9 @@ export async function loadProgress<P extends AttemptPayload, R extends TaskResul
     bytes: finished.bytes,
   };
   const done = new Set(finished.indexes);
-  const todo = kind.records.filter((r) => !done.has(r.index)).map((r) => r.index);
+  // A split task is done once its parts are: they are tasks of their own.
+  const todo = kind.records
+    .filter((r) => !done.has(r.index) && r.split === undefined)
+    .map((r) => r.index);
   return { todo, counts };
 }

@@ -6,12 +6,18 @@
  * |---|---|
  * | a throttle the job's own invocations caused | try again at once, when one of them ends |
  * | any other throttle, fewer than the limit so far | try again after a backoff; no attempt used |
+ * | out of memory or time, the kind can split, the job not failing | split the task in smaller ones |
  * | a deterministic error (bad input, access denied, …) | fail the task |
  * | the job's own code threw (a JobCodeError), on a second attempt | fail the task |
  * | the task's last attempt, or the job is failing | fail the task |
  * | anything else | retry after a backoff |
  */
-import { FunctionError, JOB_CODE_MESSAGE, ThrottledError } from '../../base/errors.ts';
+import {
+  FunctionError,
+  InvocationTimeoutError,
+  JOB_CODE_MESSAGE,
+  ThrottledError,
+} from '../../base/errors.ts';
 
 /**
  * Attempts for a task whose job code threw: the user's bug fails the same way each time, but one
@@ -32,6 +38,23 @@ export const DETERMINISTIC: ReadonlySet<string> = new Set([
   'NotFoundError',
 ]);
 
+/**
+ * Errors of a task that needed more memory or time than its function has: the same bytes would
+ * fail the same way, so the task is split rather than retried. Lambda reports them as these
+ * function error types (a Node heap exhausted on Lambda ends as a Runtime.ExitError of a killed
+ * or aborted process); an invocation unanswered past the function's timeout is one as well.
+ */
+export function isOutOfMemoryOrTime(error: unknown): boolean {
+  if (error instanceof InvocationTimeoutError) return true;
+  if (!(error instanceof FunctionError)) return false;
+  if (error.errorType === 'Runtime.OutOfMemory' || error.errorType === 'Sandbox.Timedout') {
+    return true;
+  }
+  return (
+    error.errorType === 'Runtime.ExitError' && /signal: (killed|aborted)/.test(error.errorMessage)
+  );
+}
+
 /** Where an attempt failed. */
 export interface RetryContext {
   /** The throttle was caused by the job's own invocations (see InvocationGate). */
@@ -46,10 +69,12 @@ export interface RetryContext {
   jobCodeAttempts?: number;
   /** The job is already failing past its tolerance. */
   failing: boolean;
+  /** The task's kind can split a task that ran out of memory or time. */
+  splittable?: boolean;
 }
 
 /** What to do next. */
-export type RetryDecision = 'own-throttle' | 'throttle' | 'retry' | 'fail';
+export type RetryDecision = 'own-throttle' | 'throttle' | 'split' | 'retry' | 'fail';
 
 /** The decision for a failed attempt (see the table above). */
 export function retryDecision(error: unknown, context: RetryContext): RetryDecision {
@@ -57,6 +82,7 @@ export function retryDecision(error: unknown, context: RetryContext): RetryDecis
   if (error instanceof ThrottledError && context.throttled < context.maxThrottled) {
     return 'throttle';
   }
+  if (context.splittable === true && !context.failing && isOutOfMemoryOrTime(error)) return 'split';
   const deterministic = error instanceof FunctionError && DETERMINISTIC.has(error.errorType);
   const jobCode = error instanceof FunctionError && JOB_CODE_MESSAGE.test(error.errorMessage);
   if (jobCode && context.attempt >= (context.jobCodeAttempts ?? JOB_CODE_ATTEMPTS)) return 'fail';

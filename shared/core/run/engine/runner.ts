@@ -17,6 +17,16 @@ const noop = () => undefined;
 /** Thrown by a task's attempts when the job was cancelled or taken over before a retry. */
 export const NOT_RETRIED = Symbol('not retried');
 
+/** Thrown by a task's attempts when one ran out of memory or time: the task is to be split. */
+class SplitNeeded {
+  constructor(readonly error: unknown) {}
+}
+
+/** Thrown by `run` for a task that was split: the smaller tasks that replace it, in order. */
+export class SplitInto {
+  constructor(readonly indexes: number[]) {}
+}
+
 /** Runs tasks, one call per task. */
 export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
   constructor(
@@ -25,10 +35,24 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
   ) {}
 
   /**
-   * Runs task `index` until an attempt's outcome counts. Throws the task's failure, or
-   * NOT_RETRIED when the run stopped before a retry (the task is left for a later run).
+   * Runs task `index` until an attempt's outcome counts. Throws the task's failure, SplitInto
+   * when it was split, or NOT_RETRIED when the run stopped before a retry (the task is left for
+   * a later run).
    */
   async run(index: number): Promise<void> {
+    try {
+      await this.race(index);
+    } catch (error) {
+      if (!(error instanceof SplitNeeded)) throw error;
+      // As for a retry: no task changes once the job is cancelled or taken over.
+      const reason = this.ctx.stop.reason;
+      if (reason === 'cancelled' || reason === 'superseded') throw NOT_RETRIED;
+      throw new SplitInto(await this.ctx.kind.split!(index, error.error));
+    }
+  }
+
+  /** The task's own attempts, raced against its backups when backups are on. */
+  private async race(index: number): Promise<void> {
     const { ctx, backups } = this;
     const build = ctx.kind.prepare(index);
     const payload = () => build(ctx.ledger.number(index), Date.parse(ctx.clock.iso()));
@@ -45,6 +69,13 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
       attempts.catch(noop); // a backup's outcome may count first, while these still run
       await Promise.race([attempts, state.finished]);
     } catch (error) {
+      if (error instanceof SplitNeeded && !state.done) {
+        // Its backups run the same bytes in the same memory and time, and fail the same way:
+        // none is waited for, and none that ends now counts (its parts' outcomes will).
+        state.done = true;
+        state.finish();
+        throw error;
+      }
       // The task's own attempts failed for good; a backup still running may yet succeed.
       if (!(await backups.anySucceeds(state))) throw error;
     } finally {
@@ -90,6 +121,7 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
           maxAttempts: ctx.maxAttempts,
           ...(ctx.jobCodeAttempts !== undefined && { jobCodeAttempts: ctx.jobCodeAttempts }),
           failing: ctx.stop.reason === 'failed',
+          splittable: ctx.kind.split !== undefined,
         });
         if (decision === 'own-throttle' || decision === 'throttle') {
           // A throttle is not the task's fault: it uses no attempt, and its number is given back.
@@ -111,6 +143,7 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
           error: error instanceof Error ? error.message : String(error),
         });
         if (decision === 'fail') throw ctx.kind.failure(index, error);
+        if (decision === 'split') throw new SplitNeeded(error);
         ctx.counters.retries += 1;
         await ctx.sleep(backoff(attemptThisRun, ctx.random));
       }

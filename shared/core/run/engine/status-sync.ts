@@ -31,7 +31,7 @@ export class StatusSync {
   constructor(
     private readonly deps: StatusSyncDeps,
     private readonly epoch: number,
-    private readonly total: number,
+    private total: number,
     private readonly counts: Counts,
     private readonly stop: Stop,
     private readonly field: 'chunks' | 'partitions' = 'chunks',
@@ -58,6 +58,11 @@ export class StatusSync {
         ? { ...s, partitions: counts }
         : { ...s, chunks: counts, records: snapshot.records, bytes: snapshot.bytes };
     });
+  }
+
+  /** A task was split into `more` + 1: the total grows by `more`. */
+  grow(more: number): void {
+    this.total += more;
   }
 
   /** Starts the periodic writes; the first one begins at once. */

@@ -59,4 +59,11 @@ export interface TaskKind<P extends AttemptPayload, R extends TaskResult> {
   finished(): Promise<Finished>;
   /** A task's final failure, named so that the job's error says which task and where. */
   failure(index: number, error: unknown): FanoutError;
+  /**
+   * Replaces a task that ran out of memory or time by smaller ones that together do exactly its
+   * work: appends their records to `records` (each with `from`), sets the task's `split`, makes
+   * that durable, and returns their indexes in input order. Throws the task's final failure when
+   * it cannot be made smaller. Absent: such a task is retried as it is.
+   */
+  split?(index: number, error: unknown): Promise<number[]>;
 }
