@@ -170,4 +170,57 @@ export default defineJob({
       `ran out of memory and cannot be split further: the record at byte ${offset} of big.jsonl needs more memory than the worker has`,
     );
   }, 180_000);
+
+  it('time: a keyed job’s partition that needs ~3 s succeeds at --worker-timeout 2, split between its buckets, exactly', async () => {
+    const job = join(dir, 'slow-keys.ts');
+    await writeFile(
+      job,
+      `import { defineJob } from 'fanout';
+
+const wait = new Int32Array(new SharedArrayBuffer(4));
+export default defineJob({
+  name: 'slow-keys',
+  format: 'jsonl',
+  map: (r: unknown) => r as { k: string },
+  key: (out: { k: string }) => out.k,
+  reduce: {
+    init: () => 0,
+    add: (n: number) => n + 1,
+    merge: (a: number, b: number) => a + b,
+    finish: (n: number) => {
+      Atomics.wait(wait, 0, 0, 1); // 1 ms of work per key, in the partition
+      return n;
+    },
+  },
+});
+`,
+    );
+    const input = join(dir, 'slow-keys.jsonl');
+    const keys = 3000;
+    const lines: string[] = [];
+    for (let i = 0; i < 2 * keys; i++) lines.push(JSON.stringify({ k: `k${i % keys}` }));
+    await writeFile(input, `${lines.join('\n')}\n`);
+    const report = join(dir, 'slow-keys.html');
+    // One partition of 3,000 keys: 3 s of finish, past the 2 s timeout.
+    const { code, stdout, stderr } = await fanout(
+      'run',
+      job,
+      input,
+      '--worker-timeout',
+      '2',
+      '--partitions',
+      '1',
+      '--report',
+      report,
+    );
+    expect(code, stderr).toBe(0);
+    const expected = Object.fromEntries(
+      Array.from({ length: keys }, (_, i) => `k${i}`)
+        .sort()
+        .map((k) => [k, 2]),
+    );
+    expect(stdout.trim()).toBe(JSON.stringify(expected));
+    const html = await readFile(report, 'utf8');
+    expect(html).toMatch(/<td>partition 0<\/td><td>buckets 0–\d+<\/td><td>[^<]*Sandbox\.Timedout/);
+  }, 180_000);
 });

@@ -156,12 +156,17 @@ describe('mergeSorted', () => {
 });
 
 describe('groupBuckets', () => {
-  it('gives a partition per bucket when the partitions are set', () => {
+  it('gives the partitions set, cut by bytes, and one per bucket when there are as many', () => {
     expect(groupBuckets([5, 0, 7], { partitions: 3, concurrency: 1 })).toEqual([
       [0, 1],
       [1, 2],
       [2, 3],
     ]);
+    expect(groupBuckets([5, 5, 0, 7, 3], { partitions: 2, concurrency: 1 })).toEqual([
+      [0, 2],
+      [2, 5],
+    ]);
+    expect(groupBuckets([5, 5, 0, 7, 3], { partitions: 1, concurrency: 8 })).toEqual([[0, 5]]);
   });
 
   it('gives one partition to a small output, and a partition per lane to a larger one', () => {

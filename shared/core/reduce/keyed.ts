@@ -8,7 +8,13 @@ import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
 import type { ObjectStore } from '../base/ports.ts';
 import { type TextUpload, textUpload } from '../base/text-upload.ts';
-import type { ChunkOutcome, Manifest, PartitionOutcome, RunSource } from '../model/documents.ts';
+import {
+  type ChunkOutcome,
+  type Manifest,
+  type PartitionOutcome,
+  type RunSource,
+  taskOrder,
+} from '../model/documents.ts';
 import { type AnyJob, findJob, jobCode, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson } from '../model/status.ts';
@@ -107,7 +113,10 @@ export async function assembleKeyed(
   }
 }
 
-/** Every partition's part, in partition order; a partition without an outcome fails the job. */
+/**
+ * Every partition's part, in partition order (a split partition's parts in its place); a
+ * partition without an outcome fails the job.
+ */
 export async function partitionParts(
   manifest: Manifest,
   parallelism: number,
@@ -115,14 +124,15 @@ export async function partitionParts(
 ): Promise<PartitionOutcome['part'][]> {
   const keys = jobKeys(manifest.jobId);
   const parts: PartitionOutcome['part'][] = [];
-  for await (const outcome of orderedMap((manifest.partitions ?? []).length, parallelism, (r) =>
-    readJson<PartitionOutcome>(deps.store, deps.bucket, keys.partitionOutcome(r)).then(
+  const order = taskOrder(manifest.partitions ?? []);
+  for await (const outcome of orderedMap(order.length, parallelism, (k) =>
+    readJson<PartitionOutcome>(deps.store, deps.bucket, keys.partitionOutcome(order[k]!)).then(
       (o) => o.value,
       (error: unknown) => {
         throw new FanoutError(
           'MISSING_OUTCOME',
-          `partition ${r} of job ${manifest.jobId} has no outcome: ${(error as Error).message}`,
-          { cause: error, context: { jobId: manifest.jobId, partition: r } },
+          `partition ${order[k]} of job ${manifest.jobId} has no outcome: ${(error as Error).message}`,
+          { cause: error, context: { jobId: manifest.jobId, partition: order[k] } },
         );
       },
     ),

@@ -376,20 +376,35 @@ ${
  */
 function splitsSection(input: ReportInput): string {
   const manifest = input.manifest;
-  const split = (manifest?.chunks ?? []).filter((c) => c.split !== undefined);
-  if (manifest === undefined || split.length === 0) return '';
-  const place = (c: ManifestChunk) => esc(describePlace(chunkPlace(c, manifest.objects)));
-  const rows = split.map((c) => {
-    const parts = (c.split ?? []).map((i) => {
-      const part = manifest.chunks[i];
-      return part === undefined ? `${i}` : `${i} (${place(part)})`;
-    });
-    return `<tr><td>${c.index}</td><td>${place(c)}</td><td>${esc(lastFailure(c)?.error ?? '')}</td><td>${parts.join('<br>')}</td></tr>`;
-  });
+  if (manifest === undefined) return '';
+  const chunkPlaceOf = (c: ManifestChunk) => esc(describePlace(chunkPlace(c, manifest.objects)));
+  const bucketsOf = (p: { first: number; end: number }) => `buckets ${p.first}–${p.end - 1}`;
+  const rows = [
+    ...splitRows('chunk', manifest.chunks, chunkPlaceOf),
+    ...splitRows('partition', manifest.partitions ?? [], bucketsOf),
+  ];
+  if (rows.length === 0) return '';
   return `<h2>Splits</h2>
-<p class="splits">${split.length} chunk(s) ran out of memory or time and were split in two instead of retried as they were.</p>
-<table class="splits"><tr><th>chunk</th><th>bytes</th><th>why</th><th>into</th></tr>${rows.join('')}</table>
+<p class="splits">${rows.length} task(s) ran out of memory or time and were split in two instead of retried as they were.</p>
+<table class="splits"><tr><th>task</th><th>what it read</th><th>why</th><th>into</th></tr>${rows.join('')}</table>
 `;
+}
+
+/** A row per split task of one kind: where it lay, why it was split, and its parts. */
+function splitRows<T extends TaskRecord>(
+  kind: string,
+  records: readonly T[],
+  place: (record: T) => string,
+): string[] {
+  return records
+    .filter((r) => r.split !== undefined)
+    .map((r) => {
+      const parts = (r.split ?? []).map((i) => {
+        const part = records[i];
+        return part === undefined ? `${i}` : `${kind} ${i} (${place(part)})`;
+      });
+      return `<tr><td>${kind} ${r.index}</td><td>${place(r)}</td><td>${esc(lastFailure(r)?.error ?? '')}</td><td>${parts.join('<br>')}</td></tr>`;
+    });
 }
 
 function partitionsSection(input: ReportInput): string {
@@ -404,7 +419,7 @@ function partitionsSection(input: ReportInput): string {
   };
   const rows = records.map((p) => {
     const o = input.partitions?.[p.index];
-    return `<tr><td>${p.index}</td><td>${sorted ? from(p) : `${p.first}–${p.end - 1}`}</td><td>${o === undefined ? '' : fmt(o.keys)}</td><td>${o === undefined ? '' : fmt(o.bytesRead / 1e6, 2)}</td><td>${o === undefined ? '' : fmt(o.part.bytes / 1e6, 2)}</td><td>${o === undefined ? '' : fmt(o.durationMs)}</td><td>${o?.attempt ?? `not done (${p.attempts} attempts)`}</td></tr>`;
+    return `<tr><td>${p.index}</td><td>${sorted ? from(p) : `${p.first}–${p.end - 1}`}</td><td>${o === undefined ? '' : fmt(o.keys)}</td><td>${o === undefined ? '' : fmt(o.bytesRead / 1e6, 2)}</td><td>${o === undefined ? '' : fmt(o.part.bytes / 1e6, 2)}</td><td>${o === undefined ? '' : fmt(o.durationMs)}</td><td>${o?.attempt ?? (p.split === undefined ? `not done (${p.attempts} attempts)` : `split into ${p.split.join(' and ')}`)}</td></tr>`;
   });
   const sizes = (input.partitions ?? []).flatMap((o) => (o === undefined ? [] : [o.bytesRead]));
   const spread =

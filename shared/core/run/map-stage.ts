@@ -278,7 +278,7 @@ function splitter(
   pinned: readonly ObjectInfo[],
   deps: MapStageDeps,
 ): (index: number, error: unknown) => Promise<number[]> {
-  let written: Promise<unknown> = Promise.resolve();
+  const persist = manifestWriter(manifest, deps);
   return async (index, error) => {
     const chunk = manifest.chunks[index]!;
     let starts: number[] | undefined;
@@ -294,13 +294,35 @@ function splitter(
       return part;
     });
     chunk.split = parts;
+    await persist();
+    return parts;
+  };
+}
+
+/**
+ * Writes the manifest as it is now, one write at a time (a split records its parts before they
+ * run, so that a coordinator that resumes the job runs the parts, not the task again).
+ */
+export function manifestWriter(
+  manifest: Manifest,
+  deps: Pick<MapStageDeps, 'store' | 'bucket'>,
+): () => Promise<void> {
+  let written: Promise<unknown> = Promise.resolve();
+  return () => {
     const write = written.then(() =>
       writeJson(deps.store, deps.bucket, jobKeys(manifest.jobId).manifest, manifest),
     );
     written = write.catch(() => undefined);
-    await write;
-    return parts;
+    return write.then(() => undefined);
   };
+}
+
+/** An error of a task that ran out of time (not memory). */
+export function outOfTime(error: unknown): boolean {
+  return (
+    error instanceof InvocationTimeoutError ||
+    (error instanceof FunctionError && error.errorType === 'Sandbox.Timedout')
+  );
 }
 
 /** A chunk that can be cut between its records: one segment of a line object. */
@@ -339,9 +361,7 @@ function tooBig(
 ): FanoutError {
   const chunk = manifest.chunks[index]!;
   const place = chunkPlace(chunk, manifest.objects);
-  const time =
-    error instanceof InvocationTimeoutError ||
-    (error instanceof FunctionError && error.errorType === 'Sandbox.Timedout');
+  const time = outOfTime(error);
   const what =
     starts?.length === 1
       ? `the record at byte ${starts[0]} of ${place.key}`

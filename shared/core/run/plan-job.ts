@@ -128,14 +128,13 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
   };
 }
 
-/** A keyed job's buckets: one per partition when they are set, else from the input's size. */
+/** A keyed job's buckets, from the input's size (and its partitions, when they are set). */
 function keyedPlan(
   partitions: number | undefined,
   inputBytes: number,
 ): NonNullable<Manifest['keyed']> {
-  return partitions === undefined
-    ? { buckets: bucketCount(undefined, inputBytes) }
-    : { buckets: bucketCount(partitions), partitions };
+  const buckets = bucketCount(partitions, inputBytes);
+  return partitions === undefined ? { buckets } : { buckets, partitions };
 }
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {

@@ -24,7 +24,7 @@ import { readJson, writeJson } from '../model/status.ts';
 import { cutPoints, mixedKinds, runSlice, type SortedOutput } from '../shuffle/order.ts';
 import { DIRECT_SHUFFLE_BYTES, groupBuckets, partitionCount } from '../shuffle/partitions.ts';
 import { type Billing, type RunEnd, runTasks, type TaskKind } from './engine/index.ts';
-import { engineDeps, type MapStageDeps } from './map-stage.ts';
+import { engineDeps, type MapStageDeps, manifestWriter, outOfTime } from './map-stage.ts';
 
 /** A map output's runs, as its outcome recorded them (`inline`: in the outcome at `key`). */
 interface RunsOutput {
@@ -51,7 +51,7 @@ export async function runReduceStage(
   const stage =
     manifest.sorted !== undefined
       ? await sortStage(manifest, deps)
-      : hashStage(manifest, await mapOutputs(manifest, deps));
+      : hashStage(manifest, await mapOutputs(manifest, deps), deps);
   if (manifest.partitions === undefined) {
     manifest.partitions = stage.plan();
     // Recorded before any partition runs: a run that resumes the job after a crash finds the
@@ -76,14 +76,27 @@ interface Stage {
   plan(): NonNullable<Manifest['partitions']>;
   sources(index: number): RunSource[];
   size(index: number): number;
+  /**
+   * Where to cut a partition that ran out of memory or time (a bucket strictly inside it),
+   * ready for `sources` of either part; undefined when it cannot be cut. Absent: never cut (a
+   * sorted range, for now).
+   */
+  cut?(index: number): Promise<number | undefined>;
 }
 
-/** A keyed job's: groups of hash buckets, each read from every map output's runs. */
-function hashStage(manifest: Manifest, outputs: RunsOutput[]): Stage {
-  let bounds: ReturnType<typeof partitionBounds> | undefined;
-  const boundsOf = (index: number) => {
-    bounds ??= partitionBounds(outputs, manifest.partitions ?? []);
-    return bounds(index);
+/**
+ * A keyed job's: groups of hash buckets, each read from every map output's runs. A partition that
+ * ran out of memory or time is cut between its buckets, where its bytes are halved.
+ */
+function hashStage(manifest: Manifest, outputs: RunsOutput[], deps: MapStageDeps): Stage {
+  let bounds: BucketBounds | undefined;
+  const boundsOf = () => {
+    bounds ??= bucketBounds(outputs, manifest.partitions ?? []);
+    return bounds;
+  };
+  const sliceOf = (index: number) => {
+    const { first, end } = manifest.partitions![index]!;
+    return { starts: boundsOf().at(first), ends: boundsOf().at(end) };
   };
   return {
     plan() {
@@ -99,11 +112,11 @@ function hashStage(manifest: Manifest, outputs: RunsOutput[]): Stage {
           }).map(([first, end], index) => ({ index, attempts: 0, first, end }));
     },
     sources(index) {
-      const at = boundsOf(index);
+      const { starts, ends } = sliceOf(index);
       const sources: RunSource[] = [];
       for (const [i, o] of outputs.entries()) {
-        const start = at.starts[i]!;
-        const end = at.ends[i]!;
+        const start = starts[i]!;
+        const end = ends[i]!;
         if (end <= start) continue;
         sources.push(
           o.inline === true
@@ -114,31 +127,63 @@ function hashStage(manifest: Manifest, outputs: RunsOutput[]): Stage {
       return sources;
     },
     size(index) {
-      const at = boundsOf(index);
+      const { starts, ends } = sliceOf(index);
       let bytes = 0;
-      for (let i = 0; i < outputs.length; i++) bytes += at.ends[i]! - at.starts[i]!;
+      for (let i = 0; i < outputs.length; i++) bytes += ends[i]! - starts[i]!;
       return bytes;
+    },
+    async cut(index) {
+      const { first, end } = manifest.partitions![index]!;
+      if (end - first < 2) return undefined;
+      // The bucket offsets were dropped once the partitions were planned: read them again (a
+      // split is rare, and reads each map outcome once).
+      const fresh = await mapOutputs(manifest, deps);
+      const sizes = bucketSizes(fresh, manifest.keyed?.buckets ?? 1).slice(first, end);
+      const half = sizes.reduce((a, b) => a + b, 0) / 2;
+      let at = first + 1;
+      for (let sum = sizes[0]!; at < end - 1 && sum + sizes[at - first]! <= half; at++) {
+        sum += sizes[at - first]!;
+      }
+      boundsOf().add(
+        at,
+        fresh.map((o) => o.offsets[at]!),
+      );
+      return at;
     },
   };
 }
 
 /**
- * Each map output's byte offsets at the partitions' boundaries only (R + 1 of them, not one per
- * bucket: 8,192 at 1 TiB), kept once the partitions are planned; the bucket offsets are dropped.
+ * Each map output's byte offsets at the buckets where partitions begin and end only (R + 1 of
+ * them, not one per bucket: 8,192 at 1 TiB), kept once the partitions are planned; the bucket
+ * offsets are dropped. A split adds the bucket it cuts at.
  */
-function partitionBounds(
+interface BucketBounds {
+  /** Every map output's offset at `bucket`'s start. */
+  at(bucket: number): Float64Array;
+  add(bucket: number, offsets: readonly number[]): void;
+}
+
+function bucketBounds(
   outputs: RunsOutput[],
   partitions: NonNullable<Manifest['partitions']>,
-): (index: number) => { starts: Float64Array; ends: Float64Array } {
-  const at = partitions.map(() => new Float64Array(outputs.length));
-  const last = new Float64Array(outputs.length);
+): BucketBounds {
+  const columns = new Map<number, Float64Array>();
+  for (const p of partitions) {
+    for (const bucket of [p.first, p.end]) {
+      if (!columns.has(bucket)) columns.set(bucket, new Float64Array(outputs.length));
+    }
+  }
   for (const [i, o] of outputs.entries()) {
-    for (const p of partitions) at[p.index]![i] = o.offsets[p.first]!;
-    last[i] = o.offsets[partitions.at(-1)?.end ?? 0] ?? 0;
+    for (const [bucket, column] of columns) column[i] = o.offsets[bucket] ?? 0;
     o.offsets = [];
   }
-  // Partitions are contiguous: one's end is the next one's first.
-  return (index) => ({ starts: at[index]!, ends: at[index + 1] ?? last });
+  return {
+    at: (bucket) => columns.get(bucket)!,
+    add: (bucket, offsets) => {
+      columns.set(bucket, Float64Array.from(offsets));
+    },
+  };
 }
 
 /**
@@ -266,11 +311,12 @@ function bucketSizes(outputs: readonly RunsOutput[], buckets: number): number[] 
 /** The partitions as a kind of task; `sources` says what each one reads. */
 export function partitionTasks(
   manifest: Manifest,
-  stage: Pick<Stage, 'sources' | 'size'>,
+  stage: Pick<Stage, 'sources' | 'size' | 'cut'>,
   deps: MapStageDeps,
 ): TaskKind<PartitionTask, PartitionSummary> {
   const keys = jobKeys(manifest.jobId);
   const partitions = manifest.partitions ?? [];
+  const persist = manifestWriter(manifest, deps);
   return {
     functionName: deps.workerFunction,
     timeoutMs: deps.workerTimeoutMs,
@@ -297,19 +343,54 @@ export function partitionTasks(
     },
     recordsOf: () => 0,
     async finished() {
+      // A split partition's outcome (written by an attempt that ended after the split) does not
+      // count: its parts' do.
       const indexes = (await deps.store.list(deps.bucket, `${keys.root}/partitions/`))
         .map((o) => Number(/\/(\d+)\.json$/.exec(o.key)?.[1]))
-        .filter((i) => Number.isInteger(i) && i < partitions.length);
+        .filter((i) => Number.isInteger(i) && i < partitions.length && !partitions[i]?.split);
       return { indexes: [...new Set(indexes)], records: 0, bytes: 0 };
     },
     failure(index, error) {
-      const { first, end, attempts, range } = partitions[index]!;
+      const { attempts } = partitions[index]!;
       const message = error instanceof Error ? error.message : String(error);
       return new FanoutError(
         error instanceof FanoutError ? error.code : 'PARTITION_FAILED',
-        `partition ${index} (${range === undefined ? `buckets ${first}-${end - 1}` : `range ${index + 1} of ${partitions.length}`}) failed after ${attempts} attempt(s): ${message}`,
+        `partition ${index} (${describePartition(partitions, index)}) failed after ${attempts} attempt(s): ${message}`,
         { cause: error, context: { partition: index } },
       );
     },
+    ...(stage.cut !== undefined && {
+      split: async (index: number, error: unknown) => {
+        const at = await stage.cut?.(index);
+        const { first, end } = partitions[index]!;
+        if (at === undefined) {
+          const message = error instanceof Error ? error.message : String(error);
+          throw new FanoutError(
+            'PARTITION_TOO_BIG',
+            `partition ${index} (${describePartition(partitions, index)}) ran out of ${outOfTime(error) ? 'time' : 'memory'} and cannot be split further: the keys of one hash bucket need more than the worker has (raise the worker's memory or timeout): ${message}`,
+            { cause: error, context: { partition: index } },
+          );
+        }
+        const parts = [
+          [first, at],
+          [at, end],
+        ].map(([from, to]) => {
+          const part = partitions.length;
+          partitions.push({ index: part, attempts: 0, first: from!, end: to!, from: index });
+          return part;
+        });
+        partitions[index]!.split = parts;
+        await persist();
+        return parts;
+      },
+    }),
   };
+}
+
+/** `buckets 0-127`, or a sorted job's `range 3 of 8`. */
+function describePartition(partitions: NonNullable<Manifest['partitions']>, index: number): string {
+  const { first, end, range } = partitions[index]!;
+  return range === undefined
+    ? `buckets ${first}-${end - 1}`
+    : `range ${index + 1} of ${partitions.length}`;
 }

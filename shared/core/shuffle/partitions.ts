@@ -20,15 +20,16 @@ export const DIRECT_SHUFFLE_BYTES = 1024 * 1024;
 export const MIN_PARTITION_BYTES = 4 * 1024 * 1024;
 
 /**
- * The buckets of a keyed job: its `partitions` when set (each bucket a partition). Else enough
- * that a shuffle as large as the input could still be grouped into partitions within the budget
- * with room to balance them (twice input / PARTITION_BUDGET_BYTES, a power of two), and at least
- * DEFAULT_BUCKETS: 256 up to 32 GiB of input, 8,192 for 1 TiB, at most MAX_PARTITIONS.
+ * The buckets of a keyed job: enough that a shuffle as large as the input could still be grouped
+ * into partitions within the budget with room to balance them (twice input /
+ * PARTITION_BUDGET_BYTES, a power of two), and at least DEFAULT_BUCKETS: 256 up to 32 GiB of
+ * input, 8,192 for 1 TiB, at most MAX_PARTITIONS. With `partitions` set, at least that many: a
+ * partition of several buckets can be split between them when it runs out of memory or time.
  */
 export function bucketCount(partitions: number | undefined, inputBytes = 0): number {
-  if (partitions !== undefined) return partitions;
   const wanted = 2 ** Math.ceil(Math.log2(Math.max(1, (2 * inputBytes) / PARTITION_BUDGET_BYTES)));
-  return Math.min(MAX_PARTITIONS, Math.max(DEFAULT_BUCKETS, wanted));
+  const buckets = Math.min(MAX_PARTITIONS, Math.max(DEFAULT_BUCKETS, wanted));
+  return partitions === undefined ? buckets : Math.max(partitions, buckets);
 }
 
 /**
@@ -46,20 +47,16 @@ export function partitionCount(total: number, concurrency: number): number {
 
 /**
  * Groups the buckets into partitions: `[first, end)` bucket ranges, contiguous and in order.
- * With `partitions` set there is a partition per bucket. Otherwise there are
- * {@link partitionCount}, at most one per bucket; the cuts fall
- * where the running total of bytes passes each partition's share.
+ * There are `partitions` when they are set, else {@link partitionCount}, at most one per bucket;
+ * the cuts fall where the running total of bytes passes each partition's share.
  */
 export function groupBuckets(
   sizes: readonly number[],
   options: { partitions?: number; concurrency: number },
 ): [number, number][] {
   const buckets = sizes.length;
-  if (options.partitions !== undefined) {
-    return Array.from({ length: buckets }, (_, b) => [b, b + 1] as [number, number]);
-  }
   const total = sizes.reduce((a, b) => a + b, 0);
-  const count = Math.min(buckets, partitionCount(total, options.concurrency));
+  const count = Math.min(buckets, options.partitions ?? partitionCount(total, options.concurrency));
   const groups: [number, number][] = [];
   let first = 0;
   let sum = 0;
