@@ -22,7 +22,12 @@ import { type ChaosSpec, chaosFaults } from './chaos.ts';
 import { API_GATEWAY, Enforcement, EVENTBRIDGE } from './iam/enforce.ts';
 import { LOCAL_USER } from './iam/principals.ts';
 import { registryBuildOptions } from './job-path.ts';
-import { type FunctionSpec, type LocalLambdaServer, startLambdaServer } from './lambda/server.ts';
+import {
+  type FunctionSpec,
+  type LambdaServerOptions,
+  type LocalLambdaServer,
+  startLambdaServer,
+} from './lambda/server.ts';
 import { repoRoot } from './paths.ts';
 import { type LocalS3Server, startS3Server } from './s3/server.ts';
 import {
@@ -110,6 +115,11 @@ export interface RuntimeOptions {
   onInvoke?: (functionName: string, event: unknown, invocationType: string) => void;
   /** Fault injection (see local/chaos.ts). */
   chaos?: { spec: ChaosSpec; seed: number };
+  /**
+   * A fault aimed by the invocation's event, for tests (e.g. a timeout of one task's first
+   * attempt); where it answers undefined, the chaos spec's draw decides.
+   */
+  faults?: NonNullable<LambdaServerOptions['faults']>;
   /**
    * Sweep jobs whose coordinator was lost (the sweeper function), at start and every
    * `LOCAL_DEFAULTS.sweepSeconds`. @default true when `dir` is given: jobs there outlive the
@@ -296,6 +306,11 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
     }
   }
   const faults = options.chaos && chaosFaults(options.chaos.spec, options.chaos.seed, names);
+  const aimed = options.faults;
+  const lambdaFaults: LambdaServerOptions['faults'] =
+    aimed === undefined
+      ? faults?.lambda
+      : (name, type, event) => aimed(name, type, event) ?? faults?.lambda(name, type);
   // Under chaos S3 answers SlowDown now and then; every client retries it, as on AWS, with
   // enough attempts that a run of bad luck does not fail a job.
   const s3Attempts = faults ? 10 : undefined;
@@ -329,7 +344,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       bundles,
       s3,
       s3Attempts,
-      ...(faults && { faults: faults.lambda }),
+      ...(lambdaFaults && { faults: lambdaFaults }),
     });
   } catch (error) {
     await s3.close();
@@ -391,7 +406,7 @@ async function startFunctions(ctx: {
   bundles: Record<string, string>;
   s3: LocalS3Server;
   s3Attempts: number | undefined;
-  faults?: NonNullable<ReturnType<typeof chaosFaults>>['lambda'];
+  faults?: LambdaServerOptions['faults'];
 }): Promise<LocalLambdaServer> {
   const { deployment, enforcement, options, names } = ctx;
   const log = options.log;

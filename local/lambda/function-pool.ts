@@ -93,7 +93,7 @@ export class FunctionPool {
     const requestId = randomUUID();
     const timeoutMs = spec.timeoutSeconds * 1000;
     try {
-      const fault = this.hooks.faults?.(spec.name, type);
+      const fault = this.hooks.faults?.(spec.name, type, event);
       if (fault === 'error') {
         return {
           kind: 'function-error',

@@ -76,10 +76,14 @@ export interface LambdaServerOptions {
   functions?: FunctionSpec[];
   /** @default 0 (any free port) */
   port?: number;
-  /** Fault injection for chaos tests: the invocation fails this way instead of running. */
+  /**
+   * Fault injection for chaos tests: the invocation fails this way instead of running. `event` is
+   * the invocation's, for a test that aims a fault at one task.
+   */
   faults?: (
     functionName: string,
     invocationType: string,
+    event?: unknown,
   ) => 'error' | 'timeout' | 'throttle' | 'slow' | undefined;
   /**
    * Called as each invocation starts (after fault injection, before it runs), with its event:

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as z from 'zod/mini';
 import { systemClock } from '#core/base/ports.ts';
-import type { PartitionOutcome, PartitionTask } from '#core/model/documents.ts';
+import type { PartitionOutcome, PartitionTask, SortRange } from '#core/model/documents.ts';
 import { createRegistry, defineJob, MAX_PARTITIONS } from '#core/model/job.ts';
 import { runPartition } from '#core/run/partition.ts';
 import { bucketOf, checkKey, MAX_KEY_LENGTH } from '#core/shuffle/hash.ts';
@@ -278,17 +278,34 @@ describe('checkOrderKey', () => {
 
 describe('the sort', () => {
   const textOf = new TextDecoder();
-  /** Rows cut into chunks, each chunk's outputs sorted into a run, then ranged and merged. */
-  const sortInRanges = (chunks: OrderKey[][], count: number) => {
+  /**
+   * Rows cut into chunks, each chunk's outputs sorted into a run, then ranged and merged; with
+   * `split`, each range is cut in two once more where a sample inside it halves its bytes, as a
+   * range that ran out of memory or time is.
+   */
+  const sortInRanges = (chunks: OrderKey[][], count: number, split = false) => {
     const runs = chunks.map((keys, chunk) => {
       const run = encodeSorted(keys.map((key, i) => ({ key, json: JSON.stringify([chunk, i]) })));
       return { chunk, bytes: run.bytes.length, samples: run.samples, run };
     });
     const cuts = cutPoints(runs, count);
-    const ranges = Array.from({ length: cuts.length + 1 }, (_, r) => ({
+    const planned: SortRange[] = Array.from({ length: cuts.length + 1 }, (_, r) => ({
       ...(r > 0 && { from: cuts[r - 1]! }),
       ...(r < cuts.length && { to: cuts[r]! }),
     }));
+    const ranges = !split
+      ? planned
+      : planned.flatMap((range): SortRange[] => {
+          const [at] = cutPoints(runs, 2, range);
+          if (at === undefined) return [range];
+          // Strictly inside the range: each part is smaller than the range.
+          expect(inRange(at, range)).toBe(true);
+          if (range.from !== undefined) expect(comparePoints(at, range.from)).toBeGreaterThan(0);
+          return [
+            { ...(range.from && { from: range.from }), to: at },
+            { from: at, ...(range.to && { to: range.to }) },
+          ];
+        });
     return ranges.map((range) =>
       runs
         .flatMap((o) => {
@@ -305,16 +322,30 @@ describe('the sort', () => {
   });
   const strings = fc.array(fc.array(key, { maxLength: 200 }), { maxLength: 6 });
 
-  it('property: the ranges, in order, are a stable sort of every chunk in input order', () => {
+  it('property: the ranges, in order, are a stable sort of every chunk in input order, and so are they split in two', () => {
     fc.assert(
-      fc.property(fc.oneof(numbers, strings), fc.integer({ min: 1, max: 9 }), (chunks, count) => {
-        const expected = chunks
-          .flatMap((keys, chunk) => keys.map((k, i) => ({ k, json: JSON.stringify([chunk, i]) })))
-          .sort((a, b) => compareKeys(a.k, b.k))
-          .map((o) => o.json);
-        expect(sortInRanges(chunks, count).flat()).toEqual(expected);
-      }),
+      fc.property(
+        fc.oneof(numbers, strings),
+        fc.integer({ min: 1, max: 9 }),
+        fc.boolean(),
+        (chunks, count, split) => {
+          const expected = chunks
+            .flatMap((keys, chunk) => keys.map((k, i) => ({ k, json: JSON.stringify([chunk, i]) })))
+            .sort((a, b) => compareKeys(a.k, b.k))
+            .map((o) => o.json);
+          expect(sortInRanges(chunks, count, split).flat()).toEqual(expected);
+        },
+      ),
     );
+  });
+
+  it('splits a range of many samples into two of about equal size', () => {
+    const chunks = Array.from({ length: 4 }, (_, c) =>
+      Array.from({ length: 5000 }, (_, i) => (i * 7 + c) % 1000),
+    );
+    const sizes = sortInRanges(chunks, 1, true).map((r) => r.length);
+    expect(sizes).toHaveLength(2);
+    for (const size of sizes) expect(size).toBeGreaterThan(20_000 / 2 / 2);
   });
 
   it('cuts one key shared by every record into ranges of about equal size', () => {

@@ -18,6 +18,7 @@ import {
   type PartitionSummary,
   type PartitionTask,
   type RunSource,
+  taskOrder,
 } from '../model/documents.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
@@ -77,12 +78,15 @@ interface Stage {
   sources(index: number): RunSource[];
   size(index: number): number;
   /**
-   * Where to cut a partition that ran out of memory or time (a bucket strictly inside it),
-   * ready for `sources` of either part; undefined when it cannot be cut. Absent: never cut (a
-   * sorted range, for now).
+   * The two parts of a partition that ran out of memory or time, in order (buckets, or ranges
+   * of the order, whose `first` and `end` the caller numbers), ready for `sources`; undefined
+   * when it cannot be cut.
    */
-  cut?(index: number): Promise<number | undefined>;
+  cut(index: number): Promise<[Part, Part] | undefined>;
 }
+
+/** A partition's place, as a cut makes it. */
+type Part = Pick<NonNullable<Manifest['partitions']>[number], 'first' | 'end' | 'range'>;
 
 /**
  * A keyed job's: groups of hash buckets, each read from every map output's runs. A partition that
@@ -134,7 +138,7 @@ function hashStage(manifest: Manifest, outputs: RunsOutput[], deps: MapStageDeps
     },
     async cut(index) {
       const { first, end } = manifest.partitions![index]!;
-      if (end - first < 2) return undefined;
+      if (end - first < 2) return;
       // The bucket offsets were dropped once the partitions were planned: read them again (a
       // split is rare, and reads each map outcome once).
       const fresh = await mapOutputs(manifest, deps);
@@ -148,7 +152,10 @@ function hashStage(manifest: Manifest, outputs: RunsOutput[], deps: MapStageDeps
         at,
         fresh.map((o) => o.offsets[at]!),
       );
-      return at;
+      return [
+        { first, end: at },
+        { first: at, end },
+      ];
     },
   };
 }
@@ -227,6 +234,16 @@ async function sortStage(manifest: Manifest, deps: MapStageDeps): Promise<Stage>
         bytes += end - start;
       }
       return bytes;
+    },
+    async cut(index) {
+      // The sample that halves the range's bytes: a point of the order strictly inside it.
+      const { first, end, range = {} } = manifest.partitions![index]!;
+      const [at] = cutPoints(outputs, 2, range);
+      if (at === undefined) return;
+      return [
+        { first, end, range: { ...(range.from && { from: range.from }), to: at } },
+        { first, end, range: { from: at, ...(range.to && { to: range.to }) } },
+      ];
     },
   };
 }
@@ -359,38 +376,43 @@ export function partitionTasks(
         { cause: error, context: { partition: index } },
       );
     },
-    ...(stage.cut !== undefined && {
-      split: async (index: number, error: unknown) => {
-        const at = await stage.cut?.(index);
-        const { first, end } = partitions[index]!;
-        if (at === undefined) {
-          const message = error instanceof Error ? error.message : String(error);
-          throw new FanoutError(
-            'PARTITION_TOO_BIG',
-            `partition ${index} (${describePartition(partitions, index)}) ran out of ${outOfTime(error) ? 'time' : 'memory'} and cannot be split further: the keys of one hash bucket need more than the worker has (raise the worker's memory or timeout): ${message}`,
-            { cause: error, context: { partition: index } },
-          );
-        }
-        const parts = [
-          [first, at],
-          [at, end],
-        ].map(([from, to]) => {
-          const part = partitions.length;
-          partitions.push({ index: part, attempts: 0, first: from!, end: to!, from: index });
-          return part;
-        });
-        partitions[index]!.split = parts;
-        await persist();
-        return parts;
-      },
-    }),
+    async split(index, error) {
+      const cut = await stage.cut(index);
+      if (cut === undefined) {
+        const message = error instanceof Error ? error.message : String(error);
+        const what =
+          partitions[index]!.range === undefined
+            ? 'the keys of one hash bucket need'
+            : 'the range holds one sample of the order, and it needs';
+        throw new FanoutError(
+          'PARTITION_TOO_BIG',
+          `partition ${index} (${describePartition(partitions, index)}) ran out of ${outOfTime(error) ? 'time' : 'memory'} and cannot be split further: ${what} more than the worker has (raise the worker's memory or timeout): ${message}`,
+          { cause: error, context: { partition: index } },
+        );
+      }
+      const parts = cut.map((shape) => {
+        const part = partitions.length;
+        // A range's first and end are its own index and the next (see Manifest.partitions).
+        const place = shape.range === undefined ? shape : { ...shape, first: part, end: part + 1 };
+        partitions.push({ index: part, attempts: 0, ...place, from: index });
+        return part;
+      });
+      partitions[index]!.split = parts;
+      await persist();
+      return parts;
+    },
   };
 }
 
 /** `buckets 0-127`, or a sorted job's `range 3 of 8`. */
 function describePartition(partitions: NonNullable<Manifest['partitions']>, index: number): string {
   const { first, end, range } = partitions[index]!;
-  return range === undefined
-    ? `buckets ${first}-${end - 1}`
-    : `range ${index + 1} of ${partitions.length}`;
+  return range === undefined ? `buckets ${first}-${end - 1}` : rangeOfOrder(partitions, index);
+}
+
+/** A sorted job's range by its place in the order: `range 3 of 8` (its parts, when split). */
+function rangeOfOrder(partitions: NonNullable<Manifest['partitions']>, index: number): string {
+  const order = taskOrder(partitions);
+  const at = order.indexOf(index);
+  return at < 0 ? `range ${index} (split)` : `range ${at + 1} of ${order.length}`;
 }

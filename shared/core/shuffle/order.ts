@@ -174,18 +174,25 @@ export interface SortedOutput {
 }
 
 /**
- * Cuts the order into `count` ranges of about equal bytes: every sample stands for the bytes up
- * to the next sample of its run; the samples, in order, are walked and a cut is made where the
- * running total passes each range's share. Returns `count - 1` cut points, ascending (fewer when
- * there are fewer samples than that), each a range's first point.
+ * Cuts the order (or the range `within` of it) into `count` ranges of about equal bytes: every
+ * sample stands for the bytes up to the next sample of its run; the samples, in order, are
+ * walked and a cut is made where the running total passes each range's share. Returns
+ * `count - 1` cut points, ascending (fewer when there are fewer samples than that), each a
+ * range's first point and none at `within`'s first.
  */
-export function cutPoints(outputs: readonly SortedOutput[], count: number): SortPoint[] {
+export function cutPoints(
+  outputs: readonly SortedOutput[],
+  count: number,
+  within: SortRange = {},
+): SortPoint[] {
   const weighted: { point: SortPoint; bytes: number }[] = [];
   let total = 0;
   for (const o of outputs) {
     o.samples.forEach((s, i) => {
+      const point = { key: s.key, chunk: o.chunk, pos: s.pos };
+      if (!inRange(point, within)) return;
       const bytes = (o.samples[i + 1]?.offset ?? o.bytes) - s.offset;
-      weighted.push({ point: { key: s.key, chunk: o.chunk, pos: s.pos }, bytes });
+      weighted.push({ point, bytes });
       total += bytes;
     });
   }
