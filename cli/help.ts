@@ -41,9 +41,12 @@ export const VERB_HELP: Record<string, string> = {
 `,
   ),
   result: verb(
-    'result <jobId> [--output FILE] [--api URL]',
+    'result <jobId> [--output FILE] [--follow] [--api URL]',
     'Prints the result of a SUCCEEDED job, or writes it to FILE. A job that has not succeeded\nexits 1.',
     `  --output FILE  write the result there instead of stdout
+  --follow       a map-only job: its lines as its chunks finish, in input order, while it
+                 runs (GET /jobs/{id}/results?after=N), until every line is out; a job that
+                 ends FAILED or CANCELLED ends them with its error (exit 1)
 `,
   ),
   report: verb(

@@ -59,6 +59,12 @@ Options:
                        (malformed records are counted and the first 10 kept in the outcome)
   --output FILE        write the result to FILE (map-only jobs: JSONL; reduce jobs: JSON)
                        instead of stdout
+  --stream             a map-only job: write its lines to stdout as its chunks finish, in
+                       input order (a chunk's once every earlier chunk's are out), not once
+                       it has ended; each line once, only a winning attempt's; a job that
+                       fails ends the stream with its error (exit 1)
+  --unordered          as --stream, but each chunk's lines as soon as it finishes
+                       (as_completed)
   --report FILE        write the job report to FILE once the job ends: one self-contained
                        HTML page (timeline, concurrency, throughput, durations, errors, cost)
   --no-speculation     no backup attempts for straggling chunks (by default a chunk running
@@ -274,12 +280,23 @@ async function runCommand(args: string[]): Promise<number> {
       'worker-memory': { type: 'string' },
       chaos: { type: 'string' },
       seed: { type: 'string' },
+      stream: { type: 'boolean' },
+      unordered: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     process.stdout.write(RUN_HELP);
     return 0;
+  }
+  if (values.stream && values.unordered) {
+    throw new ValidationError('give --stream or --unordered, not both');
+  }
+  const stream = values.stream ? 'ordered' : values.unordered ? 'unordered' : undefined;
+  if (stream !== undefined && values.output !== undefined) {
+    throw new ValidationError(
+      `--${values.stream ? 'stream' : 'unordered'} writes the lines to stdout as they come; drop --output (or redirect stdout)`,
+    );
   }
   const [job, input, ...extra] = positionals;
   if (job === undefined || input === undefined || extra.length > 0) {
@@ -295,6 +312,7 @@ async function runCommand(args: string[]): Promise<number> {
     ...parseJobFlags(values),
     ...(values.output !== undefined && { output: values.output }),
     ...(values.report !== undefined && { report: values.report }),
+    ...(stream !== undefined && { stream }),
   };
   const chaos =
     values.chaos === undefined

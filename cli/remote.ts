@@ -3,6 +3,7 @@
  * result, jobs. Each prints what a person needs and, where useful, JSON for scripts.
  */
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -33,7 +34,9 @@ Against a deployment, requests are signed with SigV4 from the standard AWS crede
                                       submit a job; prints its id
   fanout status <jobId> [--watch]     print the job's status (--watch: a progress bar until it ends;
                                       exit 1 if it did not succeed)
-  fanout result <jobId> [--output F]  print the result or write it to F
+  fanout result <jobId> [--output F] [--follow]
+                                      print the result or write it to F (--follow: a map-only
+                                      job's lines as its chunks finish, in input order)
   fanout report <jobId> [--output F]  the job report (one self-contained HTML page) to stdout or F
   fanout jobs [--limit N] [--cursor C]
                                       the most recent jobs
@@ -214,11 +217,21 @@ async function downloadCommand(args: string[], what: 'result' | 'report'): Promi
     args,
     allowPositionals: true,
     strict: true,
-    options: { ...API_FLAG, output: { type: 'string' } },
+    options: {
+      ...API_FLAG,
+      output: { type: 'string' },
+      ...(what === 'result' && { follow: { type: 'boolean' } }),
+    },
   });
   const [jobId, ...extra] = positionals;
   if (jobId === undefined || extra.length > 0)
     throw new ValidationError(`usage: fanout ${what} <jobId> [--output FILE]`);
+  if (values.follow === true) {
+    const out = values.output === undefined ? process.stdout : createWriteStream(values.output);
+    await followResults(new ApiClient(values.api), jobId, out);
+    if (out !== process.stdout) await new Promise<void>((r) => out.end(() => r()));
+    return 0;
+  }
   const answer = await new ApiClient(values.api).request(
     'GET',
     `/jobs/${encodeURIComponent(jobId)}/${what}`,
@@ -239,6 +252,41 @@ async function downloadCommand(args: string[], what: 'result' | 'report'): Promi
     );
   }
   return 0;
+}
+
+/**
+ * `fanout result JOB --follow`: a map-only job's lines as its chunks finish, in input order
+ * (GET /jobs/{id}/results?after=N, asked again from each page's x-fanout-next until
+ * x-fanout-more is false; every 500 ms while nothing new has finished). A job that ends FAILED
+ * or CANCELLED ends it with that error (exit 1), after the lines that came.
+ */
+async function followResults(
+  client: ApiClient,
+  jobId: string,
+  out: NodeJS.WritableStream,
+): Promise<void> {
+  const path = `/jobs/${encodeURIComponent(jobId)}/results`;
+  for (let after = 0; ; ) {
+    const answer = await client.request('GET', path, undefined, { after: String(after) });
+    if (answer.status === 303) {
+      const res = await fetch(answer.headers.get('location') ?? '');
+      if (!res.ok || res.body === null) {
+        throw new FanoutError(
+          'RESULT_FAILED',
+          `cannot download a chunk's lines: HTTP ${res.status}`,
+        );
+      }
+      for await (const piece of Readable.fromWeb(res.body as never)) {
+        if (!out.write(piece)) await once(out, 'drain');
+      }
+    } else if (answer.text !== '' && !out.write(answer.text)) {
+      await once(out, 'drain');
+    }
+    const next = Number(answer.headers.get('x-fanout-next') ?? after);
+    if (answer.headers.get('x-fanout-more') !== 'true') return;
+    if (next === after) await new Promise((r) => setTimeout(r, 500));
+    after = next;
+  }
 }
 
 /** `fanout jobs [--limit N] [--cursor C]` */

@@ -18,6 +18,7 @@ import { formatS3Uri, jobKeys, parseInputUri } from '#core/model/keys.ts';
 import { readStatus, TERMINAL_STATES } from '#core/model/status.ts';
 import { loadReport, type ReportInput, renderReport } from '#core/report/report.ts';
 import { resolveInput } from '#core/run/plan-job.ts';
+import { finishedOutputs, resultsAfter } from '#core/run/stream.ts';
 import { submitJob } from '#core/run/submit.ts';
 import { LOCAL_DEFAULTS, type LocalRuntime, submitDeps } from '#local/runtime.ts';
 import { formatBytes } from './args.ts';
@@ -50,6 +51,13 @@ export interface RunOptions extends JobFlagValues {
    * text: a large result (a keyed job's 40 MB object) is then never held whole in memory.
    */
   stdout?: NodeJS.WritableStream;
+  /**
+   * A map-only job's lines go to `stdout` as its chunks finish, not once it has ended:
+   * `ordered` in input order (a chunk's once every earlier chunk's are out), `unordered` as
+   * each chunk finishes (`as_completed`). Each line is written once, and only a winning
+   * attempt's. A job that fails still throws JobFailedError, after the lines streamed so far.
+   */
+  stream?: 'ordered' | 'unordered';
 }
 
 /** How a run ended. */
@@ -103,6 +111,11 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   // Everything a user can get wrong is checked before any byte is uploaded.
   const job = findJob(runtime.jobs, options.job);
   parseParams(job, options.params);
+  if (options.stream !== undefined && (job.reduce !== undefined || job.orderBy !== undefined)) {
+    throw new ValidationError(
+      `--${options.stream === 'ordered' ? 'stream' : 'unordered'}: ${job.name} is ${job.orderBy !== undefined ? 'sorted: its order exists once its sort has ended' : 'a reduce job: its result exists once every chunk is merged'}; only a map-only job's lines stream`,
+    );
+  }
 
   // A job is about to run: start its sandboxes while the input is resolved, as provisioned
   // concurrency would, so cold starts do not add to the job's time. Best effort. A job opens one
@@ -142,12 +155,23 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     submitDeps(runtime),
   );
 
+  // Settles with the stream's error, if any: a job that fails mid-stream is reported below.
+  const streaming =
+    options.stream === undefined || options.stdout === undefined
+      ? undefined
+      : streamLines(runtime, request.jobId, options.stream, options.stdout).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
   const status = await followJob(runtime, request.jobId, {
     pollMs: options.pollMs ?? 250,
     stallMs: options.stallMs ?? 15_000,
     stderr,
     label: job.name,
   });
+  // The last lines come after the job's end is seen; a failed job's stream ends with its error.
+  const streamError = await streaming;
+  if (streamError !== undefined && !(streamError instanceof JobFailedError)) throw streamError;
   // The report and the note on skipped records read the same outcomes: once, for both.
   let loaded: Promise<ReportInput> | undefined;
   const report = () =>
@@ -178,6 +202,7 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
     const { outcomes } = await report();
     stderr.write(skippedNote(runtime, request.jobId, job.name, status.result.badRecords, outcomes));
   }
+  if (streaming !== undefined) return { jobId: request.jobId, status, durationMs, output: null };
   const result = await runtime.store.head(runtime.bucket, status.result.key);
   const body = runtime.store.readRange(result, 0, result.size);
   if (options.output !== undefined) {
@@ -192,6 +217,66 @@ export async function runJob(runtime: LocalRuntime, options: RunOptions): Promis
   for await (const piece of body) pieces.push(piece);
   const resultText = Buffer.concat(pieces).toString('utf8');
   return { jobId: request.jobId, status, durationMs, output: null, resultText };
+}
+
+/**
+ * Writes a map-only job's lines to `out` as its chunks finish (shared/core/run/stream.ts), until
+ * every line is out; polls every 100 ms, and at once when a chunk's outcome is written.
+ */
+async function streamLines(
+  runtime: LocalRuntime,
+  jobId: string,
+  mode: 'ordered' | 'unordered',
+  out: NodeJS.WritableStream,
+): Promise<void> {
+  const { store, bucket } = runtime;
+  const outcomes = `${jobKeys(jobId).root}/chunks/`;
+  let wake: (() => void) | undefined;
+  const unsubscribe = runtime.s3.onWrite((b, key) => {
+    if (b === bucket && (key.startsWith(outcomes) || key === jobKeys(jobId).status)) wake?.();
+  });
+  const write = async (text: string) => {
+    if (text !== '' && !out.write(text)) await once(out, 'drain');
+  };
+  try {
+    let after = 0;
+    const seen = new Set<number>();
+    for (;;) {
+      let more: boolean;
+      if (mode === 'unordered') {
+        const found = await finishedOutputs(store, bucket, jobId, seen);
+        await write(found.text);
+        more = found.more;
+      } else {
+        const page = await resultsAfter(store, bucket, jobId, after);
+        await write(page.text);
+        if (page.part !== undefined) {
+          const part = { bucket, key: page.part.key, size: page.part.bytes, etag: page.part.etag };
+          for await (const piece of store.readRange(part, 0, part.size)) {
+            if (!out.write(piece)) await once(out, 'drain');
+          }
+        }
+        // A full page: ask again at once.
+        if (page.next > after && page.more) {
+          after = page.next;
+          continue;
+        }
+        after = page.next;
+        more = page.more;
+      }
+      if (!more) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 100);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  } finally {
+    unsubscribe();
+  }
 }
 
 /** Writes the result's pieces to `out` as they come, honouring backpressure; ends with a newline. */

@@ -6,6 +6,9 @@
  * - `GET /jobs/{jobId}` the status document
  * - `GET /jobs/{jobId}/report` the job report (HTML; 303 to a presigned URL when large)
  * - `GET /jobs/{jobId}/result` the result (≤ 1 MB inline, else 303 to a presigned URL)
+ * - `GET /jobs/{jobId}/results?after=N` a map-only job's output as its chunks finish, in input
+ *   order, after the first N chunks (NDJSON; the next cursor and whether more will come in
+ *   headers)
  * - `POST /jobs/{jobId}/cancel` stop dispatching; CANCELLED once in-flight chunks finish
  * - `POST /jobs/{jobId}/redrive` rerun the chunks of a FAILED or CANCELLED job that did not succeed
  * - `POST /uploads` a presigned PUT, or the first page of presigned multipart part URLs
@@ -16,7 +19,7 @@
  * Every request is validated before anything is written: a 4xx never leaves a trace in S3.
  */
 import type { z } from 'zod';
-import { ValidationError } from '../base/errors.ts';
+import { JobFailedError, ValidationError } from '../base/errors.ts';
 import type { Clock, Invoker, ObjectStore, UrlSigner } from '../base/ports.ts';
 import type { JobStatus } from '../model/documents.ts';
 import type { JobEvents } from '../model/events.ts';
@@ -27,6 +30,7 @@ import { readJson, readStatus } from '../model/status.ts';
 import { loadReport, renderReport } from '../report/report.ts';
 import { cancelJob, redriveJob } from '../run/control.ts';
 import { resolveInput } from '../run/plan-job.ts';
+import { resultsAfter } from '../run/stream.ts';
 import { submitJob } from '../run/submit.ts';
 import { type ApiRequest, type ApiResponse, errorResponse, HttpError, json } from './http.ts';
 import { openApiDocument } from './openapi.ts';
@@ -135,6 +139,12 @@ export const ROUTES: readonly { method: string; path: string; pattern: RegExp; h
     path: '/jobs/{jobId}/result',
     pattern: /^\/jobs\/([^/]+)\/result$/,
     handle: getResult,
+  },
+  {
+    method: 'GET',
+    path: '/jobs/{jobId}/results',
+    pattern: /^\/jobs\/([^/]+)\/results$/,
+    handle: getResults,
   },
   {
     method: 'POST',
@@ -273,6 +283,49 @@ async function getResult(
   }
   const { body } = await deps.store.getBytes(deps.bucket, key);
   return { status: 200, headers: { 'content-type': type }, body: new TextDecoder().decode(body) };
+}
+
+/**
+ * A map-only job's output as its chunks finish, in input order, after the first `after` chunks
+ * (shared/core/run/stream.ts): NDJSON of up to about 1 MB, or a 303 to one chunk's output when
+ * it is bigger. `x-fanout-next` is the cursor to ask from next and `x-fanout-more` says whether
+ * more will come; a job that ended FAILED or CANCELLED answers 409 JOB_FAILED.
+ */
+async function getResults(
+  request: ApiRequest,
+  [jobId]: string[],
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  const raw = request.query.after ?? '0';
+  const after = /^\d{1,9}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isInteger(after)) {
+    throw new HttpError(
+      400,
+      'VALIDATION',
+      `after must be a whole number of chunks (the x-fanout-next of the last page, or 0); got ${JSON.stringify(raw)}`,
+    );
+  }
+  await statusOf(jobId as string, deps);
+  const page = await resultsAfter(deps.store, deps.bucket, jobId as string, after).catch(
+    (error: unknown) => {
+      if (error instanceof JobFailedError) throw new HttpError(409, 'JOB_FAILED', error.message);
+      throw error;
+    },
+  );
+  const headers = { 'x-fanout-next': String(page.next), 'x-fanout-more': String(page.more) };
+  if (page.part !== undefined) {
+    const url = await deps.signer.presignGet(deps.bucket, page.part.key, PRESIGN_SECONDS.download);
+    return {
+      status: 303,
+      headers: { ...headers, location: url, 'content-type': 'application/json' },
+      body: JSON.stringify({ url, next: page.next, more: page.more }),
+    };
+  }
+  return {
+    status: 200,
+    headers: { ...headers, 'content-type': 'application/x-ndjson' },
+    body: page.text,
+  };
 }
 
 /**

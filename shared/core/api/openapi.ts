@@ -323,6 +323,50 @@ const document = {
         },
       },
     },
+    '/jobs/{jobId}/results': {
+      get: {
+        operationId: 'getResults',
+        description:
+          "a map-only job's output while it runs, in input order: the lines of the chunks after the first `after` that have finished, up to the first that has not. Every line is final (only a winning attempt's outcome is read). Ask again from `x-fanout-next` until `x-fanout-more` is false; a sorted or reduce job answers 400",
+        parameters: [
+          jobIdParam,
+          {
+            name: 'after',
+            in: 'query',
+            required: false,
+            description: 'chunks already delivered (the x-fanout-next of the last page); default 0',
+            schema: { type: 'integer', minimum: 0 },
+          },
+        ],
+        responses: {
+          200: {
+            description: 'JSONL lines of up to about 1 MB (possibly none yet)',
+            headers: {
+              'x-fanout-next': {
+                description: 'the cursor to ask from next',
+                schema: { type: 'integer' },
+              },
+              'x-fanout-more': {
+                description: 'false once the job has SUCCEEDED and every line was delivered',
+                schema: { type: 'boolean' },
+              },
+            },
+            content: { 'application/x-ndjson': { schema: { type: 'string' } } },
+          },
+          303: {
+            description:
+              "the next chunk's output alone, too big for a page: Location is a presigned S3 GET URL (the same x-fanout-next and x-fanout-more headers)",
+          },
+          400: error,
+          404: error,
+          409: {
+            ...error,
+            description:
+              'the job ended FAILED or CANCELLED (JOB_FAILED): the lines delivered are not its whole output',
+          },
+        },
+      },
+    },
     '/jobs/{jobId}/cancel': {
       post: {
         operationId: 'cancelJob',
