@@ -49,7 +49,11 @@ function regionOf(url: URL): string {
   return region;
 }
 
-/** Calls the API at `baseUrl`, signing when it is not on loopback. */
+/**
+ * Calls the API at `baseUrl`, signing with the standard credential chain when it is not on
+ * loopback, and on loopback when the environment names credentials (AWS_ACCESS_KEY_ID or
+ * AWS_PROFILE): `fanout dev --auth FILE` verifies them; a `fanout dev` without it ignores them.
+ */
 export class ApiClient {
   private readonly base: URL;
   private readonly signer: SignatureV4 | undefined;
@@ -64,14 +68,21 @@ export class ApiClient {
       );
     }
     this.base = base;
-    this.signer = LOOPBACK.has(base.hostname)
-      ? undefined
-      : new SignatureV4({
-          service: 'execute-api',
-          region: regionOf(base),
-          credentials: fromNodeProviderChain(),
-          sha256: Sha256,
-        });
+    const loopback = LOOPBACK.has(base.hostname);
+    const named =
+      process.env.AWS_ACCESS_KEY_ID !== undefined || process.env.AWS_PROFILE !== undefined;
+    this.signer =
+      loopback && !named
+        ? undefined
+        : new SignatureV4({
+            service: 'execute-api',
+            // fanout dev's region unless the environment says another.
+            region: loopback
+              ? (process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1')
+              : regionOf(base),
+            credentials: fromNodeProviderChain(),
+            sha256: Sha256,
+          });
   }
 
   /**

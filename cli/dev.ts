@@ -3,7 +3,7 @@
  * curl, the AWS CLI and `fanout --api` work against it exactly as against a deployment, with
  * no credentials. Data in --dir survives restarts.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,10 +14,11 @@ import { assertLoopback, startApiServer } from '#local/api-server.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { loadRegistry } from '#local/job-path.ts';
 import { type LocalRuntime, startRuntime } from '#local/runtime.ts';
+import type { AuthPrincipal } from '#local/sigv4.ts';
 import { parseCount, parsePositiveInt } from './args.ts';
 import { printFunctionLog } from './logs.ts';
 
-export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--template FILE] [--jobs FILE] [--worker-memory MB] [--chaos SPEC --seed N]
+export const DEV_HELP = `Usage: fanout dev [--port 3000] [--s3-port 4569] [--dir .fanout] [--host 127.0.0.1] [--template FILE] [--jobs FILE] [--auth FILE] [--worker-memory MB] [--chaos SPEC --seed N]
 
 Starts the local S3 server, the local Lambda server and the HTTP API on 127.0.0.1 and keeps them
 running until Ctrl-C. Prints the API URL, the S3 endpoint and bucket, and the environment lines
@@ -41,6 +42,12 @@ Options:
                 registry, its jobs, fanout's own sources in a clone), it rebuilds them and
                 new submissions run the new code; a job that is running keeps the code it
                 started with (the new code takes over once no job runs)
+  --auth FILE   verify a real SigV4 signature on every request to the HTTP API, as API
+                Gateway's IAM authorizer does: FILE is JSON, {"principals": [{"accessKeyId",
+                "secretAccessKey", "arn", "admin"?, "sessionToken"?}]}; an unsigned or badly
+                signed request gets 403 before anything runs, and each job belongs to the
+                principal that submitted it (another gets 404; an admin sees all). Without
+                it, requests are not authenticated and the one local user owns every job
   --worker-timeout S
                 the worker function's timeout in seconds (default: the template's, 300); a
                 chunk that runs past it is split in two, not retried as it is
@@ -70,6 +77,7 @@ export async function devCommand(args: string[]): Promise<number> {
       'worker-memory': { type: 'string' },
       template: { type: 'string' },
       jobs: { type: 'string' },
+      auth: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -97,9 +105,11 @@ export async function devCommand(args: string[]): Promise<number> {
           module: resolve(values.jobs),
           jobs: (await loadRegistry(resolve(values.jobs), values.jobs)).jobs,
         };
+  const auth = values.auth === undefined ? undefined : await readAuthFile(values.auth);
   const runtime = await startRuntime({
     note: (text) => process.stderr.write(`fanout: ${text}\n`),
     ...(registry !== undefined && { registry }),
+    ...(auth !== undefined && { auth }),
     dir,
     s3Port,
     ...(values.template !== undefined && { template: values.template }),
@@ -124,6 +134,7 @@ export async function devCommand(args: string[]): Promise<number> {
     functionName: runtime.functions.api,
     port,
     host,
+    ...(auth !== undefined && { auth: { ...auth, region: runtime.deployment.region } }),
   }).catch(async (error) => {
     await runtime.close();
     throw error;
@@ -247,5 +258,63 @@ function followEdits(runtime: LocalRuntime, label: string): { stop(): void } {
     stop() {
       stopped = true;
     },
+  };
+}
+
+/**
+ * Reads `--auth FILE`: `{"principals": [{"accessKeyId", "secretAccessKey", "arn", "admin"?,
+ * "sessionToken"?}]}`, each key id once. A usage error says what is wrong and where.
+ */
+export async function readAuthFile(file: string): Promise<{ principals: AuthPrincipal[] }> {
+  const text = await readFile(file, 'utf8').catch((error: Error) => {
+    throw new ValidationError(`--auth ${file}: cannot read it (${error.message})`);
+  });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ValidationError(`--auth ${file}: not JSON (${(error as Error).message})`);
+  }
+  const list = (parsed as { principals?: unknown })?.principals;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new ValidationError(
+      `--auth ${file}: expected {"principals": [{"accessKeyId", "secretAccessKey", "arn", "admin"?}, ...]} with at least one principal`,
+    );
+  }
+  const seen = new Set<string>();
+  return {
+    principals: list.map((p: Record<string, unknown>, i) => {
+      const where = `--auth ${file}: principals[${i}]`;
+      for (const field of ['accessKeyId', 'secretAccessKey', 'arn'] as const) {
+        if (typeof p?.[field] !== 'string' || p[field] === '') {
+          throw new ValidationError(`${where}.${field} must be a non-empty string`);
+        }
+      }
+      if (!/^[A-Za-z0-9]{1,128}$/.test(p.accessKeyId as string)) {
+        throw new ValidationError(`${where}.accessKeyId must be letters and digits`);
+      }
+      if (!/^arn:aws[a-z-]*:(iam|sts)::\d{12}:.+/.test(p.arn as string)) {
+        throw new ValidationError(
+          `${where}.arn must be an IAM or STS ARN, e.g. arn:aws:iam::111122223333:user/alice`,
+        );
+      }
+      if (p.admin !== undefined && typeof p.admin !== 'boolean') {
+        throw new ValidationError(`${where}.admin must be true or false`);
+      }
+      if (p.sessionToken !== undefined && typeof p.sessionToken !== 'string') {
+        throw new ValidationError(`${where}.sessionToken must be a string`);
+      }
+      if (seen.has(p.accessKeyId as string)) {
+        throw new ValidationError(`${where}.accessKeyId ${p.accessKeyId} is given twice`);
+      }
+      seen.add(p.accessKeyId as string);
+      return {
+        accessKeyId: p.accessKeyId as string,
+        secretAccessKey: p.secretAccessKey as string,
+        arn: p.arn as string,
+        ...(p.admin === true && { admin: true }),
+        ...(typeof p.sessionToken === 'string' && { sessionToken: p.sessionToken }),
+      };
+    }),
   };
 }

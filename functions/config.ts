@@ -36,6 +36,16 @@ export const ENV = {
   reducerTimeoutSeconds: 'FANOUT_REDUCER_TIMEOUT_SECONDS',
   /** Comma-separated S3 URI prefixes jobs may read. Default: s3://{bucket}/datasets/ */
   allowedInputs: 'FANOUT_ALLOWED_INPUTS',
+  /**
+   * Comma-separated ARNs of the callers who may see and manage every job (the roles given
+   * `grantAdmin`; an assumed session of such a role counts). Default: none
+   */
+  adminArns: 'FANOUT_ADMIN_ARNS',
+  /**
+   * `1`: a request that names no caller comes from the one local user, who owns every job
+   * (`fanout dev` without --auth). Never set on AWS. Default: unset (such a request gets 403)
+   */
+  implicitOwner: 'FANOUT_IMPLICIT_OWNER',
   /** Chunks in flight when a request names none. Default: 100 */
   defaultConcurrency: 'FANOUT_DEFAULT_CONCURRENCY',
   /** The most chunks in flight a request may ask for. Default: 1000 */

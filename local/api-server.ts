@@ -1,13 +1,17 @@
 /**
  * The local HTTP API: an HTTP server on loopback that turns each request into an API Gateway
  * HTTP API (payload v2) event, invokes the api function through the local Lambda server (the
- * same bundle as on AWS), and turns its answer back into HTTP. Requests carry no credentials.
+ * same bundle as on AWS), and turns its answer back into HTTP. Without `auth`, requests carry
+ * no credentials; with it, each must carry a valid SigV4 signature of a principal it names (as
+ * API Gateway's IAM authorizer checks), or gets a 403 before anything runs, and the api function
+ * is told the caller as API Gateway tells it (requestContext.authentication.iamIdentity).
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ThrottledError, ValidationError } from '#core/base/errors.ts';
 import type { Invoker } from '#core/base/ports.ts';
+import { type AuthPrincipal, verifySigV4 } from './sigv4.ts';
 
 /** Hosts the local servers may bind: loopback only, so nothing is reachable from the network. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', 'localhost', '::1'];
@@ -35,6 +39,11 @@ export interface ApiServerOptions {
    * next gets a 429 with Retry-After. @default { size: 200, waitMs: 10_000 }
    */
   queue?: { size: number; waitMs: number };
+  /**
+   * Verify every request's SigV4 signature against these principals (`fanout dev --auth FILE`),
+   * in this region. @default none: requests are not authenticated
+   */
+  auth?: { principals: readonly AuthPrincipal[]; region: string; now?: () => number };
 }
 
 /** A running local API. */
@@ -92,6 +101,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<LocalAp
     }
   };
 
+  const principals = new Map(options.auth?.principals.map((p) => [p.accessKeyId, p]));
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -123,6 +133,26 @@ export async function startApiServer(options: ApiServerOptions): Promise<LocalAp
     const headers = Object.fromEntries(
       Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : (v ?? '')]),
     );
+    const body = Buffer.concat(chunks);
+    let identity: Record<string, unknown> | undefined;
+    if (options.auth !== undefined) {
+      const raw = req.url ?? '/';
+      const q = raw.indexOf('?');
+      const verdict = verifySigV4(
+        {
+          method: req.method ?? 'GET',
+          path: q < 0 ? raw : raw.slice(0, q),
+          query: q < 0 ? '' : raw.slice(q + 1),
+          headers,
+          body,
+        },
+        principals,
+        { region: options.auth.region, now: options.auth.now?.() ?? Date.now() },
+      );
+      // As API Gateway's IAM authorizer answers: 403, before the function runs.
+      if ('refused' in verdict) return send(res, 403, { message: verdict.refused });
+      identity = iamIdentity(verdict.principal);
+    }
     const event = {
       version: '2.0',
       routeKey: '$default',
@@ -141,8 +171,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<LocalAp
         requestId,
         stage: '$default',
         timeEpoch: Date.now(),
+        ...(identity !== undefined && { authentication: { iamIdentity: identity } }),
       },
-      body: size === 0 ? undefined : Buffer.concat(chunks).toString('base64'),
+      body: size === 0 ? undefined : body.toString('base64'),
       isBase64Encoded: size > 0,
     };
     let answer: { statusCode: number; headers?: Record<string, string>; body?: string };
@@ -163,13 +194,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<LocalAp
       // What API Gateway answers when its Lambda integration fails.
       return send(res, 502, { message: 'Internal Server Error', requestId });
     }
-    const body = answer.body ?? '';
+    const text = answer.body ?? '';
     res.writeHead(answer.statusCode, {
       ...answer.headers,
-      'content-length': Buffer.byteLength(body),
+      'content-length': Buffer.byteLength(text),
       'x-request-id': requestId,
     });
-    res.end(body);
+    res.end(text);
   };
 
   const server = createServer((req, res) => {
@@ -190,5 +221,23 @@ export async function startApiServer(options: ApiServerOptions): Promise<LocalAp
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/**
+ * What API Gateway's IAM authorizer puts in requestContext.authentication.iamIdentity for a
+ * caller: its access key, account, ARN and ids (an organization id it has none of locally).
+ */
+function iamIdentity(principal: AuthPrincipal): Record<string, unknown> {
+  const account =
+    /^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):/.exec(principal.arn)?.[1] ?? '000000000000';
+  return {
+    accessKey: principal.accessKeyId,
+    accountId: account,
+    callerId: principal.accessKeyId,
+    userArn: principal.arn,
+    userId: principal.accessKeyId,
+    principalOrgId: null,
+    cognitoIdentity: null,
   };
 }

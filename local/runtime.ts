@@ -30,6 +30,7 @@ import {
 } from './lambda/server.ts';
 import { repoRoot } from './paths.ts';
 import { type LocalS3Server, startS3Server } from './s3/server.ts';
+import type { AuthPrincipal } from './sigv4.ts';
 import {
   type Deployment,
   FUNCTION_ROLES,
@@ -115,6 +116,11 @@ export interface RuntimeOptions {
   onInvoke?: (functionName: string, event: unknown, invocationType: string) => void;
   /** Fault injection (see local/chaos.ts). */
   chaos?: { spec: ChaosSpec; seed: number };
+  /**
+   * The callers `fanout dev --auth FILE` verifies (local/sigv4.ts): the api function is then
+   * told each caller and its admins, as on AWS. @default none: the one local user owns every job
+   */
+  auth?: { principals: readonly AuthPrincipal[] };
   /**
    * A fault aimed by the invocation's event, for tests (e.g. a timeout of one task's first
    * attempt); where it answers undefined, the chaos spec's draw decides.
@@ -258,6 +264,13 @@ function localEnvironment(
     ...(options.workerTimeoutSeconds !== undefined && {
       FANOUT_WORKER_TIMEOUT_SECONDS: String(options.workerTimeoutSeconds),
     }),
+    // Who may see what (shared/core/api/owners.ts): with verified callers, the admins --auth
+    // names (the template's admin roles cannot call here); without, the one local user owns
+    // every job.
+    ...(role === 'api' &&
+      (options.auth === undefined
+        ? { FANOUT_IMPLICIT_OWNER: '1' }
+        : { FANOUT_ADMIN_ARNS: adminArns(options.auth) })),
     // Powertools logs and metrics only where the logs are read: importing it costs each
     // sandbox's start ~40 ms. No X-Ray daemon runs here, so no tracer either.
     FANOUT_OBSERVABILITY: options.log === undefined ? 'off' : 'on',
@@ -536,4 +549,12 @@ function scheduleSweeps(
   }, LOCAL_DEFAULTS.sweepSeconds * 1000);
   timer.unref();
   return timer;
+}
+
+/** The api function's admin ARNs: the admins `--auth` names. */
+function adminArns(auth: { principals: readonly AuthPrincipal[] }): string {
+  return auth.principals
+    .filter((p) => p.admin === true)
+    .map((p) => p.arn)
+    .join(',');
 }

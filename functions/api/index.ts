@@ -1,5 +1,6 @@
 /** API Lambda: API Gateway HTTP API (payload v2) events in, HTTP responses out. */
 import { handleApiRequest } from '#core/api/api.ts';
+import type { Caller } from '#core/api/owners.ts';
 import { systemClock } from '#core/base/ports.ts';
 import { jobs } from '#jobs/index.ts';
 import { invokerFromEnv, storeFromEnv } from '../clients.ts';
@@ -26,6 +27,11 @@ const deps = {
   defaultConcurrency: optionalInt(process.env, ENV.defaultConcurrency, 100),
   maxConcurrency: optionalInt(process.env, ENV.maxConcurrency, 1000),
   staleAfterMs: optionalInt(process.env, ENV.staleAfterSeconds, 120) * 1000,
+  admins: (process.env[ENV.adminArns] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+  implicitOwner: process.env[ENV.implicitOwner] === '1',
   log: (message: string, detail: unknown) => obs.error(message, detail),
 };
 
@@ -35,7 +41,14 @@ interface HttpApiEvent {
   queryStringParameters?: Record<string, string | undefined>;
   body?: string;
   isBase64Encoded?: boolean;
-  requestContext?: { requestId?: string; http?: { method?: string } };
+  requestContext?: {
+    requestId?: string;
+    http?: { method?: string };
+    /** What the IAM authorizer says of the caller (`fanout dev --auth` says the same). */
+    authentication?: {
+      iamIdentity?: { userArn?: string; accountId?: string; principalOrgId?: string | null };
+    };
+  };
 }
 
 /** Lambda entry point. */
@@ -58,9 +71,25 @@ async function answer(event: HttpApiEvent) {
       query: event.queryStringParameters ?? {},
       ...(body !== undefined && { body }),
       requestId: event.requestContext?.requestId ?? 'unknown',
+      ...callerOf(event),
     },
     deps,
   );
   if (response.status >= 500) obs.metric('ApiErrors', 'Count', 1);
   return { statusCode: response.status, headers: response.headers, body: response.body };
+}
+
+/** The caller the IAM authorizer named, if any. */
+function callerOf(event: HttpApiEvent): { caller?: Caller } {
+  const identity = event.requestContext?.authentication?.iamIdentity;
+  if (identity?.userArn === undefined) return {};
+  return {
+    caller: {
+      arn: identity.userArn,
+      ...(identity.accountId !== undefined && { accountId: identity.accountId }),
+      ...(typeof identity.principalOrgId === 'string' && {
+        principalOrgId: identity.principalOrgId,
+      }),
+    },
+  };
 }

@@ -1,8 +1,8 @@
-import { CfnOutput, type Duration, Stack } from 'aws-cdk-lib';
+import { CfnOutput, type Duration, Fn, Lazy, Stack } from 'aws-cdk-lib';
 import type { HttpApi } from 'aws-cdk-lib/aws-apigatewayv2';
 import type { Alarm, Dashboard } from 'aws-cdk-lib/aws-cloudwatch';
 import { EventBus, type IEventBus } from 'aws-cdk-lib/aws-events';
-import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
+import { Grant, type IGrantable, type IRole } from 'aws-cdk-lib/aws-iam';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
@@ -151,6 +151,8 @@ export class FanoutService extends Construct {
   readonly apiUrl: string;
   /** The five functions, by role. */
   readonly functions: Functions;
+  /** The role ARNs `grantAdmin` was given, for the api function's FANOUT_ADMIN_ARNS. */
+  private readonly admins: string[] = [];
 
   constructor(scope: Construct, id: string, props: FanoutServiceProps = {}) {
     super(scope, id);
@@ -200,8 +202,36 @@ export class FanoutService extends Construct {
     });
   }
 
-  /** Lets `grantee` call every route of the API (execute-api:Invoke). */
+  /**
+   * Lets `grantee` submit jobs and see and manage its own (execute-api:Invoke on every route):
+   * the api function answers another caller's job 404, as if it did not exist, and lists only
+   * the caller's own jobs (`owner` in job.json and the status; README, "Security").
+   */
   grantSubmit(grantee: IGrantable): Grant {
+    return this.grantInvoke(grantee);
+  }
+
+  /**
+   * Lets `role` see and manage every job, as well as submit its own: `grantSubmit`, and the
+   * role's ARN in the api function's FANOUT_ADMIN_ARNS, read at each cold start (an assumed
+   * session of the role counts). A list made at synthesis rather than a principal tag: it is
+   * visible in the template, reviewed with the stack, and needs no tagging discipline; a role
+   * made outside this app can be given as `Role.fromRoleArn`. A narrower `grantRead(role,
+   * { owner })` is not built yet.
+   */
+  grantAdmin(role: IRole): Grant {
+    if (this.admins.length === 0) {
+      // Every admin grantAdmin names, however often it is called: the list is read at synthesis.
+      this.functions.api.addEnvironment(
+        'FANOUT_ADMIN_ARNS',
+        Lazy.string({ produce: () => Fn.join(',', this.admins) }),
+      );
+    }
+    this.admins.push(role.roleArn);
+    return this.grantInvoke(role);
+  }
+
+  private grantInvoke(grantee: IGrantable): Grant {
     return Grant.addToPrincipal({
       grantee,
       actions: ['execute-api:Invoke'],

@@ -665,6 +665,37 @@ describe('FanoutService', () => {
     expect(JSON.stringify(t.toJSON())).toContain('/inputs/*');
   });
 
+  it('gives grantSubmit roles the API and grantAdmin roles the API and the api function’s admin list, and nothing else', () => {
+    const app = newApp();
+    const stack = new Stack(app, 'Grants', {
+      env: { account: '111122223333', region: 'us-east-1' },
+    });
+    const service = new FanoutService(stack, 'Fanout');
+    const user = new Role(stack, 'Analyst', {
+      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+    });
+    const ops = Role.fromRoleArn(stack, 'Ops', 'arn:aws:iam::111122223333:role/ops/FanoutAdmin');
+    service.grantSubmit(user);
+    service.grantAdmin(ops);
+    const t = Template.fromStack(stack);
+    const apiFn = Object.values(t.findResources('AWS::Lambda::Function')).find(
+      (r) =>
+        r.Properties?.Environment?.Variables?.FANOUT_COORDINATOR_FUNCTION !== undefined &&
+        r.Properties?.Environment?.Variables?.FANOUT_ALLOWED_INPUTS !== undefined,
+    );
+    // The admin list holds the admin role alone: a submitter is not an admin.
+    expect(apiFn?.Properties.Environment.Variables.FANOUT_ADMIN_ARNS).toBe(
+      'arn:aws:iam::111122223333:role/ops/FanoutAdmin',
+    );
+    // The submitter's grant: execute-api:Invoke on the API's routes, and only that.
+    t.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('Analyst') }],
+      PolicyDocument: {
+        Statement: [Match.objectLike({ Action: 'execute-api:Invoke', Effect: 'Allow' })],
+      },
+    });
+  });
+
   it('bundles a custom job registry instead of the built-in jobs', () => {
     const outdir = mkdtempSync(join(tmpdir(), 'fanout-cdk-'));
     try {

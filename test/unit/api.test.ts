@@ -6,9 +6,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type ApiDeps, handleApiRequest, ROUTES } from '#core/api/api.ts';
 import { openApiDocument } from '#core/api/openapi.ts';
+import { type Caller, LOCAL_OWNER } from '#core/api/owners.ts';
 import type { UrlSigner } from '#core/base/ports.ts';
 import { systemClock } from '#core/base/ports.ts';
+import { tokenKey } from '#core/run/submit.ts';
 import { jobs } from '#jobs/index.ts';
+import { jobRoutes } from '../fixtures/cli.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
@@ -40,12 +43,16 @@ async function setup() {
     defaultConcurrency: 4,
     maxConcurrency: 10,
     log: () => undefined,
+    admins: [ADMIN_ROLE],
+    // The one local user of `fanout dev` without --auth, unless a test names a caller.
+    implicitOwner: true,
   };
   const call = async (
     method: string,
     path: string,
     body?: unknown,
     query: Record<string, string> = {},
+    caller?: Caller,
   ) => {
     const response = await handleApiRequest(
       {
@@ -54,6 +61,7 @@ async function setup() {
         query,
         ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
         requestId: 'req-1',
+        ...(caller !== undefined && { caller }),
       },
       deps,
     );
@@ -237,10 +245,12 @@ describe('POST /jobs with a clientToken', () => {
 
   it('takes over a claim whose submission failed before writing its job, once it is old', async () => {
     const { call, store } = await setup();
+    // The local user's claim (fanout dev without --auth), where a submission left it.
+    const key = await tokenKey('lost', { arn: LOCAL_OWNER, principal: LOCAL_OWNER });
     const claim = (ago: number) =>
       store.put(
         BUCKET,
-        'tokens/lost',
+        key,
         JSON.stringify({
           jobId: 'zzzzzzzzzzzzzzzzz',
           claimedAt: new Date(Date.now() - ago).toISOString(),
@@ -594,5 +604,84 @@ describe('OpenAPI document', () => {
     expect(
       Object.keys(res.json.paths['/jobs/{jobId}/result'].get.responses['200'].content),
     ).toEqual(['application/json', 'application/x-ndjson']);
+  });
+});
+
+/** An admin role (a path in its ARN, which its sessions' ARNs do not show). */
+const ADMIN_ROLE = 'arn:aws:iam::111122223333:role/ops/FanoutAdmin';
+const alice: Caller = {
+  arn: 'arn:aws:sts::111122223333:assumed-role/Analyst/alice',
+  accountId: '111122223333',
+};
+const aliceLater: Caller = { arn: 'arn:aws:sts::111122223333:assumed-role/Analyst/alice-2' };
+const bob: Caller = { arn: 'arn:aws:iam::111122223333:user/bob', accountId: '111122223333' };
+const carol: Caller = { arn: 'arn:aws:sts::111122223333:assumed-role/FanoutAdmin/carol' };
+
+describe('who may see and do what', () => {
+  it('records the caller as the owner, and answers another caller 404 on every route of the job, as for a job that does not exist', async () => {
+    const { store, call } = await setup();
+    const created = await call('POST', '/jobs', { job: 'scientists', input }, {}, alice);
+    expect(created.status).toBe(202);
+    const jobId = created.json.jobId as string;
+    const owner = {
+      arn: alice.arn,
+      principal: 'arn:aws:sts::111122223333:assumed-role/Analyst',
+      accountId: '111122223333',
+    };
+    expect((await call('GET', `/jobs/${jobId}`, undefined, {}, alice)).json.owner).toEqual(owner);
+    const stored = JSON.parse(
+      new TextDecoder().decode((await store.getBytes(BUCKET, `jobs/${jobId}/job.json`)).body),
+    );
+    expect(stored.owner).toEqual(owner);
+    // Another session of the same role is the same owner.
+    expect((await call('GET', `/jobs/${jobId}`, undefined, {}, aliceLater)).status).toBe(200);
+    const random = 'zzzzzzzzzzzzzzzzz';
+    // Every route of one job, as the API declares them: a new one is covered as it is added.
+    for (const { method, suffix } of jobRoutes()) {
+      const theirs = await call(method, `/jobs/${jobId}${suffix}`, undefined, {}, bob);
+      const none = await call(method, `/jobs/${random}${suffix}`, undefined, {}, bob);
+      expect(theirs.status, `${method} ${suffix}`).toBe(404);
+      expect(theirs.json, `${method} ${suffix}`).toEqual({
+        error: { code: 'NOT_FOUND', message: `no job "${jobId}"` },
+      });
+      expect(none.json.error.message).toBe(`no job "${random}"`);
+    }
+    // An admin's role session sees and manages it.
+    expect((await call('GET', `/jobs/${jobId}`, undefined, {}, carol)).status).toBe(200);
+    expect((await call('POST', `/jobs/${jobId}/cancel`, undefined, {}, carol)).status).toBe(202);
+  });
+
+  it("lists a caller's own jobs; an admin's all=true lists everyone's, and anyone else's is refused", async () => {
+    const { call } = await setup();
+    const mine = (await call('POST', '/jobs', { job: 'scientists', input }, {}, alice)).json.jobId;
+    const theirs = (await call('POST', '/jobs', { job: 'scientists', input }, {}, bob)).json.jobId;
+    const listed = async (caller: Caller, query: Record<string, string> = {}) =>
+      ((await call('GET', '/jobs', undefined, query, caller)).json.jobs as { jobId: string }[]).map(
+        (j) => j.jobId,
+      );
+    expect(await listed(alice)).toEqual([mine]);
+    expect(await listed(bob)).toEqual([theirs]);
+    expect(await listed(carol)).toEqual([]);
+    expect((await listed(carol, { all: 'true' })).sort()).toEqual([mine, theirs].sort());
+    const refused = await call('GET', '/jobs', undefined, { all: 'true' }, bob);
+    expect(refused.status).toBe(403);
+  });
+
+  it("keeps a client token per caller: another's same token makes a job of its own", async () => {
+    const { call } = await setup();
+    const body = { job: 'scientists', input, clientToken: 'nightly-1' };
+    const a = (await call('POST', '/jobs', body, {}, alice)).json.jobId;
+    const again = (await call('POST', '/jobs', body, {}, aliceLater)).json.jobId;
+    const b = (await call('POST', '/jobs', body, {}, bob)).json.jobId;
+    expect(again).toBe(a);
+    expect(b).not.toBe(a);
+  });
+
+  it('refuses a request that names no caller where there is no implicit local owner (AWS)', async () => {
+    const { deps, call } = await setup();
+    deps.implicitOwner = false;
+    const res = await call('GET', '/jobs');
+    expect(res.status).toBe(403);
+    expect(res.json.error.code).toBe('FORBIDDEN');
   });
 });

@@ -17,6 +17,12 @@ const complete = {
   job: 'by-field',
   status: 'SUCCEEDED',
   input: 's3://b/datasets/a.jsonl',
+  owner: {
+    arn: 'arn:aws:sts::111122223333:assumed-role/Analyst/alice',
+    principal: 'arn:aws:sts::111122223333:assumed-role/Analyst',
+    accountId: '111122223333',
+    principalOrgId: 'o-abc',
+  },
   createdAt: '2026-01-01T00:00:00.000Z',
   startedAt: '2026-01-01T00:00:00.000Z',
   finishedAt: '2026-01-01T00:00:01.000Z',

@@ -34,6 +34,7 @@ import { resultsAfter } from '../run/stream.ts';
 import { submitJob } from '../run/submit.ts';
 import { type ApiRequest, type ApiResponse, errorResponse, HttpError, json } from './http.ts';
 import { openApiDocument } from './openapi.ts';
+import { mayAccess, viewerOf } from './owners.ts';
 import { completeSchema, submitSchema, uploadPartsSchema, uploadSchema } from './schemas.ts';
 
 /** What the API needs. */
@@ -59,6 +60,13 @@ export interface ApiDeps {
   /** Where job state changes are published (EventBridge on AWS). @default none */
   events?: JobEvents;
   log: (message: string, detail: unknown) => void;
+  /** Callers who may see and manage every job: ARNs, or roles whose sessions are (owners.ts). */
+  admins: readonly string[];
+  /**
+   * Requests that name no caller come from the one local user, who owns every job (`fanout dev`
+   * without --auth). Never on AWS, where the IAM authorizer names every caller.
+   */
+  implicitOwner?: boolean;
 }
 
 /** Results up to this size are returned inline; larger ones by presigned URL. */
@@ -225,7 +233,8 @@ async function postJob(
   }
   // The input must exist now (404 otherwise); the coordinator pins it when the job starts.
   await resolveInput(body.input, deps.store);
-  const job = await submitJob({ ...body, concurrency }, { ...deps, viaApi: true });
+  const { owner } = viewerOf(request.caller, deps);
+  const job = await submitJob({ ...body, concurrency, owner }, { ...deps, viaApi: true });
   return json(
     202,
     {
@@ -237,30 +246,33 @@ async function postJob(
   );
 }
 
-async function statusOf(jobId: string, deps: ApiDeps): Promise<JobStatus> {
-  if (!JOB_ID.test(jobId)) throw new HttpError(404, 'NOT_FOUND', `no job ${JSON.stringify(jobId)}`);
-  return readStatus(deps.store, deps.bucket, jobId).catch((error: unknown) => {
-    if ((error as { code?: string }).code === 'NOT_FOUND') {
-      throw new HttpError(404, 'NOT_FOUND', `no job ${jobId}`);
-    }
+/**
+ * A job's status, for a caller who may see it (its owner, or an admin); anyone else is told
+ * there is no such job, in the very words a job that does not exist gets (shared/core/api
+ * /owners.ts).
+ */
+async function statusOf(jobId: string, deps: ApiDeps, request: ApiRequest): Promise<JobStatus> {
+  const viewer = viewerOf(request.caller, deps);
+  const missing = () => new HttpError(404, 'NOT_FOUND', `no job ${JSON.stringify(jobId)}`);
+  if (!JOB_ID.test(jobId)) throw missing();
+  const status = await readStatus(deps.store, deps.bucket, jobId).catch((error: unknown) => {
+    if ((error as { code?: string }).code === 'NOT_FOUND') throw missing();
     throw error;
   });
+  if (!mayAccess(viewer, status.owner)) throw missing();
+  return status;
 }
 
-async function getJob(
-  _request: ApiRequest,
-  [jobId]: string[],
-  deps: ApiDeps,
-): Promise<ApiResponse> {
-  return json(200, await statusOf(jobId as string, deps));
+async function getJob(request: ApiRequest, [jobId]: string[], deps: ApiDeps): Promise<ApiResponse> {
+  return json(200, await statusOf(jobId as string, deps, request));
 }
 
 async function getResult(
-  _request: ApiRequest,
+  request: ApiRequest,
   [jobId]: string[],
   deps: ApiDeps,
 ): Promise<ApiResponse> {
-  const status = await statusOf(jobId as string, deps);
+  const status = await statusOf(jobId as string, deps, request);
   if (status.status !== 'SUCCEEDED' || status.result === undefined) {
     const ended = status.status === 'FAILED' || status.status === 'CANCELLED';
     throw new HttpError(
@@ -305,7 +317,7 @@ async function getResults(
       `after must be a whole number of chunks (the x-fanout-next of the last page, or 0); got ${JSON.stringify(raw)}`,
     );
   }
-  await statusOf(jobId as string, deps);
+  await statusOf(jobId as string, deps, request);
   const page = await resultsAfter(deps.store, deps.bucket, jobId as string, after).catch(
     (error: unknown) => {
       if (error instanceof JobFailedError) throw new HttpError(409, 'JOB_FAILED', error.message);
@@ -342,11 +354,11 @@ export function encodedBytes(text: string): number {
 }
 
 async function getReport(
-  _request: ApiRequest,
+  request: ApiRequest,
   [jobId]: string[],
   deps: ApiDeps,
 ): Promise<ApiResponse> {
-  const status = await statusOf(jobId as string, deps);
+  const status = await statusOf(jobId as string, deps, request);
   const html = renderReport(await loadReport(deps.store, deps.bucket, jobId as string, status));
   if (encodedBytes(html) <= INLINE_REPORT_BYTES) {
     return { status: 200, headers: { 'content-type': 'text/html; charset=utf-8' }, body: html };
@@ -362,20 +374,20 @@ async function getReport(
 }
 
 async function postCancel(
-  _request: ApiRequest,
+  request: ApiRequest,
   [jobId]: string[],
   deps: ApiDeps,
 ): Promise<ApiResponse> {
-  await statusOf(jobId as string, deps);
+  await statusOf(jobId as string, deps, request);
   return json(202, await cancelJob(jobId as string, deps));
 }
 
 async function postRedrive(
-  _request: ApiRequest,
+  request: ApiRequest,
   [jobId]: string[],
   deps: ApiDeps,
 ): Promise<ApiResponse> {
-  await statusOf(jobId as string, deps);
+  await statusOf(jobId as string, deps, request);
   return json(202, await redriveJob(jobId as string, deps));
 }
 
@@ -390,39 +402,56 @@ async function listJobs(
       `limit must be an integer from 1 to 100; got ${JSON.stringify(request.query.limit)}`,
     );
   }
-  const cursor = request.query.cursor;
+  let cursor = request.query.cursor;
   if (cursor !== undefined && !JOB_ID.test(cursor)) {
     throw new ValidationError(
       `cursor ${JSON.stringify(cursor)} is not a job id from a previous page`,
     );
   }
-  const page = await deps.store.listPrefixes(deps.bucket, 'jobs/', {
-    limit,
-    ...(cursor !== undefined && { startAfter: `jobs/${cursor}/` }),
-  });
-  const ids = page.prefixes.map((p) => p.slice('jobs/'.length, -1)).filter((id) => JOB_ID.test(id));
-  const jobs = await Promise.all(
-    ids.map(async (id) => {
-      const s = await readJson<JobStatus>(deps.store, deps.bucket, jobKeys(id).status)
-        .then((r) => r.value)
-        .catch(() => undefined);
-      return s === undefined
-        ? undefined
-        : {
-            jobId: s.jobId,
-            job: s.job,
-            status: s.status,
-            input: s.input,
-            createdAt: s.createdAt,
-            finishedAt: s.finishedAt,
-          };
-    }),
-  );
-  const next = page.next === undefined ? undefined : ids.at(-1);
-  return json(200, {
-    jobs: jobs.filter((j) => j !== undefined),
-    ...(next !== undefined && { next }),
-  });
+  const all = request.query.all;
+  if (all !== undefined && all !== 'true' && all !== 'false') {
+    throw new ValidationError(`all must be true or false; got ${JSON.stringify(all)}`);
+  }
+  const viewer = viewerOf(request.caller, deps);
+  if (all === 'true' && !viewer.admin) {
+    throw new HttpError(403, 'FORBIDDEN', "all=true lists every caller's jobs: it is for admins");
+  }
+  const everyone = viewer.admin && all === 'true';
+  // Another caller's jobs are left out: a page may take several listings to fill, up to a few.
+  const jobs: Record<string, unknown>[] = [];
+  let more = true;
+  for (let listings = 0; more && jobs.length < limit && listings < 10; listings++) {
+    const page = await deps.store.listPrefixes(deps.bucket, 'jobs/', {
+      limit: limit - jobs.length,
+      ...(cursor !== undefined && { startAfter: `jobs/${cursor}/` }),
+    });
+    const ids = page.prefixes
+      .map((p) => p.slice('jobs/'.length, -1))
+      .filter((id) => JOB_ID.test(id));
+    const statuses = await Promise.all(
+      ids.map((id) =>
+        readJson<JobStatus>(deps.store, deps.bucket, jobKeys(id).status)
+          .then((r) => r.value)
+          .catch(() => undefined),
+      ),
+    );
+    for (const s of statuses) {
+      if (s === undefined) continue;
+      if (!everyone && s.owner?.principal !== viewer.owner.principal) continue;
+      jobs.push({
+        jobId: s.jobId,
+        job: s.job,
+        status: s.status,
+        input: s.input,
+        createdAt: s.createdAt,
+        finishedAt: s.finishedAt,
+        ...(everyone && s.owner !== undefined && { owner: s.owner.principal }),
+      });
+    }
+    more = page.next !== undefined;
+    cursor = ids.at(-1) ?? cursor;
+  }
+  return json(200, { jobs, ...(more && cursor !== undefined && { next: cursor }) });
 }
 
 async function postUpload(

@@ -2,7 +2,9 @@
  * HTTP-shaped requests and responses for the api handler, independent of API Gateway's event
  * format (functions/api converts), and the one mapping from fanout errors to HTTP statuses.
  */
+
 import { FanoutError } from '../base/errors.ts';
+import type { Caller } from './owners.ts';
 
 /** A request as the api core sees it. */
 export interface ApiRequest {
@@ -14,6 +16,8 @@ export interface ApiRequest {
   body?: string;
   /** Echoed in 500 responses so a user can quote it; the detail goes to the log. */
   requestId: string;
+  /** Who is asking, as the IAM authorizer named them (absent: `fanout dev` without --auth). */
+  caller?: Caller;
 }
 
 /** A response as the api core produces it. */

@@ -92,6 +92,18 @@ export const statusSchema = {
     job: { type: 'string' },
     status: { enum: ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] },
     input: { type: 'string' },
+    owner: {
+      type: 'object',
+      description:
+        'who submitted the job: only this principal (the ARN, an assumed role without its session) and admins may see or manage it',
+      required: ['arn', 'principal'],
+      properties: {
+        arn: { type: 'string' },
+        principal: { type: 'string' },
+        accountId: { type: 'string' },
+        principalOrgId: { type: 'string' },
+      },
+    },
     createdAt: { type: 'string', format: 'date-time' },
     startedAt: { type: 'string', format: 'date-time' },
     finishedAt: { type: 'string', format: 'date-time' },
@@ -219,7 +231,7 @@ const document = {
     title: 'fanout',
     version: '0.1.0',
     description:
-      "Map/reduce over S3 datasets on AWS Lambda. On AWS every route needs SigV4 (IAM) authorization: sign requests for the execute-api service with the caller's AWS credentials.",
+      "Map/reduce over S3 datasets on AWS Lambda. On AWS every route needs SigV4 (IAM) authorization: sign requests for the execute-api service with the caller's AWS credentials (`fanout dev --auth FILE` verifies them locally). A job belongs to the caller that submitted it (`owner`): its status, result, results, report, cancel and redrive answer anyone but its owner and the admins 404, with the very body a job that does not exist gets (never 403, so a job's existence does not leak). GET /jobs lists the caller's own jobs; an admin's `all=true` lists everyone's (403 for anyone else).",
   },
   servers: [
     {

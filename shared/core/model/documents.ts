@@ -12,12 +12,30 @@ import type { RecordFormat } from '../data/records.ts';
 import type { BadRecordPolicy } from './job.ts';
 
 /** jobs/{id}/job.json: what was asked, written once by whoever submits the job. */
+/**
+ * Who submitted a job, as the HTTP API's caller was named (API Gateway's IAM authorizer on AWS,
+ * `fanout dev --auth` locally): the job's owner, who alone (with an admin) may see and manage it.
+ */
+export interface JobOwner {
+  /** The caller's ARN as the request named it (an assumed role's includes its session). */
+  arn: string;
+  /**
+   * Who owns it, across sessions: the ARN, with an assumed role's session dropped
+   * (`arn:aws:sts::111122223333:assumed-role/Analyst`); `local` for `fanout dev` without --auth.
+   */
+  principal: string;
+  accountId?: string;
+  principalOrgId?: string;
+}
+
 export interface JobRequest {
   jobId: string;
   /** Job name in the registry. */
   job: string;
   /** `s3://bucket/key` or `s3://bucket/prefix/`. */
   input: string;
+  /** Who submitted it (absent for a job submitted before owners were recorded). */
+  owner?: JobOwner;
   /** Raw params as submitted; validated by the coordinator before any chunk runs. */
   params: unknown;
   chunkSize?: number;
@@ -79,6 +97,8 @@ export interface JobStatus {
   job: string;
   status: JobState;
   input: string;
+  /** Who submitted it (see JobRequest.owner). */
+  owner?: JobOwner;
   createdAt: string;
   startedAt?: string;
   finishedAt?: string;

@@ -13,7 +13,7 @@ import {
 import type { Clock, Invoker, ObjectStore } from '../base/ports.ts';
 import { noUsage } from '../cost/cost.ts';
 import { RECORD_FORMATS, type RecordFormat } from '../data/records.ts';
-import type { JobRequest, JobStatus } from '../model/documents.ts';
+import type { JobOwner, JobRequest, JobStatus } from '../model/documents.ts';
 import { type JobEvents, publishChange } from '../model/events.ts';
 import type { AnyJob, BadRecordPolicy } from '../model/job.ts';
 import { findJob, parseParams, partitionsProblem, shuffles } from '../model/job.ts';
@@ -24,6 +24,8 @@ import { readJson, writeJson } from '../model/status.ts';
 export interface SubmitRequest {
   job: string;
   input: string;
+  /** Who submits it (the HTTP API's caller); recorded in job.json and the status. */
+  owner?: JobOwner;
   params?: unknown;
   chunkSize?: number;
   chunks?: number;
@@ -59,7 +61,18 @@ export interface SubmitRequest {
 export const CLIENT_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 
 /** Where a clientToken's job is recorded. */
-const tokenKey = (token: string) => `tokens/${token}`;
+/**
+ * A client token's claim: per owner, so that a token another caller used names no job of theirs
+ * to this one (and a retried submission finds only its own).
+ */
+export async function tokenKey(token: string, owner: JobOwner | undefined): Promise<string> {
+  if (owner === undefined) return `tokens/${token}`;
+  // Web Crypto's SHA-256 (a global in Node and on Lambda): the principal, whatever its length,
+  // in 32 safe characters.
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(owner.principal));
+  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return `tokens/${hex.slice(0, 32)}/${token}`;
+}
 
 /**
  * Claims a clientToken for `jobId` (create-only). Returns the job it names when another
@@ -68,6 +81,7 @@ const tokenKey = (token: string) => `tokens/${token}`;
 async function claimToken(
   token: string,
   jobId: string,
+  owner: JobOwner | undefined,
   deps: SubmitDeps,
 ): Promise<JobRequest | undefined> {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(token)) {
@@ -76,18 +90,15 @@ async function claimToken(
     );
   }
   const claim = { jobId, claimedAt: deps.clock.iso() };
+  const key = await tokenKey(token, owner);
   for (let tries = 0; tries < 3; tries++) {
     try {
-      await writeJson(deps.store, deps.bucket, tokenKey(token), claim, { ifNoneMatch: '*' });
+      await writeJson(deps.store, deps.bucket, key, claim, { ifNoneMatch: '*' });
       return undefined;
     } catch (error) {
       if (!(error instanceof PreconditionFailedError)) throw error;
     }
-    const held = await readJson<{ jobId: string; claimedAt: string }>(
-      deps.store,
-      deps.bucket,
-      tokenKey(token),
-    );
+    const held = await readJson<{ jobId: string; claimedAt: string }>(deps.store, deps.bucket, key);
     const age = Date.parse(deps.clock.iso()) - Date.parse(held.value.claimedAt);
     if (age < CLIENT_TOKEN_TTL_MS) {
       const earlier = await jobOf(held.value.jobId, deps);
@@ -102,7 +113,7 @@ async function claimToken(
     }
     // An expired or abandoned claim: this submission takes the token over, unless another did.
     try {
-      await writeJson(deps.store, deps.bucket, tokenKey(token), claim, { ifMatch: held.etag });
+      await writeJson(deps.store, deps.bucket, key, claim, { ifMatch: held.etag });
       return undefined;
     } catch (error) {
       if (!(error instanceof PreconditionFailedError)) throw error;
@@ -220,7 +231,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
 
   const jobId = newJobId();
   if (request.clientToken !== undefined) {
-    const earlier = await claimToken(request.clientToken, jobId, deps);
+    const earlier = await claimToken(request.clientToken, jobId, request.owner, deps);
     if (earlier !== undefined) return earlier;
   }
   const createdAt = deps.clock.iso();
@@ -228,6 +239,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     jobId,
     job: job.name,
     input: request.input,
+    ...(request.owner !== undefined && { owner: request.owner }),
     params: request.params ?? {},
     ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
     ...(request.chunks !== undefined && { chunks: request.chunks }),
@@ -249,6 +261,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     job: job.name,
     status: 'QUEUED',
     input: request.input,
+    ...(request.owner !== undefined && { owner: request.owner }),
     createdAt,
     chunks: { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 },
     records: 0,
