@@ -46,6 +46,11 @@ export const ENV = {
    * (`fanout dev` without --auth). Never set on AWS. Default: unset (such a request gets 403)
    */
   implicitOwner: 'FANOUT_IMPLICIT_OWNER',
+  /**
+   * `1`: a caller (not an admin) reads and uploads only under its own folder of each allowed
+   * input prefix, `datasets/{account}-{user|role}-{name}/`. Default: unset
+   */
+  inputPrefixPerPrincipal: 'FANOUT_INPUT_PREFIX_PER_PRINCIPAL',
   /** Chunks in flight when a request names none. Default: 100 */
   defaultConcurrency: 'FANOUT_DEFAULT_CONCURRENCY',
   /** The most chunks in flight a request may ask for. Default: 1000 */

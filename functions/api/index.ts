@@ -32,6 +32,7 @@ const deps = {
     .map((s) => s.trim())
     .filter(Boolean),
   implicitOwner: process.env[ENV.implicitOwner] === '1',
+  inputPrefixPerPrincipal: process.env[ENV.inputPrefixPerPrincipal] === '1',
   log: (message: string, detail: unknown) => obs.error(message, detail),
 };
 

@@ -124,6 +124,12 @@ export interface FanoutServiceProps {
     /** The coordinator's failure destination received a failed event. */
     readonly coordinatorFailures?: boolean;
   };
+  /**
+   * Confine each caller (but admins) to a folder of its own under each allowed input prefix:
+   * `datasets/{account}-{user|role}-{name}/` (an assumed role's sessions share its folder). Its
+   * jobs may read only there, and its uploads go there. @default false
+   */
+  readonly inputPrefixPerPrincipal?: boolean;
   /** Steady-state requests per second the API accepts. @default 50 */
   readonly apiRateLimit?: number;
   /** Burst of requests the API accepts. @default 100 */
@@ -183,6 +189,9 @@ export class FanoutService extends Construct {
     for (const fn of [api, coordinator, reducer, sweeper]) {
       this.eventBus.grantPutEventsTo(fn);
       fn.addEnvironment('FANOUT_EVENT_BUS', this.eventBus.eventBusName);
+    }
+    if (props.inputPrefixPerPrincipal === true) {
+      api.addEnvironment('FANOUT_INPUT_PREFIX_PER_PRINCIPAL', '1');
     }
     const shown = observe(this, props, functions, sweeperLogs, this.eventBus);
     if (shown.dashboard !== undefined) this.dashboard = shown.dashboard;

@@ -670,7 +670,7 @@ describe('FanoutService', () => {
     const stack = new Stack(app, 'Grants', {
       env: { account: '111122223333', region: 'us-east-1' },
     });
-    const service = new FanoutService(stack, 'Fanout');
+    const service = new FanoutService(stack, 'Fanout', { inputPrefixPerPrincipal: true });
     const user = new Role(stack, 'Analyst', {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
     });
@@ -687,6 +687,7 @@ describe('FanoutService', () => {
     expect(apiFn?.Properties.Environment.Variables.FANOUT_ADMIN_ARNS).toBe(
       'arn:aws:iam::111122223333:role/ops/FanoutAdmin',
     );
+    expect(apiFn?.Properties.Environment.Variables.FANOUT_INPUT_PREFIX_PER_PRINCIPAL).toBe('1');
     // The submitter's grant: execute-api:Invoke on the API's routes, and only that.
     t.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: Match.stringLikeRegexp('Analyst') }],

@@ -684,4 +684,22 @@ describe('who may see and do what', () => {
     expect(res.status).toBe(403);
     expect(res.json.error.code).toBe('FORBIDDEN');
   });
+
+  it('confines a caller to its own input folder with inputPrefixPerPrincipal; an admin is not confined', async () => {
+    const { deps, store, call } = await setup();
+    deps.inputPrefixPerPrincipal = true;
+    const folder = '111122223333-role-Analyst';
+    await store.put(BUCKET, `datasets/${folder}/mine.jsonl`, LESSON);
+    const elsewhere = await call('POST', '/jobs', { job: 'scientists', input }, {}, alice);
+    expect(elsewhere.status).toBe(400);
+    expect(elsewhere.json.error.message).toContain(`s3://${BUCKET}/datasets/${folder}/`);
+    const own = { job: 'scientists', input: `s3://${BUCKET}/datasets/${folder}/mine.jsonl` };
+    expect((await call('POST', '/jobs', own, {}, alice)).status).toBe(202);
+    expect((await call('POST', '/jobs', { job: 'scientists', input }, {}, carol)).status).toBe(202);
+    // Uploads go to the caller's folder; a key in another's is refused.
+    const upload = await call('POST', '/uploads', { key: 'new.jsonl' }, {}, alice);
+    expect(upload.json.key).toBe(`datasets/${folder}/new.jsonl`);
+    const theirs = await call('POST', '/uploads', { key: 'datasets/other/new.jsonl' }, {}, alice);
+    expect(theirs.status).toBe(400);
+  });
 });

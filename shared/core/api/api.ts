@@ -34,7 +34,7 @@ import { resultsAfter } from '../run/stream.ts';
 import { submitJob } from '../run/submit.ts';
 import { type ApiRequest, type ApiResponse, errorResponse, HttpError, json } from './http.ts';
 import { openApiDocument } from './openapi.ts';
-import { mayAccess, viewerOf } from './owners.ts';
+import { mayAccess, principalFolder, type Viewer, viewerOf } from './owners.ts';
 import { completeSchema, submitSchema, uploadPartsSchema, uploadSchema } from './schemas.ts';
 
 /** What the API needs. */
@@ -67,6 +67,11 @@ export interface ApiDeps {
    * without --auth). Never on AWS, where the IAM authorizer names every caller.
    */
   implicitOwner?: boolean;
+  /**
+   * A caller (not an admin) reads and uploads only under its own folder of each allowed input
+   * prefix: `datasets/{principalFolder}/` (owners.ts). @default false
+   */
+  inputPrefixPerPrincipal?: boolean;
 }
 
 /** Results up to this size are returned inline; larger ones by presigned URL. */
@@ -103,6 +108,33 @@ function parseBody<T>(schema: z.ZodType<T>, body: string | undefined): T {
     throw new HttpError(400, 'BAD_REQUEST', `invalid request body: ${detail}`);
   }
   return result.data;
+}
+
+/** The input prefixes a caller may read: each allowed one, or its own folder of each. */
+function allowedInputsOf(viewer: Viewer, deps: ApiDeps): readonly string[] {
+  if (deps.inputPrefixPerPrincipal !== true || viewer.admin) return deps.allowedInputs;
+  const folder = principalFolder(viewer.owner);
+  return deps.allowedInputs.map((prefix) => `${prefix}${folder}/`);
+}
+
+/**
+ * Confines an upload key to datasets/: relative, no `..` segments, no control characters or
+ * backslashes. `my/data.jsonl` and `datasets/my/data.jsonl` name the same object. With
+ * `inputPrefixPerPrincipal`, a caller's keys are in its own folder: `my/data.jsonl` is
+ * `datasets/{folder}/my/data.jsonl`, and a key elsewhere in datasets/ is refused.
+ */
+function callerDatasetKey(raw: string, request: ApiRequest, deps: ApiDeps): string {
+  const viewer = viewerOf(request.caller, deps);
+  if (deps.inputPrefixPerPrincipal !== true || viewer.admin) return datasetKey(raw);
+  const own = `datasets/${principalFolder(viewer.owner)}/`;
+  if (raw.startsWith('datasets/') && !raw.startsWith(own)) {
+    throw new HttpError(
+      400,
+      'INPUT_NOT_ALLOWED',
+      `key ${JSON.stringify(raw.slice(0, 80))} is outside your folder; expected a key under ${own} (or one relative to it)`,
+    );
+  }
+  return datasetKey(raw.startsWith(own) ? raw : `${own}${raw}`);
 }
 
 /**
@@ -216,13 +248,15 @@ async function postJob(
   deps: ApiDeps,
 ): Promise<ApiResponse> {
   const body = parseBody(submitSchema, request.body);
+  const viewer = viewerOf(request.caller, deps);
   findJob(deps.jobs, body.job);
   parseInputUri(body.input);
-  if (!deps.allowedInputs.some((allowed) => body.input.startsWith(allowed))) {
+  const allowed = allowedInputsOf(viewer, deps);
+  if (!allowed.some((prefix) => body.input.startsWith(prefix))) {
     throw new HttpError(
       400,
       'INPUT_NOT_ALLOWED',
-      `input ${body.input} is outside the allowed inputs; expected a URI under ${deps.allowedInputs.join(' or ')}`,
+      `input ${body.input} is outside the allowed inputs; expected a URI under ${allowed.join(' or ')}`,
     );
   }
   const concurrency = body.concurrency ?? deps.defaultConcurrency;
@@ -233,8 +267,10 @@ async function postJob(
   }
   // The input must exist now (404 otherwise); the coordinator pins it when the job starts.
   await resolveInput(body.input, deps.store);
-  const { owner } = viewerOf(request.caller, deps);
-  const job = await submitJob({ ...body, concurrency, owner }, { ...deps, viaApi: true });
+  const job = await submitJob(
+    { ...body, concurrency, owner: viewer.owner },
+    { ...deps, viaApi: true },
+  );
   return json(
     202,
     {
@@ -460,7 +496,7 @@ async function postUpload(
   deps: ApiDeps,
 ): Promise<ApiResponse> {
   const body = parseBody(uploadSchema, request.body);
-  const key = datasetKey(body.key);
+  const key = callerDatasetKey(body.key, request, deps);
   const s3Uri = `s3://${deps.bucket}/${key}`;
   const expiresIn = PRESIGN_SECONDS.upload;
   if (body.bytes === undefined || body.bytes <= MULTIPART_THRESHOLD) {
@@ -542,7 +578,7 @@ async function postUploadParts(
       `from (${body.from}) is past the upload's last part (${body.partCount}); expected a part number from 1 to partCount`,
     );
   }
-  const key = datasetKey(body.key);
+  const key = callerDatasetKey(body.key, request, deps);
   const page = await partPage(deps, { ...body, key });
   return json(200, { key, uploadId: body.uploadId, ...page, expiresIn: PRESIGN_SECONDS.upload });
 }
@@ -553,7 +589,7 @@ async function postUploadComplete(
   deps: ApiDeps,
 ): Promise<ApiResponse> {
   const body = parseBody(completeSchema, request.body);
-  const key = datasetKey(body.key);
+  const key = callerDatasetKey(body.key, request, deps);
   await deps.signer.completeMultipartUpload(deps.bucket, key, body.uploadId, body.parts);
   return json(200, { s3Uri: `s3://${deps.bucket}/${key}`, key });
 }

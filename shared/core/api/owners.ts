@@ -81,3 +81,16 @@ export function viewerOf(
 export function mayAccess(viewer: Viewer, owner: JobOwner | undefined): boolean {
   return viewer.admin || (owner !== undefined && owner.principal === viewer.owner.principal);
 }
+
+/**
+ * The folder of a caller's own inputs, with `inputPrefixPerPrincipal`: one path segment named
+ * after the owner, `{account}-{user|role}-{name}` (`111122223333-role-Analyst`), or `local`.
+ */
+export function principalFolder(owner: JobOwner): string {
+  const m =
+    /^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):(user|role|assumed-role)\/(?:.*\/)?([^/]+)$/.exec(
+      owner.principal,
+    );
+  if (m === null) return owner.principal.replace(/[^A-Za-z0-9_.=,@+-]/g, '_').slice(0, 200);
+  return `${m[1]}-${m[2] === 'user' ? 'user' : 'role'}-${m[3]}`;
+}
