@@ -57,7 +57,7 @@ export default defineJob({
 `,
     );
     const input = join(dir, 'hoard.jsonl');
-    const n = 80_000;
+    const n = 40_000;
     const lines: string[] = [];
     for (let i = 0; i < n; i++) lines.push(JSON.stringify({ v: i % 1000, pad: 'p'.repeat(80) }));
     await writeFile(input, `${lines.join('\n')}\n`);
@@ -82,8 +82,8 @@ export default defineJob({
     expect(JSON.parse(stdout.trim().split('\n')[0] as string)).toEqual({ count: n, sum });
     const summary = summaryOf(stdout);
     expect(summary).toMatchObject({ status: 'SUCCEEDED', records: n });
-    // Two planned chunks, each split at least once: more chunks ran than were planned.
-    expect(summary.chunks).toBeGreaterThanOrEqual(4);
+    // One planned chunk, split at least once: the chunks counted are its parts.
+    expect(summary.chunks).toBeGreaterThanOrEqual(2);
     const html = await readFile(report, 'utf8');
     expect(html).toContain('<h2>Splits</h2>');
     expect(html).toMatch(/class="attempt attempt-split"/);

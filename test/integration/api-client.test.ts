@@ -56,19 +56,26 @@ describe('ApiClient', () => {
     expect(headers['x-amz-date']).toMatch(/^\d{8}T\d{6}Z$/);
   });
 
-  it('sends no credentials to the local server', async () => {
+  it('sends no credentials to the local server unless the environment names some (fanout dev --auth)', async () => {
     const local = createServer((req, res) => {
       seen.push({ headers: req.headers, url: req.url ?? '', body: '' });
       res.end('{}');
     });
     await new Promise<void>((r) => local.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(local.address() as AddressInfo).port}`;
+    const named = { ...process.env };
     try {
-      await new ApiClient(`http://127.0.0.1:${(local.address() as AddressInfo).port}`).json(
-        'GET',
-        '/jobs',
-      );
+      delete process.env.AWS_ACCESS_KEY_ID;
+      delete process.env.AWS_PROFILE;
+      await new ApiClient(url).json('GET', '/jobs');
       expect(seen.at(-1)?.headers.authorization).toBeUndefined();
+      process.env = { ...named };
+      await new ApiClient(url).json('GET', '/jobs');
+      expect(seen.at(-1)?.headers.authorization).toMatch(
+        /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/execute-api\/aws4_request/,
+      );
     } finally {
+      process.env = named;
       local.close();
     }
   });
