@@ -14,7 +14,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fanoutWith, jobRoutes } from '../fixtures/cli.ts';
-import { type DevProcess, startDev } from '../fixtures/dev-process.ts';
+import { ADA, type DevProcess, putDataset, startDev } from '../fixtures/dev-process.ts';
 
 const A = {
   accessKeyId: 'AKIAALICE',
@@ -43,11 +43,7 @@ beforeAll(async () => {
   const auth = join(dir, 'auth.json');
   await writeFile(auth, JSON.stringify({ principals: [A, B, C] }));
   dev = await startDev(join(dir, 'data'), ['--auth', auth]);
-  const put = await fetch(`${dev.s3}/fanout-local/datasets/auth.jsonl`, {
-    method: 'PUT',
-    body: '{"name":"Ada Lovelace","field":"math","born":1815,"nobel":false}\n',
-  });
-  expect(put.status).toBe(200);
+  await putDataset(dev, 'auth.jsonl', ADA);
 }, 60_000);
 afterAll(async () => {
   await dev?.stop();

@@ -8,7 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../cli/client.ts';
-import { type DevProcess, startDev, untilStatus } from '../fixtures/dev-process.ts';
+import {
+  ADA,
+  type DevProcess,
+  putDataset,
+  startDev,
+  untilStatus,
+} from '../fixtures/dev-process.ts';
 
 let dev: DevProcess;
 let dir: string;
@@ -17,11 +23,7 @@ const input = 's3://fanout-local/datasets/one.jsonl';
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'fanout-burst-'));
   dev = await startDev(join(dir, 'data'));
-  const put = await fetch(`${dev.s3}/fanout-local/datasets/one.jsonl`, {
-    method: 'PUT',
-    body: '{"name":"Ada Lovelace","field":"math","born":1815,"nobel":false}\n',
-  });
-  expect(put.status).toBe(200);
+  await putDataset(dev, 'one.jsonl', ADA);
 }, 60_000);
 afterAll(async () => {
   await dev?.stop();

@@ -10,6 +10,23 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fanout } from '../fixtures/cli.ts';
 
+/**
+ * Writes a job module as a user's would be (importing fanout), with `work(ms)`: a blocking wait,
+ * as that much CPU work per record would take.
+ */
+async function jobModule(name: string, source: string): Promise<string> {
+  const file = join(dir, `${name}.ts`);
+  await writeFile(
+    file,
+    `import { defineJob } from 'fanout';
+
+const gate = new Int32Array(new SharedArrayBuffer(4));
+const work = (ms: number) => Atomics.wait(gate, 0, 0, ms);
+${source}`,
+  );
+  return file;
+}
+
 /** The `--json` line that ends stdout. */
 const summaryOf = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1) as string);
 
@@ -25,12 +42,9 @@ describe('chunks that run out of memory or time are split', () => {
   it('memory: a job that keeps every record of its chunk (about 400 MB a chunk) succeeds at --worker-memory 256, exactly, and the report shows the splits', async () => {
     // Each record keeps 10 KB of heap until its chunk ends, as a job that needs its whole chunk
     // at once would (an exact sort, a dedupe): 40,000 records of ~100 bytes, 4 MB, need ~400 MB.
-    const job = join(dir, 'hoard.ts');
-    await writeFile(
-      job,
-      `import { defineJob } from 'fanout';
-
-interface Acc { count: number; sum: number; kept: number[][] }
+    const job = await jobModule(
+      'hoard',
+      `interface Acc { count: number; sum: number; kept: number[][] }
 /** What leaves the worker is the counts: the kept arrays are not enumerable, so not serialized. */
 const fresh = (): Acc => {
   const acc = { count: 0, sum: 0 } as Acc;
@@ -91,17 +105,13 @@ export default defineJob({
   }, 180_000);
 
   it('time: chunks that need ~3 s succeed at --worker-timeout 2, every record once and in input order', async () => {
-    const job = join(dir, 'slow.ts');
-    await writeFile(
-      job,
-      `import { defineJob } from 'fanout';
-
-const wait = new Int32Array(new SharedArrayBuffer(4));
-export default defineJob({
+    const job = await jobModule(
+      'slow',
+      `export default defineJob({
   name: 'slow',
   format: 'jsonl',
   map: (r: unknown) => {
-    Atomics.wait(wait, 0, 0, 10); // 10 ms of work per record
+    work(10); // 10 ms of work per record
     return (r as { i: number }).i;
   },
 });
@@ -133,12 +143,9 @@ export default defineJob({
   }, 180_000);
 
   it('a single record too big for the worker fails the job with an error that names its offset', async () => {
-    const job = join(dir, 'big.ts');
-    await writeFile(
-      job,
-      `import { defineJob } from 'fanout';
-
-export default defineJob({
+    const job = await jobModule(
+      'big',
+      `export default defineJob({
   name: 'big',
   format: 'jsonl',
   map: (r: unknown) => {
@@ -172,13 +179,9 @@ export default defineJob({
   }, 180_000);
 
   it('time: a keyed job’s partition that needs ~3 s succeeds at --worker-timeout 2, split between its buckets, exactly', async () => {
-    const job = join(dir, 'slow-keys.ts');
-    await writeFile(
-      job,
-      `import { defineJob } from 'fanout';
-
-const wait = new Int32Array(new SharedArrayBuffer(4));
-export default defineJob({
+    const job = await jobModule(
+      'slow-keys',
+      `export default defineJob({
   name: 'slow-keys',
   format: 'jsonl',
   map: (r: unknown) => r as { k: string },
@@ -188,7 +191,7 @@ export default defineJob({
     add: (n: number) => n + 1,
     merge: (a: number, b: number) => a + b,
     finish: (n: number) => {
-      Atomics.wait(wait, 0, 0, 1); // 1 ms of work per key, in the partition
+      work(1); // 1 ms of work per key, in the partition
       return n;
     },
   },

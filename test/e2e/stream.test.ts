@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bin, fanout, root } from '../fixtures/cli.ts';
-import { type DevProcess, startDev, untilStatus } from '../fixtures/dev-process.ts';
+import { type DevProcess, putDataset, startDev, untilStatus } from '../fixtures/dev-process.ts';
 import { until } from '../fixtures/until.ts';
 
 let dir: string;
@@ -141,11 +141,7 @@ describe('GET /jobs/{id}/results and fanout result --follow', () => {
     const body = Array.from({ length: 300 }, (_, i) =>
       JSON.stringify({ i, ...(i >= 200 && { wait: true }), ...(i === 250 && { bad: true }) }),
     ).join('\n');
-    const put = await fetch(`${dev.s3}/fanout-local/datasets/stream.jsonl`, {
-      method: 'PUT',
-      body: `${body}\n`,
-    });
-    expect(put.status).toBe(200);
+    await putDataset(dev, 'stream.jsonl', `${body}\n`);
   }, 60_000);
   afterAll(async () => {
     await dev?.stop();

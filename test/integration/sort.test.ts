@@ -53,18 +53,21 @@ async function sortRows(
     ...(options.partitions !== undefined && { partitions: options.partitions }),
     stderr: quiet,
   });
-  const text = result.resultText ?? '';
-  return {
-    result,
-    rows:
-      text === ''
-        ? []
-        : text
-            .trimEnd()
-            .split('\n')
-            .map((l) => JSON.parse(l) as Row),
-  };
+  return { result, rows: rowsOf(result.resultText) };
 }
+
+/** A sorted job's result text as its rows. */
+const rowsOf = (text: string | undefined): Row[] =>
+  text === undefined || text === ''
+    ? []
+    : text
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Row);
+
+/** A job's manifest, as its coordinator last wrote it. */
+const manifestOf = async (own: LocalRuntime, jobId: string) =>
+  (await readJson<Manifest>(own.store, own.bucket, jobKeys(jobId).manifest)).value;
 
 /** What a stable sort in one process gives (Array.prototype.sort is stable). */
 const stableSort = (rows: Row[]) =>
@@ -157,16 +160,8 @@ describe('sort', () => {
         partitions: 3,
         stderr: quiet,
       });
-      const text = result.resultText ?? '';
-      expect(
-        text
-          .trimEnd()
-          .split('\n')
-          .map((l) => JSON.parse(l)),
-      ).toEqual(stableSort(rows));
-      const { partitions = [] } = (
-        await readJson<Manifest>(own.store, own.bucket, jobKeys(result.jobId).manifest)
-      ).value;
+      expect(rowsOf(result.resultText)).toEqual(stableSort(rows));
+      const { partitions = [] } = await manifestOf(own, result.jobId);
       // Range 1 was split in two at a point strictly inside it, and only it.
       expect(partitions.map((p) => p.split ?? null)).toEqual([null, [3, 4], null, null, null]);
       expect(partitions[3]?.range?.from).toEqual(partitions[1]?.range?.from);
@@ -205,16 +200,8 @@ describe('sort', () => {
         speculation: false,
         stderr: quiet,
       });
-      const text = result.resultText ?? '';
-      expect(
-        text
-          .trimEnd()
-          .split('\n')
-          .map((l) => JSON.parse(l)),
-      ).toEqual(stableSort(rows));
-      const manifest = (
-        await readJson<Manifest>(own.store, own.bucket, jobKeys(result.jobId).manifest)
-      ).value;
+      expect(rowsOf(result.resultText)).toEqual(stableSort(rows));
+      const manifest = await manifestOf(own, result.jobId);
       // Faults hit both stages, and every attempt but the last of a task failed.
       const retried = (tasks: { attempts: number }[]) => tasks.filter((t) => t.attempts > 1);
       expect(
