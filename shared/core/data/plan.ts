@@ -68,6 +68,12 @@ export interface PlanOptions {
    * running alone. Byte-cut inputs only (a small input is dealt by record). @default false
    */
   guidedTail?: boolean;
+  /**
+   * End the chunks that cut an object where its reuse grid's cells end ({@link cellBytes}),
+   * when the chunks are at least a cell: each cell is then read whole by one chunk, in any plan,
+   * so that work kept from an earlier run is found again. @default false
+   */
+  grid?: boolean;
 }
 
 /** A guided tail shrinks chunks down to this fraction of the nominal size, and no further. */
@@ -192,6 +198,7 @@ export function planChunks(objects: readonly PlanObject[], options: PlanOptions)
             offsets,
             total,
             sized(chunkSize ?? defaultChunkSize(total, concurrency)),
+            options.grid === true,
           );
   return materialize(objects, offsets, total, cuts, maxObjects);
 }
@@ -208,13 +215,14 @@ function sizedCuts(total: number, sizeAt: (from: number) => number): number[] {
  * filled in order: a chunk ends where the next `size` bytes end, unless that falls inside an
  * object that fits in a chunk of its own (and does not begin the chunk), which then starts the
  * next chunk instead: an object is read by one chunk (one GET) whenever it can be, and only
- * objects bigger than a chunk are cut into ranges.
+ * objects bigger than a chunk are cut into ranges (with `grid`, where a cell ends: {@link onGrid}).
  */
 function packCuts(
   objects: readonly PlanObject[],
   offsets: readonly number[],
   total: number,
   sizeAt: (from: number) => number,
+  grid: boolean,
 ): number[] {
   const cuts: number[] = [];
   let object = 0;
@@ -224,11 +232,82 @@ function packCuts(
     while (offsets[object]! + objects[object]!.size <= target) object++;
     const begin = offsets[object] as number;
     const whole = objects[object]!.size <= size || objects[object]!.gzip === true;
-    const cut = whole && begin > from ? begin : target;
+    const cut =
+      whole && begin > from
+        ? begin
+        : grid
+          ? onGrid(target, begin, objects[object]!, from, size)
+          : target;
     cuts.push(cut);
     from = cut;
   }
   return cuts;
+}
+
+/**
+ * A cut inside an object, moved back to its object's grid ({@link cellBytes}) when that leaves
+ * the chunk non-empty: a chunk then ends where a cell ends, whatever the chunk size, so that a
+ * cell is read whole by one chunk and keeps its address from run to run (reuse). Chunks smaller
+ * than a cell (`size`) are cut where their bytes end.
+ */
+function onGrid(
+  target: number,
+  begin: number,
+  object: PlanObject,
+  from: number,
+  size: number,
+): number {
+  const cell = cellBytes(object.size);
+  if (size < cell) return target;
+  const snapped = begin + Math.floor((target - begin) / cell) * cell;
+  return snapped > from ? snapped : target;
+}
+
+/** The smallest cell of the reuse grid (and that of every object under 256 MiB). */
+export const MIN_CELL_BYTES = MiB;
+/** The largest cell: a chunk of the largest default size holds four. */
+export const MAX_CELL_BYTES = 64 * MiB;
+/** Cells grow (in powers of two) so that an object has at most about this many. */
+export const CELLS_PER_OBJECT = 128;
+
+/**
+ * The cell size of an object's reuse grid: the unit that work is kept and reused by
+ * (docs/ARCHITECTURE.md, "Stable planning"). Cells begin at multiples of it from the object's
+ * start, so appending to an object moves no cell before its last; the size depends on the
+ * object's size only by its power of two: 1 MiB up to 256 MiB, then doubling with it, up to
+ * 64 MiB.
+ */
+export function cellBytes(size: number): number {
+  let cell = MIN_CELL_BYTES;
+  while (cell < MAX_CELL_BYTES && cell * 2 * CELLS_PER_OBJECT <= size) cell *= 2;
+  return cell;
+}
+
+/**
+ * The pieces of a segment: its bytes cut where its object's grid cells end ({@link cellBytes}).
+ * A gzip object is one piece (it cannot be cut). A piece is what reuse keeps and addresses: the
+ * same bytes of the same pinned object make the same piece in any plan whose chunks end on the
+ * grid.
+ *
+ * @example
+ * ```ts
+ * segmentPieces({ start: 0, end: 3 * MiB }, { size: 3 * MiB });
+ * // → [{ start: 0, end: 1 MiB }, { start: 1 MiB, end: 2 MiB }, { start: 2 MiB, end: 3 MiB }]
+ * ```
+ */
+export function segmentPieces(
+  segment: { start: number; end: number },
+  object: { size: number; gzip?: boolean },
+): { start: number; end: number }[] {
+  if (object.gzip === true) return [{ start: segment.start, end: segment.end }];
+  const cell = cellBytes(object.size);
+  const pieces: { start: number; end: number }[] = [];
+  for (let at = segment.start; at < segment.end; ) {
+    const next = Math.min(segment.end, (Math.floor(at / cell) + 1) * cell);
+    pieces.push({ start: at, end: next });
+    at = next;
+  }
+  return pieces;
 }
 
 /**
