@@ -30,7 +30,7 @@ export const VERB_HELP: Record<string, string> = {
     `  --chunk-size SIZE | --chunks N, --concurrency N, --params JSON, --on-bad-record fail|skip,
   --max-attempts N, --tolerated-failure-percent P, --tolerated-failure-count N,
   --format jsonl|csv|lines|parquet, --columns A,B, --no-speculation, --guided-tail,
-  --partitions N, --result-format json|jsonl
+  --partitions N, --result-format json|jsonl, --no-reuse
                as for 'fanout run' (see 'fanout help run')
 `,
   ),

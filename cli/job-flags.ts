@@ -23,6 +23,7 @@ export const JOB_FLAGS = {
   'guided-tail': { type: 'boolean' },
   partitions: { type: 'string' },
   'result-format': { type: 'string' },
+  'no-reuse': { type: 'boolean' },
 } as const;
 
 /** The job options the flags give (absent flags are absent keys). */
@@ -55,15 +56,18 @@ export interface JobFlagValues {
   partitions?: number;
   /** A keyed job's result: one JSON object (json) or a line per key (jsonl). Default: json. */
   resultFormat?: 'json' | 'jsonl';
+  /** Reuse the work of earlier jobs on the same bytes, code and params. Default: on. */
+  reuse?: boolean;
 }
 
 /** Parses and checks the job flags; throws ValidationError naming the flag at fault. */
 export function parseJobFlags(
   values: Partial<
-    Record<Exclude<keyof typeof JOB_FLAGS, 'no-speculation' | 'guided-tail'>, string>
+    Record<Exclude<keyof typeof JOB_FLAGS, 'no-speculation' | 'guided-tail' | 'no-reuse'>, string>
   > & {
     'no-speculation'?: boolean;
     'guided-tail'?: boolean;
+    'no-reuse'?: boolean;
   },
 ): JobFlagValues {
   if (values['chunk-size'] !== undefined && values.chunks !== undefined) {
@@ -130,5 +134,6 @@ export function parseJobFlags(
   });
   if (values['no-speculation'] === true) parsed.speculation = false;
   if (values['guided-tail'] === true) parsed.guidedTail = true;
+  if (values['no-reuse'] === true) parsed.reuse = false;
   return parsed;
 }

@@ -81,9 +81,15 @@ Options:
                        docs/SHUFFLE.md)
   --result-format F    a keyed job's result: json (default: one object, keys in order) or
                        jsonl (a {"key","value"} line per key, in the same order)
+  --no-reuse           compute every chunk, and keep nothing for later jobs (by default a job
+                       takes each piece of its input, a whole object or a cell of 1 MiB and
+                       up, from what an earlier job made of the same bytes with the same code
+                       and params, and a chunk whose pieces all were made needs no worker;
+                       docs/ARCHITECTURE.md, "Reuse")
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
-                       "kept","bytes","durationMs","output","cost"} (records read, map outputs
-                       kept), and "partial" and "failedChunks" when failed chunks were
+                       "kept","bytes","bytesProcessed","reused","durationMs","output","cost"}
+                       (records read, map outputs kept, input bytes read and mapped in this
+                       run, chunks and pieces taken from the cache), and "partial" and "failedChunks" when failed chunks were
                        tolerated; cost is what the job would cost on AWS with the deployed
                        defaults (us-east-1, arm64; docs/COST.md)
   --max-attempts N     attempts per chunk before it counts as failed (default 3)
@@ -361,6 +367,8 @@ async function runCommand(args: string[]): Promise<number> {
           // Map outputs kept: fewer than records when the map dropped some.
           ...(status.result !== undefined && { kept: status.result.records }),
           bytes: status.bytes,
+          ...(status.bytesProcessed !== undefined && { bytesProcessed: status.bytesProcessed }),
+          ...(status.reused !== undefined && { reused: status.reused }),
           durationMs: result.durationMs,
           output: result.output,
           ...(status.result?.partial === true && {

@@ -30,7 +30,7 @@ Against a deployment, requests are signed with SigV4 from the standard AWS crede
                 [--params JSON] [--on-bad-record fail|skip] [--max-attempts N]
                 [--tolerated-failure-percent P] [--tolerated-failure-count N]
                 [--format F] [--columns A,B] [--no-speculation] [--guided-tail]
-                [--partitions N] [--result-format json|jsonl]
+                [--partitions N] [--result-format json|jsonl] [--no-reuse]
                                       submit a job; prints its id
   fanout status <jobId> [--watch]     print the job's status (--watch: a progress bar until it ends;
                                       exit 1 if it did not succeed)

@@ -25,6 +25,11 @@ export const ENV = {
   /** The bucket that holds jobs/ (and, by default, datasets/). */
   bucket: 'FANOUT_BUCKET',
   workerFunction: 'FANOUT_WORKER_FUNCTION',
+  /**
+   * The worker code's identity (a hash of its bundle), which cache entries are addressed by.
+   * Default: unset (no job reuses work or keeps it)
+   */
+  codeId: 'FANOUT_CODE_ID',
   reducerFunction: 'FANOUT_REDUCER_FUNCTION',
   coordinatorFunction: 'FANOUT_COORDINATOR_FUNCTION',
   /** The worker function's timeout, so the coordinator bounds every wait. Default: 300 */

@@ -117,6 +117,14 @@ export const chunkTaskSchema: z.ZodMiniType<ChunkTask> = z.object({
     .check(z.minLength(1), z.maxLength(MAX_OBJECTS_PER_CHUNK)),
   dispatchedAt: z.optional(nonNegativeNumber),
   buckets: z.optional(z.int().check(z.minimum(1), z.maximum(MAX_PARTITIONS))),
+  // Reuse: the job's entry prefix, and a 1 or 0 per piece (shared/core/run/cache.ts).
+  // `onlyCached` is the coordinator's own (a chunk it runs itself): never a worker's.
+  cache: z.optional(
+    z.object({
+      prefix: z.string().check(z.regex(/^cache\/[0-9a-f]{32}\/$/)),
+      hits: z.string().check(z.regex(/^[01]*$/)),
+    }),
+  ),
 });
 
 /** A place in a sorted job's order (shared/core/shuffle/order.ts). */

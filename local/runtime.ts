@@ -7,7 +7,7 @@
  * start one in-process.
  */
 import { availableParallelism } from 'node:os';
-import { basename, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { LambdaInvoker } from '#adapters/lambda-invoker.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
@@ -291,6 +291,14 @@ function localEnvironment(
   };
 }
 
+/**
+ * The worker code's identity, for the coordinator's cache addresses (shared/core/run/cache.ts):
+ * the key its bundle is cached by, a hash of every source it is built from and of the options.
+ */
+function codeEnv(workerBundle: string): Record<string, string> {
+  return { FANOUT_CODE_ID: basename(dirname(workerBundle)) };
+}
+
 /** Local sandboxes of each function where the template reserves no concurrency. */
 const LOCAL_SANDBOXES: Record<FunctionRole, number> = {
   api: LOCAL_DEFAULTS.apiSandboxes,
@@ -396,6 +404,11 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
         lambda.updateCode(names[role], rebuilt[role]!);
         bundles[role] = rebuilt[role]!;
       }
+      // New worker code has a new identity: no job reuses what the old code made (as a deploy
+      // changes the coordinator's FANOUT_CODE_ID with the worker's code).
+      if (changed.includes('worker')) {
+        lambda.updateCode(names.coordinator, bundles.coordinator!, codeEnv(bundles.worker!));
+      }
       return changed;
     },
     codeInputs: () => bundleInputs('worker', bundling),
@@ -468,6 +481,7 @@ async function startFunctions(ctx: {
         workerSandboxes,
         s3Attempts: ctx.s3Attempts,
         bundle: ctx.bundles[role]!,
+        workerBundle: ctx.bundles.worker!,
         lambda,
         names,
       }),
@@ -481,6 +495,7 @@ function functionSpec(
   role: FunctionRole,
   ctx: Parameters<typeof localEnvironment>[1] & {
     bundle: string;
+    workerBundle: string;
     lambda: LocalLambdaServer;
     names: Record<FunctionRole, string>;
   },
@@ -499,7 +514,12 @@ function functionSpec(
   return {
     name: fn.name,
     bundle: ctx.bundle,
-    env: { ...fn.environment, ...localEnvironment(role, ctx), ...ctx.options.functionEnv?.[role] },
+    env: {
+      ...fn.environment,
+      ...localEnvironment(role, ctx),
+      ...(role === 'coordinator' && codeEnv(ctx.workerBundle)),
+      ...ctx.options.functionEnv?.[role],
+    },
     timeoutSeconds,
     concurrency,
     memoryMb: role === 'worker' ? (ctx.options.workerMemoryMb ?? fn.memoryMb) : fn.memoryMb,

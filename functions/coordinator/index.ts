@@ -51,6 +51,7 @@ const deps = {
   parquetRowGroups: async (bytes: Uint8Array) =>
     (await import('#adapters/parquet.ts')).parquetRowGroupStarts(bytes),
   speculation: speculationFromEnv(process.env),
+  ...(process.env[ENV.codeId] !== undefined && { codeId: process.env[ENV.codeId] }),
   ...(process.env[ENV.initialConcurrency] !== undefined && {
     initialLanes: optionalInt(process.env, ENV.initialConcurrency, 1),
   }),

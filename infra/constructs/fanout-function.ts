@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { AssetHashType, DockerImage, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import {
   Architecture,
@@ -56,6 +58,11 @@ export class FanoutFunction extends Construct {
   readonly function: LambdaFunction;
   /** Its log group (metric filters read it). */
   readonly logGroup: LogGroup;
+  /**
+   * A hash of its bundle, once bundled (synthesis may skip bundling): the identity of the code
+   * that cache entries are addressed by. Undefined when the stack was not bundled.
+   */
+  readonly codeId: string | undefined;
 
   constructor(scope: Construct, id: string, props: FanoutFunctionProps) {
     super(scope, id);
@@ -64,11 +71,11 @@ export class FanoutFunction extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     this.logGroup = logGroup;
+    const entry = resolve(repoRoot, `functions/${props.handler}/index.ts`);
+    const jobs = props.jobs === undefined ? undefined : resolve(props.jobs);
+    const bundleKey = `${entry}\0${jobs ?? ''}`;
     this.function = new LambdaFunction(this, 'Function', {
-      code: functionCode(
-        resolve(repoRoot, `functions/${props.handler}/index.ts`),
-        props.jobs === undefined ? undefined : resolve(props.jobs),
-      ),
+      code: functionCode(entry, jobs, (id) => bundledCodeIds.set(bundleKey, id)),
       handler: 'index.handler',
       runtime: Runtime.NODEJS_24_X,
       architecture: Architecture.ARM_64,
@@ -92,6 +99,9 @@ export class FanoutFunction extends Construct {
         ...props.environment,
       },
     });
+    // The asset is bundled as the function binds its code, above (or was earlier in this
+    // process: CDK stages an asset once, and does not bundle it again).
+    this.codeId = bundledCodeIds.get(bundleKey);
     // Which fanout function this is, whatever its logical id: `fanout dev --template` runs each
     // with the configuration and role the template gives it.
     (this.function.node.defaultChild as CfnFunction).addMetadata(
@@ -101,6 +111,9 @@ export class FanoutFunction extends Construct {
   }
 }
 
+/** Each bundle's identity, by entry and registry, once bundled in this process. */
+const bundledCodeIds = new Map<string, string>();
+
 /**
  * A function's code: its bundle, built by the installed esbuild (no Docker) with the local
  * runtime's options (local/bundle.ts), for Node.js 24: an `index.mjs` and the chunks it loads
@@ -108,7 +121,11 @@ export class FanoutFunction extends Construct {
  * built locally (local/job-path.ts), with `fanout` as the public job API. The asset is hashed
  * by its output, as NodejsFunction's is.
  */
-function functionCode(entry: string, jobs: string | undefined): Code {
+function functionCode(
+  entry: string,
+  jobs: string | undefined,
+  onBundled: (codeId: string) => void,
+): Code {
   return Code.fromAsset(repoRoot, {
     assetHashType: AssetHashType.OUTPUT,
     bundling: {
@@ -131,9 +148,23 @@ function functionCode(entry: string, jobs: string | undefined): Code {
             absWorkingDir: repoRoot,
             logLevel: 'error',
           });
+          onBundled(hashTree(outputDir));
           return true;
         },
       },
     },
   });
+}
+
+/** A hash of every file under `dir` (names and contents, in name order): a bundle's identity. */
+function hashTree(dir: string): string {
+  const hash = createHash('sha256');
+  const files = (
+    readdirSync(dir, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[]
+  )
+    .filter((f) => f.isFile())
+    .map((f) => join(f.parentPath, f.name))
+    .sort();
+  for (const file of files) hash.update(relative(dir, file)).update(readFileSync(file));
+  return hash.digest('hex').slice(0, 32);
 }

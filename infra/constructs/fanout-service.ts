@@ -34,6 +34,13 @@ export interface FanoutServiceProps {
   readonly allowedInputPrefixes?: string[];
   /** Days after which jobs/ objects expire (new buckets only; datasets/ never expire). @default 30 */
   readonly jobRetentionDays?: number;
+  /**
+   * Days after which the work kept for reuse (`cache/`) expires (new buckets only; on a bucket of
+   * your own, add such a rule yourself). A job reuses an entry that has not expired, so a dataset
+   * rerun within this many days of a run skips its unchanged pieces (docs/ARCHITECTURE.md,
+   * "Reuse"). @default 30
+   */
+  readonly cacheRetentionDays?: number;
   /** Worker memory in MB; 1769 MB is one full vCPU, where S3 throughput per function levels off. @default 1769 */
   readonly workerMemoryMb?: number;
   /**
@@ -168,7 +175,12 @@ export class FanoutService extends Construct {
     const maxConcurrency = props.maxConcurrency ?? COORDINATOR_SOCKETS.invocations;
     checkConcurrency(props.defaultConcurrency ?? 100, maxConcurrency);
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
-    this.bucket = props.bucket ?? createBucket(this, props.jobRetentionDays ?? 30);
+    this.bucket =
+      props.bucket ??
+      createBucket(this, {
+        jobRetentionDays: props.jobRetentionDays ?? 30,
+        cacheRetentionDays: props.cacheRetentionDays ?? 30,
+      });
     const { functions, sweeperLogs } = createFunctions(this, props, {
       bucket: this.bucket,
       prefixes,

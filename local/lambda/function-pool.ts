@@ -77,10 +77,11 @@ export class FunctionPool {
   /**
    * New code, as Lambda's UpdateFunctionCode: sandboxes started from now on import `bundle`;
    * idle and warming ones stop now, busy ones once their invocation has ended, so an
-   * invocation under way finishes on the code it started with.
+   * invocation under way finishes on the code it started with. `env` is added to the
+   * function's environment (UpdateFunctionConfiguration).
    */
-  updateCode(bundle: string): void {
-    this.spec = { ...this.spec, bundle };
+  updateCode(bundle: string, env?: Record<string, string>): void {
+    this.spec = { ...this.spec, bundle, ...(env && { env: { ...this.spec.env, ...env } }) };
     this.code += 1;
     for (const sandbox of [...this.idle, ...this.warming]) this.discard(sandbox);
   }

@@ -142,7 +142,7 @@ export interface LocalLambdaServer {
    * Gives a function new code, as UpdateFunctionCode does: invocations from now on run `bundle`;
    * those under way finish on the old code, and queued events are kept.
    */
-  updateCode(name: string, bundle: string): void;
+  updateCode(name: string, bundle: string, env?: Record<string, string>): void;
   /** Starts sandboxes ahead of demand, like provisioned concurrency. */
   prewarm(name: string, count: number): Promise<void>;
   stats(name: string): FunctionStats;
@@ -197,7 +197,8 @@ export async function startLambdaServer(
     if (fn === undefined) throw new Error(`no function ${name}`);
     return fn;
   };
-  const updateCode = (name: string, bundle: string) => named(name).pool.updateCode(bundle);
+  const updateCode = (name: string, bundle: string, env?: Record<string, string>) =>
+    named(name).pool.updateCode(bundle, env);
 
   // The most recently released sandbox is reused first (as Lambda tends to), so idle ones sit at
   // the bottom of each pool; one sweeper reaps them instead of a timer per invocation.

@@ -268,6 +268,31 @@ describe('FanoutStack', () => {
     expect(xray).toHaveLength(5);
   });
 
+  it("gives the coordinator the worker code's identity once bundled, which cache entries are addressed by", () => {
+    const envOf = (t: Template, logicalId: string) => {
+      const fns = t.findResources('AWS::Lambda::Function') as Record<
+        string,
+        { Properties: { Environment?: { Variables?: Record<string, unknown> } } }
+      >;
+      const [, fn] = Object.entries(fns).find(([id]) => id.includes(logicalId)) ?? [];
+      return fn?.Properties.Environment?.Variables ?? {};
+    };
+    // Skipped bundling: no identity, so no job reuses work (nothing is deployed from it).
+    expect(envOf(template, 'Coordinator').FANOUT_CODE_ID).toBeUndefined();
+    const outdir = mkdtempSync(join(tmpdir(), 'cdk-'));
+    try {
+      const bundled = Template.fromStack(
+        new FanoutStack(new App({ outdir }), 'B', {
+          env: { account: '111111111111', region: 'eu-west-1' },
+        }),
+      );
+      expect(envOf(bundled, 'Coordinator').FANOUT_CODE_ID).toMatch(/^[0-9a-f]{32}$/);
+      expect(envOf(bundled, 'Worker').FANOUT_CODE_ID).toBeUndefined();
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+  });
+
   it('keeps a versioned, encrypted, private, SSL-only bucket whose jobs/ expire', () => {
     template.hasResourceProperties('AWS::S3::Bucket', {
       VersioningConfiguration: { Status: 'Enabled' },
@@ -283,7 +308,11 @@ describe('FanoutStack', () => {
         RestrictPublicBuckets: true,
       },
       LifecycleConfiguration: {
-        Rules: Match.arrayWith([Match.objectLike({ Prefix: 'jobs/', ExpirationInDays: 30 })]),
+        Rules: Match.arrayWith([
+          Match.objectLike({ Prefix: 'jobs/', ExpirationInDays: 30 }),
+          // Work kept for reuse expires too (cacheRetentionDays).
+          Match.objectLike({ Prefix: 'cache/', ExpirationInDays: 30 }),
+        ]),
       },
       LoggingConfiguration: Match.objectLike({ LogFilePrefix: 'bucket/' }),
     });
@@ -338,6 +367,14 @@ describe('FanoutStack', () => {
         [expect.stringContaining('FanoutBucket')],
         { StringLike: { 's3:prefix': ['jobs/*/shuffle/*', 'jobs/*/partitions/*'] } },
       ],
+      // Reuse (docs/ARCHITECTURE.md): the entries it was told of, and those it keeps; a missing
+      // entry is a 404 only with listing.
+      [['s3:GetObject', 's3:PutObject'], ['/cache/*'], null],
+      [
+        ['s3:ListBucket'],
+        [expect.stringContaining('FanoutBucket')],
+        { StringLike: { 's3:prefix': ['cache/*'] } },
+      ],
     ]);
   });
 
@@ -351,13 +388,18 @@ describe('FanoutStack', () => {
       'FanoutWorkerFunction:*',
     ]);
     const writes = statements.filter((s) => actionsOf([s]).includes('s3:PutObject'));
+    // The outcome (and runs or part) of a chunk it makes from the cache, with no worker.
     expect(writes.flatMap(resources).sort()).toEqual([
+      '/jobs/*/chunks/*',
       '/jobs/*/manifest.json',
+      '/jobs/*/parts/*',
+      '/jobs/*/shuffle/*',
       '/jobs/*/status.json',
     ]);
     // A continuation, a resume or a redrive reads the manifest and the finished outcomes.
     const reads = statements.filter((s) => actionsOf([s]).includes('s3:GetObject'));
     expect(reads.flatMap(resources).sort()).toEqual([
+      '/cache/*',
       '/datasets/*',
       '/jobs/*/chunks/*',
       '/jobs/*/job.json',
@@ -365,7 +407,9 @@ describe('FanoutStack', () => {
       '/jobs/*/status.json',
     ]);
     const list = statements.find((s) => actionsOf([s]).includes('s3:ListBucket'));
-    expect(list?.Condition).toEqual({ StringLike: { 's3:prefix': ['datasets/*', 'jobs/*'] } });
+    expect(list?.Condition).toEqual({
+      StringLike: { 's3:prefix': ['datasets/*', 'jobs/*', 'cache/*'] },
+    });
   });
 
   it('lets the reducer read job objects and write only the result, status and group merges', () => {

@@ -61,6 +61,8 @@ const complete = {
     },
   ],
   redrives: 0,
+  bytesProcessed: 1,
+  reused: { chunks: 0, segments: 0 },
   result: {
     key: 'k',
     bytes: 1,

@@ -109,6 +109,32 @@ describe('the job report', () => {
     expect(html).toContain('coordinator (epoch 1): 140 ms at 1024 MB');
   });
 
+  it('draws a chunk made from the cache with no worker in a colour and row of its own', () => {
+    const reused = {
+      ...outcome,
+      attempt: 1,
+      run: undefined,
+      reused: { segments: 7, chunk: true, startedAt: t + 5, endedAt: t + 9 },
+    } as ChunkOutcome;
+    const partly = { ...outcome, reused: { segments: 3 } } as ChunkOutcome;
+    const input = { status, manifest: { ...manifest, chunks: [] } as unknown as Manifest };
+    const both = {
+      ...input,
+      manifest: {
+        ...manifest,
+        chunks: manifest.chunks.map((c) => ({ ...c, failures: [], failed: false })),
+      } as Manifest,
+      outcomes: [reused, partly],
+    };
+    const bars = attemptBars(both);
+    expect(bars.map((b) => [b.chunk, b.kind, b.sandbox])).toEqual([
+      [0, 'reused', 'from the cache (no worker)'],
+      [1, 'retried', 'abc'],
+    ]);
+    expect(bars[1]?.label).toContain('3 pieces from the cache');
+    expect(renderReport(both)).toContain('attempt attempt-reused');
+  });
+
   it('draws a backup that won, and the original it beat, still running at the end', () => {
     const raced = {
       ...manifest,

@@ -42,7 +42,7 @@ export function createFunctions(
 ): { functions: Functions; sweeperLogs: LogGroup } {
   const reserved = (n: number | undefined) =>
     n === undefined ? {} : { reservedConcurrentExecutions: n };
-  const worker = new FanoutFunction(scope, 'Worker', {
+  const workerFunction = new FanoutFunction(scope, 'Worker', {
     ...ctx.common,
     handler: 'worker',
     memorySize: props.workerMemoryMb ?? DEPLOYED_MEMORY_MB.worker,
@@ -51,7 +51,8 @@ export function createFunctions(
       reservedConcurrentExecutions: props.workerReservedConcurrency,
     }),
     environment: { FANOUT_BUCKET: ctx.bucket.bucketName },
-  }).function;
+  });
+  const worker = workerFunction.function;
   const reducer = new FanoutFunction(scope, 'Reducer', {
     ...ctx.common,
     handler: 'reducer',
@@ -78,6 +79,10 @@ export function createFunctions(
       // For the job's cost estimate: the workers' memory, and the functions' architecture.
       FANOUT_WORKER_MEMORY_MB: String(props.workerMemoryMb ?? DEPLOYED_MEMORY_MB.worker),
       FANOUT_ARCHITECTURE: 'arm64',
+      // Cache entries are addressed by the worker's code (docs/ARCHITECTURE.md, "Reuse"): new
+      // worker code is a new identity, so no job reuses what older code made. Known once the
+      // worker is bundled (a synthesis that skips bundling deploys nothing).
+      ...(workerFunction.codeId !== undefined && { FANOUT_CODE_ID: workerFunction.codeId }),
       ...speculationEnv(props.speculation),
     },
   }).function;

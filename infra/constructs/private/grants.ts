@@ -55,6 +55,21 @@ export function grantLeastPrivilege(
   allow(worker, ['s3:PutObject'], [jobs('partitions/*')]);
   allow(worker, ['s3:GetObject'], [jobs('shuffle/*'), jobs('partitions/*')]);
   listUnder(worker, ['jobs/*/shuffle/*', 'jobs/*/partitions/*']);
+  // Reuse (docs/ARCHITECTURE.md): a worker reads the entries of the pieces it was told were
+  // kept, and keeps each piece it reads; a missing entry must answer 404, not 403.
+  const cache = bucket.arnForObjects('cache/*');
+  allow(worker, ['s3:GetObject', 's3:PutObject'], [cache]);
+  listUnder(worker, ['cache/*']);
+  // The coordinator lists a job's entries, and makes the outcome of a chunk whose every piece
+  // was kept itself, as a worker would: its runs or part, and its outcome, create-only (an
+  // outcome that lost removes its runs or part).
+  allow(coordinator, ['s3:GetObject'], [cache]);
+  allow(
+    coordinator,
+    ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'],
+    [jobs('parts/*'), jobs('shuffle/*')],
+  );
+  allow(coordinator, ['s3:PutObject'], [jobs('chunks/*')]);
   // A continuation, a resume and a redrive read the manifest and the outcomes of the chunks
   // that are done (shared/core/run/coordinator.ts), and list them.
   allow(coordinator, read, [
@@ -65,7 +80,7 @@ export function grantLeastPrivilege(
     jobs('chunks/*'),
   ]);
   allow(coordinator, ['s3:PutObject'], [jobs('status.json'), jobs('manifest.json')]);
-  listUnder(coordinator, [...inputPrefixes, 'jobs/*']);
+  listUnder(coordinator, [...inputPrefixes, 'jobs/*', 'cache/*']);
   allow(reducer, read, [
     jobs('manifest.json'),
     jobs('chunks/*'),
@@ -166,7 +181,11 @@ export function acknowledgeFindings(
   const wildcards: [IFunction, string[]][] = [
     [
       worker,
-      [...inputs, ...objects('parts/*', 'chunks/*', 'shuffle/*', 'reduced/*', 'partitions/*')],
+      [
+        ...inputs,
+        ...objects('parts/*', 'chunks/*', 'shuffle/*', 'reduced/*', 'partitions/*'),
+        bucket.arnForObjects('cache/*'),
+      ],
     ],
     [
       reducer,
@@ -187,7 +206,8 @@ export function acknowledgeFindings(
       coordinator,
       [
         ...inputs,
-        ...objects('job.json', 'status.json', 'manifest.json', 'chunks/*'),
+        ...objects('job.json', 'status.json', 'manifest.json', 'chunks/*', 'parts/*', 'shuffle/*'),
+        bucket.arnForObjects('cache/*'),
         versions(worker),
         versions(reducer),
       ],

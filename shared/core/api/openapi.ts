@@ -113,7 +113,17 @@ export const statusSchema = {
       description: "a keyed or sorted job's partition tasks, once its map stage has ended",
     },
     records: { type: 'integer' },
-    bytes: { type: 'integer' },
+    bytes: { type: 'integer', description: 'input bytes of the finished chunks' },
+    bytesProcessed: {
+      type: 'integer',
+      description: 'input bytes the finished chunks read and mapped: bytes less what was reused',
+    },
+    reused: {
+      type: 'object',
+      description:
+        'work taken from the cache: chunks that needed no worker, and pieces (cells of the input)',
+      properties: { chunks: { type: 'integer' }, segments: { type: 'integer' } },
+    },
     error: errorInfo,
     cancelRequested: { type: 'boolean' },
     epoch: { type: 'integer', description: 'which coordinator run owns the job' },

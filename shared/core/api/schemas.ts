@@ -28,6 +28,7 @@ export const submitSchema = z
     toleratedFailureCount: z.number().int().min(0).optional(),
     partitions: z.number().int().min(1).max(10_000).optional(),
     resultFormat: z.enum(['json', 'jsonl']).optional(),
+    reuse: z.boolean().optional(),
     clientToken: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1 to 64 letters, digits, "_" or "-"')

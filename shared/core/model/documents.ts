@@ -64,6 +64,11 @@ export interface JobRequest {
    * same order (`jsonl`), for results too large for one JSON value. @default 'json'
    */
   resultFormat?: 'json' | 'jsonl';
+  /**
+   * Reuse what earlier jobs made of the same bytes with the same code and params (docs/
+   * ARCHITECTURE.md, "Reuse"), and keep what this one makes. @default true
+   */
+  reuse?: boolean;
   createdAt: string;
 }
 
@@ -109,6 +114,13 @@ export interface JobStatus {
   records: number;
   /** Input bytes of finished chunks. */
   bytes: number;
+  /**
+   * Input bytes that finished chunks read and mapped in this job: `bytes` less what was reused.
+   * Absent for a job submitted before reuse was recorded.
+   */
+  bytesProcessed?: number;
+  /** Work taken from the cache: chunks that needed no worker at all, and pieces. */
+  reused?: { chunks: number; segments: number };
   error?: ErrorInfo;
   /** Set by a cancel request; the coordinator stops dispatching and ends the job CANCELLED. */
   cancelRequested?: boolean;
@@ -188,6 +200,16 @@ export interface ChunkTask {
   columns?: string[];
   /** A keyed job: the hash buckets its runs are cut into (docs/SHUFFLE.md). */
   buckets?: number;
+  /**
+   * Reuse (shared/core/run/cache.ts): the job's entry prefix, and for each piece of the chunk
+   * (its segments cut on the grid, in order) `1` where the coordinator saw an entry, else `0`.
+   */
+  cache?: { prefix: string; hits: string };
+  /**
+   * Run by the coordinator itself, because every piece had an entry: a piece whose entry turns
+   * out unusable ends the run with CacheMissError, and a worker runs the chunk instead.
+   */
+  onlyCached?: boolean;
 }
 
 /**
@@ -394,6 +416,13 @@ export interface ChunkOutcome {
   badRecords: { count: number; samples: BadRecordSample[] };
   /** Bytes fetched from S3, including look-behind bytes and read-past-end tails. */
   bytesRead: number;
+  /** Input bytes read and mapped in this attempt: `bytes` less the pieces taken from the cache. */
+  bytesProcessed?: number;
+  /**
+   * Pieces taken from the cache; for a chunk the coordinator made from the cache with no worker,
+   * `chunk`, and when it did (ms since the epoch: the report draws it).
+   */
+  reused?: { segments: number; chunk?: boolean; startedAt?: number; endedAt?: number };
   durationMs: number;
   output: ChunkOutput;
   /** When and where the attempt ran (absent when the worker was run outside a handler). */
@@ -403,7 +432,7 @@ export interface ChunkOutcome {
 /** What the worker returns to the coordinator (kept small: it travels in a Lambda payload). */
 export type ChunkSummary = Pick<
   ChunkOutcome,
-  'index' | 'recordsIn' | 'recordsOut' | 'bytesRead' | 'durationMs'
+  'index' | 'recordsIn' | 'recordsOut' | 'bytesRead' | 'durationMs' | 'bytesProcessed' | 'reused'
 > & {
   badRecords: number;
   /** Another attempt's outcome was written first: this one's result does not count. */
@@ -474,6 +503,8 @@ export interface Manifest {
   codeErrorAttempts?: number;
   /** A sorted job (orderBy): its partitions if set. */
   sorted?: { partitions?: number };
+  /** Reuse is on: the prefix of the job's cache entries (shared/core/run/cache.ts). */
+  cache?: { prefix: string };
   /**
    * A keyed or sorted job's partition tasks, once its map stage has ended: buckets
    * `[first, end)` each, or a sorted job's `range` (its first and end are then r and r + 1).

@@ -42,7 +42,7 @@ export interface AttemptBar {
   start: number;
   end: number;
   sandbox: string;
-  kind: 'ok' | 'cold' | 'retried' | 'backup' | 'lost' | 'failed' | 'throttled' | 'split';
+  kind: 'ok' | 'cold' | 'retried' | 'backup' | 'lost' | 'failed' | 'throttled' | 'split' | 'reused';
   label: string;
 }
 
@@ -128,6 +128,18 @@ export function attemptBars(input: ReportInput): AttemptBar[] {
     }
     const run = input.outcomes[chunk.index]?.run;
     const outcome = input.outcomes[chunk.index];
+    const reused = outcome?.reused;
+    if (outcome !== undefined && reused?.startedAt !== undefined) {
+      bars.push({
+        chunk: chunk.index,
+        attempt: outcome.attempt,
+        start: reused.startedAt,
+        end: Math.max(reused.endedAt ?? reused.startedAt, reused.startedAt + 1),
+        sandbox: 'from the cache (no worker)',
+        kind: 'reused',
+        label: `chunk ${chunk.index}: made from the cache by the coordinator, no worker: ${reused.segments} pieces, ${outcome.recordsIn} records`,
+      });
+    }
     if (outcome !== undefined && run !== undefined) {
       bars.push({
         chunk: chunk.index,
@@ -143,7 +155,7 @@ export function attemptBars(input: ReportInput): AttemptBar[] {
               : run.coldStart
                 ? 'cold'
                 : 'ok',
-        label: `chunk ${chunk.index} attempt ${outcome.attempt}${chunk.backupWon === true ? ' (backup, won)' : ''}: ${outcome.durationMs} ms, ${outcome.recordsIn} records${run.coldStart ? ', cold start' : ''}${run.dispatchedAt === undefined ? '' : `, queued ${run.startedAt - run.dispatchedAt} ms`}`,
+        label: `chunk ${chunk.index} attempt ${outcome.attempt}${chunk.backupWon === true ? ' (backup, won)' : ''}: ${outcome.durationMs} ms, ${outcome.recordsIn} records${reused === undefined || reused.segments === 0 ? '' : `, ${reused.segments} pieces from the cache`}${run.coldStart ? ', cold start' : ''}${run.dispatchedAt === undefined ? '' : `, queued ${run.startedAt - run.dispatchedAt} ms`}`,
       });
     }
   }
@@ -164,6 +176,7 @@ const COLOURS: Record<AttemptBar['kind'], string> = {
   failed: '#c53030',
   throttled: '#805ad5',
   split: '#dd6b20',
+  reused: '#d53f8c',
 };
 
 const esc = (text: unknown) =>

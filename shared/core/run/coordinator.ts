@@ -20,7 +20,7 @@ import { runReduceStage } from './reduce-stage.ts';
 import { SWEEP_DEFAULTS } from './sweep.ts';
 
 /** What {@link coordinateJob} needs from its surroundings. */
-export interface CoordinatorDeps extends MapStageDeps, PlanDeps {
+export interface CoordinatorDeps extends Omit<MapStageDeps, 'jobs'>, PlanDeps {
   reducerFunction: string;
   /** This coordinator's own function, invoked (Event) to continue a long job. */
   coordinatorFunction: string;

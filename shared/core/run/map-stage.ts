@@ -15,7 +15,7 @@ import { handOverMs } from '../base/limits.ts';
 import { orderedMap } from '../base/parallel.ts';
 import type { Clock, Invoker, ObjectInfo, ObjectStore } from '../base/ports.ts';
 import { ownedLineStarts } from '../data/lines.ts';
-import { chunkBytes, chunkSegments, cutAtRecord, splitChunk } from '../data/plan.ts';
+import { chunkBytes, chunkSegments, cutAtRecord, segmentPieces, splitChunk } from '../data/plan.ts';
 import {
   type ChunkOutcome,
   type ChunkSummary,
@@ -27,8 +27,10 @@ import {
   type ManifestChunk,
   type TaskSegment,
 } from '../model/documents.ts';
+import type { AnyJob } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
+import { pieceKey } from './cache.ts';
 import {
   type Billing,
   type EngineDeps,
@@ -37,6 +39,7 @@ import {
   type TaskKind,
 } from './engine/index.ts';
 import type { SpeculationOptions } from './speculation.ts';
+import { CacheMissError, runChunk } from './worker.ts';
 
 /** What the map stage needs (CoordinatorDeps has it all). */
 export interface MapStageDeps {
@@ -94,19 +97,43 @@ export interface MapStageDeps {
   /** Waits between retries (and throttled attempts); injectable so tests do not sleep. */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /**
+   * The job registry, to make here (with no worker) the outcome of a chunk whose every piece is
+   * in the cache. @default such chunks run in a worker, which takes every piece from the cache
+   */
+  jobs?: ReadonlyMap<string, AnyJob>;
 }
 
 /**
  * Runs the chunks of the manifest that have no outcome yet through the engine (a plain
  * function: the engine's promise is returned as it is).
  */
-export function runMapStage(
+export async function runMapStage(
   manifest: Manifest,
   request: JobRequest,
   run: { epoch: number; fresh: boolean; billing: Billing },
   deps: MapStageDeps,
 ): Promise<RunEnd> {
-  return runTasks(mapTasks(manifest, deps), engineDeps(manifest, request, run, deps));
+  const hits = manifest.cache === undefined ? undefined : await cacheHits(manifest, deps);
+  return runTasks(mapTasks(manifest, deps, hits), engineDeps(manifest, request, run, deps));
+}
+
+/**
+ * Reuse: for each chunk of the plan, which of its pieces have an entry in the cache (`1`) and
+ * which not (`0`), in order, from one listing of the job's entries.
+ */
+async function cacheHits(manifest: Manifest, deps: MapStageDeps): Promise<string[]> {
+  const prefix = (manifest.cache as NonNullable<Manifest['cache']>).prefix;
+  const present = new Set((await deps.store.list(deps.bucket, prefix)).map((o) => o.key));
+  return Promise.all(
+    manifest.chunks.map(async (chunk) => {
+      const keys = chunkSegments(chunk, manifest.objects).flatMap((s) => {
+        const object = manifest.objects[s.object]!;
+        return segmentPieces(s, object).map((p) => pieceKey(prefix, object, p.start, p.end));
+      });
+      return (await Promise.all(keys)).map((key) => (present.has(key) ? '1' : '0')).join('');
+    }),
+  );
 }
 
 /** The engine's settings for a stage of the job: the map chunks', and a keyed job's partitions'. */
@@ -195,6 +222,7 @@ function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]
 export function mapTasks(
   manifest: Manifest,
   deps: MapStageDeps,
+  hits?: readonly string[],
 ): TaskKind<ChunkTask, ChunkSummary> {
   const keys = jobKeys(manifest.jobId);
   // Each object's pinned identity, built once and shared by every task that reads it.
@@ -229,6 +257,10 @@ export function mapTasks(
         format: manifest.format,
         ...(manifest.columns !== undefined && { columns: manifest.columns }),
         ...(manifest.keyed !== undefined && { buckets: manifest.keyed.buckets }),
+        // A split chunk's parts were not listed: their pieces are read (and kept).
+        ...(manifest.cache !== undefined && {
+          cache: { prefix: manifest.cache.prefix, hits: hits?.[index] ?? '' },
+        }),
         onBadRecord: manifest.onBadRecord,
         bucket: deps.bucket,
         index,
@@ -238,6 +270,13 @@ export function mapTasks(
       });
     },
     recordsOf: (summary) => summary.recordsIn,
+    reuseOf: (summary) => ({
+      tasks: summary.reused?.chunk === true ? 1 : 0,
+      pieces: summary.reused?.segments ?? 0,
+      processed: summary.bytesProcessed ?? 0,
+    }),
+    ...(deps.jobs !== undefined &&
+      manifest.cache !== undefined && { reuse: (task) => reuseChunk(task, deps) }),
     async finished() {
       const total = manifest.chunks.length;
       // A split chunk's outcome (a backup's, written after the split) does not count: its
@@ -251,6 +290,7 @@ export function mapTasks(
       ];
       let records = 0;
       let bytes = 0;
+      const reuse = { tasks: 0, pieces: 0, processed: 0 };
       for await (const outcome of orderedMap(indexes.length, 16, (k) =>
         readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(indexes[k] as number)).then(
           (r) => r.value,
@@ -258,12 +298,45 @@ export function mapTasks(
       )) {
         records += outcome.recordsIn;
         bytes += outcome.bytes;
+        reuse.tasks += outcome.reused?.chunk === true ? 1 : 0;
+        reuse.pieces += outcome.reused?.segments ?? 0;
+        reuse.processed += outcome.bytesProcessed ?? outcome.bytes;
       }
-      return { indexes, records, bytes };
+      return { indexes, records, bytes, reuse };
     },
     failure: (index, error) => chunkFailure(manifest, index, error),
     split: splitter(manifest, pinned, deps),
   };
+}
+
+/**
+ * A chunk whose every piece the listing showed in the cache, made here from the entries with no
+ * worker: the worker's own code, told to read nothing but entries. Undefined when some piece
+ * must be read after all (an entry gone or unsound since the listing): a worker runs the chunk.
+ */
+async function reuseChunk(task: ChunkTask, deps: MapStageDeps): Promise<ChunkSummary | undefined> {
+  const hits = task.cache?.hits;
+  const pieces = task.segments.reduce(
+    (n, s) => n + segmentPieces(s, { size: s.object.size, gzip: s.gzip }).length,
+    0,
+  );
+  if (hits === undefined || hits.length !== pieces || hits.includes('0')) return undefined;
+  try {
+    return await runChunk(
+      { ...task, onlyCached: true },
+      {
+        store: deps.store,
+        jobs: deps.jobs as ReadonlyMap<string, AnyJob>,
+        clock: deps.clock,
+        gunzip: () => {
+          throw new CacheMissError(task.index);
+        },
+      },
+    );
+  } catch (error) {
+    if (error instanceof CacheMissError) return undefined;
+    throw error;
+  }
 }
 
 /**

@@ -14,6 +14,7 @@ import type { JobRequest, Manifest } from '../model/documents.ts';
 import { type AnyJob, findJob, parseParams } from '../model/job.ts';
 import { parseInputUri } from '../model/keys.ts';
 import { bucketCount } from '../shuffle/partitions.ts';
+import { cachePrefix } from './cache.ts';
 
 /** What planning needs. */
 export interface PlanDeps {
@@ -24,6 +25,11 @@ export interface PlanDeps {
    * small Parquet input by row group. @default Parquet input is refused
    */
   parquetRowGroups?: (bytes: Uint8Array) => Promise<number[]>;
+  /**
+   * The worker code's identity (a hash of its bundle), which every cache entry's address
+   * includes (shared/core/run/cache.ts). @default none: no job reuses work or keeps it
+   */
+  codeId?: string;
 }
 
 /**
@@ -42,11 +48,28 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
   if (format === 'parquet' && deps.parquetRowGroups === undefined) {
     throw new ValidationError('Parquet input is not supported by this coordinator');
   }
+  // Reuse: on unless the request turns it off, where the code has an identity; a sorted job's
+  // chunks keep no pieces (docs/ARCHITECTURE.md, "Reuse").
+  const cache =
+    request.reuse !== false && deps.codeId !== undefined && job.orderBy === undefined
+      ? {
+          prefix: await cachePrefix({
+            codeId: deps.codeId,
+            job: job.name,
+            params,
+            format,
+            ...(columns !== undefined && { columns }),
+            onBadRecord: request.onBadRecord,
+            shape: job.reduce === undefined ? 'lines' : job.key === undefined ? 'acc' : 'keyed',
+          }),
+        }
+      : undefined;
   const options = {
     concurrency: request.concurrency,
     ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
     ...(request.chunks !== undefined && { chunks: request.chunks }),
     guidedTail: request.guidedTail === true,
+    grid: cache !== undefined,
   };
 
   // A small input split one record per task (like executor.map) needs its records' offsets;
@@ -118,6 +141,7 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
       },
     }),
     ...(job.codeErrorAttempts !== undefined && { codeErrorAttempts: job.codeErrorAttempts }),
+    ...(cache !== undefined && { cache }),
     ...(job.orderBy !== undefined && {
       sorted: {
         ...((request.partitions ?? job.partitions) !== undefined && {
@@ -170,7 +194,7 @@ function firstLine(bytes: Uint8Array): Uint8Array {
 }
 
 /** A CSV object's header: its first line, however long (line ownership of the range [0, 1)). */
-async function readHeader(store: ObjectStore, object: ObjectInfo): Promise<string[]> {
+export async function readHeader(store: ObjectStore, object: ObjectInfo): Promise<string[]> {
   let header: string[] = [];
   await scanOwnedLines(
     (start, end) => store.readRange(object, start, end),

@@ -49,6 +49,8 @@ export interface SubmitRequest {
   partitions?: number;
   /** A keyed job's result as one JSON object, or a `{"key","value"}` line per key. @default 'json' */
   resultFormat?: 'json' | 'jsonl';
+  /** Reuse work of earlier jobs, and keep this one's (docs/ARCHITECTURE.md, "Reuse"). @default true */
+  reuse?: boolean;
   /**
    * Makes the submission idempotent: the same token within {@link CLIENT_TOKEN_TTL_MS} returns
    * the job it created first, so a retried request never starts a second job. 1 to 64 letters,
@@ -222,6 +224,9 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
       `resultFormat "jsonl" applies only to a keyed job; ${job.name}'s result is ${job.reduce === undefined ? 'JSONL already' : 'one JSON value'}`,
     );
   }
+  if (request.reuse !== undefined && typeof request.reuse !== 'boolean') {
+    throw new ValidationError(`reuse must be true or false; got ${JSON.stringify(request.reuse)}`);
+  }
   const onBadRecord = request.onBadRecord ?? 'fail';
   if (onBadRecord !== 'fail' && onBadRecord !== 'skip') {
     throw new ValidationError(
@@ -254,6 +259,7 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
     ...(request.guidedTail === true && { guidedTail: true }),
     ...(request.partitions !== undefined && { partitions: request.partitions }),
     ...(resultFormat === 'jsonl' && { resultFormat }),
+    ...(request.reuse === false && { reuse: false }),
     createdAt,
   };
   const status: JobStatus = {

@@ -19,7 +19,7 @@ import { orderedMap } from '../base/parallel.ts';
 import { createBytePipe } from '../base/pipe.ts';
 import type { Clock, ObjectInfo, ObjectStore } from '../base/ports.ts';
 import { type ReadRange, scanOwnedText } from '../data/lines.ts';
-import { segmentBytes } from '../data/plan.ts';
+import { segmentBytes, segmentPieces } from '../data/plan.ts';
 import { createRecordDecoder, csvHeader, RecordSyntaxError, SKIP } from '../data/records.ts';
 import {
   type BadRecordSample,
@@ -39,6 +39,8 @@ import { checkKey } from '../shuffle/hash.ts';
 import { checkOrderKey, encodeSorted, type OrderKey, type OrderKind } from '../shuffle/order.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
 import { encodeRuns } from '../shuffle/runs.ts';
+import { decodeEntry, encodeEntry, type PieceResult, pieceKey } from './cache.ts';
+import { readHeader } from './plan-job.ts';
 import { putRunObject, type SortBuffer, type Spill, writeSorted } from './sort-chunk.ts';
 
 export type { Spill } from './sort-chunk.ts';
@@ -135,6 +137,7 @@ const fetchedAhead = (s: TaskSegment) =>
  */
 export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<ChunkSummary> {
   const started = deps.clock.now();
+  const startedAt = Date.parse(deps.clock.iso());
   const job = findJob(deps.jobs, task.job);
   const reader = new ChunkReader(task, deps, job, parseParams(job, task.params));
   try {
@@ -153,7 +156,12 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
         : reader.output === undefined
           ? { kind: 'acc', value: reader.acc }
           : await reader.output.finish();
+  // Entries are kept before the outcome is written: a job that follows this one finds them.
+  await reader.pieces?.written();
   const outcome = outcomeOf(task, deps, reader, result, Math.round(deps.clock.now() - started));
+  if (outcome.reused?.chunk === true) {
+    outcome.reused = { ...outcome.reused, startedAt, endedAt: Date.parse(deps.clock.iso()) };
+  }
   const summary: ChunkSummary = {
     index: task.index,
     recordsIn: reader.recordsIn,
@@ -161,6 +169,8 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     badRecords: reader.bad.count,
     bytesRead: reader.bytesRead,
     durationMs: outcome.durationMs,
+    ...(outcome.bytesProcessed !== undefined && { bytesProcessed: outcome.bytesProcessed }),
+    ...(outcome.reused !== undefined && { reused: outcome.reused }),
   };
   // Create-only: when a backup and its original both finish, exactly one outcome (and so one
   // part) counts; the other attempt removes its own part and says it lost.
@@ -241,9 +251,16 @@ function outcomeOf(
     recordsOut: reader.recordsOut,
     badRecords: reader.bad,
     bytesRead: reader.bytesRead,
+    bytesProcessed: reader.bytesProcessed,
     durationMs,
     output,
   };
+  if (reader.pieces !== undefined) {
+    outcome.reused = {
+      segments: reader.pieces.reused,
+      ...(task.onlyCached === true && { chunk: true }),
+    };
+  }
   if (deps.invocation !== undefined) {
     const { initMs, ...where } = deps.invocation;
     const endedAt = Date.parse(deps.clock.iso());
@@ -265,10 +282,18 @@ class ChunkReader {
   recordsIn = 0;
   recordsOut = 0;
   bytesRead = 0;
+  /** Input bytes read and mapped (not taken from the cache). */
+  bytesProcessed = 0;
   readonly bad = { count: 0, samples: [] as BadRecordSample[] };
+  /** A reduce's accumulator: the chunk's, or with reuse, the piece's being read. */
   acc: unknown;
-  /** A keyed job's accumulators by key (the combiner: outputs are folded before they leave). */
-  readonly keyed: Map<string, unknown> | undefined;
+  /**
+   * A keyed job's accumulators by key (the combiner: outputs are folded before they leave): the
+   * chunk's, or with reuse, the piece's being read.
+   */
+  keyed: Map<string, unknown> | undefined;
+  /** Reuse: the chunk's pieces, their entries, and the piece being read. */
+  readonly pieces: PieceBook | undefined;
   /** A sorted job's outputs with their keys, sorted once the chunk is read, and their kind. */
   readonly sorted: SortBuffer | undefined;
   readonly output: ReturnType<typeof mapOutput> | undefined;
@@ -278,8 +303,8 @@ class ChunkReader {
 
   constructor(
     private readonly task: ChunkTask,
-    private readonly deps: WorkerDeps,
-    private readonly job: AnyJob,
+    readonly deps: WorkerDeps,
+    readonly job: AnyJob,
     private readonly params: unknown,
   ) {
     this.keyed = job.key !== undefined && job.reduce !== undefined ? new Map() : undefined;
@@ -291,6 +316,10 @@ class ChunkReader {
     this.output =
       job.reduce === undefined && this.sorted === undefined ? mapOutput(task, deps) : undefined;
     this.segment = task.segments[0] as TaskSegment;
+    this.pieces =
+      task.cache !== undefined && this.sorted === undefined
+        ? new PieceBook(task, task.cache)
+        : undefined;
   }
 
   private where() {
@@ -319,7 +348,11 @@ class ChunkReader {
     this.recordsOut += 1;
     const reduce = this.job.reduce;
     if (this.sorted !== undefined) return this.sort(out, this.sorted);
-    if (reduce === undefined) return this.output?.write(out);
+    if (reduce === undefined) {
+      const line = `${JSON.stringify(out)}\n`;
+      if (this.pieces?.open !== undefined) this.pieces.open.text += line;
+      return this.output?.write(line);
+    }
     // Which part of the job's code runs, for the error if it throws (a try costs nothing until
     // something throws; a closure per record would).
     let part: JobCodePart = 'key';
@@ -369,6 +402,7 @@ class ChunkReader {
 
   /** One owned line of a text format. */
   private readonly onLine = (line: string, offset: number): undefined | Promise<void> => {
+    this.route(offset);
     if (this.decode === undefined) {
       // A CSV object's first line is its header, not a record.
       this.decode = createRecordDecoder('csv', csvHeader(line));
@@ -407,44 +441,137 @@ class ChunkReader {
     });
   }
 
-  /** Every segment, in order; small whole objects fetched up to `parallelism` ahead. */
+  /**
+   * Every segment, in order; small whole objects fetched up to `parallelism` ahead (with reuse,
+   * an object's entry instead, when it has one).
+   */
   async readSegments(): Promise<void> {
-    const { task, deps } = this;
+    const { task, deps, pieces } = this;
+    type Fetched = { entry: PieceResult | undefined; bytes: Uint8Array | undefined };
     const ahead = orderedMap(task.segments.length, deps.parallelism ?? SEGMENT_PARALLELISM, (i) => {
       const s = task.segments[i] as TaskSegment;
+      const only = pieces?.bySegment[i]?.length === 1 ? pieces.bySegment[i]?.[0] : undefined;
+      if (only?.hit === true) {
+        return pieces!
+          .fetch(deps.store, only)
+          .then((entry): Fetched => ({ entry, bytes: undefined }));
+      }
       // Parquet is read by row group, through its own reader.
       return fetchedAhead(s) && task.format !== 'parquet'
-        ? readAll(deps.store.readRange(s.object, 0, s.end))
-        : Promise.resolve(undefined);
+        ? readAll(deps.store.readRange(s.object, 0, s.end)).then(
+            (bytes): Fetched => ({ entry: undefined, bytes }),
+          )
+        : Promise.resolve<Fetched>({ entry: undefined, bytes: undefined });
     });
     let i = 0;
-    for await (const bytes of ahead) {
-      this.segment = task.segments[i++] as TaskSegment;
-      if (task.format === 'parquet') await this.readParquet();
-      else await this.readLines(bytes);
+    for await (const fetched of ahead) {
+      this.segment = task.segments[i] as TaskSegment;
+      if (pieces === undefined) {
+        this.bytesProcessed += this.segment.end - this.segment.start;
+        await this.readRange(this.segment, fetched.bytes);
+      } else await this.readPieces(pieces, i, fetched);
+      i += 1;
     }
+    if (pieces !== undefined) this.pieces?.restore(this);
   }
 
-  /** The row groups that begin in the segment, through the Parquet reader. */
-  private async readParquet(): Promise<void> {
+  /** Bytes `[start, end)` of the segment, by its format's reader. */
+  private readRange(range: { start: number; end: number }, bytes: Uint8Array | undefined) {
+    return this.task.format === 'parquet' ? this.readParquet(range) : this.readLines(bytes, range);
+  }
+
+  /**
+   * Reuse: segment `i` piece by piece. A piece with a sound entry is taken from it; each run of
+   * the others is read in one scan, its records routed to their piece by offset, and each piece
+   * read is kept as an entry of its own.
+   */
+  private async readPieces(
+    book: PieceBook,
+    i: number,
+    fetched: { entry: PieceResult | undefined; bytes: Uint8Array | undefined },
+  ): Promise<void> {
+    const all = book.bySegment[i] as Piece[];
+    let run: Piece[] = [];
+    const scan = async () => {
+      if (run.length === 0) return;
+      if (this.task.onlyCached === true) throw new CacheMissError(this.task.index);
+      const first = run[0] as Piece;
+      const last = run[run.length - 1] as Piece;
+      book.begin(this, run);
+      this.bytesProcessed += last.end - first.start;
+      const whole = fetched.bytes !== undefined && run.length === all.length;
+      await this.readRange(
+        { start: first.start, end: last.end },
+        whole ? fetched.bytes : undefined,
+      );
+      book.end(this);
+      run = [];
+    };
+    for (const piece of all) {
+      // A segment of one piece had its entry fetched ahead.
+      const entry = !piece.hit
+        ? undefined
+        : all.length === 1
+          ? fetched.entry
+          : await book.fetch(this.deps.store, piece);
+      if (entry === undefined) {
+        run.push(piece);
+        continue;
+      }
+      await scan();
+      this.takeEntry(book, entry);
+    }
+    await scan();
+  }
+
+  /** A piece's result, taken from its entry as if it had been read now. */
+  private takeEntry(book: PieceBook, entry: PieceResult): void | Promise<void> {
+    this.recordsIn += entry.recordsIn;
+    this.recordsOut += entry.recordsOut;
+    this.bad.count += entry.bad.count;
+    for (const sample of entry.bad.samples) {
+      if (this.bad.samples.length < BAD_RECORD_SAMPLES) this.bad.samples.push(sample);
+    }
+    book.reused += 1;
+    book.fold(this.job, entry.entries ?? [], entry.value);
+    if (entry.text !== undefined && entry.text !== '') return this.output?.write(entry.text);
+  }
+
+  /** Reuse: moves to the piece that holds `offset` (records arrive in offset order). */
+  private route(offset: number): void {
+    this.pieces?.route(this, offset);
+  }
+
+  /** The row groups that begin in `range` of the segment, through the Parquet reader. */
+  private async readParquet(range: { start: number; end: number }): Promise<void> {
     if (this.deps.readParquet === undefined) {
       throw new FanoutError('UNSUPPORTED', 'Parquet input is not supported by this worker');
     }
-    const rows = this.deps.readParquet(this.segment, this.task.columns, (n) => {
+    const segment = { ...this.segment, ...range };
+    const rows = this.deps.readParquet(segment, this.task.columns, (n) => {
       this.bytesRead += n;
     });
     for await (const { row, offset } of rows) {
+      this.route(offset);
       // The row as JSON text only for a bad-record report: most rows never need it.
       const pending = this.mapRecord(row, () => JSON.stringify(row), offset);
       if (pending !== undefined) await pending;
     }
   }
 
-  /** The lines the segment owns (its bytes already fetched, or streamed now). */
-  private async readLines(bytes: Uint8Array | undefined): Promise<void> {
+  /** The lines `range` of the segment owns (its bytes already fetched, or streamed now). */
+  private async readLines(
+    bytes: Uint8Array | undefined,
+    owned: { start: number; end: number },
+  ): Promise<void> {
     const { task, deps, segment } = this;
+    // A piece read on its own, past byte 0 of a CSV segment that begins there, reads the
+    // header itself (once per segment).
+    if (task.format === 'csv' && owned.start > 0 && segment.header === undefined) {
+      segment.header = await readHeader(deps.store, segment.object);
+    }
     this.decode =
-      task.format === 'csv' && segment.start === 0
+      task.format === 'csv' && owned.start === 0
         ? undefined
         : createRecordDecoder(task.format, segment.header);
     if (bytes !== undefined) this.bytesRead += bytes.length;
@@ -461,7 +588,7 @@ class ChunkReader {
     // A gzip object is one segment whose decompressed length is unknown until it ends.
     const range = segment.gzip
       ? { start: 0, end: Number.MAX_SAFE_INTEGER, size: Number.MAX_SAFE_INTEGER }
-      : { start: segment.start, end: segment.end, size: segment.object.size };
+      : { start: owned.start, end: owned.end, size: segment.object.size };
     const scanned = await scanOwnedText(read, range, this.onLine);
     if (bytes === undefined) this.bytesRead += scanned.bytesRead;
   }
@@ -493,9 +620,9 @@ function mapOutput(task: ChunkTask, deps: WorkerDeps) {
     return part.pipe.write(bytes);
   };
   return {
-    /** Appends one output; returns a promise when the pipe is full (backpressure). */
-    write(out: unknown): undefined | Promise<void> {
-      batch += `${JSON.stringify(out)}\n`;
+    /** Appends output lines; returns a promise when the pipe is full (backpressure). */
+    write(lines: string): undefined | Promise<void> {
+      batch += lines;
       return batch.length >= INLINE_OUTPUT_CHARS ? flush() : undefined;
     },
     async finish(): Promise<ChunkOutput> {
@@ -524,4 +651,184 @@ function withContext(
     `job map threw on the record at byte ${offset} of ${context.key} (chunk ${context.chunk}): ${message}`,
     { ...context, offset },
   );
+}
+
+/** A chunk run by the coordinator from the cache met a piece whose entry is missing or unsound. */
+export class CacheMissError extends FanoutError {
+  constructor(chunk: number) {
+    super('CACHE_MISS', `chunk ${chunk} has a piece without a sound cache entry`, {
+      context: { chunk },
+    });
+  }
+}
+
+/** One piece of a chunk (its segment cut on the grid), its entry's key, and whether one was seen. */
+interface Piece {
+  start: number;
+  end: number;
+  key: Promise<string>;
+  hit: boolean;
+}
+
+/** What the counts were when a piece began to be read: its own are the difference. */
+interface Mark {
+  recordsIn: number;
+  recordsOut: number;
+  bad: number;
+  samples: number;
+}
+
+/**
+ * Reuse in a worker: the chunk's pieces, the entries found and written, and the piece being read
+ * (its own accumulator, keyed accumulators or output text, folded into the chunk's when it ends).
+ */
+class PieceBook {
+  /** Pieces by segment, in order. */
+  readonly bySegment: Piece[][];
+  /** Pieces taken from their entries. */
+  reused = 0;
+  /** The piece being read: the rest of its run, and its output text (map-only). */
+  open: { run: Piece[]; at: number; mark: Mark; text: string } | undefined;
+  /** The chunk's reduce so far (the reader's `acc` and `keyed` are the open piece's). */
+  private readonly total: { acc?: unknown; keyed?: Map<string, unknown>; any: boolean } = {
+    any: false,
+  };
+  private readonly writes: Promise<void>[] = [];
+
+  constructor(
+    private readonly task: ChunkTask,
+    cache: NonNullable<ChunkTask['cache']>,
+  ) {
+    let n = 0;
+    this.bySegment = task.segments.map((segment) =>
+      segmentPieces(segment, { size: segment.object.size, gzip: segment.gzip }).map((p) => ({
+        ...p,
+        key: pieceKey(cache.prefix, segment.object, p.start, p.end),
+        hit: cache.hits[n++] === '1',
+      })),
+    );
+  }
+
+  /** A piece's entry, when it is there and sound (a missing or altered one is a miss). */
+  async fetch(store: ObjectStore, piece: Piece): Promise<PieceResult | undefined> {
+    try {
+      const { body } = await store.getBytes(this.task.bucket, await piece.key);
+      return await decodeEntry(body);
+    } catch (error) {
+      if (error instanceof FanoutError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    }
+  }
+
+  /** A run of pieces is about to be read: the first is open. */
+  begin(reader: ChunkReader, run: Piece[]): void {
+    this.open = { run, at: 0, mark: markOf(reader), text: '' };
+    this.fresh(reader);
+  }
+
+  /** Records arrive in offset order: close pieces until the one that holds `offset`. */
+  route(reader: ChunkReader, offset: number): void {
+    const open = this.open;
+    if (open === undefined) return;
+    while (open.at < open.run.length - 1 && offset >= (open.run[open.at] as Piece).end) {
+      this.close(reader);
+      open.at += 1;
+      open.mark = markOf(reader);
+      open.text = '';
+      this.fresh(reader);
+    }
+  }
+
+  /** The run was read to its end: its remaining pieces (some perhaps empty) are closed. */
+  end(reader: ChunkReader): void {
+    const open = this.open as NonNullable<PieceBook['open']>;
+    for (;;) {
+      this.close(reader);
+      if (open.at === open.run.length - 1) break;
+      open.at += 1;
+      open.mark = markOf(reader);
+      open.text = '';
+      this.fresh(reader);
+    }
+    this.open = undefined;
+  }
+
+  /**
+   * Adds a piece's reduce to the chunk's: a keyed job's accumulators by key (a piece just read
+   * gives its own Map, which the chunk's then may be), else its accumulator. Map-only output
+   * was written as it came.
+   */
+  fold(job: AnyJob, keyed: Iterable<[string, unknown]>, value: unknown): void {
+    const reduce = job.reduce;
+    if (reduce === undefined) return;
+    const total = this.total;
+    if (job.key !== undefined) {
+      if (total.keyed === undefined) total.keyed = keyed instanceof Map ? keyed : new Map(keyed);
+      else {
+        for (const [key, acc] of keyed) {
+          const before = total.keyed.get(key);
+          total.keyed.set(key, before === undefined ? acc : reduce.merge(before, acc));
+        }
+      }
+    } else total.acc = total.any ? reduce.merge(total.acc, value) : value;
+    total.any = true;
+  }
+
+  /** The chunk's reduce, back in the reader once every piece is in. */
+  restore(reader: ChunkReader): void {
+    if (reader.keyed !== undefined) reader.keyed = this.total.keyed ?? new Map();
+    else if (this.total.any) reader.acc = this.total.acc;
+  }
+
+  /** Every entry this chunk wrote is stored (a failed write only costs a later job the piece). */
+  async written(): Promise<void> {
+    await Promise.all(this.writes);
+  }
+
+  /** A new piece's empty reduce in the reader. */
+  private fresh(reader: ChunkReader): void {
+    if (reader.keyed !== undefined) reader.keyed = new Map();
+    else if (reader.job.reduce !== undefined) reader.acc = reader.job.reduce.init();
+  }
+
+  /** The open piece is read: its entry is written, and its reduce folded into the chunk's. */
+  private close(reader: ChunkReader): void {
+    const open = this.open as NonNullable<PieceBook['open']>;
+    const piece = open.run[open.at] as Piece;
+    const result: PieceResult = {
+      recordsIn: reader.recordsIn - open.mark.recordsIn,
+      recordsOut: reader.recordsOut - open.mark.recordsOut,
+      bad: {
+        count: reader.bad.count - open.mark.bad,
+        samples: reader.bad.samples.slice(open.mark.samples),
+      },
+    };
+    const keyed = reader.keyed;
+    if (keyed !== undefined) result.entries = [...keyed];
+    else if (reader.job.reduce !== undefined) result.value = reader.acc;
+    else result.text = open.text;
+    // Encoded now (its JSON is made before encodeEntry first waits): a merge may change an
+    // accumulator once it is folded.
+    const bytes = encodeEntry(result);
+    const { store } = reader.deps;
+    const bucket = this.task.bucket;
+    this.writes.push(
+      Promise.all([piece.key, bytes])
+        .then(([key, body]) => store.put(bucket, key, body))
+        .then(
+          () => undefined,
+          () => undefined,
+        ),
+    );
+    this.fold(reader.job, keyed ?? [], result.value);
+  }
+}
+
+function markOf(reader: ChunkReader): Mark {
+  return {
+    recordsIn: reader.recordsIn,
+    recordsOut: reader.recordsOut,
+    bad: reader.bad.count,
+    samples: reader.bad.samples.length,
+  };
 }

@@ -77,5 +77,11 @@ export function complete<P extends AttemptPayload, R extends TaskResult>(
   ctx.watch?.finished(durationMs, state.bytes);
   ctx.counts.records += ctx.kind.recordsOf(result);
   ctx.counts.bytes += state.bytes;
+  const reuse = ctx.kind.reuseOf?.(result);
+  if (reuse !== undefined && ctx.counts.reuse !== undefined) {
+    ctx.counts.reuse.tasks += reuse.tasks;
+    ctx.counts.reuse.pieces += reuse.pieces;
+    ctx.counts.reuse.processed += reuse.processed;
+  }
   return true;
 }

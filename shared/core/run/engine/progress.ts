@@ -2,7 +2,7 @@
  * Durable progress: a task is done when its outcome object exists. A run loads what earlier runs
  * finished (a continuation, a resume after a crash, a redrive), counts it, and runs the rest.
  */
-import type { AttemptPayload, TaskKind, TaskResult } from './task.ts';
+import type { AttemptPayload, Reuse, TaskKind, TaskResult } from './task.ts';
 
 /** The run's counts, as status.json shows them. */
 export interface Counts {
@@ -13,6 +13,8 @@ export interface Counts {
   records: number;
   /** Input bytes of finished tasks. */
   bytes: number;
+  /** With a kind that reuses work (TaskKind.reuseOf): what finished tasks reused. */
+  reuse?: Reuse;
 }
 
 /**
@@ -32,6 +34,9 @@ export async function loadProgress<P extends AttemptPayload, R extends TaskResul
     records: finished.records,
     bytes: finished.bytes,
   };
+  if (kind.reuseOf !== undefined) {
+    counts.reuse = finished.reuse ?? { tasks: 0, pieces: 0, processed: finished.bytes };
+  }
   const done = new Set(finished.indexes);
   // A split task is done once its parts are: they are tasks of their own.
   const todo = kind.records

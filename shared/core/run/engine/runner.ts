@@ -40,6 +40,7 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
    * a later run).
    */
   async run(index: number): Promise<void> {
+    if (await this.reused(index)) return;
     try {
       await this.race(index);
     } catch (error) {
@@ -49,6 +50,25 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
       if (reason === 'cancelled' || reason === 'superseded') throw NOT_RETRIED;
       throw new SplitInto(await this.ctx.kind.split!(index, error.error));
     }
+  }
+
+  /**
+   * True when the task's result was made from earlier work, with no invocation (TaskKind.reuse):
+   * it counts as a success. Else its attempt number is given back, and the task runs.
+   */
+  private async reused(index: number): Promise<boolean> {
+    const { ctx } = this;
+    if (ctx.kind.reuse === undefined) return false;
+    const build = ctx.kind.prepare(index);
+    const payload = () => build(ctx.ledger.number(index), Date.parse(ctx.clock.iso()));
+    const first = payload();
+    const result = await ctx.kind.reuse(first).catch(() => undefined);
+    if (result === undefined) {
+      ctx.ledger.unnumber(index, first.attempt);
+      return false;
+    }
+    complete(ctx, index, result, liveTask(ctx, index, payload));
+    return true;
   }
 
   /** The task's own attempts, raced against its backups when backups are on. */

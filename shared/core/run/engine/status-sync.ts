@@ -40,6 +40,7 @@ export class StatusSync {
   /** One progress write: the counts as they are now, unless the run no longer owns the job. */
   async write(): Promise<void> {
     const snapshot = { ...this.counts };
+    const reuse = snapshot.reuse;
     await updateStatus(this.deps.store, this.deps.bucket, this.deps.jobId, (s) => {
       const owner = ownership(s, this.epoch);
       if (owner === 'superseded') {
@@ -56,7 +57,16 @@ export class StatusSync {
       };
       return this.field === 'partitions'
         ? { ...s, partitions: counts }
-        : { ...s, chunks: counts, records: snapshot.records, bytes: snapshot.bytes };
+        : {
+            ...s,
+            chunks: counts,
+            records: snapshot.records,
+            bytes: snapshot.bytes,
+            ...(reuse !== undefined && {
+              bytesProcessed: reuse.processed,
+              reused: { chunks: reuse.tasks, segments: reuse.pieces },
+            }),
+          };
     });
   }
 

@@ -31,6 +31,18 @@ export interface Finished {
   indexes: number[];
   records: number;
   bytes: number;
+  /** With {@link TaskKind.reuseOf}: what they reused and processed. */
+  reuse?: Reuse;
+}
+
+/** Work reused instead of done: whole tasks, pieces, and the bytes that were done. */
+export interface Reuse {
+  /** Tasks that needed no invocation. */
+  tasks: number;
+  /** Pieces of tasks taken from earlier work. */
+  pieces: number;
+  /** Input bytes processed (not reused). */
+  processed: number;
 }
 
 /** One kind of task: what the engine needs to run any number of them. */
@@ -55,6 +67,13 @@ export interface TaskKind<P extends AttemptPayload, R extends TaskResult> {
   prepare(index: number): (attempt: number, dispatchedAt: number) => P;
   /** Records a winning result counts (a map chunk's records in). */
   recordsOf(result: R): number;
+  /** What a winning result reused and processed; tasks of a kind without it reuse nothing. */
+  reuseOf?(result: R): Reuse;
+  /**
+   * The task's result made without an invocation, from earlier work, or undefined when it must
+   * run (called before a task's first attempt; `payload` is that attempt's).
+   */
+  reuse?(payload: P): Promise<R | undefined>;
   /** The tasks that have an outcome already, read from their outcome objects. */
   finished(): Promise<Finished>;
   /** A task's final failure, named so that the job's error says which task and where. */

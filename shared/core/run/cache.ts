@@ -1,0 +1,122 @@
+/**
+ * Content-addressed work (docs/ARCHITECTURE.md, "Reuse"): what a piece of the input (a cell of
+ * its object's grid, shared/core/data/plan.ts) made, kept under `cache/` in the job bucket and
+ * found again by a job that would make it the same way. An entry's address is a hash of
+ * everything its result depends on: the code (the worker bundle's identity), the job, its
+ * params, how the input is decoded, and the exact bytes (bucket, key, pinned ETag and VersionId,
+ * byte range). Entries are checked (size and SHA-256) before use: a truncated or edited entry is
+ * a miss, and the piece is computed again.
+ */
+import type { ObjectInfo } from '../base/ports.ts';
+import type { BadRecordSample } from '../model/documents.ts';
+
+/** Where entries live in the job bucket (a lifecycle rule expires them: CDK prop `cacheExpiration`). */
+export const CACHE_PREFIX = 'cache/';
+/** Changes when an entry's format does, so that no entry of another format is ever read. */
+const FORMAT = 'fanout-cache/1';
+
+/** What a job's pieces are addressed by, besides their bytes. */
+export interface JobIdentity {
+  /** The worker code's identity (its bundle's content hash). */
+  codeId: string;
+  job: string;
+  params: unknown;
+  format: string;
+  columns?: readonly string[];
+  onBadRecord: string;
+  /** What a piece keeps: an accumulator, a keyed job's accumulators, or output lines. */
+  shape: 'acc' | 'keyed' | 'lines';
+}
+
+/** What one piece made, as its entry keeps it. */
+export interface PieceResult {
+  recordsIn: number;
+  recordsOut: number;
+  bad: { count: number; samples: BadRecordSample[] };
+  /** A reduce: the piece's accumulator. */
+  value?: unknown;
+  /** A keyed reduce: the piece's accumulators by key. */
+  entries?: [string, unknown][];
+  /** A map-only job: the piece's output, JSONL. */
+  text?: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+async function sha256(bytes: Uint8Array): Promise<string> {
+  // Never a SharedArrayBuffer's view here (Web Crypto's BufferSource type excludes them).
+  const digest = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The key prefix of a job's entries: `cache/{hash of the job's identity}/`. */
+export async function cachePrefix(identity: JobIdentity): Promise<string> {
+  const parts = [
+    FORMAT,
+    identity.codeId,
+    identity.job,
+    identity.shape,
+    identity.params ?? null,
+    identity.format,
+    identity.columns ?? null,
+    identity.onBadRecord,
+  ];
+  const hash = await sha256(encoder.encode(JSON.stringify(parts)));
+  return `${CACHE_PREFIX}${hash.slice(0, 32)}/`;
+}
+
+/** The key of a piece's entry: the job's prefix and a hash of the exact bytes it covers. */
+export async function pieceKey(
+  prefix: string,
+  object: ObjectInfo,
+  start: number,
+  end: number,
+): Promise<string> {
+  const bytes = [object.bucket, object.key, object.etag, object.versionId ?? null, start, end];
+  const hash = await sha256(encoder.encode(JSON.stringify(bytes)));
+  return `${prefix}${hash.slice(0, 40)}`;
+}
+
+/**
+ * An entry's bytes: a header line (format, the body's size and SHA-256), then the body: the
+ * counts and the value as one JSON line, then a map-only piece's output as it is.
+ */
+export async function encodeEntry(result: PieceResult): Promise<Uint8Array> {
+  const { text, ...rest } = result;
+  const body = encoder.encode(`${JSON.stringify(rest)}\n${text ?? ''}`);
+  const header = encoder.encode(
+    `${JSON.stringify({ format: FORMAT, bytes: body.length, sha256: await sha256(body) })}\n`,
+  );
+  const out = new Uint8Array(header.length + body.length);
+  out.set(header);
+  out.set(body, header.length);
+  return out;
+}
+
+/**
+ * An entry's result, or undefined when it is not a whole, unaltered entry of this format: a
+ * wrong size or checksum, or anything that does not parse. Such an entry is never used.
+ */
+export async function decodeEntry(bytes: Uint8Array): Promise<PieceResult | undefined> {
+  const headerEnd = bytes.indexOf(10);
+  if (headerEnd < 0) return undefined;
+  let header: { format?: unknown; bytes?: unknown; sha256?: unknown };
+  try {
+    header = JSON.parse(decoder.decode(bytes.subarray(0, headerEnd)));
+  } catch {
+    return undefined;
+  }
+  const body = bytes.subarray(headerEnd + 1);
+  if (header.format !== FORMAT || header.bytes !== body.length) return undefined;
+  if ((await sha256(body)) !== header.sha256) return undefined;
+  const metaEnd = body.indexOf(10);
+  if (metaEnd < 0) return undefined;
+  try {
+    const result = JSON.parse(decoder.decode(body.subarray(0, metaEnd))) as PieceResult;
+    const text = decoder.decode(body.subarray(metaEnd + 1));
+    return text === '' ? result : { ...result, text };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Only what changed (issue 18): a rerun of by-field over 2,000 small objects with a persistent
+ * --dir takes every piece from the cache and invokes no worker; rewriting 20 objects and adding
+ * 20 reads and maps only those; new params run everything; an entry truncated or edited by hand
+ * is recomputed. Every result is compared with a run that reuses nothing.
+ */
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fanout } from '../fixtures/cli.ts';
+
+let dir: string;
+let data: string;
+let s3: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fanout-reuse-'));
+  data = join(dir, 'data');
+  s3 = join(dir, 's3');
+  await mkdir(data);
+  const fields = ['math', 'physics', 'chemistry', 'biology', 'medicine', 'cs', 'astronomy', 'x'];
+  await Promise.all(
+    Array.from({ length: 2000 }, (_, i) =>
+      writeFile(join(data, `part-${String(i).padStart(4, '0')}.jsonl`), scientists(i, fields)),
+    ),
+  );
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Twenty records of object `i`. */
+function scientists(i: number, fields: string[]): string {
+  return Array.from(
+    { length: 20 },
+    (_, k) =>
+      `${JSON.stringify({ name: `s${i}-${k}`, field: fields[(i * 7 + k) % fields.length], born: 1800 + ((i + k) % 150), nobel: (i + k) % 11 === 0 })}\n`,
+  ).join('');
+}
+
+interface Run {
+  result: string;
+  summary: {
+    status: string;
+    chunks: number;
+    bytes: number;
+    bytesProcessed: number;
+    reused: { chunks: number; segments: number };
+    cost: { lambdaRequests: number };
+  };
+}
+
+/** `fanout run by-field DATA --dir S3 --json ...more`: the result and the --json line. */
+async function byField(...more: string[]): Promise<Run> {
+  const { code, stdout, stderr } = await fanout(
+    'run',
+    'by-field',
+    data,
+    '--dir',
+    s3,
+    '--json',
+    ...more,
+  );
+  expect(code, stderr).toBe(0);
+  const lines = stdout.trimEnd().split('\n');
+  return { summary: JSON.parse(lines.pop() as string), result: lines.join('\n') };
+}
+
+describe('reuse over 2,000 small objects', () => {
+  it('reruns unchanged with no worker, then maps only what changed, and recomputes unsound entries', async () => {
+    const cold = await byField();
+    expect(cold.summary).toMatchObject({ status: 'SUCCEEDED', reused: { chunks: 0, segments: 0 } });
+    expect(cold.summary.bytesProcessed).toBe(cold.summary.bytes);
+
+    // Unchanged: every chunk made from the cache by the coordinator, no worker invoked (the
+    // coordinator and the reducer are the only invocations), nothing read.
+    const warm = await byField();
+    expect(warm.result).toBe(cold.result);
+    expect(warm.summary).toMatchObject({
+      bytesProcessed: 0,
+      reused: { chunks: cold.summary.chunks, segments: 2000 },
+    });
+    expect(warm.summary.cost.lambdaRequests).toBe(2);
+
+    // 20 objects rewritten, 20 added: those are read and mapped, no more than 5% of the bytes.
+    for (let i = 0; i < 20; i++) {
+      const file = join(data, `part-${String(i * 97).padStart(4, '0')}.jsonl`);
+      const text = await readFile(file, 'utf8');
+      await writeFile(file, text.replaceAll('"physics"', '"optics"'));
+      await writeFile(join(data, `part-${2000 + i}.jsonl`), scientists(5000 + i, ['new', 'math']));
+    }
+    const changed = await byField();
+    const fresh = await byField('--no-reuse');
+    expect(changed.result).toBe(fresh.result);
+    expect(changed.result).not.toBe(cold.result);
+    expect(changed.summary.reused.segments).toBe(1980);
+    expect(changed.summary.bytesProcessed).toBeGreaterThan(0);
+    expect(changed.summary.bytesProcessed).toBeLessThanOrEqual(0.05 * changed.summary.bytes);
+
+    // New params: nothing of the above applies.
+    const other = await byField('--params', '{"year":2030}');
+    expect(other.summary).toMatchObject({ reused: { chunks: 0, segments: 0 } });
+    expect(other.summary.bytesProcessed).toBe(other.summary.bytes);
+
+    // Two entries damaged by hand, one truncated, one edited: both read again, the result exact.
+    const entries = await cacheEntries(s3);
+    expect(entries.length).toBeGreaterThanOrEqual(2020);
+    const [truncated, edited] = await newest(entries, 2);
+    const body = await readFile(truncated as string);
+    await writeFile(truncated as string, body.subarray(0, body.length - 10));
+    const text = await readFile(edited as string, 'utf8');
+    await writeFile(
+      edited as string,
+      text.replace(/"count":(\d)/, (_, d) => `"count":${(Number(d) + 1) % 10}`),
+    );
+    const repaired = await byField('--params', '{"year":2030}');
+    const exact = await byField('--params', '{"year":2030}', '--no-reuse');
+    expect(repaired.result).toBe(exact.result);
+    expect(repaired.summary.reused.segments).toBe(2018);
+    expect(repaired.summary.bytesProcessed).toBeGreaterThan(0);
+  });
+});
+
+/** The files of the local S3 server's objects under cache/. */
+async function cacheEntries(root: string): Promise<string[]> {
+  const files = (await readdir(root, { recursive: true }))
+    .map((f) => join(root, f))
+    .filter((f) => f.includes('/cache/') && f.endsWith('._S3rver_object'));
+  return files;
+}
+
+/** The `n` entries written last (by the latest job: its prefix's). */
+async function newest(files: string[], n: number): Promise<string[]> {
+  const { stat } = await import('node:fs/promises');
+  const times = await Promise.all(files.map(async (f) => [(await stat(f)).mtimeMs, f] as const));
+  return times
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, n)
+    .map(([, f]) => f);
+}
