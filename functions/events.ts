@@ -112,6 +112,15 @@ export const chunkTaskSchema: z.ZodMiniType<ChunkTask> = z.object({
         end: nonNegative,
         gzip: z.boolean(),
         header: z.optional(z.array(z.string())),
+        lineage: z.optional(
+          z.array(
+            z.object({
+              etag: z.string().check(z.minLength(1)),
+              versionId: z.optional(z.string()),
+              size: nonNegative,
+            }),
+          ),
+        ),
       }),
     )
     .check(z.minLength(1), z.maxLength(MAX_OBJECTS_PER_CHUNK)),

@@ -32,6 +32,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import s3rverAccounts from 's3rver/lib/models/account.js';
+import { crc64nvme, crc64ToBase64 } from '#core/base/crc64.ts';
 import { keyProblem, MAX_KEY_BYTES } from '#core/model/keys.ts';
 import type { S3Verdict } from '../iam/enforce.ts';
 import { accessKeyOf } from '../iam/principals.ts';
@@ -362,11 +363,41 @@ function compatLayer(locks: KeyLocks) {
       if (ctx.method === 'GET' && (await serveObject(ctx, bucket, key, metadataOf))) return;
       if (ctx.method === 'PUT' && !isPart && (await putObject(ctx, bucket, key))) return;
       await next();
+      // S3's ChecksumMode: the full-object CRC-64/NVME S3 keeps for new objects (s3rver keeps
+      // none), once per object version.
+      if (
+        ctx.method === 'HEAD' &&
+        ctx.status === 200 &&
+        header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED'
+      ) {
+        const etag = (await metadataOf())?.etag;
+        if (etag !== undefined) {
+          const crc = await storedChecksum(ctx.store.getResourcePath(bucket, key, 'object'), etag);
+          ctx.set('x-amz-checksum-crc64nvme', crc64ToBase64(crc));
+          ctx.set('x-amz-checksum-type', 'FULL_OBJECT');
+        }
+      }
     } catch (error) {
       release();
       throw error;
     }
   };
+}
+
+/** Stored objects' CRC-64/NVME by path and ETag (a stored object is replaced, never edited). */
+const checksums = new Map<string, string>();
+
+async function storedChecksum(path: string, etag: string): Promise<string> {
+  const id = `${path}\0${etag}`;
+  let crc = checksums.get(id);
+  if (crc === undefined) {
+    crc = crc64nvme(new Uint8Array());
+    for await (const piece of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) {
+      crc = crc64nvme(piece as Uint8Array, crc);
+    }
+    checksums.set(id, crc);
+  }
+  return crc;
 }
 
 type S3Problem = [status: number, code: string, message: string];

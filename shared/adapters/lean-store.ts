@@ -53,8 +53,8 @@ export class LeanObjectStore implements ObjectStore {
     return this.fullStore;
   }
 
-  async head(bucket: string, key: string) {
-    return (await this.full()).head(bucket, key);
+  async head(bucket: string, key: string, options?: { checksum?: boolean }) {
+    return (await this.full()).head(bucket, key, options);
   }
 
   async list(bucket: string, prefix: string) {

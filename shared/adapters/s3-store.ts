@@ -14,6 +14,7 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
+import { crc64FromBase64 } from '#core/base/crc64.ts';
 import {
   AccessDeniedError,
   DatasetChangedError,
@@ -98,9 +99,21 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
     this.queueSize = options.queueSize ?? 4;
   }
 
-  async head(bucket: string, key: string): Promise<ObjectInfo> {
+  async head(bucket: string, key: string, options?: { checksum?: boolean }): Promise<ObjectInfo> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      const out = await this.client.send(
+        new HeadObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          ...(options?.checksum === true && { ChecksumMode: 'ENABLED' }),
+        }),
+      );
+      // Only a full-object checksum describes the bytes (a multipart upload's composite one
+      // is a checksum of its parts' checksums).
+      const crc64 =
+        out.ChecksumCRC64NVME !== undefined && out.ChecksumType !== 'COMPOSITE'
+          ? crc64FromBase64(out.ChecksumCRC64NVME)
+          : undefined;
       return {
         bucket,
         key,
@@ -108,6 +121,7 @@ export class S3ObjectStore implements ObjectStore, UrlSigner {
         etag: out.ETag ?? '',
         ...(out.VersionId !== undefined &&
           out.VersionId !== 'null' && { versionId: out.VersionId }),
+        ...(crc64 !== undefined && { crc64 }),
       };
     } catch (error) {
       if (isMissing(error) || (isForbidden(error) && (await this.absent(bucket, key)))) {

@@ -121,6 +121,58 @@ describe('reuse over 2,000 small objects', () => {
   });
 });
 
+describe('reuse on one large file', () => {
+  it('keeps every cell of an object that grew by appending, proven by its CRC, and none of one edited', async () => {
+    const file = join(dir, 'big.jsonl');
+    const fields = ['math', 'physics', 'chemistry', 'biology'];
+    const records = (from: number, n: number) =>
+      Array.from(
+        { length: n },
+        (_, i) =>
+          `${JSON.stringify({ name: `b${from + i}`, field: fields[(from + i) % 4], born: 1850 + ((from + i) % 120), nobel: (from + i) % 13 === 0 })}\n`,
+      ).join('');
+    // About 8 MiB: eight cells of 1 MiB.
+    await writeFile(file, records(0, 120_000));
+    const run = async (...more: string[]) => {
+      const { code, stdout, stderr } = await fanout(
+        'run',
+        'by-field',
+        file,
+        '--dir',
+        join(dir, 's3-big'),
+        '--json',
+        ...more,
+      );
+      expect(code, stderr).toBe(0);
+      const lines = stdout.trimEnd().split('\n');
+      return {
+        summary: JSON.parse(lines.pop() as string) as Run['summary'],
+        result: lines.join('\n'),
+      };
+    };
+    const cold = await run();
+    const cells = Math.ceil(cold.summary.bytes / 2 ** 20);
+    expect(cells).toBeGreaterThanOrEqual(7);
+
+    // 1% appended: only the old last cell (now longer) and the new bytes are read and mapped.
+    const tail = records(120_000, 1_200);
+    await writeFile(file, (await readFile(file, 'utf8')) + tail);
+    const grown = await run();
+    expect(grown.result).toBe((await run('--no-reuse')).result);
+    expect(grown.summary.bytesProcessed).toBeGreaterThanOrEqual(tail.length);
+    expect(grown.summary.bytesProcessed).toBeLessThanOrEqual(tail.length + 2 ** 20);
+    expect(grown.summary.reused.segments).toBe(cells - 1);
+
+    // The same size, one byte changed in the first cell: not an append, nothing reused.
+    const text = await readFile(file, 'utf8');
+    await writeFile(file, text.replace('"b1"', '"c1"'));
+    const edited = await run();
+    expect(edited.summary.reused.segments).toBe(0);
+    expect(edited.summary.bytesProcessed).toBe(edited.summary.bytes);
+    expect(edited.result).toBe((await run('--no-reuse')).result);
+  });
+});
+
 /** The files of the local S3 server's objects under cache/. */
 async function cacheEntries(root: string): Promise<string[]> {
   const files = (await readdir(root, { recursive: true }))

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeanObjectStore, leanStoreFromEnv } from '#adapters/lean-store.ts';
 import { createS3Client } from '#adapters/s3-clients.ts';
 import { S3ObjectStore } from '#adapters/s3-store.ts';
+import { crc64nvme } from '#core/base/crc64.ts';
 import type { ObjectStore } from '#core/base/ports.ts';
 import { type LocalS3Server, startS3Server } from '#local/s3/server.ts';
 
@@ -78,6 +79,14 @@ describe.each([
     });
     await expect(store.head(BUCKET, 'h/missing')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(store.getBytes(BUCKET, 'h/missing')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // Asked for, the full-object CRC-64/NVME S3 keeps (reuse proves appends with it).
+    expect(await store.head(BUCKET, 'h/a.txt', { checksum: true })).toEqual({
+      bucket: BUCKET,
+      key: 'h/a.txt',
+      size: 5,
+      etag,
+      crc64: crc64nvme(new TextEncoder().encode('hello')),
+    });
   });
 
   it('lists every object under a prefix across pages, in key order', async () => {

@@ -64,6 +64,9 @@ export function grantLeastPrivilege(
   // was kept itself, as a worker would: its runs or part, and its outcome, create-only (an
   // outcome that lost removes its runs or part).
   allow(coordinator, ['s3:GetObject'], [cache]);
+  // What it saw of each input object that spans cells (its version, CRC and the older versions
+  // it extends by appending), for the next job (shared/core/run/cache.ts, `lineages`).
+  allow(coordinator, ['s3:PutObject'], [bucket.arnForObjects('cache/objects/*')]);
   allow(
     coordinator,
     ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'],
@@ -208,6 +211,7 @@ export function acknowledgeFindings(
         ...inputs,
         ...objects('job.json', 'status.json', 'manifest.json', 'chunks/*', 'parts/*', 'shuffle/*'),
         bucket.arnForObjects('cache/*'),
+        bucket.arnForObjects('cache/objects/*'),
         versions(worker),
         versions(reducer),
       ],

@@ -14,9 +14,9 @@ export function countingStore(store: ObjectStore): {
 } {
   const requests = { get: 0, put: 0, list: 0 };
   const counted: ObjectStore = {
-    head: (bucket, key) => {
+    head: (bucket, key, options) => {
       requests.get += 1;
-      return store.head(bucket, key);
+      return store.head(bucket, key, options);
     },
     list: async (bucket, prefix) => {
       const objects = await store.list(bucket, prefix);

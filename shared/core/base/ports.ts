@@ -13,6 +13,11 @@ export interface ObjectInfo {
   etag: string;
   /** The version id when the bucket is versioned; absent on unversioned buckets and locally. */
   versionId?: string;
+  /**
+   * The object's full-object CRC-64/NVME (16 hex digits), when a HEAD asked for checksums and
+   * the store keeps one (S3 does for objects uploaded since 2025, unless another was chosen).
+   */
+  crc64?: string;
 }
 
 /** S3's minimum size of every multipart part but the last: the floor for {@link ObjectStore.compose}. */
@@ -42,8 +47,11 @@ export interface UploadOptions {
 
 /** The object store (S3). Errors: NotFoundError, PreconditionFailedError, DatasetChangedError. */
 export interface ObjectStore {
-  /** HEAD one object. Throws NotFoundError when it does not exist. */
-  head(bucket: string, key: string): Promise<ObjectInfo>;
+  /**
+   * HEAD one object. Throws NotFoundError when it does not exist. With `checksum`, its
+   * full-object CRC-64/NVME too, where there is one (S3's ChecksumMode).
+   */
+  head(bucket: string, key: string, options?: { checksum?: boolean }): Promise<ObjectInfo>;
   /** Every object under `prefix`, in key order, across all list pages. */
   list(bucket: string, prefix: string): Promise<ObjectInfo[]>;
   /**

@@ -164,6 +164,17 @@ export interface JobStatus {
   };
 }
 
+/**
+ * An older version of an object that the one a job reads extends by appending: its ETag,
+ * VersionId and size. A piece that ends within it is that version's piece (reuse:
+ * shared/core/run/cache.ts, pieceIdentity).
+ */
+export interface Version {
+  etag: string;
+  versionId?: string;
+  size: number;
+}
+
 /** One byte range `[start, end)` of one pinned input object, as a worker reads it. */
 export interface TaskSegment {
   /** The input object, pinned (ETag / VersionId) at planning. */
@@ -177,6 +188,8 @@ export interface TaskSegment {
    * planning. A segment that begins at byte 0 reads the header line itself.
    */
   header?: string[];
+  /** Reuse: older versions the object extends by appending (shared/core/run/cache.ts). */
+  lineage?: Version[];
 }
 
 /** What a worker needs to process one chunk: references, never records. */
@@ -495,7 +508,8 @@ export interface Manifest {
   taskPerItem?: boolean;
   /** Parquet: the columns to read (all when absent). */
   columns?: string[];
-  objects: (ObjectInfo & { gzip: boolean; header?: string[] })[];
+  /** The pinned inputs; with reuse, an appended object's older versions (`lineage`). */
+  objects: (ObjectInfo & { gzip: boolean; header?: string[]; lineage?: Version[] })[];
   chunks: ManifestChunk[];
   /** A keyed job: the buckets its map outputs are cut into, and its partitions if set. */
   keyed?: { buckets: number; partitions?: number; resultFormat?: 'jsonl' };

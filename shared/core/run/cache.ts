@@ -7,8 +7,15 @@
  * byte range). Entries are checked (size and SHA-256) before use: a truncated or edited entry is
  * a miss, and the piece is computed again.
  */
-import type { ObjectInfo } from '../base/ports.ts';
-import type { BadRecordSample } from '../model/documents.ts';
+
+import { readAll } from '../base/bytes.ts';
+import { crc64nvme } from '../base/crc64.ts';
+import { NotFoundError } from '../base/errors.ts';
+import { orderedMap } from '../base/parallel.ts';
+import type { ObjectInfo, ObjectStore } from '../base/ports.ts';
+import { cellBytes } from '../data/plan.ts';
+import type { BadRecordSample, Version } from '../model/documents.ts';
+import { readJson, writeJson } from '../model/status.ts';
 
 /** Where entries live in the job bucket (a lifecycle rule expires them: CDK prop `cacheExpiration`). */
 export const CACHE_PREFIX = 'cache/';
@@ -119,4 +126,100 @@ export async function decodeEntry(bytes: Uint8Array): Promise<PieceResult | unde
   } catch {
     return undefined;
   }
+}
+
+/** The most older versions an object's lineage keeps: the oldest are let go. */
+export const MAX_LINEAGE = 32;
+
+/**
+ * Whose piece `[start, end)` of `object` is: the oldest version in `lineage` (oldest first) that
+ * holds all of it, else the object itself. Appending moves no cell before the last, so a piece
+ * that ends within an older version is the very piece that version had.
+ */
+export function pieceIdentity(
+  object: ObjectInfo,
+  lineage: readonly Version[] | undefined,
+  end: number,
+): ObjectInfo {
+  const older = lineage?.find((v) => end <= v.size);
+  if (older === undefined) return object;
+  const { versionId: _, ...rest } = object;
+  return older.versionId === undefined
+    ? { ...rest, etag: older.etag, size: older.size }
+    : { ...rest, etag: older.etag, versionId: older.versionId, size: older.size };
+}
+
+/** What cache/objects/ keeps of an object: the version last seen, its CRC and its lineage. */
+interface ObjectRecord extends Version {
+  crc64: string;
+  lineage: Version[];
+}
+
+/** Where an object's record lives: a hash of its bucket and key. */
+async function recordKey(object: { bucket: string; key: string }): Promise<string> {
+  const hash = await sha256(encoder.encode(JSON.stringify([object.bucket, object.key])));
+  return `${CACHE_PREFIX}objects/${hash.slice(0, 40)}.json`;
+}
+
+/**
+ * The lineage of each object that has more than one cell (undefined for the others): the older
+ * versions that it extends by appending, proven by its full-object CRC-64/NVME, which must be
+ * the CRC of the version seen last (cache/objects/) carried on over the appended bytes alone.
+ * The appended bytes are read; nothing else is. The older version must end with a newline (so
+ * that no record of it changes) and have cells of the same size. Each object's record is
+ * updated for the next job. An object without a full-object checksum has no lineage.
+ */
+export async function lineages(
+  objects: readonly ObjectInfo[],
+  deps: { store: ObjectStore; bucket: string },
+): Promise<(Version[] | undefined)[]> {
+  const out: (Version[] | undefined)[] = [];
+  for await (const lineage of orderedMap(objects.length, 16, async (i) => {
+    const object = objects[i] as ObjectInfo;
+    if (object.size <= cellBytes(object.size)) return undefined;
+    const now = await deps.store.head(object.bucket, object.key, { checksum: true });
+    if (now.etag !== object.etag || now.crc64 === undefined) return undefined;
+    const key = await recordKey(object);
+    const seen = await readJson<ObjectRecord>(deps.store, deps.bucket, key)
+      .then((r) => r.value)
+      .catch((error: unknown) => {
+        if (error instanceof NotFoundError) return undefined;
+        throw error;
+      });
+    if (seen?.etag === object.etag) return seen.lineage.length > 0 ? seen.lineage : undefined;
+    const lineage =
+      seen !== undefined && (await appended(object, now.crc64, seen, deps.store))
+        ? [...seen.lineage, versionOf(seen)].slice(-MAX_LINEAGE)
+        : [];
+    const record: ObjectRecord = { ...versionOf(object), crc64: now.crc64, lineage };
+    await writeJson(deps.store, deps.bucket, key, record);
+    return lineage.length > 0 ? lineage : undefined;
+  })) {
+    out.push(lineage);
+  }
+  return out;
+}
+
+function versionOf(v: Version): Version {
+  return v.versionId === undefined
+    ? { etag: v.etag, size: v.size }
+    : { etag: v.etag, versionId: v.versionId, size: v.size };
+}
+
+/** True when `object` (whose CRC is `crc64`) is `seen` with bytes appended, and `seen` ends a line. */
+async function appended(
+  object: ObjectInfo,
+  crc64: string,
+  seen: ObjectRecord,
+  store: ObjectStore,
+): Promise<boolean> {
+  if (
+    seen.size === 0 ||
+    object.size < seen.size ||
+    cellBytes(object.size) !== cellBytes(seen.size)
+  ) {
+    return false;
+  }
+  const tail = await readAll(store.readRange(object, seen.size - 1, object.size));
+  return tail[0] === 10 && crc64nvme(tail.subarray(1), seen.crc64) === crc64;
 }

@@ -30,7 +30,7 @@ import {
 import type { AnyJob } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
-import { pieceKey } from './cache.ts';
+import { pieceIdentity, pieceKey } from './cache.ts';
 import {
   type Billing,
   type EngineDeps,
@@ -129,7 +129,9 @@ async function cacheHits(manifest: Manifest, deps: MapStageDeps): Promise<string
     manifest.chunks.map(async (chunk) => {
       const keys = chunkSegments(chunk, manifest.objects).flatMap((s) => {
         const object = manifest.objects[s.object]!;
-        return segmentPieces(s, object).map((p) => pieceKey(prefix, object, p.start, p.end));
+        return segmentPieces(s, object).map((p) =>
+          pieceKey(prefix, pieceIdentity(object, object.lineage, p.end), p.start, p.end),
+        );
       });
       return (await Promise.all(keys)).map((key) => (present.has(key) ? '1' : '0')).join('');
     }),
@@ -239,7 +241,7 @@ export function mapTasks(
     prepare(index) {
       const segments: TaskSegment[] = chunkSegments(manifest.chunks[index]!, manifest.objects).map(
         (s) => {
-          const { gzip, header } = manifest.objects[s.object]!;
+          const { gzip, header, lineage } = manifest.objects[s.object]!;
           const segment: TaskSegment = {
             object: pinned[s.object]!,
             start: s.start,
@@ -247,6 +249,7 @@ export function mapTasks(
             gzip,
           };
           if (header !== undefined && s.start > 0) segment.header = header;
+          if (lineage !== undefined && manifest.cache !== undefined) segment.lineage = lineage;
           return segment;
         },
       );

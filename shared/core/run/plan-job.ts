@@ -14,11 +14,13 @@ import type { JobRequest, Manifest } from '../model/documents.ts';
 import { type AnyJob, findJob, parseParams } from '../model/job.ts';
 import { parseInputUri } from '../model/keys.ts';
 import { bucketCount } from '../shuffle/partitions.ts';
-import { cachePrefix } from './cache.ts';
+import { cachePrefix, lineages } from './cache.ts';
 
 /** What planning needs. */
 export interface PlanDeps {
   store: ObjectStore;
+  /** The bucket that holds jobs/ and cache/. */
+  bucket: string;
   jobs: ReadonlyMap<string, AnyJob>;
   /**
    * Where each row group of a whole Parquet file begins (shared/adapters/parquet.ts), to deal a
@@ -100,6 +102,8 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
       : { size: o.size, gzip: o.gzip, recordStarts: recordStartsOf };
   });
   const chunks = planChunks(planObjects, options);
+  // Reuse: an object that grew by appending keeps the pieces of its older versions.
+  const lineage = cache !== undefined && format !== 'parquet' ? await lineages(pinned, deps) : [];
   const headers = new Map<number, string[]>();
   if (format === 'csv') {
     const entered = [...new Set(chunks.filter((c) => c.start > 0).map((c) => c.object))];
@@ -128,7 +132,12 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
     ...(recordSplit && chunks.length === itemCount(planObjects) && { taskPerItem: true }),
     objects: pinned.map((o, i) => {
       const header = headers.get(i);
-      return header === undefined ? o : { ...o, header };
+      const older = lineage[i];
+      return {
+        ...o,
+        ...(header !== undefined && { header }),
+        ...(older !== undefined && { lineage: older }),
+      };
     }),
     chunks: chunks.map((c) => ({ ...c, attempts: 0 })),
     ...(job.key !== undefined && {

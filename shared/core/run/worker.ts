@@ -39,7 +39,7 @@ import { checkKey } from '../shuffle/hash.ts';
 import { checkOrderKey, encodeSorted, type OrderKey, type OrderKind } from '../shuffle/order.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
 import { encodeRuns } from '../shuffle/runs.ts';
-import { decodeEntry, encodeEntry, type PieceResult, pieceKey } from './cache.ts';
+import { decodeEntry, encodeEntry, type PieceResult, pieceIdentity, pieceKey } from './cache.ts';
 import { readHeader } from './plan-job.ts';
 import { putRunObject, type SortBuffer, type Spill, writeSorted } from './sort-chunk.ts';
 
@@ -703,7 +703,12 @@ class PieceBook {
     this.bySegment = task.segments.map((segment) =>
       segmentPieces(segment, { size: segment.object.size, gzip: segment.gzip }).map((p) => ({
         ...p,
-        key: pieceKey(cache.prefix, segment.object, p.start, p.end),
+        key: pieceKey(
+          cache.prefix,
+          pieceIdentity(segment.object, segment.lineage, p.end),
+          p.start,
+          p.end,
+        ),
         hit: cache.hits[n++] === '1',
       })),
     );
