@@ -4,18 +4,22 @@
  * whose coordinator crashes on every attempt ends FAILED, naming why, after the bounded resumes.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobStatus } from '#core/model/documents.ts';
+import { collect, fanout } from '../fixtures/cli.ts';
 import {
   bin,
   type DevProcess,
+  jobStatus,
   root,
   startDev,
   untilStatus as until,
 } from '../fixtures/dev-process.ts';
+import { until as waitFor } from '../fixtures/until.ts';
 
 let dir: string;
 const running: DevProcess[] = [];
@@ -83,6 +87,37 @@ describe('a crashed fanout dev', () => {
       { cwd: root },
     );
     expect(result.trim()).toBe(stdout.trim());
+    await second.stop();
+  });
+
+  it('loses nothing of a stream it was killed in the middle of: --follow from the start, after a restart, gives every line once', async () => {
+    const data = join(dir, 'killed-stream');
+    const env = { FANOUT_STALE_AFTER_SECONDS: '2' };
+    const first = await startDev(data, [], env);
+    running.push(first);
+    const jobId = await submit(first, { year: 2020, sleepMs: 800 });
+    const watching = collect(['result', jobId, '--follow', '--api', first.api]);
+    // Killed once the stream has shown some lines, and before the job ended.
+    await waitFor(() => watching.out().length > 0, 30_000);
+    await first.kill();
+    const killedAt = JSON.parse(
+      await readFile(join(data, 'fanout-local/jobs', jobId, 'status.json._S3rver_object'), 'utf8'),
+    ) as JobStatus;
+    expect(killedAt.chunks.succeeded).toBeLessThan(12);
+    // The stream broke with the server; what it had shown was final, in order.
+    await watching.exit;
+    const shown = watching.out();
+
+    const second = await startDev(data, [], env);
+    running.push(second);
+    const follow = await fanout('result', jobId, '--follow', '--api', second.api);
+    expect(follow.code, follow.stderr).toBe(0);
+    const input = join(dir, 'people-stream.jsonl');
+    await writeFile(input, people);
+    const single = await fanout('run', 'scientists', input, '--params', '{"year":2020}');
+    expect(follow.stdout).toBe(single.stdout);
+    expect(single.stdout.startsWith(shown)).toBe(true);
+    expect(await jobStatus(second.api, jobId)).toMatchObject({ status: 'SUCCEEDED', resumes: 1 });
     await second.stop();
   });
 

@@ -4,12 +4,11 @@
  * --follow`. A job whose last (or first) chunk waits for a gate file shows the other chunks'
  * lines while it still runs, deterministically: nothing here depends on timing but the waits.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bin, fanout, root } from '../fixtures/cli.ts';
+import { collect, fanout } from '../fixtures/cli.ts';
 import { type DevProcess, putDataset, startDev, untilStatus } from '../fixtures/dev-process.ts';
 import { until } from '../fixtures/until.ts';
 
@@ -64,22 +63,6 @@ async function input(name: string, waits: (i: number) => boolean): Promise<strin
   );
   await writeFile(file, `${lines.join('\n')}\n`);
   return file;
-}
-
-/** A child process whose stdout is collected as it comes. */
-function collect(args: string[]): {
-  child: ChildProcess;
-  out: () => string;
-  exit: Promise<number>;
-} {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: 'pipe' });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', () => undefined);
-  const exit = new Promise<number>((r) => child.once('exit', (code) => r(code ?? 1)));
-  return { child, out: () => out, exit };
 }
 
 const lines = (text: string) => text.split('\n').filter((l) => l !== '');
