@@ -3,7 +3,8 @@
  * 50 records each, end to end and in job time, against Python's multiprocessing.Pool.map with one
  * task per file, in the same run; then what one chunk costs in requests (S3 requests by kind and
  * Lambda invocations, counted at the local servers) for these files and for one larger file cut
- * into byte ranges.
+ * into byte ranges; and reruns with a persistent --dir (reuse): unchanged, and after 20 files
+ * were rewritten and 20 added, each with its invocations and the share of bytes processed.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -43,18 +44,65 @@ async function smallFiles(): Promise<string> {
   return dir;
 }
 
-/** `fanout run by-field INPUT --json`, end to end: wall time, job time, chunks, result. */
-async function fanoutRun(input: string) {
+/**
+ * `fanout run by-field INPUT --json ...more`, end to end: wall time, job time, chunks, result,
+ * invocations (all functions'), and the input bytes read and mapped.
+ */
+async function fanoutRun(input: string, ...more: string[]) {
   const started = performance.now();
   const { stdout } = await exec(
     process.execPath,
-    [join(root, 'cli/bin.mjs'), 'run', 'by-field', input, '--json'],
+    [join(root, 'cli/bin.mjs'), 'run', 'by-field', input, '--json', ...more],
     { cwd: root, maxBuffer: 1 << 24 },
   );
   const wall = performance.now() - started;
   const lines = stdout.trim().split('\n');
-  const summary = JSON.parse(lines.at(-1)!) as { durationMs: number; chunks: number };
-  return { wall, job: summary.durationMs, chunks: summary.chunks, result: lines[0] ?? '' };
+  const summary = JSON.parse(lines.at(-1)!) as {
+    durationMs: number;
+    chunks: number;
+    bytes: number;
+    bytesProcessed?: number;
+    cost: { lambdaRequests: number };
+  };
+  return {
+    wall,
+    job: summary.durationMs,
+    chunks: summary.chunks,
+    result: lines[0] ?? '',
+    invocations: summary.cost.lambdaRequests,
+    processed: (summary.bytesProcessed ?? summary.bytes) / summary.bytes,
+  };
+}
+
+/**
+ * Reruns (issue 18): by-field on a copy of the files with a persistent --dir, kept from cold,
+ * rerun unchanged, then after 20 files rewritten and 20 added; each with its invocations.
+ */
+async function reruns(dir: string) {
+  const copy = join(dataDir, `small-rerun-${process.pid}`);
+  const s3 = join(dataDir, `small-rerun-s3-${process.pid}`);
+  await rm(copy, { recursive: true, force: true });
+  await exec('cp', ['-r', dir, copy]);
+  try {
+    const cold = await fanoutRun(copy, '--dir', s3);
+    const unchanged = await fanoutRun(copy, '--dir', s3);
+    const names = (await readdir(copy)).filter((f) => f.endsWith('.jsonl')).sort();
+    const random = prng(5);
+    for (let i = 0; i < 20; i++) {
+      const name = names[Math.floor((i * names.length) / 20)] as string;
+      await writeFile(join(copy, name), scientistLine(random).repeat(RECORDS_PER_FILE));
+      await writeFile(
+        join(copy, `zz-new-${i}.jsonl`),
+        scientistLine(random).repeat(RECORDS_PER_FILE),
+      );
+    }
+    const changed = await fanoutRun(copy, '--dir', s3);
+    const exact = await fanoutRun(copy, '--dir', s3, '--no-reuse');
+    return { cold, unchanged, changed, same: changed.result === exact.result };
+  } finally {
+    await rm(copy, { recursive: true, force: true });
+    await rm(s3, { recursive: true, force: true });
+  }
 }
 
 async function python(dir: string): Promise<{ seconds: number; result: unknown } | string> {
@@ -88,7 +136,14 @@ async function requestBudget(input: string, options: { chunks?: number } = {}) {
     const s3Before = runtime.s3.requests();
     const invokedBefore = invocations();
     const { jobId } = await submitJob(
-      { job: 'by-field', input: uri, concurrency: availableParallelism(), ...options },
+      // What one job costs when it keeps nothing for later ones (the reruns above do).
+      {
+        job: 'by-field',
+        input: uri,
+        concurrency: availableParallelism(),
+        reuse: false,
+        ...options,
+      },
       submitDeps(runtime),
     );
     // The coordinator's invocation ends when the job has: wait for the functions to go idle.
@@ -136,6 +191,7 @@ export async function run(): Promise<Report> {
   const expected = await byFieldSinglePass(files);
   const fan = await fanoutRun(dir);
   const py = await python(dir);
+  const again = await reruns(dir);
   const same = JSON.stringify(JSON.parse(fan.result)) === JSON.stringify(expected.result);
 
   const big = join(dataDir, 'scientists-250000.jsonl');
@@ -156,6 +212,19 @@ export async function run(): Promise<Report> {
         ? []
         : [['Python multiprocessing.Pool.map, a task per file', ms(py.seconds * 1000), FILES]]),
       [],
+      ['with --dir (reuse): wall ms / job ms', 'invocations', 'bytes processed'],
+      ...(
+        [
+          ['cold, keeping every piece', again.cold],
+          ['rerun, unchanged', again.unchanged],
+          ['rerun, 20 files rewritten and 20 added', again.changed],
+        ] as const
+      ).map(([what, r]) => [
+        `${what}: ${ms(r.wall)} / ${ms(r.job)}`,
+        r.invocations,
+        `${(r.processed * 100).toFixed(1)}%`,
+      ]),
+      [],
       ['requests per chunk (local servers)', 'S3 GET / PUT / HEAD / LIST', 'invocations'],
       ...budgets.map((b) => [
         `${b.name}: ${b.chunks} chunks, ${rate(b.objects)} objects, ${ms(b.chunkMs)} ms a chunk`,
@@ -175,6 +244,11 @@ export async function run(): Promise<Report> {
             'Python result matches': JSON.stringify(py.result) === JSON.stringify(expected.result),
           }),
       'fanout result matches': same,
+      'rerun unchanged: invocations (coordinator and reducer only: 2)': again.unchanged.invocations,
+      'rerun unchanged vs cold without reuse, wall': Number(
+        (again.unchanged.wall / fan.wall).toFixed(2),
+      ),
+      'rerun after changes matches --no-reuse': again.same,
     },
     notes: [
       'requests per chunk: everything one job sent to the local servers (submission, planning, status writes, the reducer; no client polling its status) divided by its chunks, so fixed costs are spread over them',

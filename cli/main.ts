@@ -81,10 +81,11 @@ Options:
                        docs/SHUFFLE.md)
   --result-format F    a keyed job's result: json (default: one object, keys in order) or
                        jsonl (a {"key","value"} line per key, in the same order)
-  --no-reuse           compute every chunk, and keep nothing for later jobs (by default a job
-                       takes each piece of its input, a whole object or a cell of 1 MiB and
-                       up, from what an earlier job made of the same bytes with the same code
-                       and params, and a chunk whose pieces all were made needs no worker;
+  --no-reuse           compute every chunk, and keep nothing for later jobs (by default, with
+                       --dir, a job takes each piece of its input, a whole object or a cell of
+                       1 MiB and up, from what an earlier job made of the same bytes with the
+                       same code and params, and a chunk whose pieces all were made needs no
+                       worker; without --dir nothing outlives the run, so nothing is kept;
                        docs/ARCHITECTURE.md, "Reuse")
   --json               end stdout with one JSON line: {"jobId","status","chunks","records",
                        "kept","bytes","bytesProcessed","reused","durationMs","output","cost"}

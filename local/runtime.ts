@@ -406,7 +406,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<LocalR
       }
       // New worker code has a new identity: no job reuses what the old code made (as a deploy
       // changes the coordinator's FANOUT_CODE_ID with the worker's code).
-      if (changed.includes('worker')) {
+      if (changed.includes('worker') && options.dir !== undefined) {
         lambda.updateCode(names.coordinator, bundles.coordinator!, codeEnv(bundles.worker!));
       }
       return changed;
@@ -517,7 +517,9 @@ function functionSpec(
     env: {
       ...fn.environment,
       ...localEnvironment(role, ctx),
-      ...(role === 'coordinator' && codeEnv(ctx.workerBundle)),
+      // Reuse only where the data outlives the runtime (--dir): without it nothing kept could
+      // ever be found again.
+      ...(role === 'coordinator' && ctx.options.dir !== undefined && codeEnv(ctx.workerBundle)),
       ...ctx.options.functionEnv?.[role],
     },
     timeoutSeconds,

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fanout } from '../fixtures/cli.ts';
+import { putDataset, startDev, untilStatus } from '../fixtures/dev-process.ts';
 
 let dir: string;
 let data: string;
@@ -118,6 +119,65 @@ describe('reuse over 2,000 small objects', () => {
     expect(repaired.result).toBe(exact.result);
     expect(repaired.summary.reused.segments).toBe(2018);
     expect(repaired.summary.bytesProcessed).toBeGreaterThan(0);
+  });
+});
+
+describe('reuse over a prefix on fanout dev', () => {
+  it('reruns 2,000 objects with no worker, then maps only the 40 that changed', async () => {
+    const dev = await startDev(join(dir, 'dev'));
+    try {
+      const fields = ['math', 'physics', 'chemistry'];
+      const names = Array.from({ length: 2000 }, (_, i) => `p-${String(i).padStart(4, '0')}.jsonl`);
+      for (let i = 0; i < names.length; i += 100) {
+        await Promise.all(
+          names
+            .slice(i, i + 100)
+            .map((n, k) => putDataset(dev, `reuse/${n}`, scientists(i + k, fields))),
+        );
+      }
+      const submit = async (more: Record<string, unknown> = {}) => {
+        const answer = await fetch(`${dev.api}/jobs`, {
+          method: 'POST',
+          body: JSON.stringify({
+            job: 'by-field',
+            input: 's3://fanout-local/datasets/reuse/',
+            ...more,
+          }),
+        });
+        expect(answer.status).toBe(202);
+        const { jobId } = (await answer.json()) as { jobId: string };
+        const ended = await untilStatus(
+          dev.api,
+          jobId,
+          (s) => s.status !== 'RUNNING' && s.status !== 'QUEUED',
+          60_000,
+        );
+        expect(ended.status).toBe('SUCCEEDED');
+        return {
+          status: ended,
+          result: await (await fetch(`${dev.api}/jobs/${jobId}/result`)).text(),
+        };
+      };
+      const cold = await submit();
+      expect(cold.status.bytesProcessed).toBe(cold.status.bytes);
+      const warm = await submit();
+      expect(warm.result).toBe(cold.result);
+      expect(warm.status).toMatchObject({
+        bytesProcessed: 0,
+        reused: { chunks: warm.status.chunks.total, segments: 2000 },
+      });
+      for (let i = 0; i < 20; i++) {
+        await putDataset(dev, `reuse/${names[i * 100]}`, scientists(9000 + i, ['new']));
+        await putDataset(dev, `reuse/q-${i}.jsonl`, scientists(8000 + i, fields));
+      }
+      const changed = await submit();
+      expect(changed.result).not.toBe(cold.result);
+      expect(changed.result).toBe((await submit({ reuse: false })).result);
+      expect(changed.status.reused?.segments).toBe(1980);
+      expect(changed.status.bytesProcessed).toBeLessThanOrEqual(0.05 * changed.status.bytes);
+    } finally {
+      await dev.stop();
+    }
   });
 });
 

@@ -472,7 +472,7 @@ class ChunkReader {
       } else await this.readPieces(pieces, i, fetched);
       i += 1;
     }
-    if (pieces !== undefined) this.pieces?.restore(this);
+    pieces?.restore(this);
   }
 
   /** Bytes `[start, end)` of the segment, by its format's reader. */
@@ -519,7 +519,7 @@ class ChunkReader {
         continue;
       }
       await scan();
-      this.takeEntry(book, entry);
+      await this.takeEntry(book, entry);
     }
     await scan();
   }
