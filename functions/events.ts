@@ -126,12 +126,20 @@ export const chunkTaskSchema: z.ZodMiniType<ChunkTask> = z.object({
     .check(z.minLength(1), z.maxLength(MAX_OBJECTS_PER_CHUNK)),
   dispatchedAt: z.optional(nonNegativeNumber),
   buckets: z.optional(z.int().check(z.minimum(1), z.maximum(MAX_PARTITIONS))),
-  // Reuse: the job's entry prefix, and a 1 or 0 per piece (shared/core/run/cache.ts).
-  // `onlyCached` is the coordinator's own (a chunk it runs itself): never a worker's.
+  // Reuse: the job's cache prefix, the packs, and where each piece's entry lies or 0
+  // (shared/core/run/cache.ts). `onlyCached` is the coordinator's own (a chunk it runs
+  // itself): never a worker's.
   cache: z.optional(
     z.object({
       prefix: z.string().check(z.regex(/^cache\/[0-9a-f]{32}\/$/)),
-      hits: z.string().check(z.regex(/^[01]*$/)),
+      packs: z.array(
+        z.object({
+          key: z.string().check(z.regex(/^cache\/[0-9a-f]{32}\/packs\//)),
+          etag: z.string().check(z.minLength(1)),
+          size: nonNegative,
+        }),
+      ),
+      at: z.array(z.union([z.literal(0), z.tuple([nonNegative, nonNegative, nonNegative])])),
     }),
   ),
 });

@@ -390,6 +390,7 @@ describe('FanoutStack', () => {
     const writes = statements.filter((s) => actionsOf([s]).includes('s3:PutObject'));
     // The outcome (and runs or part) of a chunk it makes from the cache, with no worker.
     expect(writes.flatMap(resources).sort()).toEqual([
+      '/cache/*/index/*',
       '/cache/objects/*',
       '/jobs/*/chunks/*',
       '/jobs/*/manifest.json',

@@ -2,8 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type ObjectInfo, systemClock } from '#core/base/ports.ts';
 import { MiB } from '#core/data/plan.ts';
-import type { ChunkOutcome, ChunkTask } from '#core/model/documents.ts';
-import { cachePrefix, decodeEntry, encodeEntry, pieceKey } from '#core/run/cache.ts';
+import type { ChunkOutcome, ChunkTask, Kept } from '#core/model/documents.ts';
+import { cachePrefix, decodeEntry, encodeEntry, pieceId } from '#core/run/cache.ts';
 import { CacheMissError, runChunk } from '#core/run/worker.ts';
 import { jobs } from '#jobs/index.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
@@ -61,14 +61,15 @@ describe('cache entries', () => {
       expect(await cachePrefix({ ...identity, ...change })).not.toBe(base);
     }
     const object: ObjectInfo = { bucket: 'b', key: 'k', size: 10, etag: '"e1"' };
-    const key = await pieceKey(base, object, 0, 5);
-    expect(key.startsWith(base)).toBe(true);
-    expect(await pieceKey(base, object, 0, 5)).toBe(key);
+    const key = await pieceId(object, 0, 5);
+    expect(key).toMatch(/^[0-9a-f]{40}$/);
+    expect(await pieceId(object, 0, 5)).toBe(key);
     for (const other of [
-      pieceKey(base, { ...object, etag: '"e2"' }, 0, 5),
-      pieceKey(base, { ...object, versionId: 'v' }, 0, 5),
-      pieceKey(base, { ...object, key: 'k2' }, 0, 5),
-      pieceKey(base, object, 0, 6),
+      pieceId({ ...object, etag: '"e2"' }, 0, 5),
+      pieceId({ ...object, versionId: 'v' }, 0, 5),
+      pieceId({ ...object, key: 'k2' }, 0, 5),
+      pieceId({ ...object, bucket: 'c' }, 0, 5),
+      pieceId(object, 0, 6),
     ]) {
       expect(await other).not.toBe(key);
     }
@@ -115,8 +116,11 @@ async function setup(text: string, job: string) {
     },
   };
   let index = 0;
-  /** A chunk of the whole object, as a new job (its own index) would send it. */
-  const task = (hits?: string): ChunkTask => ({
+  /**
+   * A chunk of the whole object, as a new job (its own index) would send it: with reuse on
+   * (`kept`: the pieces an earlier attempt kept, as the coordinator's index places them).
+   */
+  const task = (kept?: Kept | null): ChunkTask => ({
     jobId: 'cachetest0000001',
     job,
     params: job === 'by-field' ? { year: 2017 } : {},
@@ -127,12 +131,17 @@ async function setup(text: string, job: string) {
     attempt: 1,
     segments: [{ object, start: 0, end: object.size, gzip: false }],
     ...(job === 'by-field' && { buckets: 4 }),
-    ...(hits !== undefined && { cache: { prefix, hits } }),
+    ...(kept !== undefined && {
+      cache: {
+        prefix,
+        packs: kept === null ? [] : [kept.pack],
+        at: kept === null ? [] : kept.pieces.map(([, offset, length]) => [0, offset, length]),
+      },
+    }),
   });
   const outcome = (t: ChunkTask) =>
     JSON.parse(store.text(BUCKET, `jobs/${t.jobId}/chunks/${t.index}.json`)) as ChunkOutcome;
-  const entries = () => [...store.objects.keys()].filter((k) => k.includes(`/${prefix}`));
-  return { store, deps, task, outcome, entries, object, prefix };
+  return { store, deps, task, outcome, object };
 }
 
 /** What a chunk made, whatever it reused: its counts and its output (runs or text, not keys). */
@@ -152,47 +161,63 @@ function made(outcome: ChunkOutcome, store: MemoryStore) {
 describe('a chunk with reuse', () => {
   for (const job of ['scientists', 'by-field']) {
     it(`${job}: keeps each piece, takes every piece back with nothing read, and recomputes only an unsound entry`, async () => {
-      const { store, deps, task, outcome, entries, object } = await setup(scientists(3 * MiB), job);
+      const { store, deps, task, outcome, object } = await setup(scientists(3 * MiB), job);
       const plain = task();
       await runChunk(plain, deps);
       const expected = made(outcome(plain), store);
 
-      const cold = task('');
+      const cold = task(null);
       const first = await runChunk(cold, deps);
       expect(first).toMatchObject({ bytesProcessed: object.size, reused: { segments: 0 } });
       expect(made(outcome(cold), store)).toEqual(expected);
-      const kept = entries();
-      expect(kept).toHaveLength(3);
+      // One pack of three entries, one per 1 MiB piece, in order.
+      const kept = first.kept as Kept;
+      expect(kept.pieces.map(([id]) => id)).toEqual(
+        await Promise.all([
+          pieceId(object, 0, MiB),
+          pieceId(object, MiB, 2 * MiB),
+          pieceId(object, 2 * MiB, object.size),
+        ]),
+      );
+      expect(outcome(cold).kept).toEqual(kept);
 
-      const warm = task('111');
+      const warm = task(kept);
       const second = await runChunk(warm, deps);
       expect(second).toMatchObject({ bytesProcessed: 0, bytesRead: 0, reused: { segments: 3 } });
+      expect(second.kept).toBeUndefined();
       expect(made(outcome(warm), store)).toEqual(expected);
 
-      // The middle piece's entry truncated: it is read again (and kept again), the rest reused.
-      const middle = await pieceKey(
-        (warm.cache as { prefix: string }).prefix,
-        object,
-        MiB,
-        2 * MiB,
-      );
-      const entry = () => store.objects.get(`${BUCKET}/${middle}`)?.body ?? new Uint8Array();
-      expect(await decodeEntry(entry())).toBeDefined();
-      await store.put(BUCKET, middle, entry().subarray(0, 100));
-      const repaired = task('111');
+      // A byte of the middle entry altered: that piece is read again (and kept in a new pack),
+      // the rest reused.
+      const packed = store.objects.get(`${BUCKET}/${kept.pack.key}`) as {
+        body: Uint8Array;
+        etag: string;
+      };
+      const [, offset, length] = kept.pieces[1] as [string, number, number];
+      const altered = packed.body.slice();
+      altered[offset + length - 2] = (altered[offset + length - 2] as number) ^ 1;
+      store.objects.set(`${BUCKET}/${kept.pack.key}`, { ...packed, body: altered });
+      const repaired = task(kept);
       const third = await runChunk(repaired, deps);
       expect(third).toMatchObject({ bytesProcessed: MiB, reused: { segments: 2 } });
       expect(made(outcome(repaired), store)).toEqual(expected);
-      expect(await decodeEntry(entry())).toBeDefined();
+      expect(third.kept?.pieces.map(([id]) => id)).toEqual([kept.pieces[1]?.[0]]);
     });
   }
 
   it('run by the coordinator (only from entries) stops at a piece without a sound entry', async () => {
-    const { deps, task, store, prefix, object } = await setup(scientists(2 * MiB), 'scientists');
-    await runChunk(task(''), deps);
-    const last = await pieceKey(prefix, object, MiB, object.size);
-    await store.delete(BUCKET, last);
-    const only = { ...task('11'), onlyCached: true };
+    const { deps, task, store } = await setup(scientists(2 * MiB), 'scientists');
+    const { kept } = await runChunk(task(null), deps);
+    // The last entry cut short.
+    const packed = store.objects.get(`${BUCKET}/${kept?.pack.key}`) as {
+      body: Uint8Array;
+      etag: string;
+    };
+    store.objects.set(`${BUCKET}/${kept?.pack.key}`, {
+      ...packed,
+      body: packed.body.subarray(0, packed.body.length - 3),
+    });
+    const only = { ...task(kept), onlyCached: true };
     await expect(runChunk(only, deps)).rejects.toBeInstanceOf(CacheMissError);
     expect(store.objects.has(`${BUCKET}/jobs/${only.jobId}/chunks/${only.index}.json`)).toBe(false);
   });

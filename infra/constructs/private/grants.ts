@@ -55,8 +55,8 @@ export function grantLeastPrivilege(
   allow(worker, ['s3:PutObject'], [jobs('partitions/*')]);
   allow(worker, ['s3:GetObject'], [jobs('shuffle/*'), jobs('partitions/*')]);
   listUnder(worker, ['jobs/*/shuffle/*', 'jobs/*/partitions/*']);
-  // Reuse (docs/ARCHITECTURE.md): a worker reads the entries of the pieces it was told were
-  // kept, and keeps each piece it reads; a missing entry must answer 404, not 403.
+  // Reuse (docs/ARCHITECTURE.md): a worker reads the packs its pieces were placed in, and
+  // keeps the pieces it reads in a pack of its own; a missing pack must answer 404, not 403.
   const cache = bucket.arnForObjects('cache/*');
   allow(worker, ['s3:GetObject', 's3:PutObject'], [cache]);
   listUnder(worker, ['cache/*']);
@@ -65,8 +65,13 @@ export function grantLeastPrivilege(
   // outcome that lost removes its runs or part).
   allow(coordinator, ['s3:GetObject'], [cache]);
   // What it saw of each input object that spans cells (its version, CRC and the older versions
-  // it extends by appending), for the next job (shared/core/run/cache.ts, `lineages`).
-  allow(coordinator, ['s3:PutObject'], [bucket.arnForObjects('cache/objects/*')]);
+  // it extends by appending), and the job's index of where each piece lies, for the next job
+  // (shared/core/run/cache.ts).
+  allow(
+    coordinator,
+    ['s3:PutObject'],
+    [bucket.arnForObjects('cache/objects/*'), bucket.arnForObjects('cache/*/index/*')],
+  );
   allow(
     coordinator,
     ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'],
@@ -212,6 +217,7 @@ export function acknowledgeFindings(
         ...objects('job.json', 'status.json', 'manifest.json', 'chunks/*', 'parts/*', 'shuffle/*'),
         bucket.arnForObjects('cache/*'),
         bucket.arnForObjects('cache/objects/*'),
+        bucket.arnForObjects('cache/*/index/*'),
         versions(worker),
         versions(reducer),
       ],

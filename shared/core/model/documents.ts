@@ -175,6 +175,19 @@ export interface Version {
   size: number;
 }
 
+/** Reuse: a pack, one chunk attempt's cache entries one after another (shared/core/run/cache.ts). */
+export interface Pack {
+  key: string;
+  etag: string;
+  size: number;
+}
+
+/** What a chunk attempt kept for reuse: its pack, and each piece's id, offset and length in it. */
+export interface Kept {
+  pack: Pack;
+  pieces: [id: string, offset: number, length: number][];
+}
+
 /** One byte range `[start, end)` of one pinned input object, as a worker reads it. */
 export interface TaskSegment {
   /** The input object, pinned (ETag / VersionId) at planning. */
@@ -214,10 +227,11 @@ export interface ChunkTask {
   /** A keyed job: the hash buckets its runs are cut into (docs/SHUFFLE.md). */
   buckets?: number;
   /**
-   * Reuse (shared/core/run/cache.ts): the job's entry prefix, and for each piece of the chunk
-   * (its segments cut on the grid, in order) `1` where the coordinator saw an entry, else `0`.
+   * Reuse (shared/core/run/cache.ts): the job's cache prefix, the packs this chunk's kept pieces
+   * lie in, and for each piece of the chunk (its segments cut on the grid, in order) where its
+   * entry lies ([pack, offset, length]), or 0 when the newest index has none.
    */
-  cache?: { prefix: string; hits: string };
+  cache?: { prefix: string; packs: Pack[]; at: ([number, number, number] | 0)[] };
   /**
    * Run by the coordinator itself, because every piece had an entry: a piece whose entry turns
    * out unusable ends the run with CacheMissError, and a worker runs the chunk instead.
@@ -436,6 +450,8 @@ export interface ChunkOutcome {
    * `chunk`, and when it did (ms since the epoch: the report draws it).
    */
   reused?: { segments: number; chunk?: boolean; startedAt?: number; endedAt?: number };
+  /** The pieces this attempt read and kept, and the pack they lie in. */
+  kept?: Kept;
   durationMs: number;
   output: ChunkOutput;
   /** When and where the attempt ran (absent when the worker was run outside a handler). */
@@ -445,7 +461,14 @@ export interface ChunkOutcome {
 /** What the worker returns to the coordinator (kept small: it travels in a Lambda payload). */
 export type ChunkSummary = Pick<
   ChunkOutcome,
-  'index' | 'recordsIn' | 'recordsOut' | 'bytesRead' | 'durationMs' | 'bytesProcessed' | 'reused'
+  | 'index'
+  | 'recordsIn'
+  | 'recordsOut'
+  | 'bytesRead'
+  | 'durationMs'
+  | 'bytesProcessed'
+  | 'reused'
+  | 'kept'
 > & {
   badRecords: number;
   /** Another attempt's outcome was written first: this one's result does not count. */

@@ -1,11 +1,13 @@
 /**
  * Content-addressed work (docs/ARCHITECTURE.md, "Reuse"): what a piece of the input (a cell of
  * its object's grid, shared/core/data/plan.ts) made, kept under `cache/` in the job bucket and
- * found again by a job that would make it the same way. An entry's address is a hash of
+ * found again by a job that would make it the same way. A piece's address is a hash of
  * everything its result depends on: the code (the worker bundle's identity), the job, its
- * params, how the input is decoded, and the exact bytes (bucket, key, pinned ETag and VersionId,
- * byte range). Entries are checked (size and SHA-256) before use: a truncated or edited entry is
- * a miss, and the piece is computed again.
+ * params, how the input is decoded (the job's prefix), and the exact bytes (bucket, key, pinned
+ * ETag and VersionId, byte range: the piece's id). A chunk attempt keeps the entries of the
+ * pieces it read in one pack object; each job writes an index of where every piece of its input
+ * lies, and the next job reads the newest index. Entries are checked (size and SHA-256) before
+ * use: a truncated or edited entry is a miss, and the piece is computed again.
  */
 
 import { readAll } from '../base/bytes.ts';
@@ -14,7 +16,7 @@ import { NotFoundError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
 import type { ObjectInfo, ObjectStore } from '../base/ports.ts';
 import { cellBytes } from '../data/plan.ts';
-import type { BadRecordSample, Version } from '../model/documents.ts';
+import type { BadRecordSample, Pack, Version } from '../model/documents.ts';
 import { readJson, writeJson } from '../model/status.ts';
 
 /** Where entries live in the job bucket (a lifecycle rule expires them: CDK prop `cacheExpiration`). */
@@ -73,16 +75,64 @@ export async function cachePrefix(identity: JobIdentity): Promise<string> {
   return `${CACHE_PREFIX}${hash.slice(0, 32)}/`;
 }
 
-/** The key of a piece's entry: the job's prefix and a hash of the exact bytes it covers. */
-export async function pieceKey(
-  prefix: string,
-  object: ObjectInfo,
-  start: number,
-  end: number,
-): Promise<string> {
+/** A piece's id: a hash of the exact bytes it covers (bucket, key, ETag, VersionId, range). */
+export async function pieceId(object: ObjectInfo, start: number, end: number): Promise<string> {
   const bytes = [object.bucket, object.key, object.etag, object.versionId ?? null, start, end];
-  const hash = await sha256(encoder.encode(JSON.stringify(bytes)));
-  return `${prefix}${hash.slice(0, 40)}`;
+  return (await sha256(encoder.encode(JSON.stringify(bytes)))).slice(0, 40);
+}
+
+/** Where a piece's entry lies: its pack, and its offset and length in it. */
+export type Place = { pack: Pack; offset: number; length: number };
+
+/** A pack's key: the job's prefix, then the job, chunk and attempt that wrote it. */
+export const packKey = (prefix: string, jobId: string, chunk: number, attempt: number) =>
+  `${prefix}packs/${jobId}.${chunk}.${attempt}`;
+
+/** jobs' indexes: where every piece of a job's input lay when it ended. */
+interface IndexDocument {
+  packs: Pack[];
+  /** Piece id → [pack (in `packs`), offset, length]. */
+  pieces: Record<string, [number, number, number]>;
+}
+
+/**
+ * The newest index under the job's prefix (job ids count down, so the first listed is the
+ * newest): each piece id and where its entry lies. Empty when there is none.
+ */
+export async function readIndex(
+  prefix: string,
+  deps: { store: ObjectStore; bucket: string },
+): Promise<Map<string, Place>> {
+  const [newest] = await deps.store.list(deps.bucket, `${prefix}index/`);
+  const places = new Map<string, Place>();
+  if (newest === undefined) return places;
+  const { value } = await readJson<IndexDocument>(deps.store, deps.bucket, newest.key);
+  for (const [id, [pack, offset, length]] of Object.entries(value.pieces)) {
+    const p = value.packs[pack];
+    if (p !== undefined) places.set(id, { pack: p, offset, length });
+  }
+  return places;
+}
+
+/** Writes a job's index: where each piece of its input lies (`places`, by piece id). */
+export async function writeIndex(
+  prefix: string,
+  jobId: string,
+  places: ReadonlyMap<string, Place>,
+  deps: { store: ObjectStore; bucket: string },
+): Promise<void> {
+  const packs: Pack[] = [];
+  const numbers = new Map<string, number>();
+  const pieces: IndexDocument['pieces'] = {};
+  for (const [id, { pack, offset, length }] of places) {
+    let n = numbers.get(pack.key);
+    if (n === undefined) {
+      n = packs.push(pack) - 1;
+      numbers.set(pack.key, n);
+    }
+    pieces[id] = [n, offset, length];
+  }
+  await writeJson(deps.store, deps.bucket, `${prefix}index/${jobId}.json`, { packs, pieces });
 }
 
 /**

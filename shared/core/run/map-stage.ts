@@ -23,14 +23,16 @@ import {
   chunkPlace,
   describePlace,
   type JobRequest,
+  type Kept,
   type Manifest,
   type ManifestChunk,
+  type Pack,
   type TaskSegment,
 } from '../model/documents.ts';
 import type { AnyJob } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
-import { pieceIdentity, pieceKey } from './cache.ts';
+import { type Place, pieceId, pieceIdentity, readIndex, writeIndex } from './cache.ts';
 import {
   type Billing,
   type EngineDeps,
@@ -114,28 +116,75 @@ export async function runMapStage(
   run: { epoch: number; fresh: boolean; billing: Billing },
   deps: MapStageDeps,
 ): Promise<RunEnd> {
-  const hits = manifest.cache === undefined ? undefined : await cacheHits(manifest, deps);
-  return runTasks(mapTasks(manifest, deps, hits), engineDeps(manifest, request, run, deps));
+  const reuse = manifest.cache === undefined ? undefined : await reuseOf(manifest, deps);
+  const end = await runTasks(
+    mapTasks(manifest, deps, reuse),
+    engineDeps(manifest, request, run, deps),
+  );
+  if (reuse !== undefined && end.reason === 'done') await reuse.writeIndex();
+  return end;
 }
 
 /**
- * Reuse: for each chunk of the plan, which of its pieces have an entry in the cache (`1`) and
- * which not (`0`), in order, from one listing of the job's entries.
+ * Reuse in the map stage: where each piece of each chunk has its entry (from the newest index
+ * under the job's prefix), what the chunks of this job keep, and, once they are all done, this
+ * job's own index: each piece of its input, where its entry lies now.
  */
-async function cacheHits(manifest: Manifest, deps: MapStageDeps): Promise<string[]> {
+export interface StageReuse {
+  /** Chunk `index`'s packs and piece places, for its task. */
+  placesOf(index: number): NonNullable<ChunkTask['cache']>;
+  /** A chunk's winning attempt kept these pieces. */
+  kept(kept: Kept | undefined): void;
+  writeIndex(): Promise<void>;
+}
+
+async function reuseOf(manifest: Manifest, deps: MapStageDeps): Promise<StageReuse> {
   const prefix = (manifest.cache as NonNullable<Manifest['cache']>).prefix;
-  const present = new Set((await deps.store.list(deps.bucket, prefix)).map((o) => o.key));
-  return Promise.all(
-    manifest.chunks.map(async (chunk) => {
-      const keys = chunkSegments(chunk, manifest.objects).flatMap((s) => {
-        const object = manifest.objects[s.object]!;
-        return segmentPieces(s, object).map((p) =>
-          pieceKey(prefix, pieceIdentity(object, object.lineage, p.end), p.start, p.end),
-        );
-      });
-      return (await Promise.all(keys)).map((key) => (present.has(key) ? '1' : '0')).join('');
-    }),
+  const known = await readIndex(prefix, deps);
+  // Each planned chunk's piece ids, in order (a split chunk's parts have pieces of their own,
+  // found in no index: they are read, and kept).
+  const ids = await Promise.all(
+    manifest.chunks.map((chunk) =>
+      Promise.all(
+        chunkSegments(chunk, manifest.objects).flatMap((s) => {
+          const object = manifest.objects[s.object]!;
+          return segmentPieces(s, object).map((p) =>
+            pieceId(pieceIdentity(object, object.lineage, p.end), p.start, p.end),
+          );
+        }),
+      ),
+    ),
   );
+  const kept = new Map<string, Place>();
+  return {
+    placesOf(index) {
+      const packs: Pack[] = [];
+      const at = (ids[index] ?? []).map((id): [number, number, number] | 0 => {
+        const place = known.get(id);
+        if (place === undefined) return 0;
+        let n = packs.findIndex((p) => p.key === place.pack.key);
+        if (n < 0) n = packs.push(place.pack) - 1;
+        return [n, place.offset, place.length];
+      });
+      return { prefix, packs, at };
+    },
+    kept(k) {
+      for (const [id, offset, length] of k?.pieces ?? [])
+        kept.set(id, { pack: k!.pack, offset, length });
+    },
+    writeIndex() {
+      const places = new Map<string, Place>();
+      for (const chunk of ids) {
+        for (const id of chunk) {
+          const place = kept.get(id) ?? known.get(id);
+          if (place !== undefined) places.set(id, place);
+        }
+      }
+      // A split chunk's parts' pieces too.
+      for (const [id, place] of kept) places.set(id, place);
+      return writeIndex(prefix, manifest.jobId, places, deps);
+    },
+  };
 }
 
 /** The engine's settings for a stage of the job: the map chunks', and a keyed job's partitions'. */
@@ -224,7 +273,7 @@ function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]
 export function mapTasks(
   manifest: Manifest,
   deps: MapStageDeps,
-  hits?: readonly string[],
+  reuse?: StageReuse,
 ): TaskKind<ChunkTask, ChunkSummary> {
   const keys = jobKeys(manifest.jobId);
   // Each object's pinned identity, built once and shared by every task that reads it.
@@ -260,10 +309,7 @@ export function mapTasks(
         format: manifest.format,
         ...(manifest.columns !== undefined && { columns: manifest.columns }),
         ...(manifest.keyed !== undefined && { buckets: manifest.keyed.buckets }),
-        // A split chunk's parts were not listed: their pieces are read (and kept).
-        ...(manifest.cache !== undefined && {
-          cache: { prefix: manifest.cache.prefix, hits: hits?.[index] ?? '' },
-        }),
+        ...(reuse !== undefined && { cache: reuse.placesOf(index) }),
         onBadRecord: manifest.onBadRecord,
         bucket: deps.bucket,
         index,
@@ -273,6 +319,7 @@ export function mapTasks(
       });
     },
     recordsOf: (summary) => summary.recordsIn,
+    won: (_, summary) => reuse?.kept(summary.kept),
     reuseOf: (summary) => ({
       tasks: summary.reused?.chunk === true ? 1 : 0,
       pieces: summary.reused?.segments ?? 0,
@@ -293,7 +340,7 @@ export function mapTasks(
       ];
       let records = 0;
       let bytes = 0;
-      const reuse = { tasks: 0, pieces: 0, processed: 0 };
+      const tally = { tasks: 0, pieces: 0, processed: 0 };
       for await (const outcome of orderedMap(indexes.length, 16, (k) =>
         readJson<ChunkOutcome>(deps.store, deps.bucket, keys.outcome(indexes[k] as number)).then(
           (r) => r.value,
@@ -301,11 +348,13 @@ export function mapTasks(
       )) {
         records += outcome.recordsIn;
         bytes += outcome.bytes;
-        reuse.tasks += outcome.reused?.chunk === true ? 1 : 0;
-        reuse.pieces += outcome.reused?.segments ?? 0;
-        reuse.processed += outcome.bytesProcessed ?? outcome.bytes;
+        tally.tasks += outcome.reused?.chunk === true ? 1 : 0;
+        tally.pieces += outcome.reused?.segments ?? 0;
+        tally.processed += outcome.bytesProcessed ?? outcome.bytes;
+        // An earlier run's chunks kept pieces too: this job's index names them.
+        reuse?.kept(outcome.kept);
       }
-      return { indexes, records, bytes, reuse };
+      return { indexes, records, bytes, reuse: tally };
     },
     failure: (index, error) => chunkFailure(manifest, index, error),
     split: splitter(manifest, pinned, deps),
@@ -313,17 +362,17 @@ export function mapTasks(
 }
 
 /**
- * A chunk whose every piece the listing showed in the cache, made here from the entries with no
+ * A chunk whose every piece the newest index places, made here from the entries with no
  * worker: the worker's own code, told to read nothing but entries. Undefined when some piece
- * must be read after all (an entry gone or unsound since the listing): a worker runs the chunk.
+ * must be read after all (an entry gone or unsound since): a worker runs the chunk.
  */
 async function reuseChunk(task: ChunkTask, deps: MapStageDeps): Promise<ChunkSummary | undefined> {
-  const hits = task.cache?.hits;
+  const at = task.cache?.at;
   const pieces = task.segments.reduce(
     (n, s) => n + segmentPieces(s, { size: s.object.size, gzip: s.gzip }).length,
     0,
   );
-  if (hits === undefined || hits.length !== pieces || hits.includes('0')) return undefined;
+  if (at === undefined || at.length !== pieces || at.includes(0)) return undefined;
   try {
     return await runChunk(
       { ...task, onlyCached: true },

@@ -16,7 +16,7 @@ import {
   PreconditionFailedError,
 } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
-import { createBytePipe } from '../base/pipe.ts';
+import { type BytePipe, createBytePipe } from '../base/pipe.ts';
 import type { Clock, ObjectInfo, ObjectStore } from '../base/ports.ts';
 import { type ReadRange, scanOwnedText } from '../data/lines.ts';
 import { segmentBytes, segmentPieces } from '../data/plan.ts';
@@ -29,6 +29,8 @@ import {
   type ChunkTask,
   INLINE_OUTPUT_CHARS,
   type InvocationInfo,
+  type Kept,
+  type Pack,
   type TaskSegment,
 } from '../model/documents.ts';
 import type { AnyJob } from '../model/job.ts';
@@ -39,7 +41,14 @@ import { checkKey } from '../shuffle/hash.ts';
 import { checkOrderKey, encodeSorted, type OrderKey, type OrderKind } from '../shuffle/order.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
 import { encodeRuns } from '../shuffle/runs.ts';
-import { decodeEntry, encodeEntry, type PieceResult, pieceIdentity, pieceKey } from './cache.ts';
+import {
+  decodeEntry,
+  encodeEntry,
+  type PieceResult,
+  packKey,
+  pieceId,
+  pieceIdentity,
+} from './cache.ts';
 import { readHeader } from './plan-job.ts';
 import { putRunObject, type SortBuffer, type Spill, writeSorted } from './sort-chunk.ts';
 
@@ -144,6 +153,7 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     await reader.readSegments();
   } catch (error) {
     reader.output?.fail(error);
+    reader.pieces?.abandon(error);
     // A failed attempt leaves nothing on the sandbox's disk for the next one.
     await Promise.all(reader.sorted?.spilled.map((f) => f.file.remove()) ?? []);
     throw error;
@@ -156,9 +166,11 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
         : reader.output === undefined
           ? { kind: 'acc', value: reader.acc }
           : await reader.output.finish();
-  // Entries are kept before the outcome is written: a job that follows this one finds them.
-  await reader.pieces?.written();
+  // The pack is stored before the outcome is written: the index that names it is made from
+  // outcomes.
+  const kept = await reader.pieces?.written();
   const outcome = outcomeOf(task, deps, reader, result, Math.round(deps.clock.now() - started));
+  if (kept !== undefined) outcome.kept = kept;
   if (outcome.reused?.chunk === true) {
     outcome.reused = { ...outcome.reused, startedAt, endedAt: Date.parse(deps.clock.iso()) };
   }
@@ -171,6 +183,7 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     durationMs: outcome.durationMs,
     ...(outcome.bytesProcessed !== undefined && { bytesProcessed: outcome.bytesProcessed }),
     ...(outcome.reused !== undefined && { reused: outcome.reused }),
+    ...(kept !== undefined && { kept }),
   };
   // Create-only: when a backup and its original both finish, exactly one outcome (and so one
   // part) counts; the other attempt removes its own part and says it lost.
@@ -402,7 +415,14 @@ class ChunkReader {
 
   /** One owned line of a text format. */
   private readonly onLine = (line: string, offset: number): undefined | Promise<void> => {
-    this.route(offset);
+    const waiting = this.route(offset);
+    return waiting === undefined
+      ? this.onOwnedLine(line, offset)
+      : waiting.then(() => this.onOwnedLine(line, offset));
+  };
+
+  /** One owned line, once its piece is open. */
+  private readonly onOwnedLine = (line: string, offset: number): undefined | Promise<void> => {
     if (this.decode === undefined) {
       // A CSV object's first line is its header, not a record.
       this.decode = createRecordDecoder('csv', csvHeader(line));
@@ -447,29 +467,22 @@ class ChunkReader {
    */
   async readSegments(): Promise<void> {
     const { task, deps, pieces } = this;
-    type Fetched = { entry: PieceResult | undefined; bytes: Uint8Array | undefined };
     const ahead = orderedMap(task.segments.length, deps.parallelism ?? SEGMENT_PARALLELISM, (i) => {
       const s = task.segments[i] as TaskSegment;
-      const only = pieces?.bySegment[i]?.length === 1 ? pieces.bySegment[i]?.[0] : undefined;
-      if (only?.hit === true) {
-        return pieces!
-          .fetch(deps.store, only)
-          .then((entry): Fetched => ({ entry, bytes: undefined }));
-      }
+      // A piece placed in a pack is taken from there (and a whole object is one piece).
+      const placed = pieces?.bySegment[i]?.[0]?.place !== undefined;
       // Parquet is read by row group, through its own reader.
-      return fetchedAhead(s) && task.format !== 'parquet'
-        ? readAll(deps.store.readRange(s.object, 0, s.end)).then(
-            (bytes): Fetched => ({ entry: undefined, bytes }),
-          )
-        : Promise.resolve<Fetched>({ entry: undefined, bytes: undefined });
+      return fetchedAhead(s) && task.format !== 'parquet' && !placed
+        ? readAll(deps.store.readRange(s.object, 0, s.end))
+        : Promise.resolve(undefined);
     });
     let i = 0;
-    for await (const fetched of ahead) {
+    for await (const bytes of ahead) {
       this.segment = task.segments[i] as TaskSegment;
       if (pieces === undefined) {
         this.bytesProcessed += this.segment.end - this.segment.start;
-        await this.readRange(this.segment, fetched.bytes);
-      } else await this.readPieces(pieces, i, fetched);
+        await this.readRange(this.segment, bytes);
+      } else await this.readPieces(pieces, i, bytes);
       i += 1;
     }
     pieces?.restore(this);
@@ -488,7 +501,7 @@ class ChunkReader {
   private async readPieces(
     book: PieceBook,
     i: number,
-    fetched: { entry: PieceResult | undefined; bytes: Uint8Array | undefined },
+    fetched: Uint8Array | undefined,
   ): Promise<void> {
     const all = book.bySegment[i] as Piece[];
     let run: Piece[] = [];
@@ -499,21 +512,13 @@ class ChunkReader {
       const last = run[run.length - 1] as Piece;
       book.begin(this, run);
       this.bytesProcessed += last.end - first.start;
-      const whole = fetched.bytes !== undefined && run.length === all.length;
-      await this.readRange(
-        { start: first.start, end: last.end },
-        whole ? fetched.bytes : undefined,
-      );
+      const whole = fetched !== undefined && run.length === all.length;
+      await this.readRange({ start: first.start, end: last.end }, whole ? fetched : undefined);
       book.end(this);
       run = [];
     };
     for (const piece of all) {
-      // A segment of one piece had its entry fetched ahead.
-      const entry = !piece.hit
-        ? undefined
-        : all.length === 1
-          ? fetched.entry
-          : await book.fetch(this.deps.store, piece);
+      const entry = await book.fetch(this.deps.store, piece);
       if (entry === undefined) {
         run.push(piece);
         continue;
@@ -537,9 +542,12 @@ class ChunkReader {
     if (entry.text !== undefined && entry.text !== '') return this.output?.write(entry.text);
   }
 
-  /** Reuse: moves to the piece that holds `offset` (records arrive in offset order). */
-  private route(offset: number): void {
-    this.pieces?.route(this, offset);
+  /**
+   * Reuse: moves to the piece that holds `offset` (records arrive in offset order); a promise
+   * when the record must wait for the pack's upload.
+   */
+  private route(offset: number): undefined | Promise<void> {
+    return this.pieces?.route(this, offset);
   }
 
   /** The row groups that begin in `range` of the segment, through the Parquet reader. */
@@ -552,7 +560,7 @@ class ChunkReader {
       this.bytesRead += n;
     });
     for await (const { row, offset } of rows) {
-      this.route(offset);
+      await this.route(offset);
       // The row as JSON text only for a bad-record report: most rows never need it.
       const pending = this.mapRecord(row, () => JSON.stringify(row), offset);
       if (pending !== undefined) await pending;
@@ -662,12 +670,15 @@ export class CacheMissError extends FanoutError {
   }
 }
 
-/** One piece of a chunk (its segment cut on the grid), its entry's key, and whether one was seen. */
+/** One piece of a chunk (its segment cut on the grid), its id, and where its entry lies. */
 interface Piece {
   start: number;
   end: number;
-  key: Promise<string>;
-  hit: boolean;
+  id: Promise<string>;
+  /** Where the newest index places its entry: absent when it has none. */
+  place?: { pack: Pack; offset: number; length: number };
+  /** Its entry once fetched: undefined when missing or unsound. */
+  entry?: Promise<PieceResult | undefined>;
 }
 
 /** What the counts were when a piece began to be read: its own are the difference. */
@@ -678,9 +689,14 @@ interface Mark {
   samples: number;
 }
 
+/** Closed pieces whose entries may wait for the pack's upload before a record waits too. */
+const ENTRIES_IN_FLIGHT = 4;
+
 /**
- * Reuse in a worker: the chunk's pieces, the entries found and written, and the piece being read
- * (its own accumulator, keyed accumulators or output text, folded into the chunk's when it ends).
+ * Reuse in a worker: the chunk's pieces, their entries fetched (a run of pieces that lie one
+ * after another in one pack, in one ranged GET) and kept (every piece read, in one pack object,
+ * streamed), and the piece being read (its own accumulator, keyed accumulators or output text,
+ * folded into the chunk's when it ends).
  */
 class PieceBook {
   /** Pieces by segment, in order. */
@@ -693,36 +709,75 @@ class PieceBook {
   private readonly total: { acc?: unknown; keyed?: Map<string, unknown>; any: boolean } = {
     any: false,
   };
-  private readonly writes: Promise<void>[] = [];
+  private readonly all: Piece[];
+  /** The pack this attempt writes, once a piece was read; its entries' places. */
+  private pack: { key: string; pipe: BytePipe; upload: Promise<{ etag: string }> } | undefined;
+  private packed = 0;
+  private readonly kept: Kept['pieces'] = [];
+  private writing: Promise<void> = Promise.resolve();
+  private inFlight = 0;
+  private failed = false;
 
   constructor(
     private readonly task: ChunkTask,
-    cache: NonNullable<ChunkTask['cache']>,
+    private readonly cache: NonNullable<ChunkTask['cache']>,
   ) {
     let n = 0;
     this.bySegment = task.segments.map((segment) =>
-      segmentPieces(segment, { size: segment.object.size, gzip: segment.gzip }).map((p) => ({
-        ...p,
-        key: pieceKey(
-          cache.prefix,
-          pieceIdentity(segment.object, segment.lineage, p.end),
-          p.start,
-          p.end,
-        ),
-        hit: cache.hits[n++] === '1',
-      })),
+      segmentPieces(segment, { size: segment.object.size, gzip: segment.gzip }).map((p) => {
+        const at = cache.at[n++];
+        const pack = at === 0 || at === undefined ? undefined : cache.packs[at[0]];
+        return {
+          ...p,
+          id: pieceId(pieceIdentity(segment.object, segment.lineage, p.end), p.start, p.end),
+          ...(at !== 0 &&
+            at !== undefined &&
+            pack !== undefined && {
+              place: { pack, offset: at[1], length: at[2] },
+            }),
+        };
+      }),
     );
+    this.all = this.bySegment.flat();
   }
 
-  /** A piece's entry, when it is there and sound (a missing or altered one is a miss). */
-  async fetch(store: ObjectStore, piece: Piece): Promise<PieceResult | undefined> {
-    try {
-      const { body } = await store.getBytes(this.task.bucket, await piece.key);
-      return await decodeEntry(body);
-    } catch (error) {
-      if (error instanceof FanoutError && error.code === 'NOT_FOUND') return undefined;
-      throw error;
+  /**
+   * A piece's entry, when the index placed it and it is there and sound (a missing or altered
+   * one is a miss). Fetched with the pieces after it that lie right after it in the same pack.
+   */
+  fetch(store: ObjectStore, piece: Piece): Promise<PieceResult | undefined> {
+    if (piece.entry !== undefined) return piece.entry;
+    const place = piece.place;
+    if (place === undefined) return Promise.resolve(undefined);
+    const run = [piece];
+    for (let k = this.all.indexOf(piece) + 1; k < this.all.length; k++) {
+      const next = this.all[k] as Piece;
+      const last = (run[run.length - 1] as Piece).place as NonNullable<Piece['place']>;
+      if (
+        next.place === undefined ||
+        next.place.pack.key !== place.pack.key ||
+        next.place.offset !== last.offset + last.length
+      ) {
+        break;
+      }
+      run.push(next);
     }
+    const end = (run[run.length - 1] as Piece).place as NonNullable<Piece['place']>;
+    const pack = { bucket: this.task.bucket, ...place.pack };
+    // A pack gone (expired), replaced or unreadable costs its pieces a read, never the chunk:
+    // what is kept is only ever a shortcut.
+    const bytes = readAll(store.readRange(pack, place.offset, end.offset + end.length)).catch(
+      () => undefined,
+    );
+    let mine: Promise<PieceResult | undefined> = Promise.resolve(undefined);
+    for (const p of run) {
+      const at = (p.place?.offset ?? 0) - place.offset;
+      p.entry = bytes.then((b) =>
+        b === undefined ? undefined : decodeEntry(b.subarray(at, at + (p.place?.length ?? 0))),
+      );
+      if (p === piece) mine = p.entry;
+    }
+    return mine;
   }
 
   /** A run of pieces is about to be read: the first is open. */
@@ -731,10 +786,13 @@ class PieceBook {
     this.fresh(reader);
   }
 
-  /** Records arrive in offset order: close pieces until the one that holds `offset`. */
-  route(reader: ChunkReader, offset: number): void {
+  /**
+   * Records arrive in offset order: closes pieces until the one that holds `offset`. Returns a
+   * promise when the pack's upload has fallen behind: the next record waits for it.
+   */
+  route(reader: ChunkReader, offset: number): undefined | Promise<void> {
     const open = this.open;
-    if (open === undefined) return;
+    if (open === undefined) return undefined;
     while (open.at < open.run.length - 1 && offset >= (open.run[open.at] as Piece).end) {
       this.close(reader);
       open.at += 1;
@@ -742,6 +800,7 @@ class PieceBook {
       open.text = '';
       this.fresh(reader);
     }
+    return this.inFlight > ENTRIES_IN_FLIGHT ? this.writing : undefined;
   }
 
   /** The run was read to its end: its remaining pieces (some perhaps empty) are closed. */
@@ -785,9 +844,23 @@ class PieceBook {
     else if (this.total.any) reader.acc = this.total.acc;
   }
 
-  /** Every entry this chunk wrote is stored (a failed write only costs a later job the piece). */
-  async written(): Promise<void> {
-    await Promise.all(this.writes);
+  /**
+   * The pack, stored, and where each piece read lies in it; undefined when none was read or the
+   * pack could not be stored (a later job then reads those pieces again: keeping is best effort).
+   */
+  async written(): Promise<Kept | undefined> {
+    await this.writing;
+    const pack = this.pack;
+    if (pack === undefined) return undefined;
+    pack.pipe.close();
+    const stored = await pack.upload.catch(() => undefined);
+    if (stored === undefined || this.failed) return undefined;
+    return { pack: { key: pack.key, etag: stored.etag, size: this.packed }, pieces: this.kept };
+  }
+
+  /** The attempt failed: its pack's upload is abandoned. */
+  abandon(error: unknown): void {
+    this.pack?.pipe.fail(error);
   }
 
   /** A new piece's empty reduce in the reader. */
@@ -796,7 +869,7 @@ class PieceBook {
     else if (reader.job.reduce !== undefined) reader.acc = reader.job.reduce.init();
   }
 
-  /** The open piece is read: its entry is written, and its reduce folded into the chunk's. */
+  /** The open piece is read: its entry goes to the pack, and its reduce into the chunk's. */
   private close(reader: ChunkReader): void {
     const open = this.open as NonNullable<PieceBook['open']>;
     const piece = open.run[open.at] as Piece;
@@ -815,17 +888,35 @@ class PieceBook {
     // Encoded now (its JSON is made before encodeEntry first waits): a merge may change an
     // accumulator once it is folded.
     const bytes = encodeEntry(result);
-    const { store } = reader.deps;
-    const bucket = this.task.bucket;
-    this.writes.push(
-      Promise.all([piece.key, bytes])
-        .then(([key, body]) => store.put(bucket, key, body))
-        .then(
-          () => undefined,
-          () => undefined,
-        ),
-    );
+    this.inFlight += 1;
+    this.writing = this.writing
+      .then(async () => {
+        const [entry, id] = await Promise.all([bytes, piece.id]);
+        if (this.failed) return;
+        const pack = this.packOf(reader.deps.store);
+        this.kept.push([id, this.packed, entry.length]);
+        this.packed += entry.length;
+        await pack.pipe.write(entry);
+      })
+      .catch(() => {
+        this.failed = true;
+      })
+      .finally(() => {
+        this.inFlight -= 1;
+      });
     this.fold(reader.job, keyed ?? [], result.value);
+  }
+
+  /** The pack's streamed upload, begun with its first entry. */
+  private packOf(store: ObjectStore): NonNullable<PieceBook['pack']> {
+    if (this.pack === undefined) {
+      const key = packKey(this.cache.prefix, this.task.jobId, this.task.index, this.task.attempt);
+      const pipe = createBytePipe();
+      const upload = store.upload(this.task.bucket, key, pipe.readable);
+      upload.catch(() => undefined);
+      this.pack = { key, pipe, upload };
+    }
+    return this.pack;
   }
 }
 

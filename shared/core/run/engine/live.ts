@@ -75,6 +75,7 @@ export function complete<P extends AttemptPayload, R extends TaskResult>(
   const durationMs = Math.round(ctx.clock.now() - state.started);
   ctx.ledger.succeeded(index, durationMs);
   ctx.watch?.finished(durationMs, state.bytes);
+  ctx.kind.won?.(index, result);
   ctx.counts.records += ctx.kind.recordsOf(result);
   ctx.counts.bytes += state.bytes;
   const reuse = ctx.kind.reuseOf?.(result);

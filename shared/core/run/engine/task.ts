@@ -67,6 +67,8 @@ export interface TaskKind<P extends AttemptPayload, R extends TaskResult> {
   prepare(index: number): (attempt: number, dispatchedAt: number) => P;
   /** Records a winning result counts (a map chunk's records in). */
   recordsOf(result: R): number;
+  /** Told of each task's winning result (its own attempt's, a backup's, or a reused one). */
+  won?(index: number, result: R): void;
   /** What a winning result reused and processed; tasks of a kind without it reuse nothing. */
   reuseOf?(result: R): Reuse;
   /**
