@@ -123,6 +123,39 @@ describe('reuse over 2,000 small objects', () => {
   });
 });
 
+describe('a rerun after one bad object was fixed', () => {
+  it('reads only the chunk that failed: the job that failed kept what its other chunks read', async () => {
+    const data = join(dir, 'fixed');
+    const s3 = join(dir, 's3-fixed');
+    await mkdir(data);
+    const fields = ['math', 'physics'];
+    for (let i = 0; i < 40; i++) {
+      await writeFile(join(data, `f-${String(i).padStart(2, '0')}.jsonl`), scientists(i, fields));
+    }
+    const bad = join(data, 'f-39.jsonl');
+    await writeFile(bad, `${scientists(39, fields)}{"name": broken\n`);
+    const run = (...more: string[]) =>
+      fanout('run', 'by-field', data, '--dir', s3, '--json', '--concurrency', '2', ...more);
+    const failed = await run();
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/malformed record at byte \d+ of f-39.jsonl/);
+
+    await writeFile(bad, scientists(39, fields));
+    const fixed = await run();
+    expect(fixed.code, fixed.stderr).toBe(0);
+    const lines = fixed.stdout.trimEnd().split('\n');
+    const summary = JSON.parse(lines.pop() as string) as Run['summary'];
+    // Two chunks: the one without the bad object was kept when the job failed, and is taken
+    // from the cache now; only the other is read and mapped.
+    expect(summary.chunks).toBe(2);
+    expect(summary.reused.chunks).toBe(1);
+    expect(summary.bytesProcessed).toBeGreaterThan(0);
+    expect(summary.bytesProcessed).toBeLessThan(summary.bytes);
+    const exact = await run('--no-reuse');
+    expect(lines.join('\n')).toBe(exact.stdout.trimEnd().split('\n').slice(0, -1).join('\n'));
+  });
+});
+
 describe('reuse over a prefix on fanout dev', () => {
   it('reruns 2,000 objects with no worker, then maps only the 40 that changed', async () => {
     const dev = await startDev(join(dir, 'dev'));

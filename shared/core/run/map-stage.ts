@@ -121,7 +121,13 @@ export async function runMapStage(
     mapTasks(manifest, deps, reuse),
     engineDeps(manifest, request, run, deps),
   );
-  if (reuse !== undefined && end.reason === 'done') await reuse.writeIndex();
+  // The index is written whenever this run ends the stage, a failed or cancelled one too: the
+  // rerun after a bad object was fixed reads what the other chunks kept. A continuation (or a
+  // run taken over) leaves it to the run that ends the stage. Best effort: a job whose index
+  // could not be written only costs the next job its reuse.
+  if (reuse !== undefined && end.reason !== 'continue' && end.reason !== 'superseded') {
+    await reuse.writeIndex().catch(() => undefined);
+  }
   return end;
 }
 
