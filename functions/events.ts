@@ -163,6 +163,7 @@ export const partitionTaskSchema: z.ZodMiniType<PartitionTask> = z.object({
   dispatchedAt: z.optional(nonNegativeNumber),
   first: nonNegative,
   end: z.int().check(z.minimum(1), z.maximum(MAX_PARTITIONS)),
+  buckets: z.optional(z.int().check(z.minimum(1), z.maximum(MAX_PARTITIONS))),
   sources: z.array(
     z.object({
       key: z.string().check(z.minLength(1)),

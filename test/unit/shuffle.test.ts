@@ -477,7 +477,8 @@ describe('runPartition', () => {
       const { etag } = await store.put('b', key, runs.bytes);
       sources.push({ key, etag, size: runs.bytes.length, offsets: runs.offsets });
     }
-    const task = (first: number, end: number, attempt = 1): PartitionTask => ({
+    // As the reduce stage sends it: with the job's bucket count (merged bucket by bucket).
+    const task = (first: number, end: number, attempt = 1, grouped = true): PartitionTask => ({
       kind: 'partition',
       jobId: 'j1',
       job: 'concat',
@@ -487,6 +488,7 @@ describe('runPartition', () => {
       attempt,
       first,
       end,
+      ...(grouped && { buckets }),
       sources: sources.map((s) => ({
         key: s.key,
         etag: s.etag,
@@ -519,6 +521,36 @@ describe('runPartition', () => {
       ['x\ty', 'x\ty=1'],
     ]);
     expect(outcome.part.bytes).toBe(Buffer.byteLength(store.text('b', outcome.part.key)));
+  });
+
+  it('property: merged bucket by bucket, the part is in ascending key order, as merged in one Map', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.dictionary(fc.string({ maxLength: 4 }), fc.string({ maxLength: 3 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.integer({ min: 1, max: 9 }),
+        async (chunks, buckets) => {
+          const part = async (grouped: boolean) => {
+            const { store, task } = await setup(chunks, buckets);
+            await runPartition(task(0, buckets, 1, grouped), { store, jobs, clock: systemClock });
+            const outcome = JSON.parse(
+              store.text('b', 'jobs/j1/partitions/0.json'),
+            ) as PartitionOutcome;
+            return store.text('b', outcome.part.key);
+          };
+          const grouped = await part(true);
+          expect(grouped).toBe(await part(false));
+          const keys = grouped
+            .split('\n')
+            .filter((l) => l !== '')
+            .map((l) => JSON.parse(l.split('\t')[0]!) as string);
+          expect(keys).toEqual([...new Set(chunks.flatMap((c) => Object.keys(c)))].sort());
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 
   it('reads only its buckets', async () => {

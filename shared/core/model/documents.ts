@@ -290,6 +290,8 @@ export interface PartitionTask {
   /** The buckets of this partition. */
   first: number;
   end: number;
+  /** A keyed job's buckets in all (the partition merges bucket by bucket). */
+  buckets?: number;
   /** The partition's runs in every map output, in chunk order (empty ones left out). */
   sources: RunSource[];
   /** A sorted job's range: the outputs from `from` (inclusive) to `to` (exclusive; open ends). */

@@ -18,7 +18,7 @@ import {
 import { type AnyJob, findJob, jobCode, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson } from '../model/status.ts';
-import { finalValues, mergeRuns } from '../run/partition.ts';
+import { type Entry, finalValues, mergeRuns } from '../run/partition.ts';
 import { byKey, mergeSorted } from '../shuffle/merge.ts';
 import { runBatches } from '../shuffle/runs.ts';
 
@@ -84,9 +84,11 @@ export async function assembleKeyed(
     // A small shuffle (shared/core/shuffle/partitions.ts): the map outputs merged here.
     const job = findJob(deps.jobs, manifest.job);
     const reduce = job.reduce as NonNullable<typeof job.reduce>;
-    const { merged } = await mergeRuns(outputs, deps.bucket, deps, (a, b) =>
+    // One group: a small shuffle's keys are few.
+    const { merged: groups } = await mergeRuns(outputs, deps.bucket, deps, (a, b) =>
       jobCode('reduce.merge', () => reduce.merge(a, b)),
     );
+    const merged = groups[0] as Map<string, Entry>;
     let text = shape.open;
     let first = true;
     for (const [keyJson, valueJson] of finalValues(

@@ -18,6 +18,8 @@ import type {
 } from '../model/documents.ts';
 import { type AnyJob, findJob, jobCode, parseParams } from '../model/job.ts';
 import { readJson } from '../model/status.ts';
+import { bucketOf } from '../shuffle/hash.ts';
+import { mergeSorted } from '../shuffle/merge.ts';
 import { forEachRunLine, runLine } from '../shuffle/runs.ts';
 import { type PartitionDeps, writePartition } from './partition-outcome.ts';
 import { runSortPartition } from './sort-partition.ts';
@@ -46,19 +48,42 @@ export async function runPartition(
     throw new FanoutError('VALIDATION', `job ${job.name} is not keyed: it has no partitions`);
   }
   const params = parseParams(job, task.params);
-  const { merged, bytesRead } = await mergeRuns(task.sources, task.bucket, deps, (a, b) =>
-    jobCode('reduce.merge', () => reduce.merge(a, b)),
+  // Keys merged bucket by bucket, each in a Map of its own: one Map of every key of the
+  // partition costs several times as much per operation once it holds hundreds of thousands
+  // (docs/PERFORMANCE.md). Any grouping works that sends a key to one group from every source.
+  const buckets = task.buckets;
+  const groups = buckets === undefined ? 1 : Math.max(1, task.end - task.first);
+  const { merged, bytesRead } = await mergeRuns(
+    task.sources,
+    task.bucket,
+    deps,
+    (a, b) => jobCode('reduce.merge', () => reduce.merge(a, b)),
+    buckets === undefined
+      ? undefined
+      : { count: groups, of: (key) => bucketOf(key, buckets) - task.first },
   );
 
   return writePartition(task, deps, started, async (write) => {
     let lines = 0;
-    for (const [keyJson, valueJson] of finalValues(merged, reduce, params)) {
+    const emit = (group: number, key: string) => {
+      const [keyJson, valueJson] = finalValue(merged[group]!, key, reduce, params);
       lines += 1;
-      const pending = write(runLine(keyJson, valueJson));
-      if (pending !== undefined) await pending;
-    }
+      return write(runLine(keyJson, valueJson));
+    };
+    // Each group's keys in order, merged: the part is in ascending key order.
+    const sorted = merged.map((m) => [...m.keys()].sort());
+    await mergeSorted(
+      sorted.map((keys) => once(keys)),
+      (a, b) => (a < b ? -1 : a > b ? 1 : 0),
+      (key, group) => emit(group, key),
+    );
     return { lines, bytesRead };
   });
+}
+
+/** One batch, as an async iterable (a source of mergeSorted). */
+async function* once<T>(batch: T[]): AsyncIterable<T[]> {
+  if (batch.length > 0) yield batch;
 }
 
 /**
@@ -74,8 +99,14 @@ export async function mergeRuns(
   bucket: string,
   deps: { store: ObjectStore; parallelism?: number },
   merge: (a: unknown, b: unknown) => unknown,
-): Promise<{ merged: Map<string, Entry>; bytesRead: number }> {
-  const merged = new Map<string, Entry>();
+  groups?: { count: number; of: (key: string) => number },
+): Promise<{ merged: Map<string, Entry>[]; bytesRead: number }> {
+  const count = groups?.count ?? 1;
+  const maps = Array.from({ length: count }, () => new Map<string, Entry>());
+  const mapOf =
+    groups === undefined
+      ? () => maps[0]!
+      : (key: string) => maps[Math.min(count - 1, Math.max(0, groups.of(key)))]!;
   let bytesRead = 0;
   const fetched = orderedMap(sources.length, deps.parallelism ?? 8, async (i) => {
     const s = sources[i]!;
@@ -92,6 +123,7 @@ export async function mergeRuns(
   for await (const bytes of fetched) {
     bytesRead += bytes.length;
     forEachRunLine(decoder.decode(bytes), (key, keyJson, valueJson) => {
+      const merged = mapOf(key);
       const seen = merged.get(key);
       if (seen === undefined) {
         merged.set(key, { keyJson, text: valueJson });
@@ -102,7 +134,7 @@ export async function mergeRuns(
       }
     });
   }
-  return { merged, bytesRead };
+  return { merged: maps, bytesRead };
 }
 
 /**
@@ -115,16 +147,24 @@ export function* finalValues(
   reduce: NonNullable<AnyJob['reduce']>,
   params: unknown,
 ): Generator<[keyJson: string, valueJson: string]> {
-  for (const key of [...merged.keys()].sort()) {
-    const entry = merged.get(key)!;
-    const acc = (): unknown => (entry.text === undefined ? entry.acc : JSON.parse(entry.text));
-    yield [
-      entry.keyJson,
-      reduce.finish !== undefined
-        ? JSON.stringify(jobCode('reduce.finish', () => reduce.finish?.(acc(), params, key)))
-        : (entry.text ?? JSON.stringify(entry.acc)),
-    ];
-  }
+  for (const key of [...merged.keys()].sort()) yield finalValue(merged, key, reduce, params);
+}
+
+/** A merged key's JSON and its final value's JSON (see {@link finalValues}). */
+function finalValue(
+  merged: ReadonlyMap<string, Entry>,
+  key: string,
+  reduce: NonNullable<AnyJob['reduce']>,
+  params: unknown,
+): [keyJson: string, valueJson: string] {
+  const entry = merged.get(key)!;
+  const acc = (): unknown => (entry.text === undefined ? entry.acc : JSON.parse(entry.text));
+  return [
+    entry.keyJson,
+    reduce.finish !== undefined
+      ? JSON.stringify(jobCode('reduce.finish', () => reduce.finish?.(acc(), params, key)))
+      : (entry.text ?? JSON.stringify(entry.acc)),
+  ];
 }
 
 /** The runs text a chunk outcome holds inline. */

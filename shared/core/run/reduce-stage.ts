@@ -354,6 +354,7 @@ export function partitionTasks(
         dispatchedAt,
         first,
         end,
+        ...(manifest.keyed !== undefined && { buckets: manifest.keyed.buckets }),
         sources: from,
         ...(range !== undefined && { range }),
       });
