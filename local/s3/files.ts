@@ -140,17 +140,7 @@ export class FileBucket {
         ...(range !== undefined && { 'content-range': `bytes ${start}-${end}/${size}` }),
       };
       const status = range === undefined ? 200 : 206;
-      // S3's ChecksumMode: the full-object CRC-64/NVME that S3 keeps for new objects.
-      if (
-        method === 'HEAD' &&
-        String(req.headers['x-amz-checksum-mode']).toUpperCase() === 'ENABLED'
-      ) {
-        const crc = await this.checksumOf(fd, size, etag);
-        if (crc !== undefined) {
-          headers['x-amz-checksum-crc64nvme'] = crc64ToBase64(crc);
-          headers['x-amz-checksum-type'] = 'FULL_OBJECT';
-        }
-      }
+      if (method === 'HEAD') await this.addChecksum(req, headers, fd, size, etag);
       if (method === 'HEAD' || length === 0) return void res.writeHead(status, headers).end();
       if (length <= SMALL_BODY) {
         // Small reads are synchronous: from the page cache they cost microseconds, far less
@@ -203,6 +193,21 @@ export class FileBucket {
     } finally {
       if (!streaming) closeSync(fd);
     }
+  }
+
+  /** S3's ChecksumMode: the full-object CRC-64/NVME that S3 keeps for new objects. */
+  private async addChecksum(
+    req: IncomingMessage,
+    headers: Record<string, string | number>,
+    fd: number,
+    size: number,
+    etag: string,
+  ): Promise<void> {
+    if (String(req.headers['x-amz-checksum-mode']).toUpperCase() !== 'ENABLED') return;
+    const crc = await this.checksumOf(fd, size, etag);
+    if (crc === undefined) return;
+    headers['x-amz-checksum-crc64nvme'] = crc64ToBase64(crc);
+    headers['x-amz-checksum-type'] = 'FULL_OBJECT';
   }
 
   /**

@@ -257,18 +257,7 @@ function compatLayer(locks: KeyLocks) {
       }
       return next();
     }
-    if (isAwsChunked(ctx.headers)) {
-      const decoded = createAwsChunkedDecoder();
-      const length = header(ctx, 'x-amz-decoded-content-length');
-      const headers = ctx.req.headers;
-      delete headers['content-encoding'];
-      delete headers['x-amz-trailer'];
-      headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-      if (length !== undefined) headers['content-length'] = length;
-      ctx.req.pipe(decoded);
-      Object.assign(decoded, { headers });
-      ctx.req = decoded as unknown as Ctx['req'];
-    }
+    if (isAwsChunked(ctx.headers)) decodeAwsChunked(ctx);
     const isPart = ctx.query.partNumber !== undefined;
     const uploadId = ctx.query.uploadId === undefined ? undefined : String(ctx.query.uploadId);
     // Multipart requests are checked against the upload before s3rver sees them: it answers
@@ -363,25 +352,48 @@ function compatLayer(locks: KeyLocks) {
       if (ctx.method === 'GET' && (await serveObject(ctx, bucket, key, metadataOf))) return;
       if (ctx.method === 'PUT' && !isPart && (await putObject(ctx, bucket, key))) return;
       await next();
-      // S3's ChecksumMode: the full-object CRC-64/NVME S3 keeps for new objects (s3rver keeps
-      // none), once per object version.
-      if (
-        ctx.method === 'HEAD' &&
-        ctx.status === 200 &&
-        header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED'
-      ) {
-        const etag = (await metadataOf())?.etag;
-        if (etag !== undefined) {
-          const crc = await storedChecksum(ctx.store.getResourcePath(bucket, key, 'object'), etag);
-          ctx.set('x-amz-checksum-crc64nvme', crc64ToBase64(crc));
-          ctx.set('x-amz-checksum-type', 'FULL_OBJECT');
-        }
-      }
+      if (ctx.method === 'HEAD' && ctx.status === 200)
+        await addChecksum(ctx, bucket, key, metadataOf);
     } catch (error) {
       release();
       throw error;
     }
   };
+}
+
+/**
+ * A body in aws-chunked framing (SigV4 streaming, default trailing checksums), decoded before
+ * s3rver sees it: s3rver would store the framing with the bytes.
+ */
+function decodeAwsChunked(ctx: Ctx): void {
+  const decoded = createAwsChunkedDecoder();
+  const length = header(ctx, 'x-amz-decoded-content-length');
+  const headers = ctx.req.headers;
+  delete headers['content-encoding'];
+  delete headers['x-amz-trailer'];
+  headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+  if (length !== undefined) headers['content-length'] = length;
+  ctx.req.pipe(decoded);
+  Object.assign(decoded, { headers });
+  ctx.req = decoded as unknown as Ctx['req'];
+}
+
+/**
+ * S3's ChecksumMode on a HEAD s3rver answered: the full-object CRC-64/NVME S3 keeps for new
+ * objects (s3rver keeps none), computed once per object version.
+ */
+async function addChecksum(
+  ctx: Ctx,
+  bucket: string,
+  key: string,
+  metadataOf: () => Promise<Metadata>,
+): Promise<void> {
+  if (header(ctx, 'x-amz-checksum-mode')?.toUpperCase() !== 'ENABLED') return;
+  const etag = (await metadataOf())?.etag;
+  if (etag === undefined) return;
+  const crc = await storedChecksum(ctx.store.getResourcePath(bucket, key, 'object'), etag);
+  ctx.set('x-amz-checksum-crc64nvme', crc64ToBase64(crc));
+  ctx.set('x-amz-checksum-type', 'FULL_OBJECT');
 }
 
 /** Stored objects' CRC-64/NVME by path and ETag (a stored object is replaced, never edited). */

@@ -19,23 +19,79 @@ export function grantLeastPrivilege(
   prefixes: readonly string[],
 ): void {
   const { api, coordinator, worker, reducer, sweeper } = fns;
-  const jobs = (suffix: string) => bucket.arnForObjects(`jobs/*/${suffix}`);
-  const inputs = prefixes.map((p) => bucket.arnForObjects(`${p}*`));
-  // Least privilege, by S3 prefix (ARCHITECTURE.md "S3 layout").
-  const allow = (fn: IFunction, actions: string[], resources: string[]) =>
-    fn.addToRolePolicy(new PolicyStatement({ actions, resources }));
-  const listUnder = (fn: IFunction, under: string[]) =>
-    fn.addToRolePolicy(
+  // Least privilege, by S3 prefix (ARCHITECTURE.md "S3 layout"), role by role.
+  const g = s3Grants(bucket, prefixes);
+  grantWorker(g, worker);
+  grantCoordinator(g, coordinator);
+  grantReducer(g, reducer);
+  grantApi(g, api);
+  grantSweeper(g, sweeper);
+  coordinator.grantInvoke(sweeper);
+  worker.grantInvoke(coordinator);
+  // A long job continues in a new coordinator invocation. The statement lives in its own
+  // policy: in the role's default policy it would make the function depend on itself.
+  new Policy(scope, 'CoordinatorContinues', {
+    statements: [
       new PolicyStatement({
-        actions: ['s3:ListBucket'],
-        resources: [bucket.bucketArn],
-        conditions: { StringLike: { 's3:prefix': under } },
+        actions: ['lambda:InvokeFunction'],
+        resources: [coordinator.functionArn],
       }),
-    );
-  const read = ['s3:GetObject', 's3:GetObjectVersion'];
-  const inputPrefixes = prefixes.map((p) => `${p}*`);
-  // Listing is granted wherever a role must tell a missing key from a refused one: without
-  // s3:ListBucket S3 answers 403, not 404, for a key that does not exist (S3's GetObject).
+    ],
+  }).attachToRole(coordinator.role!);
+  // Likewise a reducer with a large fan-in merges groups of parts in its own invocations.
+  new Policy(scope, 'ReducerFansOut', {
+    statements: [
+      new PolicyStatement({
+        actions: ['lambda:InvokeFunction'],
+        resources: [reducer.functionArn],
+      }),
+    ],
+  }).attachToRole(reducer.role!);
+  reducer.grantInvoke(coordinator);
+  coordinator.grantInvoke(api);
+}
+
+/** What every role's S3 grants are made of: the bucket's prefixes, and the two statement kinds. */
+interface S3Grants {
+  bucket: IBucket;
+  /** Objects of every job: `jobs/{any job id}/{suffix}`. */
+  jobs: (suffix: string) => string;
+  /** The allowed input prefixes' objects, and the prefixes as listing patterns. */
+  inputs: string[];
+  inputPrefixes: string[];
+  read: string[];
+  allow: (fn: IFunction, actions: string[], resources: string[]) => void;
+  /**
+   * Listing, granted wherever a role must tell a missing key from a refused one: without
+   * s3:ListBucket S3 answers 403, not 404, for a key that does not exist (S3's GetObject).
+   */
+  listUnder: (fn: IFunction, under: string[]) => void;
+}
+
+function s3Grants(bucket: IBucket, prefixes: readonly string[]): S3Grants {
+  return {
+    bucket,
+    jobs: (suffix) => bucket.arnForObjects(`jobs/*/${suffix}`),
+    inputs: prefixes.map((p) => bucket.arnForObjects(`${p}*`)),
+    inputPrefixes: prefixes.map((p) => `${p}*`),
+    read: ['s3:GetObject', 's3:GetObjectVersion'],
+    allow: (fn, actions, resources) =>
+      fn.addToRolePolicy(new PolicyStatement({ actions, resources })),
+    listUnder: (fn, under) =>
+      fn.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['s3:ListBucket'],
+          resources: [bucket.bucketArn],
+          conditions: { StringLike: { 's3:prefix': under } },
+        }),
+      ),
+  };
+}
+
+function grantWorker(
+  { allow, listUnder, jobs, inputs, inputPrefixes, read, bucket }: S3Grants,
+  worker: IFunction,
+): void {
   allow(worker, read, inputs);
   allow(worker, ['s3:PutObject', 's3:AbortMultipartUpload'], [jobs('parts/*'), jobs('chunks/*')]);
   // An attempt that lost to a backup removes its own part; it reads the outcome that beat its
@@ -57,13 +113,18 @@ export function grantLeastPrivilege(
   listUnder(worker, ['jobs/*/shuffle/*', 'jobs/*/partitions/*']);
   // Reuse (docs/ARCHITECTURE.md): a worker reads the packs its pieces were placed in, and
   // keeps the pieces it reads in a pack of its own; a missing pack must answer 404, not 403.
-  const cache = bucket.arnForObjects('cache/*');
-  allow(worker, ['s3:GetObject', 's3:PutObject'], [cache]);
+  allow(worker, ['s3:GetObject', 's3:PutObject'], [bucket.arnForObjects('cache/*')]);
   listUnder(worker, ['cache/*']);
-  // The coordinator lists a job's entries, and makes the outcome of a chunk whose every piece
-  // was kept itself, as a worker would: its runs or part, and its outcome, create-only (an
+}
+
+function grantCoordinator(
+  { allow, listUnder, jobs, inputs, inputPrefixes, read, bucket }: S3Grants,
+  coordinator: IFunction,
+): void {
+  // Reuse: the coordinator reads the newest index, and makes the outcome of a chunk whose every
+  // piece was kept itself, as a worker would: its runs or part, and its outcome, create-only (an
   // outcome that lost removes its runs or part).
-  allow(coordinator, ['s3:GetObject'], [cache]);
+  allow(coordinator, ['s3:GetObject'], [bucket.arnForObjects('cache/*')]);
   // What it saw of each input object that spans cells (its version, CRC and the older versions
   // it extends by appending), and the job's index of where each piece lies, for the next job
   // (shared/core/run/cache.ts).
@@ -89,6 +150,9 @@ export function grantLeastPrivilege(
   ]);
   allow(coordinator, ['s3:PutObject'], [jobs('status.json'), jobs('manifest.json')]);
   listUnder(coordinator, [...inputPrefixes, 'jobs/*', 'cache/*']);
+}
+
+function grantReducer({ allow, listUnder, jobs, read }: S3Grants, reducer: IFunction): void {
   allow(reducer, read, [
     jobs('manifest.json'),
     jobs('chunks/*'),
@@ -106,6 +170,12 @@ export function grantLeastPrivilege(
     [jobs('result.json'), jobs('result.jsonl'), jobs('status.json'), jobs('merged/*')],
   );
   listUnder(reducer, ['jobs/*']);
+}
+
+function grantApi(
+  { allow, listUnder, jobs, inputs, inputPrefixes, read, bucket }: S3Grants,
+  api: IFunction,
+): void {
   allow(api, read, [
     ...inputs,
     jobs('job.json'),
@@ -130,34 +200,14 @@ export function grantLeastPrivilege(
   // A submission's clientToken: claimed create-only, read when it was claimed before
   // (shared/core/run/submit.ts), so a retried POST /jobs returns the same job.
   allow(api, ['s3:GetObject', 's3:PutObject'], [bucket.arnForObjects('tokens/*')]);
+  listUnder(api, [...inputPrefixes, 'jobs/*']);
+}
+
+function grantSweeper({ allow, listUnder, jobs, bucket }: S3Grants, sweeper: IFunction): void {
   allow(sweeper, ['s3:GetObject'], [jobs('status.json')]);
   allow(sweeper, ['s3:PutObject'], [jobs('status.json')]);
   allow(sweeper, ['s3:DeleteObject'], [bucket.arnForObjects('active/*')]);
   listUnder(sweeper, ['active/*', 'jobs/*']);
-  coordinator.grantInvoke(sweeper);
-  listUnder(api, [...inputPrefixes, 'jobs/*']);
-  worker.grantInvoke(coordinator);
-  // A long job continues in a new coordinator invocation. The statement lives in its own
-  // policy: in the role's default policy it would make the function depend on itself.
-  new Policy(scope, 'CoordinatorContinues', {
-    statements: [
-      new PolicyStatement({
-        actions: ['lambda:InvokeFunction'],
-        resources: [coordinator.functionArn],
-      }),
-    ],
-  }).attachToRole(coordinator.role!);
-  // Likewise a reducer with a large fan-in merges groups of parts in its own invocations.
-  new Policy(scope, 'ReducerFansOut', {
-    statements: [
-      new PolicyStatement({
-        actions: ['lambda:InvokeFunction'],
-        resources: [reducer.functionArn],
-      }),
-    ],
-  }).attachToRole(reducer.role!);
-  reducer.grantInvoke(coordinator);
-  coordinator.grantInvoke(api);
 }
 
 /**

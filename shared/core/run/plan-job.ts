@@ -50,22 +50,7 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
   if (format === 'parquet' && deps.parquetRowGroups === undefined) {
     throw new ValidationError('Parquet input is not supported by this coordinator');
   }
-  // Reuse: on unless the request turns it off, where the code has an identity; a sorted job's
-  // chunks keep no pieces (docs/ARCHITECTURE.md, "Reuse").
-  const cache =
-    request.reuse !== false && deps.codeId !== undefined && job.orderBy === undefined
-      ? {
-          prefix: await cachePrefix({
-            codeId: deps.codeId,
-            job: job.name,
-            params,
-            format,
-            ...(columns !== undefined && { columns }),
-            onBadRecord: request.onBadRecord,
-            shape: job.reduce === undefined ? 'lines' : job.key === undefined ? 'acc' : 'keyed',
-          }),
-        }
-      : undefined;
+  const cache = await cacheOf(request, job, { params, format, columns }, deps.codeId);
   const options = {
     concurrency: request.concurrency,
     ...(request.chunkSize !== undefined && { chunkSize: request.chunkSize }),
@@ -159,6 +144,30 @@ export async function planJob(request: JobRequest, deps: PlanDeps): Promise<Mani
       },
     }),
   };
+}
+
+/**
+ * Reuse (docs/ARCHITECTURE.md, "Reuse"): the job's cache prefix, unless the request turns reuse
+ * off or the code has no identity; a sorted job's chunks keep no pieces.
+ */
+async function cacheOf(
+  request: JobRequest,
+  job: AnyJob,
+  decoding: { params: unknown; format: RecordFormat; columns: string[] | undefined },
+  codeId: string | undefined,
+): Promise<Manifest['cache']> {
+  if (request.reuse === false || codeId === undefined || job.orderBy !== undefined) return;
+  const { params, format, columns } = decoding;
+  const prefix = await cachePrefix({
+    codeId,
+    job: job.name,
+    params,
+    format,
+    ...(columns !== undefined && { columns }),
+    onBadRecord: request.onBadRecord,
+    shape: job.reduce === undefined ? 'lines' : job.key === undefined ? 'acc' : 'keyed',
+  });
+  return { prefix };
 }
 
 /** A keyed job's buckets, from the input's size (and its partitions, when they are set). */

@@ -168,71 +168,17 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
   const job = findJob(deps.jobs, request.job);
   parseParams(job, request.params);
   parseInputUri(request.input);
-  positiveInt('chunkSize', request.chunkSize);
-  positiveInt('chunks', request.chunks);
-  positiveInt('concurrency', request.concurrency);
-  if (request.chunkSize !== undefined && request.chunks !== undefined) {
-    throw new ValidationError('give chunkSize or chunks, not both');
-  }
-  positiveInt('maxAttempts', request.maxAttempts);
-  const percent = request.toleratedFailurePercent;
-  if (percent !== undefined && !(Number.isFinite(percent) && percent >= 0 && percent <= 100)) {
-    throw new ValidationError(
-      `toleratedFailurePercent must be from 0 to 100; got ${JSON.stringify(percent)}`,
-    );
-  }
-  const count = request.toleratedFailureCount;
-  if (count !== undefined && !(Number.isSafeInteger(count) && count >= 0)) {
-    throw new ValidationError(
-      `toleratedFailureCount must be a non-negative integer; got ${JSON.stringify(count)}`,
-    );
-  }
-  if (request.format !== undefined && !RECORD_FORMATS.includes(request.format)) {
-    throw new ValidationError(
-      `format must be one of ${RECORD_FORMATS.join(', ')}; got ${JSON.stringify(request.format)}`,
-    );
-  }
-  if (
-    request.columns !== undefined &&
-    !(
-      Array.isArray(request.columns) &&
-      request.columns.length > 0 &&
-      request.columns.every((c) => typeof c === 'string' && c !== '')
-    )
-  ) {
-    throw new ValidationError(
-      `columns must be a non-empty list of column names; got ${JSON.stringify(request.columns)}`,
-    );
-  }
-  if (request.partitions !== undefined) {
-    const problem = partitionsProblem(request.partitions);
-    if (problem !== undefined) throw new ValidationError(problem);
-    if (!shuffles(job)) {
-      throw new ValidationError(
-        `partitions applies only to a keyed (key) or sorted (orderBy) job; ${job.name} has neither`,
-      );
-    }
-  }
-  const resultFormat = request.resultFormat;
-  if (resultFormat !== undefined && resultFormat !== 'json' && resultFormat !== 'jsonl') {
-    throw new ValidationError(
-      `resultFormat must be "json" or "jsonl"; got ${JSON.stringify(resultFormat)}`,
-    );
-  }
-  if (resultFormat === 'jsonl' && job.key === undefined) {
-    throw new ValidationError(
-      `resultFormat "jsonl" applies only to a keyed job; ${job.name}'s result is ${job.reduce === undefined ? 'JSONL already' : 'one JSON value'}`,
-    );
-  }
-  if (request.reuse !== undefined && typeof request.reuse !== 'boolean') {
-    throw new ValidationError(`reuse must be true or false; got ${JSON.stringify(request.reuse)}`);
-  }
+  checkPlan(request);
+  checkShape(request, job);
   const onBadRecord = request.onBadRecord ?? 'fail';
   if (onBadRecord !== 'fail' && onBadRecord !== 'skip') {
     throw new ValidationError(
       `onBadRecord must be "fail" or "skip"; got ${JSON.stringify(onBadRecord)}`,
     );
   }
+  const percent = request.toleratedFailurePercent;
+  const count = request.toleratedFailureCount;
+  const resultFormat = request.resultFormat;
 
   const jobId = newJobId();
   if (request.clientToken !== undefined) {
@@ -283,4 +229,77 @@ export async function submitJob(request: SubmitRequest, deps: SubmitDeps): Promi
   await deps.store.put(deps.bucket, activeKey(jobId), jobId);
   await deps.invoker.invokeEvent(deps.coordinatorFunction, { jobId });
   return stored;
+}
+
+/**
+ * Checks how the job is cut and run: chunk size or count, concurrency, attempts and the failures
+ * tolerated. Throws ValidationError naming the field.
+ */
+function checkPlan(request: SubmitRequest): void {
+  positiveInt('chunkSize', request.chunkSize);
+  positiveInt('chunks', request.chunks);
+  positiveInt('concurrency', request.concurrency);
+  if (request.chunkSize !== undefined && request.chunks !== undefined) {
+    throw new ValidationError('give chunkSize or chunks, not both');
+  }
+  positiveInt('maxAttempts', request.maxAttempts);
+  const percent = request.toleratedFailurePercent;
+  if (percent !== undefined && !(Number.isFinite(percent) && percent >= 0 && percent <= 100)) {
+    throw new ValidationError(
+      `toleratedFailurePercent must be from 0 to 100; got ${JSON.stringify(percent)}`,
+    );
+  }
+  const count = request.toleratedFailureCount;
+  if (count !== undefined && !(Number.isSafeInteger(count) && count >= 0)) {
+    throw new ValidationError(
+      `toleratedFailureCount must be a non-negative integer; got ${JSON.stringify(count)}`,
+    );
+  }
+}
+
+/**
+ * Checks how the input is read and the result shaped, against the job: format, columns,
+ * partitions, result format and reuse. Throws ValidationError naming the field.
+ */
+function checkShape(request: SubmitRequest, job: AnyJob): void {
+  if (request.format !== undefined && !RECORD_FORMATS.includes(request.format)) {
+    throw new ValidationError(
+      `format must be one of ${RECORD_FORMATS.join(', ')}; got ${JSON.stringify(request.format)}`,
+    );
+  }
+  if (
+    request.columns !== undefined &&
+    !(
+      Array.isArray(request.columns) &&
+      request.columns.length > 0 &&
+      request.columns.every((c) => typeof c === 'string' && c !== '')
+    )
+  ) {
+    throw new ValidationError(
+      `columns must be a non-empty list of column names; got ${JSON.stringify(request.columns)}`,
+    );
+  }
+  if (request.partitions !== undefined) {
+    const problem = partitionsProblem(request.partitions);
+    if (problem !== undefined) throw new ValidationError(problem);
+    if (!shuffles(job)) {
+      throw new ValidationError(
+        `partitions applies only to a keyed (key) or sorted (orderBy) job; ${job.name} has neither`,
+      );
+    }
+  }
+  const resultFormat = request.resultFormat;
+  if (resultFormat !== undefined && resultFormat !== 'json' && resultFormat !== 'jsonl') {
+    throw new ValidationError(
+      `resultFormat must be "json" or "jsonl"; got ${JSON.stringify(resultFormat)}`,
+    );
+  }
+  if (resultFormat === 'jsonl' && job.key === undefined) {
+    throw new ValidationError(
+      `resultFormat "jsonl" applies only to a keyed job; ${job.name}'s result is ${job.reduce === undefined ? 'JSONL already' : 'one JSON value'}`,
+    );
+  }
+  if (request.reuse !== undefined && typeof request.reuse !== 'boolean') {
+    throw new ValidationError(`reuse must be true or false; got ${JSON.stringify(request.reuse)}`);
+  }
 }
