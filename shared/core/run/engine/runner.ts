@@ -40,9 +40,12 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
    * a later run).
    */
   async run(index: number): Promise<void> {
-    if (await this.reused(index)) return;
+    const { ctx } = this;
+    const build = ctx.kind.prepare(index);
+    const payload = () => build(ctx.ledger.number(index), Date.parse(ctx.clock.iso()));
+    if (await this.reused(index, payload)) return;
     try {
-      await this.race(index);
+      await this.race(index, payload);
     } catch (error) {
       if (!(error instanceof SplitNeeded)) throw error;
       // As for a retry: no task changes once the job is cancelled or taken over.
@@ -56,11 +59,9 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
    * True when the task's result was made from earlier work, with no invocation (TaskKind.reuse):
    * it counts as a success. Else its attempt number is given back, and the task runs.
    */
-  private async reused(index: number): Promise<boolean> {
+  private async reused(index: number, payload: () => P): Promise<boolean> {
     const { ctx } = this;
     if (ctx.kind.reuse === undefined) return false;
-    const build = ctx.kind.prepare(index);
-    const payload = () => build(ctx.ledger.number(index), Date.parse(ctx.clock.iso()));
     const first = payload();
     const result = await ctx.kind.reuse(first).catch(() => undefined);
     if (result === undefined) {
@@ -72,10 +73,8 @@ export class TaskRunner<P extends AttemptPayload, R extends TaskResult> {
   }
 
   /** The task's own attempts, raced against its backups when backups are on. */
-  private async race(index: number): Promise<void> {
+  private async race(index: number, payload: () => P): Promise<void> {
     const { ctx, backups } = this;
-    const build = ctx.kind.prepare(index);
-    const payload = () => build(ctx.ledger.number(index), Date.parse(ctx.clock.iso()));
     if (backups === undefined) {
       // No backups: the task's own attempts are all there is (and nothing is kept per task in
       // flight, which 100,000 tasks feel in the coordinator's memory).
