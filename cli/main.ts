@@ -79,8 +79,9 @@ Options:
                        1 to 10,000 (default: the job's, else from the bytes its map stage
                        writes: one per 256 MiB, or one per core while each gets 4 MiB;
                        docs/SHUFFLE.md)
-  --result-format F    a keyed job's result: json (default: one object, keys in order) or
-                       jsonl (a {"key","value"} line per key, in the same order)
+  --result-format F    a keyed job's result: json (default: one object, keys in order, or
+                       in rank order for a job with rank, as wordcount) or jsonl (a
+                       {"key","value"} line per key, in the same order)
   --no-reuse           compute every chunk, and keep nothing for later jobs (by default, with
                        --dir, a job takes each piece of its input, a whole object or a cell of
                        1 MiB and up, from what an earlier job made of the same bytes with the

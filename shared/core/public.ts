@@ -5,5 +5,11 @@
 
 export type { RecordFormat } from './data/records.ts';
 export { RecordSyntaxError, SKIP } from './data/records.ts';
-export type { AnyJob, BadRecordPolicy, JobDefinition, Reducer } from './model/job.ts';
+export type {
+  AnyJob,
+  BadRecordPolicy,
+  FlatJobDefinition,
+  JobDefinition,
+  Reducer,
+} from './model/job.ts';
 export { createRegistry, defineJob } from './model/job.ts';

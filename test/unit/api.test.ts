@@ -206,9 +206,9 @@ describe('POST /jobs', () => {
     ['partitions above 10,000', { job: 'by-field', input, partitions: 10_001 }, 400, /partitions/],
     [
       'a line per key for a job without a key',
-      { job: 'wordcount', input, resultFormat: 'jsonl' },
+      { job: 'scientists', input, resultFormat: 'jsonl' },
       400,
-      /resultFormat "jsonl" applies only to a keyed job; wordcount's result is one JSON value/,
+      /resultFormat "jsonl" applies only to a keyed job; scientists's result is JSONL already/,
     ],
     [
       'partitions for a job without a key',

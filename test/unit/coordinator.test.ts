@@ -13,10 +13,10 @@ import { jobKeys } from '#core/model/keys.ts';
 import { type ReduceGroup, reduceGroup, reduceJob } from '#core/reduce/reducer.ts';
 import { coordinateJob } from '#core/run/coordinator.ts';
 import { submitJob } from '#core/run/submit.ts';
-import { jobs as builtIns } from '#jobs/index.ts';
 import { DirectInvoker } from '../fixtures/direct-invoker.ts';
 import { IN_PROCESS, runWorkerTask } from '../fixtures/in-process.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
+import { jobsWithWordTable } from '../fixtures/word-table.ts';
 
 const BUCKET = 'fanout-test';
 
@@ -31,7 +31,7 @@ const csvTotal = defineJob({
     merge: (a: number, b: number) => a + b,
   },
 });
-const jobs = createRegistry([...builtIns.values(), csvTotal]);
+const jobs = createRegistry([...jobsWithWordTable.values(), csvTotal]);
 
 async function* gunzip(source: AsyncIterable<Uint8Array>) {
   const pieces: Uint8Array[] = [];
@@ -124,6 +124,44 @@ describe('coordinateJob', () => {
       'f5',
       'f6',
     ]);
+  });
+
+  it("ranks a keyed job's result (wordcount) the same with no partitions, one, or several, with and without top", async () => {
+    // Words with many ties, counts from 1 to 9, and integer-like words (which a plain object
+    // would move first): the order is count descending, then word.
+    const words = Array.from({ length: 300 }, (_, i) => `w${(i * 37) % 41} ${i % 9}`);
+    const text = `${words.join(' x\n')}\n`;
+    const counts = new Map<string, number>();
+    for (const w of text.split(/[^a-z0-9]+/).filter(Boolean))
+      counts.set(w, (counts.get(w) ?? 0) + 1);
+    const ranked = [...counts].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0));
+    const expected = (top?: number) =>
+      `{${ranked
+        .slice(0, top)
+        .map(([w, n]) => `${JSON.stringify(w)}:${n}`)
+        .join(',')}}`;
+    for (const top of [undefined, 7]) {
+      for (const partitions of [undefined, 1, 3]) {
+        const { store, invoker, submit } = harness();
+        await store.put(BUCKET, 'datasets/t.txt', text);
+        const { job, status } = await submit({
+          job: 'wordcount',
+          input: `s3://${BUCKET}/datasets/t.txt`,
+          concurrency: 4,
+          chunks: 5,
+          ...(top !== undefined && { params: { top } }),
+          ...(partitions !== undefined && { partitions }),
+        });
+        expect(status).toMatchObject({ status: 'SUCCEEDED', result: { records: 300 } });
+        const tasks = invoker.calls.filter(
+          (c) => (c.payload as { kind?: string }).kind === 'partition',
+        );
+        expect(tasks).toHaveLength(partitions ?? 0);
+        expect(store.text(BUCKET, jobKeys(job.jobId).result(false)), `${top} ${partitions}`).toBe(
+          expected(top),
+        );
+      }
+    }
   });
 
   it("writes a keyed job's result as a line per key, in key order, with resultFormat jsonl", async () => {
@@ -326,7 +364,7 @@ describe('coordinateJob', () => {
   });
 
   it('merges a large fan-in as a tree of reducer invocations, with the same result', async () => {
-    // wordcount: a reduce to one accumulator (a keyed job's partitions are merged otherwise).
+    // A reduce to one accumulator (a keyed job's partitions are merged otherwise).
     const lines = Array.from({ length: 10 }, (_, i) =>
       JSON.stringify({
         name: `s${i}`,
@@ -339,14 +377,14 @@ describe('coordinateJob', () => {
     const flat = harness();
     await flat.store.put(BUCKET, 'datasets/t.jsonl', text);
     const one = await flat.submit({
-      job: 'wordcount',
+      job: 'word-table',
       input: `s3://${BUCKET}/datasets/t.jsonl`,
       concurrency: 10,
     });
     const tree = harness(3);
     await tree.store.put(BUCKET, 'datasets/t.jsonl', text);
     const many = await tree.submit({
-      job: 'wordcount',
+      job: 'word-table',
       input: `s3://${BUCKET}/datasets/t.jsonl`,
       concurrency: 10,
     });
@@ -358,10 +396,10 @@ describe('coordinateJob', () => {
       (c) => (c.payload as { group?: unknown }).group !== undefined,
     );
     expect(groups.map((c) => (c.payload as { group: unknown }).group)).toEqual([
-      { job: 'wordcount', from: 0, to: 2, chunks: [0, 1] },
-      { job: 'wordcount', from: 2, to: 5, chunks: [2, 3, 4] },
-      { job: 'wordcount', from: 5, to: 7, chunks: [5, 6] },
-      { job: 'wordcount', from: 7, to: 10, chunks: [7, 8, 9] },
+      { job: 'word-table', from: 0, to: 2, chunks: [0, 1] },
+      { job: 'word-table', from: 2, to: 5, chunks: [2, 3, 4] },
+      { job: 'word-table', from: 5, to: 7, chunks: [5, 6] },
+      { job: 'word-table', from: 7, to: 10, chunks: [7, 8, 9] },
     ]);
   });
 

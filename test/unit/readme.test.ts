@@ -38,6 +38,7 @@ describe('the README', () => {
       'my-jobs/nobels-by-decade.ts',
       'my-jobs/index.ts',
       'my-jobs/visits-per-user.ts',
+      'my-jobs/words.ts',
       'my-jobs/by-birth-year.ts',
     ]);
     await rm(out, { recursive: true, force: true });

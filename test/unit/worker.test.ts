@@ -6,8 +6,8 @@ import type { ChunkTask } from '#core/model/documents.ts';
 import { createRegistry, defineJob } from '#core/model/job.ts';
 import { runChunk, type Spill } from '#core/run/worker.ts';
 import { bucketOf } from '#core/shuffle/hash.ts';
-import { jobs } from '#jobs/index.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
+import { jobsWithWordTable as jobs } from '../fixtures/word-table.ts';
 
 const BUCKET = 'fanout-test';
 const JOB_ID = 'testjob00000001';
@@ -124,10 +124,51 @@ describe('runChunk', () => {
 
   it('keeps a reduce accumulator in the outcome', async () => {
     const { store, deps, task } = await setup(`${lines.join('\n')}\n`);
-    await runChunk(task({ job: 'wordcount', format: 'lines' }), deps);
+    await runChunk(task({ job: 'word-table', format: 'lines' }), deps);
     const outcome = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
     expect(outcome.output.kind).toBe('acc');
     expect(outcome.output.value).toMatchObject({ name: 2, math: 1, physics: 1, curie: 1 });
+  });
+
+  it("folds each of a flat job's outputs on its own, and counts its records once", async () => {
+    const { store, deps, task } = await setup('a b a\n, ;\nb c\n');
+    const summary = await runChunk(task({ job: 'wordcount', format: 'lines', buckets: 1 }), deps);
+    // Three lines, two with words: the line without any gives no output.
+    expect(summary).toMatchObject({ recordsIn: 3, recordsOut: 2 });
+    const { output } = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    expect(output).toMatchObject({ kind: 'runs-inline', keys: 3 });
+    expect(output.text).toBe('"a"\t2\n"b"\t2\n"c"\t1\n');
+  });
+
+  it("writes a flat map-only job's outputs as lines of their own, in order", async () => {
+    const pairs = defineJob({
+      name: 'pairs',
+      format: 'lines',
+      flat: true,
+      map: (line: string) => line.split(' ').map((w, i) => ({ w, i })),
+    });
+    const { store, deps, task } = await setup('x y\nz\n');
+    await runChunk(task({ job: 'pairs', format: 'lines' }), {
+      ...deps,
+      jobs: createRegistry([pairs]),
+    });
+    const { output } = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+    expect(output.text).toBe('{"w":"x","i":0}\n{"w":"y","i":1}\n{"w":"z","i":0}\n');
+  });
+
+  it('fails a flat job whose map returns something other than an array, naming what it got', async () => {
+    const oops = defineJob({
+      name: 'oops',
+      format: 'lines',
+      flat: true,
+      map: (line: string) => line as unknown as string[],
+    });
+    const { deps, task } = await setup('x\n');
+    await expect(
+      runChunk(task({ job: 'oops', format: 'lines' }), { ...deps, jobs: createRegistry([oops]) }),
+    ).rejects.toThrow(
+      /^job map returned string for a record of datasets\/in.jsonl \(chunk 0\); expected an array of outputs \(oops is flat\) or undefined$/,
+    );
   });
 
   /** A keyed chunk's runs, from its outcome: inline text, or its runs object. */

@@ -102,7 +102,8 @@ export class JobCodeError extends FanoutError {
 }
 
 /** How a {@link JobCodeError}'s message begins: which part of the job threw. */
-export const JOB_CODE_MESSAGE = /^job (map|key|orderBy|reduce\.(add|merge|finish)) threw\b/;
+export const JOB_CODE_MESSAGE =
+  /^job (map|key|orderBy|reduce\.(add|merge|finish)|rank\.(by|top)) (threw|returned)\b/;
 
 /** A function invocation ended in a function error (the handler threw, or timed out). */
 export class FunctionError extends FanoutError {

@@ -53,6 +53,8 @@ export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown
   params?: z.$ZodType<Params>;
   /** Maps one record to an output; `undefined` drops the record. May be async. */
   map(record: Rec, params: Params): Out | undefined | Promise<Out | undefined>;
+  /** False or absent: `map` gives one output per record ({@link FlatJobDefinition} for several). */
+  flat?: false;
   /** Optional reduce; without it the job is map-only and its result is JSONL in input order. */
   reduce?: Reducer<Out, Acc, Result, Params>;
   /**
@@ -63,6 +65,17 @@ export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown
    * at most 65,536 characters.
    */
   key?(out: Out): string;
+  /**
+   * A keyed job's result in another order than its keys': by what `rank.by(value, key)` returns
+   * (`value` is the key's final value, after `finish`), ascending, ties by key (JavaScript
+   * string order). `rank.top(params)` keeps only the first N keys. The result's parts are still
+   * merged by key; the ranking is done as they stream into the result, so it holds the first N
+   * entries with `top`, and every key's entry without (docs/SHUFFLE.md).
+   */
+  rank?: {
+    by(value: Result, key: string): number;
+    top?(params: Params): number | undefined;
+  };
   /**
    * Makes a map-only job sorted: its output comes out ordered by what `orderBy(out)` returns,
    * numbers ascending or strings in JavaScript order (one kind per job), and outputs with equal
@@ -85,9 +98,26 @@ export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown
   codeErrorAttempts?: number;
 }
 
+/**
+ * A job whose `map` is a flatMap (`flat: true`): it returns an array, and each element is an
+ * output of its own (a line of a map-only job, a value folded by `reduce`, keyed by `key` or
+ * ordered by `orderBy`), in array order; an empty array or `undefined` gives none. For records
+ * that give several outputs, such as a line's words.
+ */
+export interface FlatJobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown>
+  extends Omit<JobDefinition<Params, Rec, Out, Acc, Result>, 'map' | 'flat'> {
+  flat: true;
+  /** Maps one record to its outputs, in order; `undefined` or `[]` for none. May be async. */
+  map(
+    record: Rec,
+    params: Params,
+  ): readonly Out[] | undefined | Promise<readonly Out[] | undefined>;
+}
+
 /** A job with its types erased, as the registry and the handlers hold it. */
-// biome-ignore lint/suspicious/noExplicitAny: the registry holds jobs of every type
-export type AnyJob = JobDefinition<any, any, any, any, any>;
+export type AnyJob =
+  // biome-ignore lint/suspicious/noExplicitAny: the registry holds jobs of every type
+  JobDefinition<any, any, any, any, any> | FlatJobDefinition<any, any, any, any, any>;
 
 const JOB_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
@@ -114,8 +144,12 @@ const JOB_NAME = /^[a-z][a-z0-9-]{0,62}$/;
  * ```
  */
 export function defineJob<Params, Rec, Out, Acc = unknown, Result = Acc>(
+  definition: FlatJobDefinition<Params, Rec, Out, Acc, Result>,
+): FlatJobDefinition<Params, Rec, Out, Acc, Result>;
+export function defineJob<Params, Rec, Out, Acc = unknown, Result = Acc>(
   definition: JobDefinition<Params, Rec, Out, Acc, Result>,
-): JobDefinition<Params, Rec, Out, Acc, Result> {
+): JobDefinition<Params, Rec, Out, Acc, Result>;
+export function defineJob(definition: AnyJob): AnyJob {
   if (!JOB_NAME.test(definition.name)) {
     throw new TypeError(
       `job name ${JSON.stringify(definition.name)} is invalid; expected lowercase letters, digits and dashes, starting with a letter`,
@@ -132,6 +166,12 @@ export function defineJob<Params, Rec, Out, Acc = unknown, Result = Acc>(
   if (definition.key !== undefined && definition.reduce === undefined) {
     throw new TypeError(
       `job ${definition.name}: key needs a reduce (init, add, merge) to apply per key`,
+    );
+  }
+  checkRank(definition);
+  if (definition.flat !== undefined && typeof definition.flat !== 'boolean') {
+    throw new TypeError(
+      `job ${definition.name}: flat must be true or false (true: map returns an array of outputs)`,
     );
   }
   if (definition.orderBy !== undefined) {
@@ -169,6 +209,27 @@ export function defineJob<Params, Rec, Out, Acc = unknown, Result = Acc>(
   return definition;
 }
 
+/** A rank needs a keyed job and a `by` function; `top`, when given, is a function. */
+function checkRank(definition: AnyJob): void {
+  const { rank } = definition;
+  if (rank === undefined) return;
+  if (definition.key === undefined) {
+    throw new TypeError(
+      `job ${definition.name}: rank orders a keyed job's result; expected key(out) beside it`,
+    );
+  }
+  if (typeof rank !== 'object' || rank === null || typeof rank.by !== 'function') {
+    throw new TypeError(
+      `job ${definition.name}: rank must be { by(value, key): number, top?(params): number | undefined }`,
+    );
+  }
+  if (rank.top !== undefined && typeof rank.top !== 'function') {
+    throw new TypeError(
+      `job ${definition.name}: rank.top must be a function (params) => number | undefined`,
+    );
+  }
+}
+
 /** True when the job's outputs go through the shuffle: a keyed job's, or a sorted job's. */
 export function shuffles(job: Pick<AnyJob, 'key' | 'orderBy'>): boolean {
   return job.key !== undefined || job.orderBy !== undefined;
@@ -198,7 +259,10 @@ export function englishZodMessages(): void {
  * Validates raw parameters against the job's schema, applying its defaults.
  * Throws ValidationError with zod's message when they do not fit.
  */
-export function parseParams<P>(job: JobDefinition<P, unknown, unknown>, raw: unknown): P {
+export function parseParams<P>(
+  job: { name: string; params?: z.$ZodType<P> | undefined },
+  raw: unknown,
+): P {
   if (job.params === undefined) return noParams(job.name, raw) as P;
   englishZodMessages();
   const result = z.safeParse(job.params, raw ?? {});
@@ -256,7 +320,14 @@ export function createRegistry(jobs: readonly AnyJob[]): ReadonlyMap<string, Any
 }
 
 /** The parts of a job's code that a JobCodeError names. */
-export type JobCodePart = 'key' | 'orderBy' | 'reduce.add' | 'reduce.merge' | 'reduce.finish';
+export type JobCodePart =
+  | 'key'
+  | 'orderBy'
+  | 'reduce.add'
+  | 'reduce.merge'
+  | 'reduce.finish'
+  | 'rank.by'
+  | 'rank.top';
 
 /**
  * What an error thrown by a part of the job's own code becomes: a JobCodeError that keeps the

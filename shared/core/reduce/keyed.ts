@@ -3,6 +3,7 @@
  * into one JSON object (`{"key":value,...}`, keys ascending), so that no process holds every
  * key: the same document a single pass would write. Or a `{"key","value"}` line per key
  * (resultFormat jsonl). A small shuffle with no partitions is merged here from the map runs.
+ * A job with a `rank` gets the same entries in rank order instead (./rank.ts).
  */
 import { FanoutError } from '../base/errors.ts';
 import { orderedMap } from '../base/parallel.ts';
@@ -20,7 +21,8 @@ import { jobKeys } from '../model/keys.ts';
 import { readJson } from '../model/status.ts';
 import { type Entry, finalValues, mergeRuns } from '../run/partition.ts';
 import { byKey, mergeSorted } from '../shuffle/merge.ts';
-import { runBatches } from '../shuffle/runs.ts';
+import { compareRanked, type Ranked, Ranking } from '../shuffle/rank.ts';
+import { decodeKey, type RunLine, runBatches } from '../shuffle/runs.ts';
 
 /** What the assembly needs. */
 export interface KeyedDeps {
@@ -80,22 +82,26 @@ export async function assembleKeyed(
   const jsonl = manifest.keyed?.resultFormat === 'jsonl';
   const shape = shapeOf(jsonl);
   const key = keys.result(jsonl);
+  const job = findJob(deps.jobs, manifest.job);
+  const params = parseParams(job, manifest.params);
+  const ranking = Ranking.of(job, params);
   if (partitions.length === 0) {
     // A small shuffle (shared/core/shuffle/partitions.ts): the map outputs merged here.
-    const job = findJob(deps.jobs, manifest.job);
     const reduce = job.reduce as NonNullable<typeof job.reduce>;
     // One group: a small shuffle's keys are few.
     const { merged: groups } = await mergeRuns(outputs, deps.bucket, deps, (a, b) =>
       jobCode('reduce.merge', () => reduce.merge(a, b)),
     );
-    const merged = groups[0] as Map<string, Entry>;
+    let entries = finalValues(groups[0] as Map<string, Entry>, reduce, params);
+    if (ranking !== undefined) {
+      for (const [keyJson, valueJson] of entries) {
+        ranking.add(decodeKey(keyJson), keyJson, valueJson);
+      }
+      entries = ranking.ranked();
+    }
     let text = shape.open;
     let first = true;
-    for (const [keyJson, valueJson] of finalValues(
-      merged,
-      reduce,
-      parseParams(job, manifest.params),
-    )) {
+    for (const [keyJson, valueJson] of entries) {
       text += shape.entry(keyJson, valueJson, first);
       first = false;
     }
@@ -106,7 +112,7 @@ export async function assembleKeyed(
   const parts = await partitionParts(manifest, parallelism, deps);
   const result = textUpload(deps.store, deps.bucket, key, shape.contentType);
   try {
-    await writeResult(parts, deps, result, shape);
+    await writeResult(parts, deps, result, shape, ranking);
     const { size } = await result.finish();
     return { result: { key, bytes: size }, records, badRecords };
   } catch (error) {
@@ -172,14 +178,18 @@ function shapeOf(jsonl: boolean): ResultShape {
       };
 }
 
-/** The result's entries from the parts, merged by key, into `out`. */
+/**
+ * The result's entries from the parts, merged by key, into `out`; a ranked job's parts are each
+ * in rank order, and are merged by rank (the first `top` of them).
+ */
 async function writeResult(
   parts: readonly PartitionOutcome['part'][],
   deps: KeyedDeps,
   out: TextUpload,
   shape: ResultShape,
+  ranking: Ranking | undefined,
 ): Promise<void> {
-  let first = true;
+  let written = 0;
   const sources = parts
     .filter((p) => p.bytes > 0)
     .map((p) =>
@@ -191,11 +201,35 @@ async function writeResult(
         ),
       ),
     );
-  await out.write(shape.open);
-  await mergeSorted(sources, byKey, ({ keyJson, valueJson }) => {
-    const pending = out.write(shape.entry(keyJson, valueJson, first));
-    first = false;
+  const entry = ({ keyJson, valueJson }: RunLine) => {
+    const pending = out.write(shape.entry(keyJson, valueJson, written === 0));
+    written += 1;
     return pending;
-  });
+  };
+  await out.write(shape.open);
+  if (ranking === undefined) await mergeSorted(sources, byKey, entry);
+  else {
+    const top = ranking.top ?? Number.POSITIVE_INFINITY;
+    await mergeSorted(
+      sources.map((batches) => rankedBatches(batches, ranking)),
+      compareRanked,
+      (line) => (written < top ? entry(line) : undefined),
+    );
+  }
   await out.write(shape.close);
+}
+
+/** A ranked part's lines with their ranks. */
+async function* rankedBatches(
+  batches: AsyncIterable<RunLine[]>,
+  ranking: Ranking,
+): AsyncGenerator<Ranked[]> {
+  for await (const lines of batches) {
+    yield lines.map(({ key, keyJson, valueJson }) => ({
+      rank: ranking.rankOf(key, keyJson, valueJson),
+      key,
+      keyJson,
+      valueJson,
+    }));
+  }
 }

@@ -2,7 +2,7 @@
  * A keyed job's partition task, run by the worker function: it reads its buckets' runs from
  * every map output, merges them by key (a key's accumulators in chunk order, through the job's
  * `merge`), applies `finish` per key, and writes its part: run lines (`"key"<tab>value`) in
- * ascending key order. Its outcome is written create-only, so exactly one attempt of a
+ * ascending key order (a ranked job's in rank order, shared/core/shuffle/rank.ts). Its outcome is written create-only, so exactly one attempt of a
  * partition counts; a losing attempt removes its part.
  */
 
@@ -20,6 +20,7 @@ import { type AnyJob, findJob, jobCode, parseParams } from '../model/job.ts';
 import { readJson } from '../model/status.ts';
 import { bucketOf } from '../shuffle/hash.ts';
 import { mergeSorted } from '../shuffle/merge.ts';
+import { Ranking } from '../shuffle/rank.ts';
 import { forEachRunLine, runLine } from '../shuffle/runs.ts';
 import { type PartitionDeps, writePartition } from './partition-outcome.ts';
 import { runSortPartition } from './sort-partition.ts';
@@ -63,10 +64,15 @@ export async function runPartition(
       : { count: groups, of: (key) => bucketOf(key, buckets) - task.first },
   );
 
+  const ranking = Ranking.of(job, params);
   return writePartition(task, deps, started, async (write) => {
     let lines = 0;
     const emit = (group: number, key: string) => {
       const [keyJson, valueJson] = finalValue(merged[group]!, key, reduce, params);
+      if (ranking !== undefined) {
+        ranking.add(key, keyJson, valueJson);
+        return undefined;
+      }
       lines += 1;
       return write(runLine(keyJson, valueJson));
     };
@@ -77,6 +83,12 @@ export async function runPartition(
       (a, b) => (a < b ? -1 : a > b ? 1 : 0),
       (key, group) => emit(group, key),
     );
+    // A ranked job's part is in rank order instead (its first `top`): the reducer merges by rank.
+    for (const [keyJson, valueJson] of ranking?.ranked() ?? []) {
+      lines += 1;
+      const waiting = write(runLine(keyJson, valueJson));
+      if (waiting !== undefined) await waiting;
+    }
     return { lines, bytesRead };
   });
 }

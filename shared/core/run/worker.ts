@@ -356,9 +356,39 @@ class ChunkReader {
     }
   }
 
+  /** What `map` returned: one output, or (a flat job's) an array of them. */
   private readonly emit = (out: unknown): undefined | Promise<void> => {
     if (out === undefined) return undefined;
-    this.recordsOut += 1;
+    if (this.job.flat !== true) {
+      this.recordsOut += 1;
+      return this.emitOne(out);
+    }
+    // A flat job's record counts once among the records out when it gives any output.
+    if (Array.isArray(out) && out.length > 0) this.recordsOut += 1;
+    return this.emitEach(out, 0);
+  };
+
+  /** A flat job's outputs from `from` on, in order; waits where one waits (backpressure). */
+  private emitEach(outs: unknown, from: number): undefined | Promise<void> {
+    if (outs === undefined) return undefined;
+    if (!Array.isArray(outs)) {
+      const got = outs === null ? 'null' : typeof outs;
+      throw new JobCodeError(
+        new TypeError(`map returned ${got}`),
+        `job map returned ${got} for a record of ${this.segment.object.key} (chunk ${this.task.index}); expected an array of outputs (${this.job.name} is flat) or undefined`,
+        this.where(),
+      );
+    }
+    for (let i = from; i < outs.length; i += 1) {
+      const waiting = this.emitOne(outs[i]);
+      if (waiting !== undefined) return waiting.then(() => this.emitEach(outs, i + 1));
+    }
+    return undefined;
+  }
+
+  /** One output: folded, kept for the sort, or written as a line. */
+  private readonly emitOne = (out: unknown): undefined | Promise<void> => {
+    if (out === undefined) return undefined;
     const reduce = this.job.reduce;
     if (this.sorted !== undefined) return this.sort(out, this.sorted);
     if (reduce === undefined) {
@@ -840,8 +870,7 @@ class PieceBook {
 
   /** The chunk's reduce, back in the reader once every piece is in. */
   restore(reader: ChunkReader): void {
-    if (reader.keyed !== undefined) reader.keyed = this.total.keyed ?? new Map();
-    else if (this.total.any) reader.acc = this.total.acc;
+    if (reader.keyed !== undefined) reader.keyed = this.total.keyed ?? new Map(); else if (this.total.any) reader.acc = this.total.acc;
   }
 
   /**
