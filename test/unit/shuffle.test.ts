@@ -20,7 +20,13 @@ import {
   sortedLines,
 } from '#core/shuffle/order.ts';
 import { groupBuckets } from '#core/shuffle/partitions.ts';
-import { decodeKey, encodeRuns, type RunLine, runBatches } from '#core/shuffle/runs.ts';
+import {
+  BucketTable,
+  decodeKey,
+  encodeRuns,
+  type RunLine,
+  runBatches,
+} from '#core/shuffle/runs.ts';
 import { MemoryStore } from '../fixtures/memory-store.ts';
 
 /** Keys that stress the line format: tabs, quotes, backslashes, newlines, astral characters. */
@@ -107,6 +113,27 @@ describe('encodeRuns and runBatches', () => {
             }
           }
           expect(seen).toEqual(accs);
+        },
+      ),
+      { numRuns: Number(process.env.FC_RUNS ?? 200) },
+    );
+  });
+
+  it("property: a combiner's table of a Map per bucket encodes the same bytes as one Map", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(key, { maxLength: 60 }),
+        fc.integer({ min: 1, max: 9 }),
+        (keys, buckets) => {
+          const accs = new Map(keys.map((k, i) => [k, { n: i }]));
+          const table = new BucketTable(buckets);
+          for (const [k, v] of accs) table.mapOf(k).set(k, v);
+          expect(table.size).toBe(accs.size);
+          expect(new Map(table)).toEqual(accs);
+          for (const k of keys) expect(table.get(k)).toBe(accs.get(k));
+          expect(encodeRuns(table, buckets)).toEqual(encodeRuns(accs, buckets));
+          // A table of another bucket count is re-bucketed, with the same bytes.
+          expect(encodeRuns(table, buckets + 1)).toEqual(encodeRuns(accs, buckets + 1));
         },
       ),
       { numRuns: Number(process.env.FC_RUNS ?? 200) },

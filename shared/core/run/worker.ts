@@ -40,7 +40,7 @@ import { readJson, writeJson } from '../model/status.ts';
 import { checkKey } from '../shuffle/hash.ts';
 import { checkOrderKey, encodeSorted, type OrderKey, type OrderKind } from '../shuffle/order.ts';
 import { DEFAULT_BUCKETS } from '../shuffle/partitions.ts';
-import { encodeRuns } from '../shuffle/runs.ts';
+import { BucketTable, encodeRuns } from '../shuffle/runs.ts';
 import {
   decodeEntry,
   encodeEntry,
@@ -215,9 +215,9 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
 async function writeRuns(
   task: ChunkTask,
   deps: WorkerDeps,
-  accs: ReadonlyMap<string, unknown>,
+  accs: BucketTable,
 ): Promise<ChunkOutput> {
-  const runs = encodeRuns(accs, task.buckets ?? DEFAULT_BUCKETS);
+  const runs = encodeRuns(accs, bucketsOf(task));
   // Small runs travel in the outcome, as a small map-only output does: no object to write and
   // none to read (a few groups, as by-field's eight, give a few hundred bytes).
   if (runs.bytes.length <= INLINE_OUTPUT_CHARS) {
@@ -235,6 +235,11 @@ async function writeRuns(
     offsets: runs.offsets,
     keys: runs.keys,
   };
+}
+
+/** A keyed chunk's hash buckets: the coordinator's choice, else the default. */
+function bucketsOf(task: ChunkTask): number {
+  return task.buckets ?? DEFAULT_BUCKETS;
 }
 
 /** True when the chunk's outcome is this attempt's (attempt numbers are never reused). */
@@ -304,7 +309,7 @@ class ChunkReader {
    * A keyed job's accumulators by key (the combiner: outputs are folded before they leave): the
    * chunk's, or with reuse, the piece's being read.
    */
-  keyed: Map<string, unknown> | undefined;
+  keyed: BucketTable | undefined;
   /** Reuse: the chunk's pieces, their entries, and the piece being read. */
   readonly pieces: PieceBook | undefined;
   /** A sorted job's outputs with their keys, sorted once the chunk is read, and their kind. */
@@ -320,7 +325,10 @@ class ChunkReader {
     readonly job: AnyJob,
     private readonly params: unknown,
   ) {
-    this.keyed = job.key !== undefined && job.reduce !== undefined ? new Map() : undefined;
+    this.keyed =
+      job.key !== undefined && job.reduce !== undefined
+        ? new BucketTable(bucketsOf(task))
+        : undefined;
     this.acc = this.keyed === undefined ? job.reduce?.init() : undefined;
     this.sorted =
       job.orderBy !== undefined
@@ -407,12 +415,13 @@ class ChunkReader {
       }
       const key = checkKey(this.job.name, this.job.key?.(out));
       part = 'reduce.add';
-      const acc = this.keyed.get(key);
-      if (acc === undefined) this.keyed.set(key, reduce.add(reduce.init(), out));
+      const accs = this.keyed.mapOf(key);
+      const acc = accs.get(key);
+      if (acc === undefined) accs.set(key, reduce.add(reduce.init(), out));
       else {
         // An add that mutates returns the same accumulator: no second write to the Map.
         const next = reduce.add(acc, out);
-        if (next !== acc) this.keyed.set(key, next);
+        if (next !== acc) accs.set(key, next);
       }
       return undefined;
     } catch (error) {
@@ -736,7 +745,7 @@ class PieceBook {
   /** The piece being read: the rest of its run, and its output text (map-only). */
   open: { run: Piece[]; at: number; mark: Mark; text: string } | undefined;
   /** The chunk's reduce so far (the reader's `acc` and `keyed` are the open piece's). */
-  private readonly total: { acc?: unknown; keyed?: Map<string, unknown>; any: boolean } = {
+  private readonly total: { acc?: unknown; keyed?: BucketTable; any: boolean } = {
     any: false,
   };
   private readonly all: Piece[];
@@ -857,11 +866,13 @@ class PieceBook {
     if (reduce === undefined) return;
     const total = this.total;
     if (job.key !== undefined) {
-      if (total.keyed === undefined) total.keyed = keyed instanceof Map ? keyed : new Map(keyed);
+      if (total.keyed === undefined && keyed instanceof BucketTable) total.keyed = keyed;
       else {
+        total.keyed ??= new BucketTable(bucketsOf(this.task));
         for (const [key, acc] of keyed) {
-          const before = total.keyed.get(key);
-          total.keyed.set(key, before === undefined ? acc : reduce.merge(before, acc));
+          const accs = total.keyed.mapOf(key);
+          const before = accs.get(key);
+          accs.set(key, before === undefined ? acc : reduce.merge(before, acc));
         }
       }
     } else total.acc = total.any ? reduce.merge(total.acc, value) : value;
@@ -870,7 +881,9 @@ class PieceBook {
 
   /** The chunk's reduce, back in the reader once every piece is in. */
   restore(reader: ChunkReader): void {
-    if (reader.keyed !== undefined) reader.keyed = this.total.keyed ?? new Map(); else if (this.total.any) reader.acc = this.total.acc;
+    if (reader.keyed !== undefined) {
+      reader.keyed = this.total.keyed ?? new BucketTable(bucketsOf(this.task));
+    } else if (this.total.any) reader.acc = this.total.acc;
   }
 
   /**
@@ -894,7 +907,7 @@ class PieceBook {
 
   /** A new piece's empty reduce in the reader. */
   private fresh(reader: ChunkReader): void {
-    if (reader.keyed !== undefined) reader.keyed = new Map();
+    if (reader.keyed !== undefined) reader.keyed = new BucketTable(bucketsOf(this.task));
     else if (reader.job.reduce !== undefined) reader.acc = reader.job.reduce.init();
   }
 
