@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readStatus } from '#core/model/status.ts';
 import { submitJob } from '#core/run/submit.ts';
 import { type LocalRuntime, startRuntime, submitDeps } from '#local/runtime.ts';
-import { byFieldSinglePass } from '../../bench/baseline.ts';
+import { byFieldSinglePass, wordcountSinglePass } from '../../bench/baseline.ts';
 import { generate } from '../../bench/gen.ts';
 import { followJob, runJob } from '../../cli/run.ts';
 import { scientistsOutput } from '../fixtures/expected.ts';
@@ -153,6 +153,25 @@ describe('byte-range chunks', () => {
       params: { top: 3 },
     });
     expect(result.resultText).toBe('{"the":11,"it":10,"of":10}');
+  });
+
+  it('counts 5,000 distinct words through partition tasks, ranked as a single pass ranks them', async () => {
+    const file = join(dir, 'many-words.txt');
+    await generate({ records: 4000, out: file, seed: 7, kind: 'text', keys: 5000 });
+    const single = await wordcountSinglePass(file);
+    const expected = JSON.stringify(single);
+    const top = `{${Object.entries(single)
+      .slice(0, 25)
+      .map(([w, n]) => `${JSON.stringify(w)}:${n}`)
+      .join(',')}}`;
+    for (const [params, want] of [
+      [{}, expected],
+      [{ top: 25 }, top],
+    ] as const) {
+      const result = await run({ job: 'wordcount', input: file, chunks: 4, partitions: 3, params });
+      expect(result.status.partitions?.total).toBe(3);
+      expect(result.resultText).toBe(want);
+    }
   });
 });
 
