@@ -32,13 +32,14 @@ const gunzip = (compressed: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array
   Readable.from(compressed).pipe(createGunzip());
 
 /**
- * A sorted chunk's outputs past an eighth of the function's memory (their JSON; in memory they
- * take two to three times that), or past FANOUT_SORT_SPILL_BYTES when set, spill to local disk:
- * Lambda's /tmp, 512 MB by default and up to 10 GB (the construct's ephemeral storage).
+ * A sorted chunk's outputs, or a keyed chunk's combiner, past an eighth of the function's memory
+ * (their JSON, or an estimate of it; in memory they take two to three times that), or past
+ * FANOUT_SPILL_BYTES when set, spill to local disk: Lambda's /tmp, 512 MB by default and up to
+ * 10 GB (the construct's ephemeral storage).
  */
 const spill: Spill = {
   budgetBytes:
-    Number(process.env.FANOUT_SORT_SPILL_BYTES) ||
+    Number(process.env.FANOUT_SPILL_BYTES) ||
     (Number(process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE) || 1024) * 2 ** 17,
   async write(bytes) {
     const dir = await mkdtemp(join(tmpdir(), 'fanout-spill-'));

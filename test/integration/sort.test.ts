@@ -26,8 +26,9 @@ beforeAll(async () => {
   runtime = await startRuntime({
     registry: { module: registry, jobs },
     // A budget this small makes every chunk of more than a few hundred records spill to disk
-    // and merge its spills back: the sorts below go through that path.
-    functionEnv: { worker: { FANOUT_SORT_SPILL_BYTES: String(64 * 1024) } },
+    // and merge its spills back: the sorts below go through that path, and so does the keyed
+    // job's combiner.
+    functionEnv: { worker: { FANOUT_SPILL_BYTES: String(64 * 1024) } },
   });
   dir = await mkdtemp(join(tmpdir(), 'fanout-sort-'));
 });
@@ -183,7 +184,7 @@ describe('sort', () => {
     await writeFile(file, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
     const own = await startRuntime({
       registry: { module: registry, jobs },
-      functionEnv: { worker: { FANOUT_SORT_SPILL_BYTES: String(64 * 1024) } },
+      functionEnv: { worker: { FANOUT_SPILL_BYTES: String(64 * 1024) } },
       workerTimeoutSeconds: 2,
       chaos: {
         spec: parseChaos('worker-error=0.15,worker-timeout=0.02,throttle=0.05,s3-slowdown=0.02'),
@@ -263,4 +264,33 @@ describe('sort', () => {
       ).rejects.toThrow(message);
     },
   );
+});
+
+describe('a keyed chunk past its spill budget', () => {
+  it('spills its combiner to disk and merges it back: the same groups as a single pass', async () => {
+    const random = mulberry32(11);
+    const rows = Array.from({ length: 20_000 }, (_, i) => ({
+      k: `k${Math.floor(random() * 6000)}`,
+      i,
+    }));
+    const expected = new Map<string, { n: number; sum: number }>();
+    for (const r of rows) {
+      const g = expected.get(r.k) ?? { n: 0, sum: 0 };
+      expected.set(r.k, { n: g.n + 1, sum: g.sum + r.i });
+    }
+    const file = join(dir, 'keyed-spill.jsonl');
+    await writeFile(file, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    const result = await runJob(runtime, {
+      job: 'count-by-k',
+      input: file,
+      chunks: 3,
+      partitions: 2,
+      stderr: quiet,
+    });
+    expect(result.status.status).toBe('SUCCEEDED');
+    const keys = [...expected.keys()].sort();
+    expect(result.resultText).toBe(
+      JSON.stringify(Object.fromEntries(keys.map((k) => [k, expected.get(k)]))),
+    );
+  });
 });

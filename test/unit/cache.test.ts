@@ -205,6 +205,42 @@ describe('a chunk with reuse', () => {
     });
   }
 
+  it('by-field past a spill budget: its table spills as each piece is folded in, read or reused, with the same runs', async () => {
+    const { store, deps, task, outcome } = await setup(scientists(3 * MiB), 'by-field');
+    const plain = task();
+    await runChunk(plain, deps);
+    const expected = made(outcome(plain), store);
+    let spills = 0;
+    let left = 0;
+    const spilling = {
+      ...deps,
+      spill: {
+        budgetBytes: 200,
+        async write(bytes: Uint8Array) {
+          spills += 1;
+          left += 1;
+          return {
+            read: async function* () {
+              yield bytes;
+            },
+            remove: async () => {
+              left -= 1;
+            },
+          };
+        },
+      },
+    };
+    const cold = task(null);
+    const { kept } = await runChunk(cold, spilling);
+    expect(spills).toBe(3); // one per 1 MiB piece read
+    expect(made(outcome(cold), store)).toEqual(expected);
+    const warm = task(kept);
+    await runChunk(warm, spilling);
+    expect(spills).toBe(6); // one per piece taken from its entry
+    expect(made(outcome(warm), store)).toEqual(expected);
+    expect(left).toBe(0);
+  });
+
   it('run by the coordinator (only from entries) stops at a piece without a sound entry', async () => {
     const { deps, task, store } = await setup(scientists(2 * MiB), 'scientists');
     const { kept } = await runChunk(task(null), deps);

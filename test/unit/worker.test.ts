@@ -46,6 +46,32 @@ const lines = [
   '{"name":"Marie Curie","field":"physics","born":1867,"nobel":true}',
 ];
 
+/**
+ * Local disk for a chunk's spills, in memory: each spill read back in pieces of `pieceSize`
+ * bytes (so a line is split across them); counts the spills written and those not removed.
+ */
+function memorySpill(budgetBytes: number, pieceSize: number) {
+  const files = { written: 0, left: 0 };
+  const spill: Spill = {
+    budgetBytes,
+    async write(bytes) {
+      files.written += 1;
+      files.left += 1;
+      return {
+        read: async function* () {
+          for (let at = 0; at < bytes.length; at += pieceSize) {
+            yield bytes.subarray(at, at + pieceSize);
+          }
+        },
+        remove: async () => {
+          files.left -= 1;
+        },
+      };
+    },
+  };
+  return { spill, files };
+}
+
 describe('runChunk', () => {
   it('keeps a small map-only output inline in the outcome, in input order', async () => {
     const { store, deps, task } = await setup(`${lines.join('\n')}\n`);
@@ -240,27 +266,11 @@ describe('runChunk', () => {
       const { output } = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
       return { output, text: store.text(BUCKET, output.key) };
     };
-    const files = new Map<number, Uint8Array>();
-    let written = 0;
-    const spill: Spill = {
-      budgetBytes: 20_000,
-      async write(bytes) {
-        const id = written++;
-        files.set(id, bytes);
-        return {
-          read: async function* () {
-            for (let at = 0; at < bytes.length; at += 777) yield bytes.subarray(at, at + 777);
-          },
-          remove: async () => {
-            files.delete(id);
-          },
-        };
-      },
-    };
+    const { spill, files } = memorySpill(20_000, 777);
     const spilled = await run(spill);
     const inMemory = await run();
-    expect(written).toBeGreaterThan(5);
-    expect(files.size).toBe(0);
+    expect(files.written).toBeGreaterThan(5);
+    expect(files.left).toBe(0);
     expect(spilled.text).toBe(inMemory.text);
     expect(spilled.output).toMatchObject({ kind: 'sorted', lines: 3000, keys: 'number' });
     expect(spilled.output.bytes).toBe(inMemory.output.bytes);
@@ -271,6 +281,36 @@ describe('runChunk', () => {
       expect(JSON.parse(line.split('\t')[0]!)).toBe(s.key);
       expect(spilled.text.split('\n')[s.pos]).toBe(line);
     }
+  });
+
+  it("spills a keyed chunk's combiner past its budget and merges it back: the same runs, nothing left on disk", async () => {
+    // Fields that repeat across spills (a key's accumulators then merge in input order) and
+    // fields met once, in 16 buckets; non-ASCII keys so that offsets count UTF-8 bytes.
+    const text = Array.from({ length: 4000 }, (_, i) =>
+      JSON.stringify({
+        name: `s${i}`,
+        field: i % 3 === 0 ? `común-${i % 97}` : `f${(i * 7919) % 2500}`,
+        born: 1900 + (i % 80),
+        nobel: i % 5 === 0,
+      }),
+    ).join('\n');
+    const run = async (spill?: Spill) => {
+      const { store, deps, task } = await setup(`${text}\n`);
+      await runChunk(task({ job: 'by-field', buckets: 16 }), { ...deps, ...(spill && { spill }) });
+      const { output } = JSON.parse(store.text(BUCKET, `jobs/${JOB_ID}/chunks/0.json`));
+      const runs = output.kind === 'runs-inline' ? output.text : store.text(BUCKET, output.key);
+      return { output, runs };
+    };
+    const { spill, files } = memorySpill(30_000, 333);
+    const spilled = await run(spill);
+    const inMemory = await run();
+    expect(files.written).toBeGreaterThan(3);
+    expect(files.left).toBe(0);
+    expect(spilled.output.kind).toBe('runs');
+    expect(spilled.runs).toBe(inMemory.runs);
+    expect(spilled.output.offsets).toEqual(inMemory.output.offsets);
+    expect(spilled.output.keys).toBe(inMemory.output.keys);
+    expect(spilled.output.bytes).toBe(inMemory.output.bytes);
   });
 
   it('writes large runs as one object of the attempt', async () => {

@@ -34,7 +34,7 @@ import {
   type TaskSegment,
 } from '../model/documents.ts';
 import type { AnyJob } from '../model/job.ts';
-import { findJob, type JobCodePart, jobCodeError, parseParams } from '../model/job.ts';
+import { findJob, type JobCodePart, jobCode, jobCodeError, parseParams } from '../model/job.ts';
 import { jobKeys } from '../model/keys.ts';
 import { readJson, writeJson } from '../model/status.ts';
 import { checkKey } from '../shuffle/hash.ts';
@@ -49,6 +49,7 @@ import {
   pieceId,
   pieceIdentity,
 } from './cache.ts';
+import { KeyedSpills, writeSpilledRuns } from './keyed-chunk.ts';
 import { readHeader } from './plan-job.ts';
 import { putRunObject, type SortBuffer, type Spill, writeSorted } from './sort-chunk.ts';
 
@@ -156,11 +157,12 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
     reader.pieces?.abandon(error);
     // A failed attempt leaves nothing on the sandbox's disk for the next one.
     await Promise.all(reader.sorted?.spilled.map((f) => f.file.remove()) ?? []);
+    await reader.keyedSpills?.remove();
     throw error;
   }
   const result: ChunkOutput =
     reader.keyed !== undefined
-      ? await writeRuns(task, deps, reader.keyed)
+      ? await writeRuns(task, deps, reader)
       : reader.sorted !== undefined
         ? await writeSorted(task, deps, reader.sorted)
         : reader.output === undefined
@@ -215,8 +217,23 @@ export async function runChunk(task: ChunkTask, deps: WorkerDeps): Promise<Chunk
 async function writeRuns(
   task: ChunkTask,
   deps: WorkerDeps,
-  accs: BucketTable,
+  reader: ChunkReader,
 ): Promise<ChunkOutput> {
+  const accs = reader.keyed as BucketTable;
+  const spills = reader.keyedSpills;
+  if (spills !== undefined) {
+    try {
+      await spills.settled();
+      if (spills.files.length > 0) {
+        const reduce = reader.job.reduce as NonNullable<AnyJob['reduce']>;
+        return await writeSpilledRuns(task, deps, spills, accs, (a, b) =>
+          jobCode('reduce.merge', () => reduce.merge(a, b)),
+        );
+      }
+    } finally {
+      await spills.remove();
+    }
+  }
   const runs = encodeRuns(accs, bucketsOf(task));
   // Small runs travel in the outcome, as a small map-only output does: no object to write and
   // none to read (a few groups, as by-field's eight, give a few hundred bytes).
@@ -310,6 +327,11 @@ class ChunkReader {
    * chunk's, or with reuse, the piece's being read.
    */
   keyed: BucketTable | undefined;
+  /**
+   * A keyed job's combiner past the worker's spill budget: its tables written to local disk,
+   * merged back into the runs object at the end (./keyed-chunk.ts).
+   */
+  readonly keyedSpills: KeyedSpills | undefined;
   /** Reuse: the chunk's pieces, their entries, and the piece being read. */
   readonly pieces: PieceBook | undefined;
   /** A sorted job's outputs with their keys, sorted once the chunk is read, and their kind. */
@@ -330,6 +352,10 @@ class ChunkReader {
         ? new BucketTable(bucketsOf(task))
         : undefined;
     this.acc = this.keyed === undefined ? job.reduce?.init() : undefined;
+    this.keyedSpills =
+      this.keyed !== undefined && deps.spill !== undefined
+        ? new KeyedSpills(deps.spill)
+        : undefined;
     this.sorted =
       job.orderBy !== undefined
         ? { outputs: [], kind: undefined, bytes: 0, spilled: [] }
@@ -417,8 +443,15 @@ class ChunkReader {
       part = 'reduce.add';
       const accs = this.keyed.mapOf(key);
       const acc = accs.get(key);
-      if (acc === undefined) accs.set(key, reduce.add(reduce.init(), out));
-      else {
+      if (acc === undefined) {
+        accs.set(key, reduce.add(reduce.init(), out));
+        // Past the budget, the table goes to disk; with reuse, when its piece is folded in.
+        if (this.keyedSpills?.grew(key) === true && this.pieces === undefined) {
+          const full = this.keyed;
+          this.keyed = new BucketTable(full.buckets);
+          return this.keyedSpills.add(full);
+        }
+      } else {
         // An add that mutates returns the same accumulator: no second write to the Map.
         const next = reduce.add(acc, out);
         if (next !== acc) accs.set(key, next);
@@ -577,7 +610,7 @@ class ChunkReader {
       if (this.bad.samples.length < BAD_RECORD_SAMPLES) this.bad.samples.push(sample);
     }
     book.reused += 1;
-    book.fold(this.job, entry.entries ?? [], entry.value);
+    book.fold(this, entry.entries ?? [], entry.value);
     if (entry.text !== undefined && entry.text !== '') return this.output?.write(entry.text);
   }
 
@@ -861,7 +894,8 @@ class PieceBook {
    * gives its own Map, which the chunk's then may be), else its accumulator. Map-only output
    * was written as it came.
    */
-  fold(job: AnyJob, keyed: Iterable<[string, unknown]>, value: unknown): void {
+  fold(reader: ChunkReader, keyed: Iterable<[string, unknown]>, value: unknown): void {
+    const { job, keyedSpills } = reader;
     const reduce = job.reduce;
     if (reduce === undefined) return;
     const total = this.total;
@@ -872,8 +906,15 @@ class PieceBook {
         for (const [key, acc] of keyed) {
           const accs = total.keyed.mapOf(key);
           const before = accs.get(key);
+          // A piece read now counted its keys as they came; one taken from the cache, here.
+          if (before === undefined && !(keyed instanceof BucketTable)) keyedSpills?.grew(key);
           accs.set(key, before === undefined ? acc : reduce.merge(before, acc));
         }
+      }
+      // Past the spill budget, the chunk's table so far goes to disk, in input order.
+      if (keyedSpills?.due() === true && total.keyed !== undefined) {
+        void keyedSpills.add(total.keyed);
+        total.keyed = undefined;
       }
     } else total.acc = total.any ? reduce.merge(total.acc, value) : value;
     total.any = true;
@@ -946,7 +987,7 @@ class PieceBook {
       .finally(() => {
         this.inFlight -= 1;
       });
-    this.fold(reader.job, keyed ?? [], result.value);
+    this.fold(reader, keyed ?? [], result.value);
   }
 
   /** The pack's streamed upload, begun with its first entry. */
