@@ -85,7 +85,7 @@ export async function run(tinyRuns = 5, lessonRuns = 3): Promise<Report> {
         : { Python: python }),
     },
     notes: [
-      'peak RSS: the largest sum of the resident sets of the fanout process and its sandboxes (child processes), sampled every 10 ms',
+      'peak RSS: the largest sum of the resident sets of the fanout process and its sandboxes (child processes), sampled every 100 ms',
     ],
   };
 }

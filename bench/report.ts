@@ -69,7 +69,10 @@ export async function runIfMain(url: string, run: () => Promise<Report>): Promis
 /**
  * Runs a command to its end; returns its stdout, wall time and peak RSS: the largest sum of the
  * resident sets of the process and all its descendants (the local runtime's sandboxes are child
- * processes), sampled every 10 ms while it runs.
+ * processes), sampled every 100 ms while it runs. A walk of /proc reads a few files per thread
+ * of every process (about 80 for a local run); every 10 ms it kept one of the machine's two
+ * cores busy, and the job it measured ran slower for it. Heaps grow and shrink over seconds, so
+ * 100 ms misses no peak that lasts.
  */
 export async function measured(
   command: string,
@@ -89,7 +92,7 @@ export async function measured(
     peakKb = Math.max(peakKb, await treeRssKb(child.pid));
     sampling = false;
   };
-  const timer = setInterval(() => void sample(), 10);
+  const timer = setInterval(() => void sample(), 100);
   const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
   clearInterval(timer);
   return { stdout, wallMs: performance.now() - started, peakRssMb: peakKb / 1024, code };

@@ -80,7 +80,7 @@ export async function run(): Promise<Report> {
     },
     notes: [
       'fields and words drawn uniformly from 1,000,000 values (npm run gen -- --keys 1000000)',
-      'peak RSS: the largest sum of the resident sets of the fanout process and its sandboxes (child processes), sampled every 10 ms',
+      'peak RSS: the largest sum of the resident sets of the fanout process and its sandboxes (child processes), sampled every 100 ms',
     ],
   };
 }
