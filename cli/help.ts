@@ -72,7 +72,8 @@ export const VERB_HELP: Record<string, string> = {
   ),
   'list-jobs': `Usage: fanout list-jobs
 
-Lists the jobs fanout can run: name, input format, map-only or reduce, description.
+Lists the jobs fanout can run: name, input format, kind (map-only, reduce, keyed: a
+group-by, or sorted), description.
 
 ${EXIT_CODES}
 `,

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FanoutError, ValidationError } from '#core/base/errors.ts';
+import type { AnyJob } from '#core/model/job.ts';
 import { jobs } from '#jobs/index.ts';
 import { parseChaos } from '#local/chaos.ts';
 import { isJobPath, preparePathJob } from '#local/job-path.ts';
@@ -219,15 +220,17 @@ function helpOf(command: string): string | undefined {
 }
 
 /** The registered jobs as aligned columns: name, format, kind, description. */
+/** What a job does with its outputs, as `list-jobs` and the README's table say it. */
+function kindOf(job: AnyJob): string {
+  if (job.key !== undefined) return 'keyed';
+  if (job.orderBy !== undefined) return 'sorted';
+  return job.reduce === undefined ? 'map-only' : 'reduce';
+}
+
 function listJobs(): string {
   const rows = [...jobs.values()]
     .sort((a, b) => (a.name < b.name ? -1 : 1))
-    .map((job) => [
-      job.name,
-      job.format,
-      job.reduce ? 'reduce' : 'map-only',
-      job.description ?? '',
-    ]);
+    .map((job) => [job.name, job.format, kindOf(job), job.description ?? '']);
   const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
   return rows
     .map(

@@ -330,14 +330,12 @@ export const notAJob = 42;
     const { code, stdout } = await fanout('list-jobs');
     expect(code).toBe(0);
     const lines = stdout.trim().split('\n');
-    const at = (word: string) =>
-      lines.map((l) =>
-        l.indexOf(word === 'kind' ? (l.includes('map-only') ? 'map-only' : 'reduce') : word),
-      );
-    const kinds = at('kind');
+    const kinds = lines.map((l) => l.search(/ (map-only|reduce|keyed|sorted) /) + 1);
     expect(lines.length).toBeGreaterThanOrEqual(3); // the built-in jobs
     expect(kinds.every((k) => k > 0)).toBe(true); // every line has a kind, after the name
     expect(new Set(kinds).size).toBe(1); // the kind column starts at the same place on every line
+    expect(lines.find((l) => l.startsWith('wordcount '))).toMatch(/ keyed /);
+    expect(lines.find((l) => l.startsWith('scientists '))).toMatch(/ map-only /);
   });
 
   it('documents itself', async () => {
