@@ -68,9 +68,10 @@ export interface JobDefinition<Params, Rec, Out, Acc = unknown, Result = unknown
   /**
    * A keyed job's result in another order than its keys': by what `rank.by(value, key)` returns
    * (`value` is the key's final value, after `finish`), ascending, ties by key (JavaScript
-   * string order). `rank.top(params)` keeps only the first N keys. The result's parts are still
-   * merged by key; the ranking is done as they stream into the result, so it holds the first N
-   * entries with `top`, and every key's entry without (docs/SHUFFLE.md).
+   * string order). `rank.top(params)` keeps only the first N keys. Each partition task ranks
+   * its own keys (holding their entries; with `top`, about twice the first N) and the result
+   * merges the ranked parts by rank as they stream, so no process holds every key
+   * (docs/SHUFFLE.md).
    */
   rank?: {
     by(value: Result, key: string): number;
