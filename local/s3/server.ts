@@ -22,9 +22,9 @@
  *
  * It binds 127.0.0.1 only.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
@@ -37,6 +37,7 @@ import { keyProblem, MAX_KEY_BYTES } from '#core/model/keys.ts';
 import type { S3Verdict } from '../iam/enforce.ts';
 import { accessKeyOf } from '../iam/principals.ts';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
+import { aside, type FileStore, replaceObject, storeDurably } from './durable.ts';
 import { FileBucket } from './files.ts';
 import { KeyLocks } from './locks.ts';
 import { keyOfStored, storedSegment, storeLongSegments } from './long-names.ts';
@@ -657,7 +658,7 @@ async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean
   }
   const objectPath = ctx.store.getResourcePath(bucket, key, 'object');
   await mkdir(dirname(objectPath), { recursive: true });
-  const temporary = `${objectPath}.${randomUUID()}.incoming`;
+  const temporary = aside(objectPath);
   const md5 = createHash('md5');
   let received = 0;
   try {
@@ -704,13 +705,13 @@ async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean
     return true;
   }
   const etag = digest.toString('hex');
-  await rename(temporary, objectPath);
   const metadata: Record<string, string> = { 'content-type': 'binary/octet-stream' };
   for (const [name, value] of Object.entries(ctx.headers)) {
     if (typeof value !== 'string') continue;
     if (STORED_HEADERS.includes(name) || name.startsWith('x-amz-meta-')) metadata[name] = value;
   }
-  await ctx.store.putMetadata(bucket, key, metadata, etag);
+  // Body, metadata and MD5 in an order that a crash at any point leaves readable (durable.ts).
+  await replaceObject(ctx.store as unknown as FileStore, bucket, key, temporary, metadata, etag);
   ctx.status = 200;
   ctx.set('ETag', JSON.stringify(etag));
   ctx.body = '';
@@ -733,6 +734,8 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Loca
   server.middleware.unshift(compatLayer(new KeyLocks()) as S3rver['middleware'][number]);
   // Any legal key, however long its segments: file names are limited to 255 bytes.
   storeLongSegments(server.store as unknown as Parameters<typeof storeLongSegments>[0]);
+  // Every write whole or not at all, so a killed server leaves no torn object behind.
+  storeDurably(server.store as unknown as FileStore);
   server.on('error', () => undefined); // per-request errors are answered; don't crash the host
   const { port } = await server.run();
 

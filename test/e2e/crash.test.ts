@@ -38,6 +38,15 @@ const people = Array.from(
     `${JSON.stringify({ name: `p${i}`, field: `f${i % 3}`, born: 1900 + i, nobel: false })}\n`,
 ).join('');
 
+/** The lines of a runtime's logs that tell of a failure (for an assertion's message). */
+function failures(dev: DevProcess): string {
+  return dev
+    .logs()
+    .split('\n')
+    .filter((line) => /fail|error/i.test(line))
+    .join('\n');
+}
+
 async function submit(dev: DevProcess, params: unknown): Promise<string> {
   // Straight into the local S3 server (it takes unsigned requests), as `aws s3 cp` would.
   const put = await fetch(`${dev.s3}/fanout-local/datasets/crash/people.jsonl`, {
@@ -98,7 +107,8 @@ describe('a crashed fanout dev', () => {
     const jobId = await submit(first, { year: 2020, sleepMs: 800 });
     const watching = collect(['result', jobId, '--follow', '--api', first.api]);
     // Killed once the stream has shown some lines, and before the job ended.
-    await waitFor(() => watching.out().length > 0, 30_000);
+    await waitFor(() => watching.out().length > 0 || watching.ended(), 30_000);
+    expect(watching.ended(), `${watching.err()}\n${failures(first)}`).toBe(false);
     await first.kill();
     const killedAt = JSON.parse(
       await readFile(join(data, 'fanout-local/jobs', jobId, 'status.json._S3rver_object'), 'utf8'),
@@ -111,7 +121,8 @@ describe('a crashed fanout dev', () => {
     const second = await startDev(data, [], env);
     running.push(second);
     const follow = await fanout('result', jobId, '--follow', '--api', second.api);
-    expect(follow.code, follow.stderr).toBe(0);
+    // On a failure, what the restarted runtime logged says why (an API 500 logs its cause).
+    expect(follow.code, `${follow.stderr}\n${failures(second)}`).toBe(0);
     const input = join(dir, 'people-stream.jsonl');
     await writeFile(input, people);
     const single = await fanout('run', 'scientists', input, '--params', '{"year":2020}');
