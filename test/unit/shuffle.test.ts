@@ -196,12 +196,18 @@ describe('groupBuckets', () => {
     expect(groupBuckets([5, 5, 0, 7, 3], { partitions: 1, concurrency: 8 })).toEqual([[0, 5]]);
   });
 
-  it('gives one partition to a small output, and a partition per lane to a larger one', () => {
+  it('gives one partition to a small output, and four per lane to a larger one, each of 4 MiB or more', () => {
     expect(groupBuckets([10, 20, 30, 40], { concurrency: 4 })).toEqual([[0, 4]]);
     const mib = 1024 * 1024;
-    expect(groupBuckets([8 * mib, 8 * mib, 8 * mib, 8 * mib], { concurrency: 2 })).toEqual([
-      [0, 2],
-      [2, 4],
+    // 128 MiB on 2 lanes: 8 partitions of two buckets.
+    expect(groupBuckets(Array(16).fill(8 * mib), { concurrency: 2 })).toEqual(
+      Array.from({ length: 8 }, (_, i) => [2 * i, 2 * i + 2]),
+    );
+    // 12 MiB on 2 lanes: no more partitions than hold 4 MiB each.
+    expect(groupBuckets(Array(12).fill(mib), { concurrency: 2 })).toEqual([
+      [0, 4],
+      [4, 8],
+      [8, 12],
     ]);
   });
 

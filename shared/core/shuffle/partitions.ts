@@ -33,14 +33,22 @@ export function bucketCount(partitions: number | undefined, inputBytes = 0): num
 }
 
 /**
+ * Partitions per slot of the job's concurrency, while each still gets MIN_PARTITION_BYTES. A
+ * partition holds its keys while it merges them, so smaller ones hold less at once: by-field over
+ * 864,420 keys on 2 slots peaked at 1,003-1,021 MB of RSS with 2 partitions and 739-747 MB with
+ * 8, for 5-9% more job time (2026-12-08).
+ */
+export const PARTITIONS_PER_SLOT = 4;
+
+/**
  * How many partitions `total` bytes of shuffle get: enough for the budget
- * (total / PARTITION_BUDGET_BYTES), and as many as the job's concurrency while each would still
- * get MIN_PARTITION_BYTES; at least one, at most MAX_PARTITIONS.
+ * (total / PARTITION_BUDGET_BYTES), and PARTITIONS_PER_SLOT per slot of the job's concurrency
+ * while each would still get MIN_PARTITION_BYTES; at least one, at most MAX_PARTITIONS.
  */
 export function partitionCount(total: number, concurrency: number): number {
   const wanted = Math.max(
     Math.ceil(total / PARTITION_BUDGET_BYTES),
-    Math.min(concurrency, Math.floor(total / MIN_PARTITION_BYTES)),
+    Math.min(PARTITIONS_PER_SLOT * concurrency, Math.floor(total / MIN_PARTITION_BYTES)),
   );
   return Math.min(Math.max(1, wanted), MAX_PARTITIONS);
 }
