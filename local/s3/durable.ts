@@ -19,7 +19,7 @@
  * also take what an older version left behind: a metadata file that does not parse reads as
  * none, and an MD5 that is not 32 hex digits is computed again.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -57,9 +57,14 @@ const KEPT =
 
 const MD5 = /^[0-9a-f]{32}$/;
 
-/** A path beside `path` for a file being written, renamed onto `path` once whole. */
+/**
+ * A path beside `path` for a file being written, renamed onto `path` once whole. Short: a key
+ * segment of up to 200 bytes is a file name of its own (long-names.ts), and its longest
+ * companion (`._S3rver_metadata.json`) with these 18 characters must stay within 255 bytes.
+ * Writers of one key take turns (locks.ts), so 32 random bits keep concurrent names apart.
+ */
 export function aside(path: string): string {
-  return `${path}.${randomUUID()}.incoming`;
+  return `${path}.${randomBytes(4).toString('hex')}.incoming`;
 }
 
 /** Writes `text` to `path` whole or not at all. */

@@ -235,6 +235,17 @@ describe('s3rver compatibility layer', () => {
     expect(await got.Body?.transformToString()).toBe(content);
   });
 
+  it('stores keys whose last segment is just under the hashed length, beside which its temporary files must fit', async () => {
+    // A segment of up to 200 bytes is a file name of its own, and a PUT writes its body and
+    // metadata beside it first, under longer names: they too must stay within 255 bytes.
+    for (const length of [180, 190, 195, 200]) {
+      const key = `edge/${'s'.repeat(length)}`;
+      await put(key, String(length));
+      const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+      expect(await got.Body?.transformToString(), `a ${length}-byte segment`).toBe(String(length));
+    }
+  });
+
   it('stores keys whose segments pass a file name, lists them in S3 order, and takes them from the AWS CLI', async () => {
     const long = 'x'.repeat(300);
     const accented = 'é'.repeat(150); // 300 bytes of UTF-8
