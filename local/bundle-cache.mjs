@@ -7,6 +7,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 
+/** Builds running in this process (esbuild's service is stopped when none is). */
+let inFlight = 0;
+
 /**
  * The path of `entry`'s bundle (its `index.mjs` when split into chunks), built with esbuild only
  * when one of its own source files (outside node_modules), package-lock.json or the build options
@@ -37,24 +40,34 @@ export async function cachedBundle(spec) {
     if (key !== undefined && existsSync(entryOf(finalPath(key)))) return entryOf(finalPath(key));
   }
   // esbuild is loaded only to build: a cache hit does not pay for it.
-  const { build } = await import('esbuild');
+  const esbuild = await import('esbuild');
   const building = join(
     cacheDir,
     `${name}-build-${process.pid}-${Date.now()}${split ? '' : '.mjs'}`,
   );
-  const result = await build({
-    ...options,
-    ...(split
-      ? {
-          entryPoints: { index: entry },
-          outdir: building,
-          outExtension: { '.js': '.mjs' },
-          chunkNames: 'chunks/[name]-[hash]',
-        }
-      : { entryPoints: [entry], outfile: building }),
-    absWorkingDir: rootDir,
-    metafile: true,
-  });
+  inFlight += 1;
+  let result;
+  try {
+    result = await esbuild.build({
+      ...options,
+      ...(split
+        ? {
+            entryPoints: { index: entry },
+            outdir: building,
+            outExtension: { '.js': '.mjs' },
+            chunkNames: 'chunks/[name]-[hash]',
+          }
+        : { entryPoints: [entry], outfile: building }),
+      absWorkingDir: rootDir,
+      metafile: true,
+    });
+  } finally {
+    // esbuild keeps its service process (~450 MB resident after bundling the functions) until
+    // this process exits: through a whole job, or a whole `fanout dev`. Stopped once no build
+    // is in flight; the next build starts it again.
+    inFlight -= 1;
+    if (inFlight === 0) await esbuild.stop();
+  }
   const inputs = Object.keys(result.metafile.inputs)
     .filter((p) => !p.includes('node_modules/'))
     .map((p) => resolve(rootDir, p))
