@@ -57,6 +57,14 @@ const KEPT =
 
 const MD5 = /^[0-9a-f]{32}$/;
 
+/** An object's metadata file: the headers s3rver keeps, as JSON. */
+const keptJson = (metadata: Record<string, unknown>) =>
+  JSON.stringify(
+    Object.fromEntries(Object.entries(metadata).filter(([name]) => KEPT.test(name))),
+    null,
+    2,
+  );
+
 /**
  * A path beside `path` for a file being written, renamed onto `path` once whole. Short: a key
  * segment of up to 200 bytes is a file name of its own (long-names.ts), and its longest
@@ -89,13 +97,9 @@ export async function replaceObject(
   const objectPath = store.getResourcePath(bucket, key, 'object');
   const metadataPath = store.getResourcePath(bucket, key, 'metadata.json');
   const md5Path = store.getResourcePath(bucket, key, 'object.md5');
-  const kept = Object.fromEntries(Object.entries(metadata).filter(([name]) => KEPT.test(name)));
   const [metadataAside, md5Aside] = [aside(metadataPath), aside(md5Path)];
   try {
-    await Promise.all([
-      writeFile(metadataAside, JSON.stringify(kept, null, 2)),
-      writeFile(md5Aside, md5),
-    ]);
+    await Promise.all([writeFile(metadataAside, keptJson(metadata)), writeFile(md5Aside, md5)]);
     await Promise.all([rm(md5Path, { force: true }), rm(metadataPath, { force: true })]);
     await rename(bodyFile, objectPath);
     await rename(metadataAside, metadataPath);
@@ -112,8 +116,11 @@ async function md5Of(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** Streams `content` to a file beside bucket/key, hashing it; the file is the caller's. */
-async function writeAside(
+/**
+ * Streams `content` to a file beside bucket/key, counting and hashing it (MD5, hex); the file is
+ * the caller's. On a failure the file is removed and the error thrown.
+ */
+export async function writeAside(
   store: FileStore,
   bucket: string,
   key: string,
@@ -170,12 +177,8 @@ export function storeDurably(store: FileStore): void {
     };
   };
   store.putMetadata = async (bucket, key, metadata, md5) => {
-    const kept = Object.fromEntries(Object.entries(metadata).filter(([name]) => KEPT.test(name)));
     if (md5 !== undefined) await writeWhole(store.getResourcePath(bucket, key, 'object.md5'), md5);
-    await writeWhole(
-      store.getResourcePath(bucket, key, 'metadata.json'),
-      JSON.stringify(kept, null, 2),
-    );
+    await writeWhole(store.getResourcePath(bucket, key, 'metadata.json'), keptJson(metadata));
   };
   store.putObject = async (object) => {
     const { file, size, md5 } = await writeAside(store, object.bucket, object.key, object.content);

@@ -23,13 +23,12 @@
  * It binds 127.0.0.1 only.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import S3rver from 's3rver';
 import s3rverAccounts from 's3rver/lib/models/account.js';
 import { crc64nvme, crc64ToBase64 } from '#core/base/crc64.ts';
@@ -37,7 +36,7 @@ import { keyProblem, MAX_KEY_BYTES } from '#core/model/keys.ts';
 import type { S3Verdict } from '../iam/enforce.ts';
 import { accessKeyOf } from '../iam/principals.ts';
 import { createAwsChunkedDecoder, isAwsChunked } from './aws-chunked.ts';
-import { aside, type FileStore, replaceObject, storeDurably } from './durable.ts';
+import { type FileStore, replaceObject, storeDurably, writeAside } from './durable.ts';
 import { FileBucket } from './files.ts';
 import { KeyLocks } from './locks.ts';
 import { keyOfStored, storedSegment, storeLongSegments } from './long-names.ts';
@@ -656,32 +655,18 @@ async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean
   ) {
     return false;
   }
-  const objectPath = ctx.store.getResourcePath(bucket, key, 'object');
-  await mkdir(dirname(objectPath), { recursive: true });
-  const temporary = aside(objectPath);
-  const md5 = createHash('md5');
-  let received = 0;
+  let written: { file: string; size: number; md5: string };
   try {
-    await pipeline(
-      ctx.req,
-      new Transform({
-        transform(piece: Buffer, _encoding, done) {
-          md5.update(piece);
-          received += piece.length;
-          done(null, piece);
-        },
-      }),
-      createWriteStream(temporary),
-    );
+    written = await writeAside(ctx.store as unknown as FileStore, bucket, key, ctx.req);
   } catch (error) {
-    await rm(temporary, { force: true });
     if ((ctx.req as unknown as Readable).destroyed) {
       ctx.res.destroy(); // the client is gone: there is no one to answer
       return true;
     }
     throw error;
   }
-  if (received !== Number(declared)) {
+  const temporary = written.file;
+  if (written.size !== Number(declared)) {
     await rm(temporary, { force: true });
     sendError(
       ctx,
@@ -691,7 +676,7 @@ async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean
     );
     return true;
   }
-  const digest = md5.digest();
+  const digest = Buffer.from(written.md5, 'hex');
   // S3 checks a Content-MD5 the client sent; s3rver ignores it and would keep a corrupted body.
   const contentMd5 = header(ctx, 'content-md5');
   if (contentMd5 !== undefined && contentMd5 !== digest.toString('base64')) {
@@ -704,7 +689,7 @@ async function putObject(ctx: Ctx, bucket: string, key: string): Promise<boolean
     );
     return true;
   }
-  const etag = digest.toString('hex');
+  const etag = written.md5;
   const metadata: Record<string, string> = { 'content-type': 'binary/octet-stream' };
   for (const [name, value] of Object.entries(ctx.headers)) {
     if (typeof value !== 'string') continue;
